@@ -1,0 +1,1 @@
+//! The terminal client (placeholder until the client lands).

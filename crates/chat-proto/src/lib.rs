@@ -1,0 +1,19 @@
+//! The chat daemon's wire format, shared by the server and the client.
+//!
+//! [`codec`] frames client input into lines, [`sanitize`] decides what user
+//! text may contain, [`name`] what a valid and unique name is, [`theme`] the
+//! emoji and colours that mark speakers, [`render`] the lines the server
+//! sends, and [`terminal`] what the client lets through to a terminal.
+
+pub mod codec;
+pub mod name;
+pub mod render;
+pub mod sanitize;
+pub mod terminal;
+pub mod theme;
+
+pub use codec::{ChatCodec, DEFAULT_MAX_LINE, Frame};
+pub use name::{Name, NameError, NameKey};
+pub use render::Line;
+pub use sanitize::sanitize_text;
+pub use theme::{THEMES, Theme};

@@ -1,0 +1,173 @@
+//! User names: what a valid name is, and when two names are the same person.
+//!
+//! A [`Name`] is valid by construction: sanitised, 1 to [`MAX_NAME_CHARS`]
+//! characters of letters, digits and a little punctuation (no spaces, no
+//! symbols that could pose as server decoration), and not a reserved word
+//! that would let a user pass as the server. Two names clash when their
+//! [`NameKey`]s are equal: the key folds case and maps look-alike letters
+//! (a Cyrillic `а` and a Latin `a`) to one skeleton, following Unicode TR39.
+
+use std::fmt;
+
+use unicode_security::skeleton;
+
+use crate::sanitize::sanitize_text;
+
+/// Longest accepted name, in characters.
+pub const MAX_NAME_CHARS: usize = 32;
+
+/// Punctuation allowed in names besides letters and digits.
+const NAME_PUNCTUATION: &[char] = &['-', '_', '.', '\'', '[', ']', '{', '}', '|', '^', '`'];
+
+/// Names (compared by skeleton) that only the server may wear.
+const RESERVED: &[&str] = &[
+    "server", "admin", "administrator", "system", "root", "operator", "sysop", "moderator", "mod",
+    "console", "daemon", "chanserv", "nickserv", "service", "services", "everyone", "all", "me",
+    "you", "nobody", "anonymous",
+];
+
+/// Prefixes that only the server may use, so `server-bot` or `admin2` cannot
+/// pass for it either.
+const RESERVED_PREFIXES: &[&str] = &["server", "admin", "system", "sysop", "operator"];
+
+/// Why a proposed name was refused; the message is shown to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameError {
+    Empty,
+    TooLong,
+    HasSpace,
+    BadCharacter(char),
+    Reserved,
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => write!(f, "a name needs at least one visible character"),
+            Self::TooLong => write!(f, "a name has at most {MAX_NAME_CHARS} characters"),
+            Self::HasSpace => write!(f, "a name cannot contain spaces"),
+            Self::BadCharacter(c) => write!(
+                f,
+                "a name may hold letters, digits and - _ . ' [ ] {{ }} | ^ ` only, not {c:?}"
+            ),
+            Self::Reserved => write!(f, "that name is reserved for the server"),
+        }
+    }
+}
+
+impl std::error::Error for NameError {}
+
+/// A valid user name, as shown to others.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Name(String);
+
+/// The identity of a name for uniqueness: case-folded TR39 skeleton.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NameKey(String);
+
+impl Name {
+    /// Validates a name as typed by a user. Surrounding spaces are ignored;
+    /// everything else that sanitising would remove makes no difference.
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
+        let clean = sanitize_text(raw);
+        let name = clean.trim();
+        if name.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if name.chars().count() > MAX_NAME_CHARS {
+            return Err(NameError::TooLong);
+        }
+        if let Some(c) = name.chars().find(|c| !is_name_char(*c)) {
+            return Err(if c.is_whitespace() { NameError::HasSpace } else { NameError::BadCharacter(c) });
+        }
+        let name = Name(name.to_owned());
+        if is_reserved(&name.key()) {
+            return Err(NameError::Reserved);
+        }
+        Ok(name)
+    }
+
+    /// The key under which this name is unique.
+    pub fn key(&self) -> NameKey {
+        NameKey::of(&self.0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl NameKey {
+    /// The key of any text, so a lookup by what a user typed (`/msg BOB`) finds `bob`.
+    pub fn of(text: &str) -> Self {
+        let folded: String = skeleton(&text.to_lowercase()).collect();
+        NameKey(skeleton(&folded.to_lowercase()).collect())
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_alphanumeric() || NAME_PUNCTUATION.contains(&c) || is_combining_mark(c)
+}
+
+fn is_combining_mark(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    matches!(c.general_category(), GeneralCategory::NonspacingMark | GeneralCategory::SpacingMark)
+}
+
+fn is_reserved(key: &NameKey) -> bool {
+    let reserved = |word: &str| NameKey::of(word);
+    RESERVED.iter().any(|word| reserved(word) == *key)
+        || RESERVED_PREFIXES.iter().any(|prefix| key.0.starts_with(&reserved(prefix).0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_names() {
+        for name in ["alice", "Bob_2", "zoë", "李雷", "o'brien", "[afk]joe"] {
+            assert_eq!(Name::parse(name).expect(name).as_str(), name);
+        }
+        assert_eq!(Name::parse("  carol \r").expect("trimmed").as_str(), "carol");
+    }
+
+    #[test]
+    fn refuses_bad_names_with_a_reason() {
+        assert_eq!(Name::parse(""), Err(NameError::Empty));
+        assert_eq!(Name::parse("\u{202E}\u{200B}"), Err(NameError::Empty));
+        assert_eq!(Name::parse("two words"), Err(NameError::HasSpace));
+        assert_eq!(Name::parse(&"x".repeat(33)), Err(NameError::TooLong));
+        assert!(Name::parse(&"x".repeat(32)).is_ok());
+        assert_eq!(Name::parse("a:b"), Err(NameError::BadCharacter(':')));
+        assert_eq!(Name::parse("***"), Err(NameError::BadCharacter('*')));
+    }
+
+    #[test]
+    fn control_characters_vanish_before_validation() {
+        assert_eq!(Name::parse("al\x07ice").expect("valid").as_str(), "alice");
+    }
+
+    #[test]
+    fn reserved_names_and_lookalikes_are_refused() {
+        for name in ["server", "SERVER", "Admin", "system", "ѕуѕtеm", "server2", "admin-bot", "r00t"] {
+            assert_eq!(Name::parse(name), Err(NameError::Reserved), "{name}");
+        }
+    }
+
+    #[test]
+    fn keys_fold_case_and_lookalikes() {
+        let key = |s: &str| Name::parse(s).expect(s).key();
+        assert_eq!(key("alice"), key("ALICE"));
+        assert_eq!(key("alice"), key("\u{0430}lice")); // Cyrillic a
+        assert_eq!(key("paypal"), key("\u{0440}\u{0430}ypal"));
+        assert_ne!(key("alice"), key("alicia"));
+        assert_eq!(NameKey::of("Alice"), key("alice"));
+    }
+}

@@ -1,0 +1,1 @@
+//! Holds the workspace-level end-to-end tests and examples; the daemon and client live in `crates/`.
