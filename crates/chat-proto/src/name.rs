@@ -21,9 +21,27 @@ const NAME_PUNCTUATION: &[char] = &['-', '_', '.', '\'', '[', ']', '{', '}', '|'
 
 /// Names (compared by skeleton) that only the server may wear.
 const RESERVED: &[&str] = &[
-    "server", "admin", "administrator", "system", "root", "operator", "sysop", "moderator", "mod",
-    "console", "daemon", "chanserv", "nickserv", "service", "services", "everyone", "all", "me",
-    "you", "nobody", "anonymous",
+    "server",
+    "admin",
+    "administrator",
+    "system",
+    "root",
+    "operator",
+    "sysop",
+    "moderator",
+    "mod",
+    "console",
+    "daemon",
+    "chanserv",
+    "nickserv",
+    "service",
+    "services",
+    "everyone",
+    "all",
+    "me",
+    "you",
+    "nobody",
+    "anonymous",
 ];
 
 /// Prefixes that only the server may use, so `server-bot` or `admin2` cannot
@@ -78,7 +96,11 @@ impl Name {
             return Err(NameError::TooLong);
         }
         if let Some(c) = name.chars().find(|c| !is_name_char(*c)) {
-            return Err(if c.is_whitespace() { NameError::HasSpace } else { NameError::BadCharacter(c) });
+            return Err(if c.is_whitespace() {
+                NameError::HasSpace
+            } else {
+                NameError::BadCharacter(c)
+            });
         }
         let name = Name(name.to_owned());
         if is_reserved(&name.key()) {
@@ -117,13 +139,18 @@ fn is_name_char(c: char) -> bool {
 
 fn is_combining_mark(c: char) -> bool {
     use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
-    matches!(c.general_category(), GeneralCategory::NonspacingMark | GeneralCategory::SpacingMark)
+    matches!(
+        c.general_category(),
+        GeneralCategory::NonspacingMark | GeneralCategory::SpacingMark
+    )
 }
 
 fn is_reserved(key: &NameKey) -> bool {
     let reserved = |word: &str| NameKey::of(word);
     RESERVED.iter().any(|word| reserved(word) == *key)
-        || RESERVED_PREFIXES.iter().any(|prefix| key.0.starts_with(&reserved(prefix).0))
+        || RESERVED_PREFIXES
+            .iter()
+            .any(|prefix| key.0.starts_with(&reserved(prefix).0))
 }
 
 #[cfg(test)]
@@ -135,7 +162,10 @@ mod tests {
         for name in ["alice", "Bob_2", "zoë", "李雷", "o'brien", "[afk]joe"] {
             assert_eq!(Name::parse(name).expect(name).as_str(), name);
         }
-        assert_eq!(Name::parse("  carol \r").expect("trimmed").as_str(), "carol");
+        assert_eq!(
+            Name::parse("  carol \r").expect("trimmed").as_str(),
+            "carol"
+        );
     }
 
     #[test]
@@ -156,7 +186,16 @@ mod tests {
 
     #[test]
     fn reserved_names_and_lookalikes_are_refused() {
-        for name in ["server", "SERVER", "Admin", "system", "ѕуѕtеm", "server2", "admin-bot", "r00t"] {
+        for name in [
+            "server",
+            "SERVER",
+            "Admin",
+            "system",
+            "ѕуѕtеm",
+            "server2",
+            "admin-bot",
+            "r00t",
+        ] {
             assert_eq!(Name::parse(name), Err(NameError::Reserved), "{name}");
         }
     }

@@ -22,8 +22,8 @@ pub fn sanitize_text(text: &str) -> String {
         let kept = match c {
             '\t' => Some(' '),
             ZERO_WIDTH_JOINER => {
-                let joins_emoji =
-                    previous.is_some_and(is_pictograph) && chars.peek().is_some_and(|&n| is_pictograph(n));
+                let joins_emoji = previous.is_some_and(is_pictograph)
+                    && chars.peek().is_some_and(|&n| is_pictograph(n));
                 joins_emoji.then_some(c)
             }
             c if is_forbidden(c) => None,
@@ -53,7 +53,10 @@ pub fn is_forbidden(c: char) -> bool {
 /// Letters that render as nothing (Hangul fillers, the braille blank) and so
 /// make a name or message look empty or like another.
 fn is_invisible_filler(c: char) -> bool {
-    matches!(c, '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{2800}')
+    matches!(
+        c,
+        '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{2800}'
+    )
 }
 
 fn is_pictograph(c: char) -> bool {

@@ -1,14 +1,53 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The chat daemon as a library: `main.rs` parses flags and calls [`run`].
+//!
+//! Map: [`config`] (flags and limits), [`server`] (accept loops, admission,
+//! shutdown), [`connection`] (one task per client), [`room`] (names, themes,
+//! history, broadcast), [`command`] (what a user's line means), [`output`]
+//! (batched, time-bounded writes), [`throttle`] (the per-client rate),
+//! [`console`] (operator commands on stdin), [`socket`] (TCP options),
+//! [`logging`] (tracing setup).
+
+pub mod command;
+pub mod config;
+pub mod connection;
+pub mod console;
+pub mod logging;
+pub mod output;
+pub mod room;
+pub mod server;
+pub mod socket;
+pub mod throttle;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Config, Limits};
+pub use server::Context;
+
+/// Binds every `--listen` address, naming the one that fails.
+pub async fn bind_all(config: &Config) -> anyhow::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::with_capacity(config.listen.len());
+    for addr in &config.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+/// Runs the daemon on bound listeners until `shutdown` is cancelled.
+pub async fn run(
+    listeners: Vec<TcpListener>,
+    limits: Limits,
+    shutdown: CancellationToken,
+    console: bool,
+) {
+    let ctx = Arc::new(Context::new(limits, shutdown));
+    if console {
+        console::spawn(Arc::clone(&ctx));
     }
+    server::run(ctx, listeners).await;
 }

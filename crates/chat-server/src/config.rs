@@ -1,0 +1,189 @@
+//! Every command-line flag of the daemon, its default, and its environment
+//! variable. `Config` is parsed once in `main` and shared read-only.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Default address: loopback only, so a fresh install exposes nothing.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "chat-server",
+    version,
+    about = "A chat daemon over plain TCP: connect with chat-client, nc or telnet, pick a name, talk.",
+    long_about = None
+)]
+pub struct Config {
+    /// Address to listen on (IPv4 or IPv6, e.g. `0.0.0.0:7878`, `[::]:7878`); repeat for several.
+    #[arg(long = "listen", value_name = "ADDR", env = "CHAT_LISTEN", value_delimiter = ',',
+          default_value = DEFAULT_LISTEN)]
+    pub listen: Vec<SocketAddr>,
+
+    /// Most connections at once (named or not); one more is told the server is full.
+    #[arg(long, value_name = "N", env = "CHAT_MAX_CLIENTS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_clients: u32,
+
+    /// Longest accepted line in bytes; a longer one is discarded with a notice to its sender.
+    #[arg(long, value_name = "BYTES", env = "CHAT_MAX_LINE", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(16..=1_048_576))]
+    pub max_line: u32,
+
+    /// Lines per second each client may send; faster input is read more slowly, never dropped. 0 disables.
+    #[arg(long, value_name = "LINES", env = "CHAT_RATE", default_value_t = 10.0)]
+    pub rate: f64,
+
+    /// Lines a client may send at once before --rate applies.
+    #[arg(long, value_name = "LINES", env = "CHAT_BURST", default_value_t = 20)]
+    pub burst: u32,
+
+    /// Seconds a new connection has to choose a name before it is closed.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "CHAT_NAME_TIMEOUT",
+        default_value_t = 60.0
+    )]
+    pub name_timeout: f64,
+
+    /// Messages of recent history replayed to a user who joins. 0 disables.
+    #[arg(long, value_name = "N", env = "CHAT_HISTORY", default_value_t = 20)]
+    pub history: usize,
+
+    /// Lines the room keeps queued for a client that reads slowly; past that it skips ahead and is told how many it missed.
+    #[arg(long, value_name = "LINES", env = "CHAT_QUEUE", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(16..=1_048_576))]
+    pub queue: u32,
+
+    /// Seconds a client may accept no bytes at all while output waits for it before it is disconnected.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "CHAT_WRITE_TIMEOUT",
+        default_value_t = 30.0
+    )]
+    pub write_timeout: f64,
+
+    /// Send no ANSI colour to anyone (users may still turn colour off for themselves with /color off).
+    #[arg(long, env = "CHAT_NO_COLOR")]
+    pub no_color: bool,
+
+    /// Log format on stderr; the level comes from RUST_LOG (default `info`).
+    #[arg(long, value_enum, value_name = "FORMAT", env = "CHAT_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The limits a running server enforces, in the units the code uses.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_clients: usize,
+    pub max_line: usize,
+    /// Time between lines once the burst is spent; `None` when unthrottled.
+    pub line_interval: Option<Duration>,
+    pub burst: u32,
+    pub name_timeout: Duration,
+    pub history: usize,
+    pub queue: usize,
+    pub write_timeout: Duration,
+    pub color: bool,
+}
+
+impl Config {
+    /// Checks what clap cannot and converts to [`Limits`].
+    pub fn limits(&self) -> Result<Limits, String> {
+        let seconds = |flag: &str, value: f64| {
+            if value.is_finite() && value > 0.0 && value <= 86_400.0 * 365.0 {
+                Ok(Duration::from_secs_f64(value))
+            } else {
+                Err(format!(
+                    "--{flag} must be a positive number of seconds, not {value}"
+                ))
+            }
+        };
+        let line_interval = match self.rate {
+            0.0 => None,
+            r if r.is_finite() && r > 0.0 => Some(Duration::from_secs_f64(1.0 / r)),
+            r => {
+                return Err(format!(
+                    "--rate must be 0 (off) or a positive number of lines, not {r}"
+                ));
+            }
+        };
+        Ok(Limits {
+            max_clients: self.max_clients as usize,
+            max_line: self.max_line as usize,
+            line_interval,
+            burst: self.burst.max(1),
+            name_timeout: seconds("name-timeout", self.name_timeout)?,
+            history: self.history,
+            queue: self.queue as usize,
+            write_timeout: seconds("write-timeout", self.write_timeout)?,
+            color: !self.no_color,
+        })
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Config::parse_from(["chat-server"])
+            .limits()
+            .unwrap_or_else(|e| unreachable!("defaults are valid: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let config = Config::parse_from(["chat-server"]);
+        assert_eq!(
+            config.listen,
+            vec![DEFAULT_LISTEN.parse::<SocketAddr>().expect("valid")]
+        );
+        let limits = config.limits().expect("defaults are valid");
+        assert_eq!(limits.max_line, 4096);
+        assert_eq!(limits.history, 20);
+    }
+
+    #[test]
+    fn rate_zero_disables_throttling() {
+        let limits = Config::parse_from(["chat-server", "--rate", "0"])
+            .limits()
+            .expect("valid");
+        assert_eq!(limits.line_interval, None);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag_name() {
+        let err = Config::parse_from(["chat-server", "--name-timeout=-1"])
+            .limits()
+            .unwrap_err();
+        assert!(err.contains("--name-timeout"), "{err}");
+        assert!(Config::try_parse_from(["chat-server", "--listen", "nowhere"]).is_err());
+        assert!(Config::try_parse_from(["chat-server", "--max-clients", "0"]).is_err());
+    }
+
+    #[test]
+    fn listen_accepts_ipv6_and_repeats() {
+        let config = Config::parse_from([
+            "chat-server",
+            "--listen",
+            "127.0.0.1:1",
+            "--listen",
+            "[::1]:2",
+        ]);
+        assert_eq!(config.listen.len(), 2);
+        assert!(config.listen[1].is_ipv6());
+    }
+}

@@ -1,0 +1,548 @@
+//! One client, from greeting to goodbye.
+//!
+//! A connection is a single task: it asks for a name, joins the room, then
+//! `select!`s over the shutdown signal, direct messages (private lines,
+//! kicks), the room's broadcast queue and its own input. Output drains
+//! everything already queued into one write. Input is read no faster than
+//! `--rate` allows, so a flooder is slowed by TCP itself and loses nothing.
+//! A reader that falls more than `--queue` lines behind skips ahead and is
+//! told how many lines it missed; one that takes no bytes at all for
+//! `--write-timeout` is disconnected.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_proto::{ChatCodec, Frame, Line, Name, Theme, sanitize_text};
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
+use tracing::{debug, info};
+
+use crate::command::{self, HELP, Input};
+use crate::output::{Output, WriteError};
+use crate::room::{ConnId, Direct, Event, Member, Membership, RoomError, Stats};
+use crate::server::Context;
+use crate::throttle::Throttle;
+
+/// Initial read buffer: small, since most connections are idle most of the time.
+const READ_BUFFER: usize = 1024;
+/// How long a goodbye may take before the socket is simply dropped.
+const GOODBYE_GRACE: Duration = Duration::from_secs(2);
+/// How long to wait for the peer to close after we did, so our last line
+/// is not destroyed by a reset.
+const LINGER: Duration = Duration::from_secs(1);
+/// Attempts at a free `guest-NNNN` name before giving up.
+const GUEST_ATTEMPTS: usize = 50;
+
+/// How a session ended; decides the goodbye line, the leave notice and the log.
+#[derive(Debug)]
+enum End {
+    Quit(Option<String>),
+    Closed,
+    Lost(String),
+    Stalled,
+    Kicked(String),
+    Shutdown,
+    NameTimeout,
+    Http,
+}
+
+impl End {
+    fn goodbye(&self) -> Option<Line> {
+        Some(match self {
+            End::Quit(_) => Line::notice("Goodbye!"),
+            End::Kicked(reason) => {
+                Line::notice(&format!("You were removed by the operator: {reason}"))
+            }
+            End::Shutdown => Line::notice("The server is shutting down. Goodbye!"),
+            End::NameTimeout => Line::notice("Timed out waiting for a name. Goodbye!"),
+            End::Http => Line::plain(
+                "This is a chat server, not a web server: connect with chat-client, nc or telnet.",
+            ),
+            End::Closed | End::Lost(_) | End::Stalled => return None,
+        })
+    }
+
+    /// What the others read after the name: "alice left (bye)".
+    fn leave_notice(&self) -> String {
+        match self {
+            End::Quit(Some(reason)) => format!("left ({reason})"),
+            End::Quit(None) | End::Closed => "left".to_owned(),
+            End::Lost(_) => "lost connection".to_owned(),
+            End::Stalled => "was disconnected (not reading)".to_owned(),
+            End::Kicked(reason) => format!("was kicked ({reason})"),
+            End::Shutdown | End::NameTimeout | End::Http => "left".to_owned(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            End::Quit(reason) => format!("quit ({})", reason.as_deref().unwrap_or("no reason")),
+            End::Closed => "closed by peer".to_owned(),
+            End::Lost(error) => format!("lost: {error}"),
+            End::Stalled => "not reading, write timed out".to_owned(),
+            End::Kicked(reason) => format!("kicked: {reason}"),
+            End::Shutdown => "server shutdown".to_owned(),
+            End::NameTimeout => "no name in time".to_owned(),
+            End::Http => "HTTP request".to_owned(),
+        }
+    }
+}
+
+impl From<WriteError> for End {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Stalled => End::Stalled,
+            WriteError::Io(e) => End::Lost(e.to_string()),
+        }
+    }
+}
+
+/// A named user's state on this connection.
+struct Session {
+    name: Name,
+    theme: Theme,
+    events: tokio::sync::broadcast::Receiver<Arc<Event>>,
+    direct: tokio::sync::mpsc::Receiver<Direct>,
+    throttle: Throttle,
+}
+
+/// What a newcomer is shown once: who is here and what was said.
+struct Welcome {
+    others: Vec<Member>,
+    history: Vec<Arc<Event>>,
+}
+
+struct Connection<R, W> {
+    id: ConnId,
+    peer: SocketAddr,
+    ctx: Arc<Context>,
+    input: FramedRead<R, ChatCodec>,
+    output: Output<W>,
+}
+
+/// Runs one connection to its end. Never fails: every way out is logged.
+pub async fn serve<R, W>(ctx: Arc<Context>, id: ConnId, peer: SocketAddr, reader: R, writer: W)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let limits = &ctx.limits;
+    let input = FramedRead::with_capacity(reader, ChatCodec::new(limits.max_line), READ_BUFFER);
+    let output = Output::new(writer, limits.color, limits.write_timeout);
+    let mut connection = Connection {
+        id,
+        peer,
+        ctx: Arc::clone(&ctx),
+        input,
+        output,
+    };
+    info!(%peer, id, "connected");
+    let (name, end) = connection.run().await;
+    if let Some(name) = &name {
+        ctx.room.leave(id, &end.leave_notice());
+        info!(%peer, id, %name, reason = %end.describe(), "disconnected");
+    } else {
+        info!(%peer, id, reason = %end.describe(), "disconnected before choosing a name");
+    }
+    if matches!(end, End::Stalled) {
+        Stats::add(&ctx.room.stats.slow_disconnects, 1);
+    }
+    connection.goodbye(&end).await;
+}
+
+impl<R, W> Connection<R, W>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    async fn run(&mut self) -> (Option<Name>, End) {
+        let (mut session, welcome) = match self.choose_name().await {
+            Ok(joined) => joined,
+            Err(end) => return (None, end),
+        };
+        let end = match self.welcome(&session, welcome).await {
+            Ok(()) => self.chat(&mut session).await,
+            Err(end) => end,
+        };
+        (Some(session.name), end)
+    }
+
+    /// Greets, then reads lines until one is a name the room accepts.
+    async fn choose_name(&mut self) -> Result<(Session, Welcome), End> {
+        self.output
+            .push(&Line::notice("Welcome to the chat server!"));
+        self.output
+            .say(&Line::notice(
+                "What is your name? (letters and digits, no spaces)",
+            ))
+            .await?;
+        let deadline = Instant::now() + self.ctx.limits.name_timeout;
+        let mut first_line = true;
+        loop {
+            let raw = tokio::select! {
+                _ = self.ctx.shutdown.cancelled() => return Err(End::Shutdown),
+                frame = tokio::time::timeout_at(deadline, self.input.next()) => match frame {
+                    Err(_) => return Err(End::NameTimeout),
+                    Ok(frame) => self.line_or_end(frame).await?,
+                },
+            };
+            let Some(raw) = raw else { continue };
+            if std::mem::take(&mut first_line) && looks_like_http(&raw) {
+                return Err(End::Http);
+            }
+            let outcome = match raw.trim() {
+                "" => self.join_as_guest(),
+                typed => Name::parse(typed)
+                    .map_err(|e| e.to_string())
+                    .and_then(|name| {
+                        let joined = self.ctx.room.join(self.id, name.clone(), self.peer);
+                        joined.map(|m| (name, m)).map_err(|e| e.to_string())
+                    }),
+            };
+            match outcome {
+                Ok((name, membership)) => {
+                    info!(peer = %self.peer, id = self.id, %name, "named");
+                    let Membership {
+                        theme,
+                        others,
+                        history,
+                        events,
+                        direct,
+                    } = membership;
+                    let throttle =
+                        Throttle::new(self.ctx.limits.line_interval, self.ctx.limits.burst);
+                    let session = Session {
+                        name,
+                        theme,
+                        events,
+                        direct,
+                        throttle,
+                    };
+                    return Ok((session, Welcome { others, history }));
+                }
+                Err(reason) => {
+                    self.output
+                        .push(&Line::notice(&format!("Sorry, {reason}.")));
+                    self.output
+                        .say(&Line::notice("Choose another name:"))
+                        .await?;
+                }
+            }
+        }
+    }
+
+    fn join_as_guest(&self) -> Result<(Name, Membership), String> {
+        for _ in 0..GUEST_ATTEMPTS {
+            let number: u32 = rand::random_range(1000..10_000);
+            let Ok(name) = Name::parse(&format!("guest-{number}")) else {
+                continue;
+            };
+            match self.ctx.room.join(self.id, name.clone(), self.peer) {
+                Ok(membership) => return Ok((name, membership)),
+                Err(RoomError::NameTaken) => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err("no guest name is free; please type a name".to_owned())
+    }
+
+    /// Turns one read into a line (`None` for an overlong line, already answered)
+    /// or the end of the session.
+    async fn line_or_end(
+        &mut self,
+        frame: Option<Result<Frame, std::io::Error>>,
+    ) -> Result<Option<String>, End> {
+        match frame {
+            None => Err(End::Closed),
+            Some(Err(e)) => Err(End::Lost(e.to_string())),
+            Some(Ok(Frame::Line(line))) => Ok(Some(line)),
+            Some(Ok(Frame::TooLong { bytes })) => {
+                Stats::add(&self.ctx.room.stats.too_long, 1);
+                let limit = self.ctx.limits.max_line;
+                let notice = format!(
+                    "Your line ({bytes} bytes) was longer than {limit} bytes and was discarded."
+                );
+                self.output.say(&Line::notice(&notice)).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn welcome(&mut self, session: &Session, welcome: Welcome) -> Result<(), End> {
+        let Welcome { others, history } = welcome;
+        let Session { name, theme, .. } = session;
+        self.output.push(&Line::notice(&format!(
+            "Welcome, {name}! You are {} {}. Type /help for commands.",
+            theme.emoji, theme.colour
+        )));
+        self.output.push(&Line::notice(&online_line(&others)));
+        if !history.is_empty() {
+            self.output.push(&Line::notice("Recent messages:"));
+            for event in &history {
+                self.output.push(&event.line);
+            }
+        }
+        self.output.flush().await?;
+        Ok(())
+    }
+
+    async fn chat(&mut self, session: &mut Session) -> End {
+        loop {
+            let ready_at = session.throttle.ready_at();
+            let step = tokio::select! {
+                biased;
+                _ = self.ctx.shutdown.cancelled() => {
+                    self.drain_queued(&mut session.events);
+                    return End::Shutdown;
+                }
+                direct = session.direct.recv() => self.on_direct(direct).await,
+                event = session.events.recv() => self.on_events(event, &mut session.events).await,
+                frame = read_when_allowed(&mut self.input, ready_at) => {
+                    session.throttle.took_line();
+                    match self.line_or_end(frame).await {
+                        Ok(Some(line)) => self.on_line(session, &line).await,
+                        Ok(None) => Ok(()),
+                        Err(end) => Err(end),
+                    }
+                }
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    async fn on_direct(&mut self, direct: Option<Direct>) -> Result<(), End> {
+        match direct {
+            Some(Direct::Line(line)) => Ok(self.output.say(&line).await?),
+            Some(Direct::Kick { reason }) => Err(End::Kicked(reason)),
+            // The room holds the sender for as long as we are a member.
+            None => Err(End::Shutdown),
+        }
+    }
+
+    /// Writes the event and everything else already queued, in one batch.
+    async fn on_events(
+        &mut self,
+        first: Result<Arc<Event>, RecvError>,
+        events: &mut tokio::sync::broadcast::Receiver<Arc<Event>>,
+    ) -> Result<(), End> {
+        match first {
+            Ok(event) => self.push_event(&event),
+            Err(RecvError::Lagged(missed)) => self.push_missed(missed),
+            Err(RecvError::Closed) => return Err(End::Shutdown),
+        }
+        while !self.output.is_batch_full() {
+            match events.try_recv() {
+                Ok(event) => self.push_event(&event),
+                Err(TryRecvError::Lagged(missed)) => self.push_missed(missed),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+        Ok(self.output.flush().await?)
+    }
+
+    /// Queues what the room had already accepted, for the last flush at shutdown.
+    fn drain_queued(&mut self, events: &mut tokio::sync::broadcast::Receiver<Arc<Event>>) {
+        loop {
+            match events.try_recv() {
+                Ok(event) => self.push_event(&event),
+                Err(TryRecvError::Lagged(missed)) => self.push_missed(missed),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+    }
+
+    fn push_event(&mut self, event: &Event) {
+        if event.from != Some(self.id) {
+            self.output.push(&event.line);
+        }
+    }
+
+    fn push_missed(&mut self, missed: u64) {
+        Stats::add(&self.ctx.room.stats.missed, missed);
+        debug!(peer = %self.peer, id = self.id, missed, "slow reader skipped ahead");
+        self.output.push(&Line::notice(&format!(
+            "You missed {missed} messages: your connection is not keeping up."
+        )));
+    }
+
+    async fn on_line(&mut self, session: &mut Session, raw: &str) -> Result<(), End> {
+        let clean = sanitize_text(raw);
+        let text = clean.trim();
+        if text.is_empty() {
+            return Ok(());
+        }
+        match command::parse(text) {
+            Input::Message(message) => {
+                self.publish(Line::chat(&session.theme, &session.name, message))
+                    .await
+            }
+            Input::Me(action) => {
+                self.publish(Line::action(&session.theme, &session.name, action))
+                    .await
+            }
+            Input::Help => {
+                for line in HELP {
+                    self.output.push(&Line::plain(line));
+                }
+                Ok(self.output.flush().await?)
+            }
+            Input::Who => {
+                let members = self.ctx.room.who();
+                self.output
+                    .push(&Line::notice(&format!("{} online:", members.len())));
+                for member in members {
+                    let you = if member.name == session.name {
+                        " (you)"
+                    } else {
+                        ""
+                    };
+                    let entry = format!(
+                        "  {} {} ({}){you}",
+                        member.theme.emoji, member.name, member.theme.colour
+                    );
+                    self.output.push(&Line::plain(&entry));
+                }
+                Ok(self.output.flush().await?)
+            }
+            Input::Nick(new) => self.rename(session, new).await,
+            Input::Msg { to, text } => self.whisper(session, to, text).await,
+            Input::Color(Some(on)) => {
+                self.output.color = on;
+                let state = if on { "on" } else { "off" };
+                Ok(self
+                    .output
+                    .say(&Line::notice(&format!("Colour is {state}.")))
+                    .await?)
+            }
+            Input::Color(None) => {
+                let state = if self.output.color { "on" } else { "off" };
+                Ok(self
+                    .output
+                    .say(&Line::notice(&format!("Colour is {state}; /color on|off")))
+                    .await?)
+            }
+            Input::Quit(reason) => Err(End::Quit(reason.map(str::to_owned))),
+            Input::Usage(usage) => Ok(self
+                .output
+                .say(&Line::notice(&format!("Usage: {usage}")))
+                .await?),
+            Input::Unknown(command) => {
+                let hint = format!("Unknown command /{command}; type /help for the list.");
+                Ok(self.output.say(&Line::notice(&hint)).await?)
+            }
+        }
+    }
+
+    async fn publish(&mut self, line: Line) -> Result<(), End> {
+        let others = self.ctx.room.publish(
+            Event {
+                from: Some(self.id),
+                line,
+            },
+            true,
+        );
+        Stats::add(&self.ctx.room.stats.messages, 1);
+        if others == 0 {
+            let alone = "You are alone here: nobody else received that.";
+            self.output.say(&Line::notice(alone)).await?;
+        }
+        // Let the connections that must deliver this run before we publish more.
+        tokio::task::consume_budget().await;
+        Ok(())
+    }
+
+    async fn rename(&mut self, session: &mut Session, new: &str) -> Result<(), End> {
+        let reply = match Name::parse(new) {
+            Err(e) => format!("Sorry, {e}."),
+            Ok(name) => match self.ctx.room.rename(self.id, name.clone()) {
+                Ok(old) => {
+                    info!(peer = %self.peer, id = self.id, %old, new = %name, "renamed");
+                    session.name = name;
+                    format!("You are now known as {}.", session.name)
+                }
+                Err(e) => format!("Sorry, {e}."),
+            },
+        };
+        Ok(self.output.say(&Line::notice(&reply)).await?)
+    }
+
+    async fn whisper(&mut self, session: &Session, to: &str, text: &str) -> Result<(), End> {
+        let line = Line::private(&session.theme, &session.name, text);
+        let reply = match self.ctx.room.send_direct(to, Direct::Line(line)) {
+            Ok(member) => Line::private_sent(&member.name, text),
+            Err(e) => Line::notice(&format!("Not delivered: {e}.")),
+        };
+        Ok(self.output.say(&reply).await?)
+    }
+
+    /// Says goodbye when there is someone to say it to, closes our side, and
+    /// reads until the peer closes so the goodbye is not lost to a reset.
+    async fn goodbye(&mut self, end: &End) {
+        if let Some(line) = end.goodbye() {
+            self.output.push(&line);
+        }
+        if matches!(end, End::Lost(_) | End::Stalled) {
+            return;
+        }
+        self.output.close(GOODBYE_GRACE).await;
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Some(Ok(_)) = self.input.next().await {}
+        })
+        .await;
+    }
+}
+
+/// Waits for the rate limit, then for the next frame. Cancel-safe: dropping it
+/// loses neither a frame nor a token.
+async fn read_when_allowed<R: AsyncRead + Unpin>(
+    input: &mut FramedRead<R, ChatCodec>,
+    ready_at: Option<Instant>,
+) -> Option<Result<Frame, std::io::Error>> {
+    if let Some(at) = ready_at {
+        tokio::time::sleep_until(at).await;
+    }
+    input.next().await
+}
+
+fn online_line(others: &[Member]) -> String {
+    if others.is_empty() {
+        return "Nobody else is here yet.".to_owned();
+    }
+    let names: Vec<String> = others
+        .iter()
+        .map(|m| format!("{} {}", m.theme.emoji, m.name))
+        .collect();
+    format!("Online: {}", names.join(", "))
+}
+
+/// A first line like `GET / HTTP/1.1`: a browser or HTTP client that found our port.
+fn looks_like_http(line: &str) -> bool {
+    let mut parts = line.split_whitespace();
+    let (Some(method), Some(_target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    method.len() <= 10
+        && method.bytes().all(|b| b.is_ascii_uppercase())
+        && version.starts_with("HTTP/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_http_request_lines() {
+        assert!(looks_like_http("GET / HTTP/1.1"));
+        assert!(looks_like_http("POST /x HTTP/1.0"));
+        assert!(!looks_like_http("alice"));
+        assert!(!looks_like_http("get / http/1.1"));
+        assert!(!looks_like_http("GET lost HTTPS"));
+    }
+}
