@@ -1,0 +1,212 @@
+//! The daemon as an operator runs it: limits, slow readers, console,
+//! signals, logs. Real binary, real sockets.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Client, Server, strip_ansi};
+
+#[tokio::test]
+async fn one_client_over_max_clients_is_refused_with_a_line() {
+    let server = Server::start(&["--max-clients", "2"]);
+    let _alice = Client::named(server.addr, "alice").await;
+    let _bob = Client::named(server.addr, "bob").await;
+    let mut carol = Client::connect(server.addr).await;
+    let lines = carol.until_closed().await;
+    assert!(lines.iter().any(|l| l.contains("server is full")), "{lines:?}");
+}
+
+#[tokio::test]
+async fn sigterm_tells_every_client_and_exits_zero() {
+    let mut server = Server::start(&[]);
+    let mut alice = Client::named(server.addr, "alice").await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    let mut unnamed = Client::connect(server.addr).await;
+    unnamed.expect_line(|l| l.contains("name")).await;
+    alice.send("last words").await;
+    bob.expect_line(|l| l.contains("last words")).await;
+    server.signal(libc::SIGTERM);
+    for client in [&mut alice, &mut bob, &mut unnamed] {
+        let lines = client.until_closed().await;
+        assert!(lines.iter().any(|l| l.contains("shutting down")), "{lines:?}");
+    }
+    let (status, _) = server.wait_exit(Duration::from_secs(5));
+    assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test]
+async fn sigint_shuts_down_gracefully_too() {
+    let mut server = Server::start(&[]);
+    let mut alice = Client::named(server.addr, "alice").await;
+    server.signal(libc::SIGINT);
+    let lines = alice.until_closed().await;
+    assert!(lines.iter().any(|l| l.contains("shutting down")), "{lines:?}");
+    assert!(server.wait_exit(Duration::from_secs(5)).0.success());
+}
+
+#[tokio::test]
+async fn end_of_stdin_does_not_stop_the_daemon() {
+    let mut server = Server::start(&[]);
+    server.close_stdin();
+    let mut alice = Client::named(server.addr, "alice").await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    alice.send("still serving").await;
+    bob.expect_line(|l| l.contains("still serving")).await;
+    assert!(server.is_running());
+}
+
+#[tokio::test]
+async fn console_who_say_kick_stats_and_quit() {
+    let mut server = Server::start(&[]);
+    let mut alice = Client::named(server.addr, "alice").await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    server.console_command("/who");
+    server.console.wait_for("who output", |l| l.contains("bob") && l.contains("127.0.0.1"));
+    server.console_command("/say maintenance at noon");
+    let said = strip_ansi(&alice.expect_line(|l| l.contains("maintenance")).await);
+    assert!(said.contains("server: maintenance at noon"), "{said}");
+    server.console_command("/kick bob spamming");
+    let bob_lines = bob.until_closed().await;
+    assert!(bob_lines.iter().any(|l| l.contains("removed") && l.contains("spamming")), "{bob_lines:?}");
+    alice.expect_line(|l| l.contains("bob was kicked (spamming)")).await;
+    server.console_command("/stats");
+    server.console.wait_for("stats output", |l| l.contains("uptime") && l.contains("users 1"));
+    server.console_command("exit");
+    let lines = alice.until_closed().await;
+    assert!(lines.iter().any(|l| l.contains("shutting down")), "{lines:?}");
+    assert!(server.wait_exit(Duration::from_secs(5)).0.success());
+}
+
+#[tokio::test]
+async fn a_reader_that_never_reads_slows_nobody_and_is_told_what_it_missed() {
+    let server = Server::start(&["--rate", "0", "--queue", "64"]);
+    let mut slow = Client::named(server.addr, "slow").await;
+    let mut alice = Client::named(server.addr, "alice").await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    alice.expect_line(|l| l.contains("bob joined")).await;
+    // Enough to fill the slow reader's socket buffers many times over.
+    let filler = "x".repeat(200);
+    let total = 30_000;
+    let sender = tokio::spawn(async move {
+        let mut batch = String::new();
+        for i in 0..total {
+            batch.push_str(&format!("{i} {filler}\n"));
+            if batch.len() > 60_000 {
+                alice.send_raw(batch.as_bytes()).await;
+                batch.clear();
+            }
+        }
+        alice.send_raw(batch.as_bytes()).await;
+        alice
+    });
+    let mut next = 0;
+    while next < total {
+        let line = bob.next_line().await.expect("bob keeps receiving");
+        let plain = strip_ansi(&line);
+        if let Some(text) = plain.split("alice: ").nth(1) {
+            let number: usize = text.split(' ').next().and_then(|n| n.parse().ok()).expect("numbered");
+            assert_eq!(number, next, "bob lost or reordered a line");
+            next += 1;
+        }
+    }
+    let _alice = sender.await.expect("sender finished");
+    let missed = slow.expect_line(|l| l.contains("You missed")).await;
+    assert!(missed.contains("messages"), "{missed}");
+}
+
+#[tokio::test]
+async fn a_client_that_accepts_no_bytes_is_disconnected_after_the_write_timeout() {
+    let server = Server::start(&["--rate", "0", "--queue", "16", "--write-timeout", "1"]);
+    let _stalled = Client::named(server.addr, "stalled").await;
+    let mut alice = Client::named(server.addr, "alice").await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    let filler = "y".repeat(1000);
+    // Keep the room busy until the stalled reader is dropped; bounded.
+    let mut gone = false;
+    for round in 0..2_000 {
+        let batch: String = (0..50).map(|i| format!("{round}-{i} {filler}\n")).collect();
+        alice.send_raw(batch.as_bytes()).await;
+        let lines = bob.lines_until(|l| l.contains(&format!("{round}-49 "))).await;
+        if lines.iter().any(|l| l.contains("stalled was disconnected")) {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the stalled reader was never disconnected");
+    server.log.wait_for("slow disconnect log", |l| l.contains("stalled") && l.contains("write timed out"));
+}
+
+#[tokio::test]
+async fn rate_limit_slows_a_flooder_without_dropping_lines() {
+    let server = Server::start(&["--rate", "50", "--burst", "5"]);
+    let mut alice = Client::named(server.addr, "alice").await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    let batch: String = (0..60).map(|i| format!("line {i}\n")).collect();
+    alice.send_raw(batch.as_bytes()).await;
+    for i in 0..60 {
+        let line = strip_ansi(&bob.expect_line(|l| l.contains("alice: line")).await);
+        assert!(line.ends_with(&format!("line {i}")), "expected line {i}, got {line}");
+    }
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_name_timeout() {
+    let server = Server::start(&["--name-timeout", "0.5"]);
+    let mut silent = Client::connect(server.addr).await;
+    let lines = silent.until_closed().await;
+    assert!(lines.iter().any(|l| l.contains("Timed out")), "{lines:?}");
+    let mut alice = Client::named(server.addr, "alice").await;
+    alice.send("/who").await;
+    alice.expect_line(|l| l.contains("1 online")).await;
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let server = Server::start(&["--log-format", "json"]);
+    let _alice = Client::named(server.addr, "alice").await;
+    let named = server.log.wait_for("named log", |l| l.contains("\"named\""));
+    assert!(named.starts_with('{') && named.ends_with('}'), "{named}");
+    assert!(named.contains("\"name\":\"alice\""), "{named}");
+}
+
+#[tokio::test]
+async fn listens_on_several_addresses_including_ipv6() {
+    let server = Server::start(&["--listen", "127.0.0.1:0", "--listen", "[::1]:0"]);
+    let v6 = server.log.wait_for("ipv6 listener", |l| l.contains("listening") && l.contains("[::1]"));
+    let addr = support::listening_addr(&v6);
+    let mut alice = Client::named(server.addr, "alice").await;
+    let mut bob = Client::named(addr, "bob").await;
+    bob.send("over ipv6").await;
+    alice.expect_line(|l| l.contains("over ipv6")).await;
+}
+
+#[test]
+fn help_describes_every_flag() {
+    let output = std::process::Command::new(support::bin_path("chat-server"))
+        .arg("--help")
+        .output()
+        .expect("chat-server --help runs");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "--listen", "--max-clients", "--max-line", "--rate", "--name-timeout", "--history", "--queue",
+        "--write-timeout", "--no-color", "--log-format",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let output = std::process::Command::new(support::bin_path("chat-server"))
+        .args(["--listen", &addr.to_string()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("chat-server runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
+}

@@ -1,0 +1,298 @@
+//! Test support: start the real binaries and talk to them over real sockets.
+//!
+//! Top-level tests live in the root package, and `CARGO_BIN_EXE_*` only
+//! names binaries of the same package, so [`bin_path`] builds the workspace
+//! binaries once per test process with the cargo that runs the tests (a
+//! no-op when they are fresh) and returns their path in the same target
+//! directory. Every wait has a deadline ([`WAIT`]); a test that would hang
+//! fails with what it saw instead.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// The longest any single expected event may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Path of a workspace binary (`chat-server`, `chat-client`), built if needed.
+pub fn bin_path(name: &str) -> PathBuf {
+    static PROFILE_DIR: OnceLock<PathBuf> = OnceLock::new();
+    PROFILE_DIR.get_or_init(build_binaries).join(name)
+}
+
+fn build_binaries() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    // target/<profile>/deps/<test> -> target/<profile>
+    let profile_dir = exe.parent().and_then(Path::parent).expect("test binary in target/<profile>/deps");
+    let target_dir = profile_dir.parent().expect("profile dir inside the target dir");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.args(["build", "--quiet", "--bins", "-p", "chat-server", "-p", "chat-client"]);
+    command.arg("--target-dir").arg(target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        command.arg("--release");
+    }
+    let status = command.status().expect("cargo runs");
+    assert!(status.success(), "building the binaries failed: {status}");
+    profile_dir.to_path_buf()
+}
+
+/// Lines a child process wrote to one of its streams, shared with a reader thread.
+#[derive(Clone, Default)]
+pub struct Captured {
+    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl Captured {
+    fn follow(stream: impl std::io::Read + Send + 'static) -> Self {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                let (lines, changed) = &*sink.lines;
+                lines.lock().expect("capture lock").push(line);
+                changed.notify_all();
+            }
+        });
+        captured
+    }
+
+    /// Waits until a line matches, returning it; panics with all lines after [`WAIT`].
+    pub fn wait_for(&self, what: &str, matches: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        let (lines, changed) = &*self.lines;
+        let mut guard = lines.lock().expect("capture lock");
+        loop {
+            if let Some(line) = guard.iter().find(|l| matches(l)) {
+                return line.clone();
+            }
+            let now = Instant::now();
+            assert!(now < deadline, "timed out waiting for {what}; got:\n{}", guard.join("\n"));
+            guard = changed.wait_timeout(guard, deadline - now).expect("capture lock").0;
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<String> {
+        self.lines.0.lock().expect("capture lock").clone()
+    }
+}
+
+/// A `chat-server` process on a free loopback port, killed when dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub log: Captured,
+    pub console: Captured,
+}
+
+impl Server {
+    /// Starts `chat-server --listen 127.0.0.1:0 ARGS...` and waits until it listens.
+    pub fn start(args: &[&str]) -> Server {
+        Self::start_with(args, |_| {})
+    }
+
+    /// Like [`Server::start`], letting the caller adjust the command (limits, env).
+    pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Server {
+        let mut command = Command::new(bin_path("chat-server"));
+        if !args.iter().any(|a| a.starts_with("--listen")) {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        command.args(args).env("RUST_LOG", "info").env_remove("NO_COLOR");
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        adjust(&mut command);
+        let mut child = command.spawn().expect("chat-server starts");
+        let log = Captured::follow(child.stderr.take().expect("stderr piped"));
+        let console = Captured::follow(child.stdout.take().expect("stdout piped"));
+        let stdin = child.stdin.take();
+        let listening = log.wait_for("the listening log line", |l| l.contains("listening"));
+        let addr = listening_addr(&listening);
+        Server { addr, child, stdin, log, console }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Types a line on the operator console.
+    pub fn console_command(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("console stdin still open");
+        writeln!(stdin, "{line}").expect("console accepts input");
+        stdin.flush().expect("console input flushed");
+    }
+
+    /// Ends the console's input, as /dev/null or a closed terminal would.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "signal delivered");
+    }
+
+    /// Waits for the process to exit, returning its status and how long it took.
+    pub fn wait_exit(&mut self, within: Duration) -> (std::process::ExitStatus, Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                return (status, start.elapsed());
+            }
+            assert!(start.elapsed() < within, "chat-server still running after {within:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("child status").is_none()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The address in a `listening` log line, text (`addr=...`) or JSON (`"addr":"..."`).
+pub fn listening_addr(line: &str) -> SocketAddr {
+    line.split("addr=")
+        .nth(1)
+        .or_else(|| line.split("\"addr\":\"").nth(1))
+        .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '"').next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
+/// A raw TCP user, as `nc` would be: writes lines, reads `\r\n` lines.
+pub struct Client {
+    reader: AsyncBufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    /// Every line received so far, without its line ending.
+    pub seen: Vec<String>,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("server accepts");
+        let (reader, writer) = stream.into_split();
+        Client { reader: AsyncBufReader::new(reader), writer, seen: Vec::new() }
+    }
+
+    /// Connects, answers the name prompt, and waits for the welcome.
+    pub async fn named(addr: SocketAddr, name: &str) -> Client {
+        let mut client = Client::connect(addr).await;
+        client.name_as(name).await;
+        client
+    }
+
+    pub async fn name_as(&mut self, name: &str) {
+        self.expect_line(|l| l.contains("name")).await;
+        self.send(name).await;
+        self.expect_line(|l| l.contains("Welcome,")).await;
+    }
+
+    pub async fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\n").as_bytes()).await;
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        tokio::time::timeout(WAIT, self.writer.write_all(bytes))
+            .await
+            .expect("write in time")
+            .expect("server takes the bytes");
+    }
+
+    /// The next line exactly as sent, line ending included; `None` at end of stream.
+    pub async fn read_raw_line(&mut self) -> Option<Vec<u8>> {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(WAIT, self.reader.read_until(b'\n', &mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no line within {WAIT:?}; seen so far: {:#?}", self.seen));
+        match read {
+            Ok(0) | Err(_) => None,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_owned();
+                self.seen.push(text);
+                Some(buf)
+            }
+        }
+    }
+
+    /// The next line without its ending; `None` at end of stream.
+    pub async fn next_line(&mut self) -> Option<String> {
+        self.read_raw_line().await?;
+        self.seen.last().cloned()
+    }
+
+    /// Reads until a line matches and returns it; panics on timeout or close.
+    pub async fn expect_line(&mut self, matches: impl Fn(&str) -> bool) -> String {
+        self.lines_until(matches).await.pop().expect("at least the matching line")
+    }
+
+    /// Every line up to and including the first that matches.
+    pub async fn lines_until(&mut self, matches: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            match self.next_line().await {
+                Some(line) => {
+                    let done = matches(&line);
+                    lines.push(line);
+                    if done {
+                        return lines;
+                    }
+                }
+                None => panic!("connection closed before the expected line; seen: {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Reads until the server closes the connection (within [`WAIT`]); returns the lines.
+    pub async fn until_closed(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Some(line) = self.next_line().await {
+            lines.push(line);
+        }
+        lines
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.writer.local_addr().expect("socket has an address")
+    }
+}
+
+/// `text` without ANSI escape sequences, for asserting on content.
+pub fn strip_ansi(text: &str) -> String {
+    chat_proto::terminal::strip_escapes(text)
+}
+
+/// A round trip through the server: `from` says a unique line and `to` waits
+/// for it. Everything `to` saw before that line is returned, which proves
+/// what did *not* arrive earlier without sleeping.
+pub async fn barrier(from: &mut Client, to: &mut Client) -> Vec<String> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let token = format!("barrier-{}", COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    from.send(&token).await;
+    let mut lines = to.lines_until(|l| l.contains(&token)).await;
+    lines.pop();
+    lines
+}
