@@ -68,7 +68,10 @@ async fn console_who_say_kick_stats_and_quit() {
     assert!(said.contains("server: maintenance at noon"), "{said}");
     server.console_command("/kick bob spamming");
     let bob_lines = bob.until_closed().await;
-    assert!(bob_lines.iter().any(|l| l.contains("removed") && l.contains("spamming")), "{bob_lines:?}");
+    assert!(
+        bob_lines.iter().any(|l| l.contains("removed") && l.contains("spamming")),
+        "{bob_lines:?}"
+    );
     alice.expect_line(|l| l.contains("bob was kicked (spamming)")).await;
     server.console_command("/stats");
     server.console.wait_for("stats output", |l| l.contains("uptime") && l.contains("users 1"));
@@ -105,7 +108,8 @@ async fn a_reader_that_never_reads_slows_nobody_and_is_told_what_it_missed() {
         let line = bob.next_line().await.expect("bob keeps receiving");
         let plain = strip_ansi(&line);
         if let Some(text) = plain.split("alice: ").nth(1) {
-            let number: usize = text.split(' ').next().and_then(|n| n.parse().ok()).expect("numbered");
+            let number: usize =
+                text.split(' ').next().and_then(|n| n.parse().ok()).expect("numbered");
             assert_eq!(number, next, "bob lost or reordered a line");
             next += 1;
         }
@@ -134,7 +138,9 @@ async fn a_client_that_accepts_no_bytes_is_disconnected_after_the_write_timeout(
         }
     }
     assert!(gone, "the stalled reader was never disconnected");
-    server.log.wait_for("slow disconnect log", |l| l.contains("stalled") && l.contains("write timed out"));
+    server.log.wait_for("slow disconnect log", |l| {
+        l.contains("stalled") && l.contains("write timed out")
+    });
 }
 
 #[tokio::test]
@@ -173,7 +179,8 @@ async fn json_logs_are_one_object_per_line() {
 #[tokio::test]
 async fn listens_on_several_addresses_including_ipv6() {
     let server = Server::start(&["--listen", "127.0.0.1:0", "--listen", "[::1]:0"]);
-    let v6 = server.log.wait_for("ipv6 listener", |l| l.contains("listening") && l.contains("[::1]"));
+    let v6 =
+        server.log.wait_for("ipv6 listener", |l| l.contains("listening") && l.contains("[::1]"));
     let addr = support::listening_addr(&v6);
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(addr, "bob").await;
@@ -190,8 +197,16 @@ fn help_describes_every_flag() {
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
     for flag in [
-        "--listen", "--max-clients", "--max-line", "--rate", "--name-timeout", "--history", "--queue",
-        "--write-timeout", "--no-color", "--log-format",
+        "--listen",
+        "--max-clients",
+        "--max-line",
+        "--rate",
+        "--name-timeout",
+        "--history",
+        "--queue",
+        "--write-timeout",
+        "--no-color",
+        "--log-format",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
@@ -209,4 +224,36 @@ fn a_port_in_use_is_a_clear_error() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
+}
+
+#[tokio::test]
+async fn joins_in_a_busy_room_are_gathered_into_few_notices() {
+    let server = Server::start(&["--max-clients", "200"]);
+    let mut observer = Client::named(server.addr, "observer").await;
+    let joiners = 80;
+    let mut tasks = Vec::new();
+    for i in 0..joiners {
+        let addr = server.addr;
+        tasks.push(tokio::spawn(async move { Client::named(addr, &format!("joiner{i}")).await }));
+    }
+    let mut users = Vec::new();
+    for task in tasks {
+        users.push(task.await.expect("joined"));
+    }
+    let mut accounted = 0;
+    let mut notices = 0;
+    while accounted < joiners {
+        let line = strip_ansi(&observer.expect_line(|l| l.contains("joined")).await);
+        notices += 1;
+        accounted += line.matches(" joined").count() - usize::from(line.contains("more joined"));
+        if let Some(more) = line
+            .split(" and ")
+            .last()
+            .and_then(|rest| rest.strip_suffix(" more joined or left (/who lists everyone)"))
+        {
+            accounted += more.parse::<usize>().expect("a count of the others");
+        }
+    }
+    assert_eq!(accounted, joiners, "every join accounted for exactly once");
+    assert!(notices < joiners, "{notices} notices for {joiners} joins: nothing was gathered");
 }

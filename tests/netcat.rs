@@ -25,7 +25,11 @@ impl Tool {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("`{program}` must be installed for this test (scripts/test installs it): {e}"));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "`{program}` must be installed for this test (scripts/test installs it): {e}"
+                )
+            });
         let stdout = child.stdout.take().expect("stdout piped");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {

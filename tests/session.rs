@@ -67,7 +67,8 @@ async fn leaving_is_announced_and_logged_with_the_peer_address() {
     let bob_addr = bob.local_addr();
     drop(bob);
     alice.expect_line(|l| l.contains("bob left")).await;
-    let log = server.log.wait_for("disconnect log", |l| l.contains("disconnected") && l.contains("bob"));
+    let log =
+        server.log.wait_for("disconnect log", |l| l.contains("disconnected") && l.contains("bob"));
     assert!(log.contains(&bob_addr.to_string()), "peer address in {log:?}");
 
     let mut carol = Client::named(server.addr, "carol").await;
@@ -163,7 +164,10 @@ async fn history_is_replayed_to_newcomers_in_order() {
     carol.expect_line(|l| l.contains("Recent messages")).await;
     let replay = [carol.next_line().await, carol.next_line().await];
     let replay: Vec<String> = replay.into_iter().map(|l| strip_ansi(&l.expect("line"))).collect();
-    assert!(replay[0].ends_with("alice: second") && replay[1].ends_with("alice: third"), "{replay:?}");
+    assert!(
+        replay[0].ends_with("alice: second") && replay[1].ends_with("alice: third"),
+        "{replay:?}"
+    );
     assert!(!carol.seen.iter().any(|l| l.contains("first")), "{:?}", carol.seen);
 }
 
@@ -186,7 +190,8 @@ async fn who_lists_names_with_themes() {
     alice.expect_line(|l| l.contains("bob joined")).await;
     alice.send("/who").await;
     alice.expect_line(|l| l.contains("2 online")).await;
-    let entries = [alice.next_line().await.expect("entry"), alice.next_line().await.expect("entry")];
+    let entries =
+        [alice.next_line().await.expect("entry"), alice.next_line().await.expect("entry")];
     assert!(entries[0].contains("alice") && entries[0].contains("(you)"), "{entries:?}");
     assert!(entries[1].contains("bob") && !entries[1].is_ascii(), "theme emoji: {entries:?}");
 }
@@ -246,7 +251,8 @@ async fn color_off_removes_every_escape_byte_for_that_connection() {
     bob.expect_line(|l| l.contains("plain please")).await;
     bob.send("/who").await;
     bob.expect_line(|l| l.contains("bob (")).await;
-    let after: Vec<&String> = bob.seen.iter().skip_while(|l| !l.contains("Colour is off")).collect();
+    let after: Vec<&String> =
+        bob.seen.iter().skip_while(|l| !l.contains("Colour is off")).collect();
     assert!(after.iter().all(|l| !l.contains('\x1b')), "ESC after /color off: {after:?}");
 }
 

@@ -31,7 +31,10 @@ async fn escape_sequences_controls_and_bidi_never_reach_others() {
     assert!(!inner.contains('\x1b'), "{inner:?}");
     for c in inner.chars() {
         assert!(!c.is_control(), "control {c:?} in {inner:?}");
-        assert!(!matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200B}' | '\u{2028}' | '\u{FEFF}'), "{c:?}");
+        assert!(
+            !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200B}' | '\u{2028}' | '\u{FEFF}'),
+            "{c:?}"
+        );
     }
     assert!(inner.ends_with("alice: x[2J]0;title31mgnp.exeend"), "{inner:?}");
 }
@@ -53,7 +56,10 @@ async fn invalid_utf8_is_replaced_and_the_connection_stays_up() {
     let mut bob = Client::named(server.addr, "bob").await;
     alice.send_raw(b"caf\xe9 \xff\xfe ok\n").await;
     let line = bob.expect_line(|l| l.contains("caf")).await;
-    assert!(strip_ansi(&line).ends_with("alice: caf\u{FFFD} ok") || line.contains('\u{FFFD}'), "{line:?}");
+    assert!(
+        strip_ansi(&line).ends_with("alice: caf\u{FFFD} ok") || line.contains('\u{FFFD}'),
+        "{line:?}"
+    );
     alice.send("still here").await;
     bob.expect_line(|l| l.contains("still here")).await;
 }
@@ -69,7 +75,11 @@ async fn telnet_negotiation_is_removed_from_names_and_text() {
     alice.expect_line(|l| l.contains("Welcome, alice")).await;
     alice.send_raw(b"hel\xff\xfa\x1f\x00\x50\x00\x18\xff\xf0lo\xff\xf1\r\n").await;
     let line = bob.expect_line(|l| l.contains("alice:")).await;
-    assert_eq!(content_bytes(&line).split(|&b| b == b' ').next_back(), Some(&b"hello"[..]), "{line:?}");
+    assert_eq!(
+        content_bytes(&line).split(|&b| b == b' ').next_back(),
+        Some(&b"hello"[..]),
+        "{line:?}"
+    );
 }
 
 #[tokio::test]

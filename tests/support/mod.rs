@@ -32,7 +32,8 @@ pub fn bin_path(name: &str) -> PathBuf {
 fn build_binaries() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary knows its path");
     // target/<profile>/deps/<test> -> target/<profile>
-    let profile_dir = exe.parent().and_then(Path::parent).expect("test binary in target/<profile>/deps");
+    let profile_dir =
+        exe.parent().and_then(Path::parent).expect("test binary in target/<profile>/deps");
     let target_dir = profile_dir.parent().expect("profile dir inside the target dir");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
@@ -261,7 +262,9 @@ impl Client {
                         return lines;
                     }
                 }
-                None => panic!("connection closed before the expected line; seen: {:#?}", self.seen),
+                None => {
+                    panic!("connection closed before the expected line; seen: {:#?}", self.seen)
+                }
             }
         }
     }

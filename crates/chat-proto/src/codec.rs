@@ -65,12 +65,7 @@ pub struct ChatCodec {
 impl ChatCodec {
     /// A codec that accepts lines of at most `max_line` bytes (at least 1).
     pub fn new(max_line: usize) -> Self {
-        Self {
-            max_line: max_line.max(1),
-            line: Vec::new(),
-            telnet: Telnet::Data,
-            discarded: 0,
-        }
+        Self { max_line: max_line.max(1), line: Vec::new(), telnet: Telnet::Data, discarded: 0 }
     }
 
     /// The line limit in bytes.
@@ -215,20 +210,14 @@ mod tests {
     #[test]
     fn accepts_lf_and_crlf() {
         let mut codec = ChatCodec::default();
-        assert_eq!(
-            decode_all(&mut codec, b"one\ntwo\r\nthree"),
-            vec![line("one"), line("two")]
-        );
+        assert_eq!(decode_all(&mut codec, b"one\ntwo\r\nthree"), vec![line("one"), line("two")]);
         assert_eq!(decode_all(&mut codec, b"\n"), vec![line("three")]);
     }
 
     #[test]
     fn invalid_utf8_becomes_replacement_character() {
         let mut codec = ChatCodec::default();
-        assert_eq!(
-            decode_all(&mut codec, b"a\xC3(b\n"),
-            vec![line("a\u{FFFD}(b")]
-        );
+        assert_eq!(decode_all(&mut codec, b"a\xC3(b\n"), vec![line("a\u{FFFD}(b")]);
     }
 
     #[test]
@@ -244,10 +233,7 @@ mod tests {
         let mut codec = ChatCodec::default();
         assert!(decode_all(&mut codec, b"hi\xFF").is_empty());
         assert!(decode_all(&mut codec, b"\xFD").is_empty());
-        assert_eq!(
-            decode_all(&mut codec, b"\x18there\n"),
-            vec![line("hithere")]
-        );
+        assert_eq!(decode_all(&mut codec, b"\x18there\n"), vec![line("hithere")]);
     }
 
     #[test]
@@ -273,24 +259,15 @@ mod tests {
     #[test]
     fn line_of_exactly_the_limit_passes_with_either_ending() {
         let mut codec = ChatCodec::new(4);
-        assert_eq!(
-            decode_all(&mut codec, b"abcd\r\nabcd\n"),
-            vec![line("abcd"), line("abcd")]
-        );
-        assert_eq!(
-            decode_all(&mut codec, b"abcde\n"),
-            vec![Frame::TooLong { bytes: 5 }]
-        );
+        assert_eq!(decode_all(&mut codec, b"abcd\r\nabcd\n"), vec![line("abcd"), line("abcd")]);
+        assert_eq!(decode_all(&mut codec, b"abcde\n"), vec![Frame::TooLong { bytes: 5 }]);
     }
 
     #[test]
     fn partial_line_at_eof_is_delivered() {
         let mut codec = ChatCodec::default();
         let mut buf = BytesMut::from(&b"bye"[..]);
-        assert_eq!(
-            codec.decode_eof(&mut buf).expect("no error"),
-            Some(line("bye"))
-        );
+        assert_eq!(codec.decode_eof(&mut buf).expect("no error"), Some(line("bye")));
         assert_eq!(codec.decode_eof(&mut buf).expect("no error"), None);
     }
 

@@ -139,18 +139,13 @@ fn is_name_char(c: char) -> bool {
 
 fn is_combining_mark(c: char) -> bool {
     use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
-    matches!(
-        c.general_category(),
-        GeneralCategory::NonspacingMark | GeneralCategory::SpacingMark
-    )
+    matches!(c.general_category(), GeneralCategory::NonspacingMark | GeneralCategory::SpacingMark)
 }
 
 fn is_reserved(key: &NameKey) -> bool {
     let reserved = |word: &str| NameKey::of(word);
     RESERVED.iter().any(|word| reserved(word) == *key)
-        || RESERVED_PREFIXES
-            .iter()
-            .any(|prefix| key.0.starts_with(&reserved(prefix).0))
+        || RESERVED_PREFIXES.iter().any(|prefix| key.0.starts_with(&reserved(prefix).0))
 }
 
 #[cfg(test)]
@@ -162,10 +157,7 @@ mod tests {
         for name in ["alice", "Bob_2", "zoë", "李雷", "o'brien", "[afk]joe"] {
             assert_eq!(Name::parse(name).expect(name).as_str(), name);
         }
-        assert_eq!(
-            Name::parse("  carol \r").expect("trimmed").as_str(),
-            "carol"
-        );
+        assert_eq!(Name::parse("  carol \r").expect("trimmed").as_str(), "carol");
     }
 
     #[test]
@@ -186,16 +178,9 @@ mod tests {
 
     #[test]
     fn reserved_names_and_lookalikes_are_refused() {
-        for name in [
-            "server",
-            "SERVER",
-            "Admin",
-            "system",
-            "ѕуѕtеm",
-            "server2",
-            "admin-bot",
-            "r00t",
-        ] {
+        for name in
+            ["server", "SERVER", "Admin", "system", "ѕуѕtеm", "server2", "admin-bot", "r00t"]
+        {
             assert_eq!(Name::parse(name), Err(NameError::Reserved), "{name}");
         }
     }

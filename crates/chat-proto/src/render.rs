@@ -70,10 +70,7 @@ impl Line {
     /// Text without decoration (replies like `/help`), still ending in `\r\n`.
     pub fn plain(text: &str) -> Self {
         let bytes = Bytes::from(format!("{text}\r\n"));
-        Line {
-            colored: bytes.clone(),
-            plain: bytes,
-        }
+        Line { colored: bytes.clone(), plain: bytes }
     }
 }
 
@@ -87,10 +84,7 @@ mod tests {
         let name = Name::parse("alice").expect("valid");
         let line = Line::chat(&THEMES[0], &name, "hi");
         assert_eq!(&line.bytes(false)[..], "🦊 alice: hi\r\n".as_bytes());
-        assert_eq!(
-            &line.bytes(true)[..],
-            "\x1b[38;5;208m🦊 alice: hi\x1b[0m\r\n".as_bytes()
-        );
+        assert_eq!(&line.bytes(true)[..], "\x1b[38;5;208m🦊 alice: hi\x1b[0m\r\n".as_bytes());
     }
 
     #[test]

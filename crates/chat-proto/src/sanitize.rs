@@ -53,10 +53,7 @@ pub fn is_forbidden(c: char) -> bool {
 /// Letters that render as nothing (Hangul fillers, the braille blank) and so
 /// make a name or message look empty or like another.
 fn is_invisible_filler(c: char) -> bool {
-    matches!(
-        c,
-        '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{2800}'
-    )
+    matches!(c, '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{2800}')
 }
 
 fn is_pictograph(c: char) -> bool {

@@ -102,10 +102,7 @@ mod tests {
     fn drops_every_other_escape_whole() {
         assert_eq!(terminal_safe("a\x1b[2Jb\x1b[1;1Hc"), "abc");
         assert_eq!(terminal_safe("x\x1b]0;pwned\x07y"), "xy");
-        assert_eq!(
-            terminal_safe("x\x1b]8;;http://e\x1b\\link\x1b]8;;\x1b\\y"),
-            "xlinky"
-        );
+        assert_eq!(terminal_safe("x\x1b]8;;http://e\x1b\\link\x1b]8;;\x1b\\y"), "xlinky");
         assert_eq!(terminal_safe("x\x1bcy\x1b"), "xy");
         assert_eq!(terminal_safe("\r\x08\x07\u{202E}ok\u{9b}2J"), "ok2J");
     }

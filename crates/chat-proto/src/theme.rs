@@ -15,11 +15,7 @@ pub struct Theme {
 
 macro_rules! theme {
     ($emoji:literal, $code:literal, $colour:literal) => {
-        Theme {
-            emoji: $emoji,
-            sgr: concat!("38;5;", $code),
-            colour: $colour,
-        }
+        Theme { emoji: $emoji, sgr: concat!("38;5;", $code), colour: $colour }
     };
 }
 

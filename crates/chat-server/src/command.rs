@@ -54,10 +54,7 @@ pub fn parse(line: &str) -> Input<'_> {
         "me" if !rest.is_empty() => Input::Me(rest),
         "me" => Input::Usage("/me ACTION"),
         "msg" | "tell" | "whisper" => match rest.split_once(' ') {
-            Some((to, text)) if !text.trim().is_empty() => Input::Msg {
-                to,
-                text: text.trim(),
-            },
+            Some((to, text)) if !text.trim().is_empty() => Input::Msg { to, text: text.trim() },
             _ => Input::Usage("/msg NAME TEXT"),
         },
         "color" | "colour" => match rest.to_ascii_lowercase().as_str() {
@@ -85,18 +82,9 @@ mod tests {
     fn commands_with_arguments() {
         assert_eq!(parse("/nick bob"), Input::Nick("bob"));
         assert_eq!(parse("/ME waves  "), Input::Me("waves"));
-        assert_eq!(
-            parse("/msg bob hi there"),
-            Input::Msg {
-                to: "bob",
-                text: "hi there"
-            }
-        );
+        assert_eq!(parse("/msg bob hi there"), Input::Msg { to: "bob", text: "hi there" });
         assert_eq!(parse("/color off"), Input::Color(Some(false)));
-        assert_eq!(
-            parse("/quit gone fishing"),
-            Input::Quit(Some("gone fishing"))
-        );
+        assert_eq!(parse("/quit gone fishing"), Input::Quit(Some("gone fishing")));
         assert_eq!(parse("/quit"), Input::Quit(None));
     }
 

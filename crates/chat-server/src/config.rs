@@ -41,12 +41,7 @@ pub struct Config {
     pub burst: u32,
 
     /// Seconds a new connection has to choose a name before it is closed.
-    #[arg(
-        long,
-        value_name = "SECS",
-        env = "CHAT_NAME_TIMEOUT",
-        default_value_t = 60.0
-    )]
+    #[arg(long, value_name = "SECS", env = "CHAT_NAME_TIMEOUT", default_value_t = 60.0)]
     pub name_timeout: f64,
 
     /// Messages of recent history replayed to a user who joins. 0 disables.
@@ -59,12 +54,7 @@ pub struct Config {
     pub queue: u32,
 
     /// Seconds a client may accept no bytes at all while output waits for it before it is disconnected.
-    #[arg(
-        long,
-        value_name = "SECS",
-        env = "CHAT_WRITE_TIMEOUT",
-        default_value_t = 30.0
-    )]
+    #[arg(long, value_name = "SECS", env = "CHAT_WRITE_TIMEOUT", default_value_t = 30.0)]
     pub write_timeout: f64,
 
     /// Send no ANSI colour to anyone (users may still turn colour off for themselves with /color off).
@@ -104,9 +94,7 @@ impl Config {
             if value.is_finite() && value > 0.0 && value <= 86_400.0 * 365.0 {
                 Ok(Duration::from_secs_f64(value))
             } else {
-                Err(format!(
-                    "--{flag} must be a positive number of seconds, not {value}"
-                ))
+                Err(format!("--{flag} must be a positive number of seconds, not {value}"))
             }
         };
         let line_interval = match self.rate {
@@ -147,10 +135,7 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_documented_values() {
         let config = Config::parse_from(["chat-server"]);
-        assert_eq!(
-            config.listen,
-            vec![DEFAULT_LISTEN.parse::<SocketAddr>().expect("valid")]
-        );
+        assert_eq!(config.listen, vec![DEFAULT_LISTEN.parse::<SocketAddr>().expect("valid")]);
         let limits = config.limits().expect("defaults are valid");
         assert_eq!(limits.max_line, 4096);
         assert_eq!(limits.history, 20);
@@ -158,17 +143,13 @@ mod tests {
 
     #[test]
     fn rate_zero_disables_throttling() {
-        let limits = Config::parse_from(["chat-server", "--rate", "0"])
-            .limits()
-            .expect("valid");
+        let limits = Config::parse_from(["chat-server", "--rate", "0"]).limits().expect("valid");
         assert_eq!(limits.line_interval, None);
     }
 
     #[test]
     fn bad_values_are_refused_with_the_flag_name() {
-        let err = Config::parse_from(["chat-server", "--name-timeout=-1"])
-            .limits()
-            .unwrap_err();
+        let err = Config::parse_from(["chat-server", "--name-timeout=-1"]).limits().unwrap_err();
         assert!(err.contains("--name-timeout"), "{err}");
         assert!(Config::try_parse_from(["chat-server", "--listen", "nowhere"]).is_err());
         assert!(Config::try_parse_from(["chat-server", "--max-clients", "0"]).is_err());
@@ -176,13 +157,8 @@ mod tests {
 
     #[test]
     fn listen_accepts_ipv6_and_repeats() {
-        let config = Config::parse_from([
-            "chat-server",
-            "--listen",
-            "127.0.0.1:1",
-            "--listen",
-            "[::1]:2",
-        ]);
+        let config =
+            Config::parse_from(["chat-server", "--listen", "127.0.0.1:1", "--listen", "[::1]:2"]);
         assert_eq!(config.listen.len(), 2);
         assert!(config.listen[1].is_ipv6());
     }

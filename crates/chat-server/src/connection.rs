@@ -23,7 +23,7 @@ use tracing::{debug, info};
 
 use crate::command::{self, HELP, Input};
 use crate::output::{Output, WriteError};
-use crate::room::{ConnId, Direct, Event, Member, Membership, RoomError, Stats};
+use crate::room::{ConnId, Direct, Event, Membership, Online, RoomError, Stats};
 use crate::server::Context;
 use crate::throttle::Throttle;
 
@@ -106,13 +106,13 @@ struct Session {
     name: Name,
     theme: Theme,
     events: tokio::sync::broadcast::Receiver<Arc<Event>>,
-    direct: tokio::sync::mpsc::Receiver<Direct>,
+    direct: tokio::sync::mpsc::Receiver<Box<Direct>>,
     throttle: Throttle,
 }
 
 /// What a newcomer is shown once: who is here and what was said.
 struct Welcome {
-    others: Vec<Member>,
+    online: Online,
     history: Vec<Arc<Event>>,
 }
 
@@ -133,13 +133,7 @@ where
     let limits = &ctx.limits;
     let input = FramedRead::with_capacity(reader, ChatCodec::new(limits.max_line), READ_BUFFER);
     let output = Output::new(writer, limits.color, limits.write_timeout);
-    let mut connection = Connection {
-        id,
-        peer,
-        ctx: Arc::clone(&ctx),
-        input,
-        output,
-    };
+    let mut connection = Connection { id, peer, ctx: Arc::clone(&ctx), input, output };
     info!(%peer, id, "connected");
     let (name, end) = connection.run().await;
     if let Some(name) = &name {
@@ -173,12 +167,9 @@ where
 
     /// Greets, then reads lines until one is a name the room accepts.
     async fn choose_name(&mut self) -> Result<(Session, Welcome), End> {
+        self.output.push(&Line::notice("Welcome to the chat server!"));
         self.output
-            .push(&Line::notice("Welcome to the chat server!"));
-        self.output
-            .say(&Line::notice(
-                "What is your name? (letters and digits, no spaces)",
-            ))
+            .say(&Line::notice("What is your name? (letters and digits, no spaces)"))
             .await?;
         let deadline = Instant::now() + self.ctx.limits.name_timeout;
         let mut first_line = true;
@@ -196,40 +187,23 @@ where
             }
             let outcome = match raw.trim() {
                 "" => self.join_as_guest(),
-                typed => Name::parse(typed)
-                    .map_err(|e| e.to_string())
-                    .and_then(|name| {
-                        let joined = self.ctx.room.join(self.id, name.clone(), self.peer);
-                        joined.map(|m| (name, m)).map_err(|e| e.to_string())
-                    }),
+                typed => Name::parse(typed).map_err(|e| e.to_string()).and_then(|name| {
+                    let joined = self.ctx.room.join(self.id, name.clone(), self.peer);
+                    joined.map(|m| (name, m)).map_err(|e| e.to_string())
+                }),
             };
             match outcome {
                 Ok((name, membership)) => {
                     info!(peer = %self.peer, id = self.id, %name, "named");
-                    let Membership {
-                        theme,
-                        others,
-                        history,
-                        events,
-                        direct,
-                    } = membership;
+                    let Membership { theme, online, history, events, direct } = membership;
                     let throttle =
                         Throttle::new(self.ctx.limits.line_interval, self.ctx.limits.burst);
-                    let session = Session {
-                        name,
-                        theme,
-                        events,
-                        direct,
-                        throttle,
-                    };
-                    return Ok((session, Welcome { others, history }));
+                    let session = Session { name, theme, events, direct, throttle };
+                    return Ok((session, Welcome { online, history }));
                 }
                 Err(reason) => {
-                    self.output
-                        .push(&Line::notice(&format!("Sorry, {reason}.")));
-                    self.output
-                        .say(&Line::notice("Choose another name:"))
-                        .await?;
+                    self.output.push(&Line::notice(&format!("Sorry, {reason}.")));
+                    self.output.say(&Line::notice("Choose another name:")).await?;
                 }
             }
         }
@@ -273,13 +247,13 @@ where
     }
 
     async fn welcome(&mut self, session: &Session, welcome: Welcome) -> Result<(), End> {
-        let Welcome { others, history } = welcome;
+        let Welcome { online, history } = welcome;
         let Session { name, theme, .. } = session;
         self.output.push(&Line::notice(&format!(
             "Welcome, {name}! You are {} {}. Type /help for commands.",
             theme.emoji, theme.colour
         )));
-        self.output.push(&Line::notice(&online_line(&others)));
+        self.output.push(&Line::notice(&online_line(&online)));
         if !history.is_empty() {
             self.output.push(&Line::notice("Recent messages:"));
             for event in &history {
@@ -292,6 +266,9 @@ where
 
     async fn chat(&mut self, session: &mut Session) -> End {
         loop {
+            if session.events.is_empty() {
+                self.output.release();
+            }
             let ready_at = session.throttle.ready_at();
             let step = tokio::select! {
                 biased;
@@ -316,8 +293,8 @@ where
         }
     }
 
-    async fn on_direct(&mut self, direct: Option<Direct>) -> Result<(), End> {
-        match direct {
+    async fn on_direct(&mut self, direct: Option<Box<Direct>>) -> Result<(), End> {
+        match direct.map(|d| *d) {
             Some(Direct::Line(line)) => Ok(self.output.say(&line).await?),
             Some(Direct::Kick { reason }) => Err(End::Kicked(reason)),
             // The room holds the sender for as long as we are a member.
@@ -379,12 +356,10 @@ where
         }
         match command::parse(text) {
             Input::Message(message) => {
-                self.publish(Line::chat(&session.theme, &session.name, message))
-                    .await
+                self.publish(Line::chat(&session.theme, &session.name, message)).await
             }
             Input::Me(action) => {
-                self.publish(Line::action(&session.theme, &session.name, action))
-                    .await
+                self.publish(Line::action(&session.theme, &session.name, action)).await
             }
             Input::Help => {
                 for line in HELP {
@@ -394,14 +369,9 @@ where
             }
             Input::Who => {
                 let members = self.ctx.room.who();
-                self.output
-                    .push(&Line::notice(&format!("{} online:", members.len())));
+                self.output.push(&Line::notice(&format!("{} online:", members.len())));
                 for member in members {
-                    let you = if member.name == session.name {
-                        " (you)"
-                    } else {
-                        ""
-                    };
+                    let you = if member.name == session.name { " (you)" } else { "" };
                     let entry = format!(
                         "  {} {} ({}){you}",
                         member.theme.emoji, member.name, member.theme.colour
@@ -415,10 +385,7 @@ where
             Input::Color(Some(on)) => {
                 self.output.color = on;
                 let state = if on { "on" } else { "off" };
-                Ok(self
-                    .output
-                    .say(&Line::notice(&format!("Colour is {state}.")))
-                    .await?)
+                Ok(self.output.say(&Line::notice(&format!("Colour is {state}."))).await?)
             }
             Input::Color(None) => {
                 let state = if self.output.color { "on" } else { "off" };
@@ -428,10 +395,9 @@ where
                     .await?)
             }
             Input::Quit(reason) => Err(End::Quit(reason.map(str::to_owned))),
-            Input::Usage(usage) => Ok(self
-                .output
-                .say(&Line::notice(&format!("Usage: {usage}")))
-                .await?),
+            Input::Usage(usage) => {
+                Ok(self.output.say(&Line::notice(&format!("Usage: {usage}"))).await?)
+            }
             Input::Unknown(command) => {
                 let hint = format!("Unknown command /{command}; type /help for the list.");
                 Ok(self.output.say(&Line::notice(&hint)).await?)
@@ -440,20 +406,16 @@ where
     }
 
     async fn publish(&mut self, line: Line) -> Result<(), End> {
-        let others = self.ctx.room.publish(
-            Event {
-                from: Some(self.id),
-                line,
-            },
-            true,
-        );
+        let others = self.ctx.room.publish(Event { from: Some(self.id), line }, true);
         Stats::add(&self.ctx.room.stats.messages, 1);
         if others == 0 {
             let alone = "You are alone here: nobody else received that.";
             self.output.say(&Line::notice(alone)).await?;
         }
-        // Let the connections that must deliver this run before we publish more.
-        tokio::task::consume_budget().await;
+        // Let the connections that must deliver this run before this one
+        // publishes again: a flat-out sender then moves at the pace of the
+        // room's readers instead of lapping them in the bounded queue.
+        tokio::task::yield_now().await;
         Ok(())
     }
 
@@ -510,14 +472,16 @@ async fn read_when_allowed<R: AsyncRead + Unpin>(
     input.next().await
 }
 
-fn online_line(others: &[Member]) -> String {
+fn online_line(online: &Online) -> String {
+    let others = match online {
+        Online::Many(count) => return format!("{} others are online; /who lists them.", count - 1),
+        Online::Listed(others) => others,
+    };
     if others.is_empty() {
         return "Nobody else is here yet.".to_owned();
     }
-    let names: Vec<String> = others
-        .iter()
-        .map(|m| format!("{} {}", m.theme.emoji, m.name))
-        .collect();
+    let names: Vec<String> =
+        others.iter().map(|m| format!("{} {}", m.theme.emoji, m.name)).collect();
     format!("Online: {}", names.join(", "))
 }
 

@@ -29,17 +29,15 @@ pub fn spawn(ctx: Arc<Context>) {
         libc::signal(libc::SIGTTIN, libc::SIG_IGN);
     }
     let (lines_tx, mut lines_rx) = mpsc::channel::<String>(16);
-    let spawned = std::thread::Builder::new()
-        .name("console".into())
-        .spawn(move || {
-            for line in std::io::stdin().lock().lines() {
-                let Ok(line) = line else { break };
-                if lines_tx.blocking_send(line).is_err() {
-                    break;
-                }
+    let spawned = std::thread::Builder::new().name("console".into()).spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.blocking_send(line).is_err() {
+                break;
             }
-            debug!("console input ended; the daemon keeps running");
-        });
+        }
+        debug!("console input ended; the daemon keeps running");
+    });
     if let Err(error) = spawned {
         tracing::warn!(%error, "console unavailable");
         return;
@@ -66,13 +64,8 @@ pub fn execute(ctx: &Context, line: &str) -> String {
         "/who" | "who" => who(ctx),
         "/kick" | "kick" => kick(ctx, rest),
         "/say" | "say" if !rest.is_empty() => {
-            let receivers = ctx.room.publish(
-                Event {
-                    from: None,
-                    line: Line::announcement(rest),
-                },
-                true,
-            );
+            let receivers =
+                ctx.room.publish(Event { from: None, line: Line::announcement(rest) }, true);
             info!(text = rest, receivers, "operator announcement");
             format!("said to {receivers} users")
         }
@@ -106,17 +99,8 @@ fn kick(ctx: &Context, rest: &str) -> String {
     if name.is_empty() {
         return "usage: /kick NAME [reason]".to_owned();
     }
-    let reason = if reason.is_empty() {
-        "no reason given"
-    } else {
-        reason
-    };
-    match ctx.room.send_direct(
-        name,
-        Direct::Kick {
-            reason: reason.to_owned(),
-        },
-    ) {
+    let reason = if reason.is_empty() { "no reason given" } else { reason };
+    match ctx.room.send_direct(name, Direct::Kick { reason: reason.to_owned() }) {
         Ok(member) => {
             info!(name = %member.name, peer = %member.peer, reason, "kicked by the operator");
             format!("kicked {}", member.name)

@@ -25,9 +25,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let listeners = chat_server::bind_all(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(
-        cancel_on_signal(shutdown.clone())
-            .await
-            .context("cannot install signal handlers")?,
+        cancel_on_signal(shutdown.clone()).await.context("cannot install signal handlers")?,
     );
     chat_server::run(listeners, limits, shutdown, true).await;
     info!("stopped");

@@ -35,17 +35,19 @@ pub struct Output<W> {
 
 impl<W: AsyncWrite + Unpin> Output<W> {
     pub fn new(writer: W, color: bool, write_timeout: Duration) -> Self {
-        Output {
-            writer,
-            buf: BytesMut::new(),
-            color,
-            write_timeout,
-        }
+        Output { writer, buf: BytesMut::new(), color, write_timeout }
     }
 
     /// Appends a line in this connection's colour setting.
     pub fn push(&mut self, line: &Line) {
         self.buf.extend_from_slice(line.bytes(self.color));
+    }
+
+    /// Frees the buffer; called when nothing is queued, so idle connections hold none.
+    pub fn release(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            self.buf = BytesMut::new();
+        }
     }
 
     pub fn is_batch_full(&self) -> bool {

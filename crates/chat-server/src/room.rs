@@ -12,16 +12,26 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use chat_proto::{Line, Name, NameKey, THEMES, Theme};
 use rand::Rng;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::time::Instant;
 
 /// Identifies one connection for the lifetime of the process.
 pub type ConnId = u64;
 
 /// Direct messages a connection may have waiting before more are refused.
 const DIRECT_QUEUE: usize = 64;
+/// A newcomer is told the names of at most this many others (else a count).
+const ONLINE_LIST_MAX: usize = 20;
+/// Rooms smaller than this always announce joins and leaves at once.
+const COALESCE_FROM_MEMBERS: usize = 32;
+/// In a larger room, at most one presence notice per window; the rest are gathered.
+pub const PRESENCE_WINDOW: Duration = Duration::from_secs(1);
+/// How many gathered changes a presence notice spells out.
+const CHANGES_LISTED: usize = 8;
 
 /// A line on its way to the room, with its origin so the sender can skip it.
 #[derive(Debug)]
@@ -45,16 +55,25 @@ pub struct Member {
     pub name: Name,
     pub theme: Theme,
     pub peer: SocketAddr,
-    direct: mpsc::Sender<Direct>,
+    /// Boxed so the channel's preallocated slots stay small on idle connections.
+    direct: mpsc::Sender<Box<Direct>>,
 }
 
 /// What a newly joined connection receives.
 pub struct Membership {
     pub theme: Theme,
-    pub others: Vec<Member>,
+    /// Who else is here, or how many when they are too many to list.
+    pub online: Online,
     pub history: Vec<Arc<Event>>,
     pub events: broadcast::Receiver<Arc<Event>>,
-    pub direct: mpsc::Receiver<Direct>,
+    pub direct: mpsc::Receiver<Box<Direct>>,
+}
+
+/// The newcomer's view of who is online.
+#[derive(Debug, Clone)]
+pub enum Online {
+    Listed(Vec<Member>),
+    Many(usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,10 +117,19 @@ struct RoomState {
     /// How many members wear each theme of [`THEMES`].
     theme_use: [u32; THEMES.len()],
     history: VecDeque<Arc<Event>>,
+    presence: Presence,
+}
+
+/// Joins and leaves waiting to be announced together.
+#[derive(Debug, Default)]
+struct Presence {
+    last_sent: Option<Instant>,
+    pending: Vec<String>,
 }
 
 pub struct Room {
     state: Mutex<RoomState>,
+    presence_due: Notify,
     events: broadcast::Sender<Arc<Event>>,
     history_len: usize,
     pub stats: Stats,
@@ -114,6 +142,7 @@ impl Room {
         let (events, _) = broadcast::channel(queue.max(1));
         Room {
             state: Mutex::default(),
+            presence_due: Notify::new(),
             events,
             history_len,
             stats: Stats::default(),
@@ -123,9 +152,7 @@ impl Room {
     fn lock(&self) -> MutexGuard<'_, RoomState> {
         // A panic while holding the lock leaves maps that are still consistent
         // (every update is a single insert or remove), so poisoning is ignored.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Admits `name`, picks a theme, subscribes, and announces the join.
@@ -139,35 +166,15 @@ impl Room {
         let theme = THEMES[theme_index];
         state.theme_use[theme_index] += 1;
         let (direct_tx, direct_rx) = mpsc::channel(DIRECT_QUEUE);
-        let others = state.members.values().cloned().collect();
+        let online = state.online_summary();
         let history = state.history.iter().cloned().collect();
         let events = self.events.subscribe();
-        let notice = Line::notice(&format!("{} {name} joined", theme.emoji));
+        let change = format!("{} {name} joined", theme.emoji);
         state.by_key.insert(key, id);
-        state.members.insert(
-            id,
-            Member {
-                name,
-                theme,
-                peer,
-                direct: direct_tx,
-            },
-        );
-        self.publish_locked(
-            &mut state,
-            Event {
-                from: Some(id),
-                line: notice,
-            },
-            false,
-        );
-        Ok(Membership {
-            theme,
-            others,
-            history,
-            events,
-            direct: direct_rx,
-        })
+        let member = Member { name, theme, peer, direct: direct_tx };
+        state.members.insert(id, member);
+        self.announce_presence(&mut state, id, change);
+        Ok(Membership { theme, online, history, events, direct: direct_rx })
     }
 
     /// Removes a member and tells the others, with the reason if any.
@@ -176,15 +183,54 @@ impl Room {
         let Some(member) = state.remove(id) else {
             return;
         };
-        let notice = Line::notice(&format!("{} {} {how}", member.theme.emoji, member.name));
-        self.publish_locked(
-            &mut state,
-            Event {
-                from: Some(id),
-                line: notice,
-            },
-            false,
-        );
+        let change = format!("{} {} {how}", member.theme.emoji, member.name);
+        self.announce_presence(&mut state, id, change);
+    }
+
+    /// Publishes a join or leave at once in a small or quiet room; otherwise
+    /// gathers it into one notice sent when the window ends, so that N joins
+    /// cost O(N) deliveries per window instead of O(N) each.
+    fn announce_presence(&self, state: &mut RoomState, id: ConnId, change: String) {
+        let now = Instant::now();
+        let quiet = state.presence.pending.is_empty()
+            && state.presence.last_sent.is_none_or(|at| now.duration_since(at) >= PRESENCE_WINDOW);
+        if quiet || state.members.len() < COALESCE_FROM_MEMBERS {
+            state.presence.last_sent = Some(now);
+            let line = Line::notice(&change);
+            self.publish_locked(state, Event { from: Some(id), line }, false);
+            return;
+        }
+        if state.presence.pending.is_empty() {
+            self.presence_due.notify_one();
+        }
+        state.presence.pending.push(change);
+    }
+
+    /// When gathered presence changes are due, if any are waiting.
+    pub fn presence_due(&self) -> Option<Instant> {
+        let state = self.lock();
+        if state.presence.pending.is_empty() {
+            return None;
+        }
+        let last = state.presence.last_sent.unwrap_or_else(Instant::now);
+        Some(last + PRESENCE_WINDOW)
+    }
+
+    /// Resolves once presence changes start waiting (see [`Room::presence_due`]).
+    pub async fn presence_waiting(&self) {
+        self.presence_due.notified().await;
+    }
+
+    /// Publishes the gathered joins and leaves as one notice.
+    pub fn flush_presence(&self) {
+        let mut state = self.lock();
+        let pending = std::mem::take(&mut state.presence.pending);
+        if pending.is_empty() {
+            return;
+        }
+        state.presence.last_sent = Some(Instant::now());
+        let line = Line::notice(&summarise_changes(&pending));
+        self.publish_locked(&mut state, Event { from: None, line }, false);
     }
 
     /// Sends a line to everyone but its author; messages go into history.
@@ -222,14 +268,7 @@ impl Room {
         state.by_key.remove(&old.key());
         state.by_key.insert(key, id);
         let notice = Line::notice(&format!("{emoji} {old} is now known as {new}"));
-        self.publish_locked(
-            &mut state,
-            Event {
-                from: Some(id),
-                line: notice,
-            },
-            false,
-        );
+        self.publish_locked(&mut state, Event { from: Some(id), line: notice }, false);
         Ok(old)
     }
 
@@ -237,7 +276,7 @@ impl Room {
     pub fn send_direct(&self, to: &str, what: Direct) -> Result<Member, RoomError> {
         let state = self.lock();
         let member = state.find(to).ok_or(RoomError::NoSuchUser)?;
-        member.direct.try_send(what).map_err(|_| RoomError::Busy)?;
+        member.direct.try_send(Box::new(what)).map_err(|_| RoomError::Busy)?;
         Ok(member.clone())
     }
 
@@ -263,6 +302,15 @@ impl RoomState {
         Some(member)
     }
 
+    fn online_summary(&self) -> Online {
+        if self.members.len() > ONLINE_LIST_MAX {
+            return Online::Many(self.members.len());
+        }
+        let mut members: Vec<Member> = self.members.values().cloned().collect();
+        members.sort_by_key(|m| m.name.key());
+        Online::Listed(members)
+    }
+
     fn find(&self, name: &str) -> Option<&Member> {
         let id = self.by_key.get(&NameKey::of(name.trim()))?;
         self.members.get(id)
@@ -271,10 +319,18 @@ impl RoomState {
     /// A random theme among the least used, so themes are unique while the pool lasts.
     fn pick_theme(&self) -> usize {
         let fewest = self.theme_use.iter().copied().min().unwrap_or(0);
-        let candidates: Vec<usize> = (0..THEMES.len())
-            .filter(|&i| self.theme_use[i] == fewest)
-            .collect();
+        let candidates: Vec<usize> =
+            (0..THEMES.len()).filter(|&i| self.theme_use[i] == fewest).collect();
         candidates[rand::rng().random_range(0..candidates.len())]
+    }
+}
+
+/// One line for many joins and leaves: the first few spelled out, then a count.
+fn summarise_changes(changes: &[String]) -> String {
+    let listed = changes.iter().take(CHANGES_LISTED).cloned().collect::<Vec<_>>().join(", ");
+    match changes.len().saturating_sub(CHANGES_LISTED) {
+        0 => listed,
+        more => format!("{listed} and {more} more joined or left (/who lists everyone)"),
     }
 }
 
@@ -295,12 +351,7 @@ mod tests {
     fn themes_are_unique_while_the_pool_lasts() {
         let room = Room::new(16, 0);
         let themes: HashSet<&str> = (0..THEMES.len() as u64)
-            .map(|i| {
-                room.join(i, name(&format!("user{i}")), peer())
-                    .expect("joins")
-                    .theme
-                    .emoji
-            })
+            .map(|i| room.join(i, name(&format!("user{i}")), peer()).expect("joins").theme.emoji)
             .collect();
         assert_eq!(themes.len(), THEMES.len());
     }
@@ -309,14 +360,8 @@ mod tests {
     fn names_clash_ignoring_case_and_lookalikes() {
         let room = Room::new(16, 0);
         room.join(1, name("alice"), peer()).expect("joins");
-        assert_eq!(
-            room.join(2, name("ALICE"), peer()).err(),
-            Some(RoomError::NameTaken)
-        );
-        assert_eq!(
-            room.join(3, name("\u{0430}lice"), peer()).err(),
-            Some(RoomError::NameTaken)
-        );
+        assert_eq!(room.join(2, name("ALICE"), peer()).err(), Some(RoomError::NameTaken));
+        assert_eq!(room.join(3, name("\u{0430}lice"), peer()).err(), Some(RoomError::NameTaken));
         room.leave(1, "left");
         assert!(room.join(4, name("Alice"), peer()).is_ok());
     }
@@ -325,20 +370,10 @@ mod tests {
     fn history_keeps_only_the_last_messages() {
         let room = Room::new(16, 2);
         for text in ["one", "two", "three"] {
-            room.publish(
-                Event {
-                    from: None,
-                    line: Line::plain(text),
-                },
-                true,
-            );
+            room.publish(Event { from: None, line: Line::plain(text) }, true);
         }
         let joined = room.join(1, name("late"), peer()).expect("joins");
-        let replay: Vec<_> = joined
-            .history
-            .iter()
-            .map(|e| e.line.bytes(false).clone())
-            .collect();
+        let replay: Vec<_> = joined.history.iter().map(|e| e.line.bytes(false).clone()).collect();
         assert_eq!(replay, vec![&b"two\r\n"[..], &b"three\r\n"[..]]);
     }
 

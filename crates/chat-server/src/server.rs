@@ -78,17 +78,12 @@ pub async fn run(ctx: Arc<Context>, listeners: Vec<TcpListener>) {
         }
         tracker.spawn(accept_loop(Arc::clone(&ctx), listener, tracker.clone()));
     }
+    tracker.spawn(announce_gathered_presence(Arc::clone(&ctx)));
     ctx.shutdown.cancelled().await;
     info!(connections = ctx.connections(), "shutting down");
     tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
-        .await
-        .is_err()
-    {
-        warn!(
-            connections = ctx.connections(),
-            "some connections did not finish in time"
-        );
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        warn!(connections = ctx.connections(), "some connections did not finish in time");
     }
 }
 
@@ -115,6 +110,25 @@ async fn accept_loop(ctx: Arc<Context>, listener: TcpListener, tracker: TaskTrac
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
+        }
+    }
+}
+
+/// Sends the joins and leaves that a busy room gathered, when their window ends.
+async fn announce_gathered_presence(ctx: Arc<Context>) {
+    loop {
+        let wait = async {
+            match ctx.room.presence_due() {
+                Some(due) => tokio::time::sleep_until(due).await,
+                None => ctx.room.presence_waiting().await,
+            }
+        };
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = wait => {}
+        }
+        if ctx.room.presence_due().is_some_and(|due| due <= Instant::now()) {
+            ctx.room.flush_presence();
         }
     }
 }
@@ -172,20 +186,13 @@ struct RateLimitedLog {
 
 impl RateLimitedLog {
     fn new(period: Duration) -> Self {
-        RateLimitedLog {
-            period,
-            last: None,
-            suppressed: 0,
-        }
+        RateLimitedLog { period, last: None, suppressed: 0 }
     }
 
     /// `Some(suppressed since the last line)` when a line may be logged now.
     fn allow(&mut self) -> Option<u64> {
         let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|last| now.duration_since(last) < self.period)
-        {
+        if self.last.is_some_and(|last| now.duration_since(last) < self.period) {
             self.suppressed += 1;
             return None;
         }

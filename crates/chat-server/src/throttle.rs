@@ -20,11 +20,7 @@ impl Throttle {
     /// `interval` between lines once `burst` lines are spent; `None` disables it.
     pub fn new(interval: Option<Duration>, burst: u32) -> Self {
         let tolerance = interval.map_or(Duration::ZERO, |i| i * burst.saturating_sub(1));
-        Throttle {
-            interval,
-            tolerance,
-            theoretical_arrival: Instant::now(),
-        }
+        Throttle { interval, tolerance, theoretical_arrival: Instant::now() }
     }
 
     /// When the next line may be read, if not right away.
