@@ -257,3 +257,19 @@ async fn joins_in_a_busy_room_are_gathered_into_few_notices() {
     assert_eq!(accounted, joiners, "every join accounted for exactly once");
     assert!(notices < joiners, "{notices} notices for {joiners} joins: nothing was gathered");
 }
+
+#[tokio::test]
+async fn one_address_over_max_per_ip_is_refused_while_others_connect() {
+    let server = Server::start(&["--max-per-ip", "2"]);
+    let local: std::net::IpAddr = [127, 0, 0, 1].into();
+    let _first = Client::connect_from(server.addr, local).await;
+    let _second = Client::connect_from(server.addr, local).await;
+    let mut third = Client::connect_from(server.addr, local).await;
+    let lines = third.until_closed().await;
+    assert!(
+        lines.iter().any(|l| l.contains("too many connections from your address")),
+        "{lines:?}"
+    );
+    let mut elsewhere = Client::connect_from(server.addr, [127, 0, 0, 2].into()).await;
+    elsewhere.name_as("elsewhere").await;
+}

@@ -199,6 +199,18 @@ impl Client {
         Client { reader: AsyncBufReader::new(reader), writer, seen: Vec::new() }
     }
 
+    /// Connects from a chosen loopback source address (e.g. 127.0.0.2).
+    pub async fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(SocketAddr::new(source, 0)).expect("bind the source address");
+        let stream = tokio::time::timeout(WAIT, socket.connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("server accepts");
+        let (reader, writer) = stream.into_split();
+        Client { reader: AsyncBufReader::new(reader), writer, seen: Vec::new() }
+    }
+
     /// Connects, answers the name prompt, and waits for the welcome.
     pub async fn named(addr: SocketAddr, name: &str) -> Client {
         let mut client = Client::connect(addr).await;

@@ -27,6 +27,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_clients: u32,
 
+    /// Most connections from one IP address; one more is told why. 0 = no cap
+    /// (the default, since behind a proxy or on loopback everyone shares one address).
+    #[arg(long, value_name = "N", env = "CHAT_MAX_PER_IP", default_value_t = 0)]
+    pub max_per_ip: u32,
+
     /// Longest accepted line in bytes; a longer one is discarded with a notice to its sender.
     #[arg(long, value_name = "BYTES", env = "CHAT_MAX_LINE", default_value_t = 4096,
           value_parser = clap::value_parser!(u32).range(16..=1_048_576))]
@@ -76,6 +81,7 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_clients: usize,
+    pub max_per_ip: Option<usize>,
     pub max_line: usize,
     /// Time between lines once the burst is spent; `None` when unthrottled.
     pub line_interval: Option<Duration>,
@@ -108,6 +114,7 @@ impl Config {
         };
         Ok(Limits {
             max_clients: self.max_clients as usize,
+            max_per_ip: (self.max_per_ip > 0).then_some(self.max_per_ip as usize),
             max_line: self.max_line as usize,
             line_interval,
             burst: self.burst.max(1),

@@ -114,7 +114,7 @@ fn stats(ctx: &Context) -> String {
     let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     format!(
         "uptime {}s, connections {} open / {} total, users {}, messages {}, missed lines {}, \
-         overlong lines {}, slow disconnects {}, refused (full) {}",
+         overlong lines {}, slow disconnects {}, refused {}",
         ctx.started.elapsed().as_secs(),
         ctx.connections(),
         get(&s.connections),
@@ -123,6 +123,6 @@ fn stats(ctx: &Context) -> String {
         get(&s.missed),
         get(&s.too_long),
         get(&s.slow_disconnects),
-        get(&s.refused_full),
+        get(&s.refused),
     )
 }

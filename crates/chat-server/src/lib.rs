@@ -1,12 +1,13 @@
 //! The chat daemon as a library: `main.rs` parses flags and calls [`run`].
 //!
-//! Map: [`config`] (flags and limits), [`server`] (accept loops, admission,
+//! Map: [`config`] (flags and limits), [`admission`] (connection caps), [`server`] (accept loops, admission,
 //! shutdown), [`connection`] (one task per client), [`room`] (names, themes,
 //! history, broadcast), [`command`] (what a user's line means), [`output`]
 //! (batched, time-bounded writes), [`throttle`] (the per-client rate),
 //! [`console`] (operator commands on stdin), [`socket`] (TCP options),
 //! [`logging`] (tracing setup).
 
+pub mod admission;
 pub mod command;
 pub mod config;
 pub mod connection;

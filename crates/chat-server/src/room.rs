@@ -101,7 +101,7 @@ pub struct Stats {
     pub missed: AtomicU64,
     pub too_long: AtomicU64,
     pub slow_disconnects: AtomicU64,
-    pub refused_full: AtomicU64,
+    pub refused: AtomicU64,
 }
 
 impl Stats {

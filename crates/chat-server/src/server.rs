@@ -12,15 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chat_proto::Line;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::admission::{Admission, Gate, Refusal};
 use crate::config::Limits;
 use crate::connection;
 use crate::room::{ConnId, Room, Stats};
@@ -42,7 +41,7 @@ pub struct Context {
     pub limits: Limits,
     pub shutdown: CancellationToken,
     pub started: Instant,
-    slots: Arc<Semaphore>,
+    gate: Gate,
     next_id: AtomicU64,
 }
 
@@ -50,7 +49,7 @@ impl Context {
     pub fn new(limits: Limits, shutdown: CancellationToken) -> Self {
         Context {
             room: Room::new(limits.queue, limits.history),
-            slots: Arc::new(Semaphore::new(limits.max_clients)),
+            gate: Gate::new(limits.max_clients, limits.max_per_ip),
             limits,
             shutdown,
             started: Instant::now(),
@@ -60,7 +59,7 @@ impl Context {
 
     /// Connections open right now, named or not.
     pub fn connections(&self) -> usize {
-        self.limits.max_clients - self.slots.available_permits()
+        self.gate.open()
     }
 
     fn next_id(&self) -> ConnId {
@@ -137,16 +136,16 @@ fn admit(ctx: &Arc<Context>, tracker: &TaskTracker, stream: TcpStream, peer: Soc
     if let Err(error) = socket::configure(&stream) {
         warn!(%peer, %error, "could not set socket options");
     }
-    match Arc::clone(&ctx.slots).try_acquire_owned() {
-        Ok(permit) => {
+    match ctx.gate.admit(peer.ip()) {
+        Ok(admission) => {
             Stats::add(&ctx.room.stats.connections, 1);
             let id = ctx.next_id();
-            tracker.spawn(serve_tcp(Arc::clone(ctx), id, peer, stream, permit));
+            tracker.spawn(serve_tcp(Arc::clone(ctx), id, peer, stream, admission));
         }
-        Err(_) => {
-            Stats::add(&ctx.room.stats.refused_full, 1);
-            warn!(%peer, max_clients = ctx.limits.max_clients, "refused: server full");
-            tracker.spawn(refuse_full(stream, ctx.limits.max_clients));
+        Err(refusal) => {
+            Stats::add(&ctx.room.stats.refused, 1);
+            warn!(%peer, ?refusal, "refused");
+            tracker.spawn(refuse(stream, refusal));
         }
     }
 }
@@ -156,17 +155,15 @@ async fn serve_tcp(
     id: ConnId,
     peer: SocketAddr,
     stream: TcpStream,
-    _slot: OwnedSemaphorePermit,
+    _admission: Admission,
 ) {
     let (reader, writer) = stream.into_split();
     connection::serve(ctx, id, peer, reader, writer).await;
 }
 
 /// One clear line instead of a silent close, then a clean FIN.
-async fn refuse_full(mut stream: TcpStream, max_clients: usize) {
-    let line = Line::notice(&format!(
-        "Sorry, the server is full ({max_clients} users). Please try again later."
-    ));
+async fn refuse(mut stream: TcpStream, refusal: Refusal) {
+    let line = refusal.line();
     let _ = tokio::time::timeout(REFUSAL_GRACE, async {
         stream.write_all(line.bytes(false)).await?;
         stream.shutdown().await?;
