@@ -1,0 +1,135 @@
+//! The TCP connection to the server, shared by the terminal and piped modes.
+//!
+//! [`Connection`] owns the socket: connecting (with a timeout), reading the
+//! server's lines (framed by [`ChatCodec`], so invalid UTF-8 and overlong
+//! lines never end the stream), sending lines, and the goodbye: `/quit`,
+//! then `shutdown(Write)`, then reading until the server closes. It also
+//! remembers whether we said `/quit`, which decides if the server closing the
+//! connection is the clean end of a session or a connection lost.
+
+use std::io;
+use std::time::Duration;
+
+use chat_proto::{ChatCodec, Frame};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_util::codec::FramedRead;
+
+use crate::args::ServerAddr;
+use crate::error::Error;
+
+/// How long connecting may take before the server counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long we wait for the server to close after our goodbye.
+pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The longest line we accept from a server; longer ones are dropped whole.
+const MAX_SERVER_LINE: usize = 64 * 1024;
+
+/// The command that ends a session.
+const QUIT: &str = "/quit";
+
+/// An open connection to the chat server.
+pub struct Connection {
+    addr: ServerAddr,
+    lines: FramedRead<OwnedReadHalf, ChatCodec>,
+    writer: OwnedWriteHalf,
+    quit_sent: bool,
+}
+
+impl Connection {
+    /// Connects to `addr`, failing with [`Error::Connect`] naming the address
+    /// and the OS reason.
+    pub async fn connect(addr: &ServerAddr) -> Result<Self, Error> {
+        let stream =
+            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((addr.host(), addr.port())))
+                .await
+                .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")))
+                .map_err(|reason| Error::Connect { addr: addr.to_string(), reason })?;
+        // Chat lines are small and typed by people: Nagle would only add delay.
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        Ok(Connection {
+            addr: addr.clone(),
+            lines: FramedRead::new(reader, ChatCodec::new(MAX_SERVER_LINE)),
+            writer,
+            quit_sent: false,
+        })
+    }
+
+    /// The next line from the server, without its line ending; `None` once
+    /// the server has closed. Cancel-safe, so it can sit in a `select!`.
+    pub async fn next_line(&mut self) -> Result<Option<String>, Error> {
+        loop {
+            match self.lines.next().await {
+                Some(Ok(Frame::Line(line))) => return Ok(Some(line)),
+                // A hostile or broken server; the line is not worth ending the session for.
+                Some(Ok(Frame::TooLong { .. })) => continue,
+                Some(Err(_)) if self.quit_sent => return Ok(None),
+                Some(Err(reason)) => return Err(self.lost(reason.to_string())),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Sends one line. Sending `/quit` makes the server's close expected.
+    pub async fn send(&mut self, text: &str) -> Result<(), Error> {
+        let mut line = String::with_capacity(text.len() + 1);
+        line.push_str(text);
+        line.push('\n');
+        if let Err(reason) = self.writer.write_all(line.as_bytes()).await {
+            return Err(self.lost(reason.to_string()));
+        }
+        if is_quit(text) {
+            self.quit_sent = true;
+        }
+        Ok(())
+    }
+
+    /// Starts the goodbye: `/quit` unless already said, then `shutdown(Write)`,
+    /// so the server sees the end of our input. Closing with unread input
+    /// would make the kernel reset the connection and lose the server's last
+    /// words, so the caller goes on reading until [`Self::next_line`] gives
+    /// `None` or [`GOODBYE_TIMEOUT`] passes.
+    pub async fn say_goodbye(&mut self) {
+        if !self.quit_sent && self.send(QUIT).await.is_err() {
+            // The connection is gone already; the goodbye has nobody to reach.
+            self.quit_sent = true;
+        }
+        let _ = self.writer.shutdown().await;
+    }
+
+    /// What the server closing the connection means now: the clean end of a
+    /// session after our `/quit`, a lost connection otherwise.
+    pub fn closed_by_server(&self) -> Result<(), Error> {
+        if self.quit_sent { Ok(()) } else { Err(self.lost("closed by the server".into())) }
+    }
+
+    fn lost(&self, reason: String) -> Error {
+        Error::Lost { addr: self.addr.to_string(), reason }
+    }
+}
+
+/// True for `/quit` and `/quit reason`, the lines after which the server closes.
+pub fn is_quit(text: &str) -> bool {
+    let text = text.trim_start();
+    text.strip_prefix(QUIT).is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quit_with_or_without_reason_ends_the_session() {
+        assert!(is_quit("/quit"));
+        assert!(is_quit("/quit see you"));
+        assert!(is_quit("  /quit"));
+        assert!(!is_quit("/quitter"));
+        assert!(!is_quit("//quit"));
+        assert!(!is_quit("say /quit"));
+    }
+}

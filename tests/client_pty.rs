@@ -1,0 +1,285 @@
+//! End-to-end tests of `chat-client` on a terminal: the real binary runs on a
+//! pseudo-terminal (`portable-pty`), its output is fed to a terminal
+//! emulator (`vt100`), and the tests assert on the screen a person would see.
+//! Every wait polls the screen until a condition holds or [`WAIT`] passes.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::num::NonZeroU16;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, native_pty_system};
+use support::{Client, Server, WAIT, bin_path, strip_ansi};
+
+const ROWS: u16 = 30;
+const COLS: u16 = 100;
+
+/// Counts the bells the program rang.
+#[derive(Default)]
+struct Bells(usize);
+
+impl vt100::Callbacks for Bells {
+    fn audible_bell(&mut self, _: &mut vt100::Screen) {
+        self.0 += 1;
+    }
+}
+
+type Emulator = Arc<Mutex<vt100::Parser<Bells>>>;
+
+/// `chat-client` running on a pseudo-terminal, with the screen it drew.
+struct Terminal {
+    emulator: Emulator,
+    keyboard: Box<dyn Write + Send>,
+    child: Box<dyn Child + Send + Sync>,
+    master: Box<dyn MasterPty + Send>,
+}
+
+impl Terminal {
+    fn start(args: &[&str]) -> Terminal {
+        let size = PtySize { rows: ROWS, cols: COLS, pixel_width: 0, pixel_height: 0 };
+        let pty = native_pty_system().openpty(size).expect("a pseudo-terminal");
+        let mut command = CommandBuilder::new(bin_path("chat-client"));
+        command.args(args);
+        command.env("TERM", "xterm-256color");
+        command.env_remove("NO_COLOR");
+        command.cwd(std::env::current_dir().expect("a working directory"));
+        let child = pty.slave.spawn_command(command).expect("chat-client starts");
+        drop(pty.slave); // so reads end with the child
+        let rows = NonZeroU16::new(ROWS).expect("rows");
+        let cols = NonZeroU16::new(COLS).expect("cols");
+        let emulator = Arc::new(Mutex::new(vt100::Parser::new_with_callbacks(
+            rows,
+            cols,
+            0,
+            Bells::default(),
+        )));
+        let output = pty.master.try_clone_reader().expect("pty output");
+        feed_emulator(output, emulator.clone());
+        let keyboard = pty.master.take_writer().expect("pty input");
+        Terminal { emulator, keyboard, child, master: pty.master }
+    }
+
+    fn type_keys(&mut self, keys: &str) {
+        self.keyboard.write_all(keys.as_bytes()).expect("keys typed");
+        self.keyboard.flush().expect("keys flushed");
+    }
+
+    /// Polls the screen until `condition` holds; panics with the screen after [`WAIT`].
+    async fn wait_for(&self, what: &str, condition: impl Fn(&vt100::Screen) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if condition(self.emulator.lock().expect("emulator").screen()) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{}",
+                self.screen_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn wait_for_text(&self, text: &str) {
+        self.wait_for(&format!("{text:?} on screen"), |s| s.contents().contains(text)).await;
+    }
+
+    /// Waits until the cursor's row reads `text` (trailing blanks ignored).
+    async fn wait_for_input_row(&self, text: &str) {
+        self.wait_for(&format!("input row {text:?}"), |s| cursor_row(s) == text).await;
+    }
+
+    fn screen_text(&self) -> String {
+        self.emulator.lock().expect("emulator").screen().contents()
+    }
+
+    fn with_screen<T>(&self, read: impl FnOnce(&vt100::Screen) -> T) -> T {
+        read(self.emulator.lock().expect("emulator").screen())
+    }
+
+    fn bells(&self) -> usize {
+        self.emulator.lock().expect("emulator").callbacks().0
+    }
+
+    /// Whether the terminal is in canonical (line-buffered, echoing) mode,
+    /// as it is when no program has switched it to raw mode.
+    fn is_cooked(&self) -> bool {
+        let fd = self.master.as_raw_fd().expect("pty master fd");
+        // SAFETY: termios is plain data; tcgetattr fills it for a valid fd.
+        let mut termios: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: fd is the open pty master owned by self.master.
+        let rc = unsafe { libc::tcgetattr(fd, &mut termios) };
+        assert_eq!(rc, 0, "tcgetattr on the pty");
+        termios.c_lflag & (libc::ICANON | libc::ECHO) == (libc::ICANON | libc::ECHO)
+    }
+
+    /// Waits for the client to exit and returns its exit code.
+    async fn exit_code(&mut self) -> u32 {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                return status.exit_code();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chat-client still running; screen:\n{}",
+                self.screen_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn feed_emulator(mut output: Box<dyn Read + Send>, emulator: Emulator) {
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(read) = output.read(&mut buffer) {
+            if read == 0 {
+                break;
+            }
+            emulator.lock().expect("emulator").process(&buffer[..read]);
+        }
+    });
+}
+
+fn cursor_row(screen: &vt100::Screen) -> String {
+    let (row, _) = screen.cursor_position();
+    row_text(screen, row)
+}
+
+fn row_text(screen: &vt100::Screen, row: u16) -> String {
+    screen.rows(0, COLS).nth(usize::from(row)).unwrap_or_default().trim_end().to_owned()
+}
+
+/// The first row whose text contains `text`.
+fn row_of(screen: &vt100::Screen, text: &str) -> Option<u16> {
+    let row = screen.rows(0, COLS).position(|line| line.contains(text))?;
+    u16::try_from(row).ok()
+}
+
+/// The issue this client exists for: a message arriving while you type is
+/// printed above, and your half-typed line is intact and still yours.
+#[tokio::test]
+async fn a_half_typed_line_survives_an_incoming_message() {
+    let server = Server::start(&[]);
+    let mut bob = Client::named(server.addr, "bob").await;
+    let mut alice = Terminal::start(&[&server.addr.to_string(), "--name", "alice"]);
+    alice.wait_for_text("Welcome, alice!").await;
+    alice.wait_for_input_row("alice>").await;
+    assert!(!alice.is_cooked(), "the line editor runs the terminal raw");
+
+    alice.type_keys("half-typed");
+    alice.wait_for_input_row("alice> half-typed").await;
+    bob.send("hello from bob").await;
+    alice.wait_for_text("bob: hello from bob").await;
+
+    alice.with_screen(|screen| {
+        let (input_row, cursor_col) = screen.cursor_position();
+        let message_row = row_of(screen, "bob: hello from bob").expect("message on screen");
+        assert!(message_row < input_row, "message above the input row");
+        assert_eq!(row_text(screen, input_row), "alice> half-typed", "the typed line is intact");
+        assert_eq!(usize::from(cursor_col), "alice> half-typed".len(), "cursor after it");
+        assert!(!row_text(screen, message_row).contains("half-typed"));
+        // The emoji in column 0 wears the speaker's theme colour, like the rest of the line.
+        let colour = screen.cell(message_row, 0).expect("cell").fgcolor();
+        assert_ne!(colour, vt100::Color::Default, "the theme colour reaches the screen");
+    });
+
+    alice.type_keys("\r");
+    let received = bob.expect_line(|l| l.contains("alice:")).await;
+    assert!(strip_ansi(&received).ends_with("alice: half-typed"), "{received:?}");
+
+    alice.type_keys("\x04"); // Ctrl-D
+    assert_eq!(alice.exit_code().await, 0);
+    bob.expect_line(|l| l.contains("alice left")).await;
+    assert!(alice.is_cooked(), "the terminal is restored");
+}
+
+#[tokio::test]
+async fn a_mention_is_highlighted_and_rings_the_bell() {
+    let server = Server::start(&[]);
+    let mut bob = Client::named(server.addr, "bob").await;
+    let mut alice = Terminal::start(&[&server.addr.to_string(), "--name", "alice", "--bell"]);
+    alice.wait_for_input_row("alice>").await;
+
+    bob.send("hey ALICE, look").await;
+    alice.wait_for_text("bob: hey ALICE, look").await;
+    bob.send("nothing for malice here").await;
+    alice.wait_for_text("nothing for malice here").await;
+
+    assert_eq!(alice.bells(), 1, "one bell, for the mention only");
+    alice.with_screen(|screen| {
+        let mention = row_of(screen, "hey ALICE").expect("mention row");
+        let other = row_of(screen, "malice").expect("other row");
+        assert!(screen.cell(mention, 0).expect("cell").inverse(), "mention highlighted");
+        assert!(!screen.cell(other, 0).expect("cell").inverse(), "others not highlighted");
+    });
+
+    alice.type_keys("\x03"); // Ctrl-C
+    assert_eq!(alice.exit_code().await, 0);
+    bob.expect_line(|l| l.contains("alice left")).await;
+    assert!(alice.is_cooked());
+}
+
+/// As the Python ancestor did: with nothing on the command line, the address
+/// is asked first, then the name (the server's own prompt); Up recalls history.
+#[tokio::test]
+async fn missing_address_and_name_are_asked_for() {
+    let server = Server::start(&[]);
+    let mut carol = Terminal::start(&[]);
+    carol.wait_for_text("server address").await;
+    carol.type_keys(&format!("{}\r", server.addr));
+    carol.wait_for_text("What is your name?").await;
+    carol.wait_for_input_row("name:").await;
+    carol.type_keys("carol\r");
+    carol.wait_for_text("Welcome, carol!").await;
+    carol.wait_for_input_row("carol>").await;
+
+    carol.type_keys("first words\r");
+    carol.wait_for_text("You are alone here").await;
+    carol.type_keys("\x1b[A"); // Up
+    carol.wait_for_input_row("carol> first words").await;
+
+    carol.type_keys("\x15/quit\r"); // Ctrl-U clears the recalled line
+    assert_eq!(carol.exit_code().await, 0);
+    assert!(carol.is_cooked());
+}
+
+#[tokio::test]
+async fn a_lost_connection_exits_4_with_the_terminal_restored() {
+    let mut server = Server::start(&[]);
+    let mut alice = Terminal::start(&[&server.addr.to_string(), "--name", "alice"]);
+    alice.wait_for_input_row("alice>").await;
+    alice.type_keys("unsent");
+    alice.wait_for_input_row("alice> unsent").await;
+    server.kill();
+
+    assert_eq!(alice.exit_code().await, 4);
+    alice.wait_for_text(&format!("chat-client: connection to {} lost", server.addr)).await;
+    assert!(alice.is_cooked());
+}
+
+/// `kill` or a closed terminal window must not leave the terminal raw.
+#[tokio::test]
+async fn sigterm_leaves_cleanly_like_ctrl_d() {
+    let server = Server::start(&[]);
+    let mut bob = Client::named(server.addr, "bob").await;
+    let mut alice = Terminal::start(&[&server.addr.to_string(), "--name", "alice"]);
+    alice.wait_for_input_row("alice>").await;
+    let pid = alice.child.process_id().expect("client pid");
+    // SAFETY: kill(2) on the child we spawned, which has not been reaped yet.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+
+    assert_eq!(alice.exit_code().await, 0);
+    bob.expect_line(|l| l.contains("alice left")).await;
+    assert!(alice.is_cooked());
+}
