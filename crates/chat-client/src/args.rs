@@ -52,6 +52,15 @@ pub struct Args {
     /// Ring the terminal bell when someone mentions your name
     #[arg(long)]
     pub bell: bool,
+
+    /// Connect with TLS (to a server's --listen-tls address)
+    #[arg(long)]
+    pub tls: bool,
+
+    /// PEM file of the certificates to trust for TLS instead of the usual
+    /// public roots (a private CA or a self-signed server); implies --tls
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// True unless `--no-color` was given or `NO_COLOR` holds a non-empty value

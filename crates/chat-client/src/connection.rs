@@ -12,13 +12,18 @@ use std::time::Duration;
 
 use chat_proto::{ChatCodec, Frame};
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::FramedRead;
 
 use crate::args::ServerAddr;
 use crate::error::Error;
+use crate::tls::Tls;
+
+/// A byte stream to the server: plain TCP or TLS over it.
+trait Transport: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Transport for T {}
+type Stream = Box<dyn Transport>;
 
 /// How long connecting may take before the server counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,23 +40,20 @@ const QUIT: &str = "/quit";
 /// An open connection to the chat server.
 pub struct Connection {
     addr: ServerAddr,
-    lines: FramedRead<OwnedReadHalf, ChatCodec>,
-    writer: OwnedWriteHalf,
+    lines: FramedRead<ReadHalf<Stream>, ChatCodec>,
+    writer: WriteHalf<Stream>,
     quit_sent: bool,
 }
 
 impl Connection {
-    /// Connects to `addr`, failing with [`Error::Connect`] naming the address
-    /// and the OS reason.
-    pub async fn connect(addr: &ServerAddr) -> Result<Self, Error> {
-        let stream =
-            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((addr.host(), addr.port())))
-                .await
-                .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")))
-                .map_err(|reason| Error::Connect { addr: addr.to_string(), reason })?;
-        // Chat lines are small and typed by people: Nagle would only add delay.
-        let _ = stream.set_nodelay(true);
-        let (reader, writer) = stream.into_split();
+    /// Connects to `addr` (with TLS when `tls` is given), failing with
+    /// [`Error::Connect`] naming the address and the reason.
+    pub async fn connect(addr: &ServerAddr, tls: Option<&Tls>) -> Result<Self, Error> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, open_stream(addr, tls))
+            .await
+            .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")))
+            .map_err(|reason| Error::Connect { addr: addr.to_string(), reason })?;
+        let (reader, writer) = tokio::io::split(stream);
         Ok(Connection {
             addr: addr.clone(),
             lines: FramedRead::new(reader, ChatCodec::new(MAX_SERVER_LINE)),
@@ -110,6 +112,16 @@ impl Connection {
 
     fn lost(&self, reason: String) -> Error {
         Error::Lost { addr: self.addr.to_string(), reason }
+    }
+}
+
+async fn open_stream(addr: &ServerAddr, tls: Option<&Tls>) -> io::Result<Stream> {
+    let stream = TcpStream::connect((addr.host(), addr.port())).await?;
+    // Chat lines are small and typed by people: Nagle would only add delay.
+    let _ = stream.set_nodelay(true);
+    match tls {
+        None => Ok(Box::new(stream)),
+        Some(tls) => Ok(Box::new(tls.handshake(addr.host(), stream).await?)),
     }
 }
 

@@ -37,6 +37,9 @@ pub enum Error {
     #[error("the server refused the name {name:?}: {reason}")]
     NameRefused { name: String, reason: String },
 
+    #[error("{0}")]
+    Tls(String),
+
     #[error("cannot connect to {addr}: {reason}")]
     Connect { addr: String, reason: io::Error },
 
@@ -61,7 +64,8 @@ impl Error {
             | Error::MissingAddress
             | Error::MissingName
             | Error::InvalidName { .. }
-            | Error::NameRefused { .. } => EXIT_USAGE,
+            | Error::NameRefused { .. }
+            | Error::Tls(_) => EXIT_USAGE,
             Error::Connect { .. } => EXIT_UNREACHABLE,
             Error::Lost { .. } => EXIT_LOST,
             Error::Terminal(_) | Error::Stdin(_) | Error::Stdout(_) => EXIT_LOCAL,

@@ -16,6 +16,7 @@ pub mod keyboard;
 pub mod piped;
 pub mod terminal_ui;
 pub mod text;
+pub mod tls;
 
 use std::io::IsTerminal;
 
@@ -33,6 +34,8 @@ pub struct Settings {
     /// Our name; `None` means the user types it at the server's prompt.
     pub name: Option<String>,
     pub style: Style,
+    /// TLS settings when connecting with `--tls` or `--ca`.
+    pub tls: Option<tls::Tls>,
 }
 
 impl Settings {
@@ -43,7 +46,10 @@ impl Settings {
             check_name(name).map_err(|reason| Error::InvalidName { name: name.clone(), reason })?;
         }
         let color = color_wanted(args.no_color, std::env::var_os("NO_COLOR").as_deref());
-        Ok(Settings { addr, name: args.name, style: Style { color, bell: args.bell } })
+        let tls = (args.tls || args.ca.is_some())
+            .then(|| tls::Tls::new(args.ca.as_deref()))
+            .transpose()?;
+        Ok(Settings { addr, name: args.name, style: Style { color, bell: args.bell }, tls })
     }
 }
 

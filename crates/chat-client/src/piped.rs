@@ -32,7 +32,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     let addr = settings.addr.ok_or(Error::MissingAddress)?;
     let name = settings.name.ok_or(Error::MissingName)?;
     let printer = Printer { color: settings.style.color };
-    let mut conn = Connection::connect(&addr).await?;
+    let mut conn = Connection::connect(&addr, settings.tls.as_ref()).await?;
     conn.send(&name).await?;
     wait_for_welcome(&mut conn, &name, &printer).await?;
     let mut stdin = spawn_stdin_reader()?;

@@ -23,6 +23,7 @@ use crate::error::Error;
 use crate::identity::{Identity, NameEvent};
 use crate::keyboard::Keyboard;
 use crate::parse_addr;
+use crate::tls::Tls;
 
 const ADDRESS_PROMPT: &str = "server address [127.0.0.1:7878]: ";
 const NAME_PROMPT: &str = "name: ";
@@ -47,7 +48,7 @@ async fn session(
             None => return Ok(()),
         },
     };
-    let Some(conn) = connect(keyboard, &addr).await? else {
+    let Some(conn) = connect(keyboard, &addr, settings.tls.as_ref()).await? else {
         return Ok(());
     };
     keyboard.set_prompt(NAME_PROMPT)?;
@@ -75,9 +76,13 @@ async fn ask_address(keyboard: &mut Keyboard) -> Result<Option<ServerAddr>, Erro
 
 /// Connects while still listening to the keyboard, so Ctrl-C works during a
 /// slow connect (`None`: the user left).
-async fn connect(keyboard: &mut Keyboard, addr: &ServerAddr) -> Result<Option<Connection>, Error> {
+async fn connect(
+    keyboard: &mut Keyboard,
+    addr: &ServerAddr,
+    tls: Option<&Tls>,
+) -> Result<Option<Connection>, Error> {
     keyboard.set_prompt("")?;
-    let connecting = Connection::connect(addr);
+    let connecting = Connection::connect(addr, tls);
     tokio::pin!(connecting);
     loop {
         tokio::select! {

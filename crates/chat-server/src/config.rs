@@ -2,6 +2,7 @@
 //! variable. `Config` is parsed once in `main` and shared read-only.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -17,10 +18,23 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
     long_about = None
 )]
 pub struct Config {
-    /// Address to listen on (IPv4 or IPv6, e.g. `0.0.0.0:7878`, `[::]:7878`); repeat for several.
-    #[arg(long = "listen", value_name = "ADDR", env = "CHAT_LISTEN", value_delimiter = ',',
-          default_value = DEFAULT_LISTEN)]
+    /// Address to listen on for plain TCP (IPv4 or IPv6, e.g. `0.0.0.0:7878`, `[::]:7878`);
+    /// repeat for several. Default: 127.0.0.1:7878, unless only --listen-tls is given.
+    #[arg(long = "listen", value_name = "ADDR", env = "CHAT_LISTEN", value_delimiter = ',')]
     pub listen: Vec<SocketAddr>,
+
+    /// Address to listen on for TLS (needs --tls-cert and --tls-key); repeat for several.
+    #[arg(long = "listen-tls", value_name = "ADDR", env = "CHAT_LISTEN_TLS", value_delimiter = ',',
+          requires_all = ["tls_cert", "tls_key"])]
+    pub listen_tls: Vec<SocketAddr>,
+
+    /// PEM file with the TLS certificate chain (leaf first).
+    #[arg(long, value_name = "PATH", env = "CHAT_TLS_CERT", requires = "listen_tls")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file with the TLS private key (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PATH", env = "CHAT_TLS_KEY", requires = "listen_tls")]
+    pub tls_key: Option<PathBuf>,
 
     /// Most connections at once (named or not); one more is told the server is full.
     #[arg(long, value_name = "N", env = "CHAT_MAX_CLIENTS", default_value_t = 10_000,
@@ -94,6 +108,15 @@ pub struct Limits {
 }
 
 impl Config {
+    /// The plain listen addresses: as given, or the default when no listener
+    /// of either kind was named.
+    pub fn plain_listen_addrs(&self) -> Vec<SocketAddr> {
+        if self.listen.is_empty() && self.listen_tls.is_empty() {
+            return vec![SocketAddr::from(([127, 0, 0, 1], 7878))];
+        }
+        self.listen.clone()
+    }
+
     /// Checks what clap cannot and converts to [`Limits`].
     pub fn limits(&self) -> Result<Limits, String> {
         let seconds = |flag: &str, value: f64| {
@@ -142,7 +165,8 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_documented_values() {
         let config = Config::parse_from(["chat-server"]);
-        assert_eq!(config.listen, vec![DEFAULT_LISTEN.parse::<SocketAddr>().expect("valid")]);
+        let default: SocketAddr = DEFAULT_LISTEN.parse().expect("valid");
+        assert_eq!(config.plain_listen_addrs(), vec![default]);
         let limits = config.limits().expect("defaults are valid");
         assert_eq!(limits.max_line, 4096);
         assert_eq!(limits.history, 20);
@@ -160,6 +184,22 @@ mod tests {
         assert!(err.contains("--name-timeout"), "{err}");
         assert!(Config::try_parse_from(["chat-server", "--listen", "nowhere"]).is_err());
         assert!(Config::try_parse_from(["chat-server", "--max-clients", "0"]).is_err());
+    }
+
+    #[test]
+    fn tls_listener_needs_certificate_and_key_and_replaces_the_default() {
+        assert!(Config::try_parse_from(["chat-server", "--listen-tls", "127.0.0.1:1"]).is_err());
+        assert!(Config::try_parse_from(["chat-server", "--tls-cert", "c.pem"]).is_err());
+        let config = Config::parse_from([
+            "chat-server",
+            "--listen-tls",
+            "127.0.0.1:1",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ]);
+        assert!(config.plain_listen_addrs().is_empty());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! history, broadcast), [`command`] (what a user's line means), [`output`]
 //! (batched, time-bounded writes), [`throttle`] (the per-client rate),
 //! [`console`] (operator commands on stdin), [`socket`] (TCP options),
-//! [`logging`] (tracing setup).
+//! [`logging`] (tracing setup), [`tls`] (certificates for `--listen-tls`).
 
 pub mod admission;
 pub mod command;
@@ -18,6 +18,7 @@ pub mod room;
 pub mod server;
 pub mod socket;
 pub mod throttle;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -25,23 +26,29 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, Limits};
-pub use server::Context;
+pub use server::{Context, Listener};
 
-/// Binds every `--listen` address, naming the one that fails.
-pub async fn bind_all(config: &Config) -> anyhow::Result<Vec<TcpListener>> {
-    let mut listeners = Vec::with_capacity(config.listen.len());
-    for addr in &config.listen {
-        let listener = TcpListener::bind(addr)
+/// Binds every `--listen` and `--listen-tls` address, naming the one that fails.
+pub async fn bind_all(config: &Config) -> anyhow::Result<Vec<Listener>> {
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let plain = config.plain_listen_addrs().into_iter().map(|addr| (addr, None));
+    let secure = config.listen_tls.iter().map(|&addr| (addr, tls.clone()));
+    let mut listeners = Vec::new();
+    for (addr, tls) in plain.chain(secure) {
+        let tcp = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        listeners.push(listener);
+        listeners.push(Listener { tcp, tls });
     }
     Ok(listeners)
 }
 
 /// Runs the daemon on bound listeners until `shutdown` is cancelled.
 pub async fn run(
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     limits: Limits,
     shutdown: CancellationToken,
     console: bool,

@@ -12,9 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use chat_proto::Line;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -69,11 +71,11 @@ impl Context {
 
 /// Serves `listeners` until `ctx.shutdown` is cancelled, then waits (within
 /// [`SHUTDOWN_GRACE`]) for every connection to finish its goodbye.
-pub async fn run(ctx: Arc<Context>, listeners: Vec<TcpListener>) {
+pub async fn run(ctx: Arc<Context>, listeners: Vec<Listener>) {
     let tracker = TaskTracker::new();
     for listener in listeners {
-        if let Ok(addr) = listener.local_addr() {
-            info!(%addr, "listening");
+        if let Ok(addr) = listener.tcp.local_addr() {
+            info!(%addr, tls = listener.tls.is_some(), "listening");
         }
         tracker.spawn(accept_loop(Arc::clone(&ctx), listener, tracker.clone()));
     }
@@ -86,18 +88,24 @@ pub async fn run(ctx: Arc<Context>, listeners: Vec<TcpListener>) {
     }
 }
 
-async fn accept_loop(ctx: Arc<Context>, listener: TcpListener, tracker: TaskTracker) {
+/// A bound socket, and the TLS acceptor when its clients speak TLS.
+pub struct Listener {
+    pub tcp: TcpListener,
+    pub tls: Option<TlsAcceptor>,
+}
+
+async fn accept_loop(ctx: Arc<Context>, listener: Listener, tracker: TaskTracker) {
     let mut backoff = MIN_BACKOFF;
     let mut errors = RateLimitedLog::new(ERROR_LOG_PERIOD);
     loop {
         let accepted = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
+            accepted = listener.tcp.accept() => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {
                 backoff = MIN_BACKOFF;
-                admit(&ctx, &tracker, stream, peer);
+                admit(&ctx, &tracker, stream, peer, listener.tls.as_ref());
             }
             Err(error) => {
                 if let Some(suppressed) = errors.allow() {
@@ -132,7 +140,14 @@ async fn announce_gathered_presence(ctx: Arc<Context>) {
     }
 }
 
-fn admit(ctx: &Arc<Context>, tracker: &TaskTracker, stream: TcpStream, peer: SocketAddr) {
+fn admit(
+    ctx: &Arc<Context>,
+    tracker: &TaskTracker,
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<&TlsAcceptor>,
+) {
+    let tls = tls.cloned();
     if let Err(error) = socket::configure(&stream) {
         warn!(%peer, %error, "could not set socket options");
     }
@@ -140,38 +155,61 @@ fn admit(ctx: &Arc<Context>, tracker: &TaskTracker, stream: TcpStream, peer: Soc
         Ok(admission) => {
             Stats::add(&ctx.room.stats.connections, 1);
             let id = ctx.next_id();
-            tracker.spawn(serve_tcp(Arc::clone(ctx), id, peer, stream, admission));
+            tracker.spawn(serve_socket(Arc::clone(ctx), id, peer, stream, tls, admission));
         }
         Err(refusal) => {
             Stats::add(&ctx.room.stats.refused, 1);
             warn!(%peer, ?refusal, "refused");
-            tracker.spawn(refuse(stream, refusal));
+            tracker.spawn(refuse(stream, tls, refusal));
         }
     }
 }
 
-async fn serve_tcp(
+async fn serve_socket(
     ctx: Arc<Context>,
     id: ConnId,
     peer: SocketAddr,
     stream: TcpStream,
+    tls: Option<TlsAcceptor>,
     _admission: Admission,
 ) {
-    let (reader, writer) = stream.into_split();
-    connection::serve(ctx, id, peer, reader, writer).await;
+    let Some(acceptor) = tls else {
+        let (reader, writer) = stream.into_split();
+        return connection::serve(ctx, id, peer, reader, writer).await;
+    };
+    // The handshake counts against the name timeout, so a stalled TLS
+    // client holds a slot no longer than a stalled plain one.
+    match tokio::time::timeout(ctx.limits.name_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let (reader, writer) = tokio::io::split(stream);
+            connection::serve(ctx, id, peer, reader, writer).await;
+        }
+        Ok(Err(error)) => info!(%peer, id, %error, "TLS handshake failed"),
+        Err(_) => info!(%peer, id, "TLS handshake timed out"),
+    }
 }
 
-/// One clear line instead of a silent close, then a clean FIN.
-async fn refuse(mut stream: TcpStream, refusal: Refusal) {
+/// One clear line instead of a silent close, then a clean close.
+async fn refuse(stream: TcpStream, tls: Option<TlsAcceptor>, refusal: Refusal) {
     let line = refusal.line();
     let _ = tokio::time::timeout(REFUSAL_GRACE, async {
-        stream.write_all(line.bytes(false)).await?;
-        stream.shutdown().await?;
-        let mut sink = [0u8; 256];
-        while tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await? > 0 {}
-        Ok::<_, std::io::Error>(())
+        match tls {
+            None => say_and_close(stream, &line).await,
+            Some(acceptor) => say_and_close(acceptor.accept(stream).await?, &line).await,
+        }
     })
     .await;
+}
+
+async fn say_and_close<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    line: &Line,
+) -> std::io::Result<()> {
+    stream.write_all(line.bytes(false)).await?;
+    stream.shutdown().await?;
+    let mut sink = [0u8; 256];
+    while stream.read(&mut sink).await? > 0 {}
+    Ok(())
 }
 
 /// Lets one log line through per period and counts the ones held back.
