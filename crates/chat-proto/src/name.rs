@@ -120,6 +120,11 @@ impl Name {
 }
 
 impl NameKey {
+    /// The key as text (for use as a key in shared stores).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// The key of any text, so a lookup by what a user typed (`/msg BOB`) finds `bob`.
     pub fn of(text: &str) -> Self {
         let folded: String = skeleton(&text.to_lowercase()).collect();

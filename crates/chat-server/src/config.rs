@@ -76,6 +76,10 @@ pub struct Config {
     #[arg(long, value_name = "SECS", env = "CHAT_WRITE_TIMEOUT", default_value_t = 30.0)]
     pub write_timeout: f64,
 
+    /// Share one room with other daemons through Redis pub/sub, e.g. redis://127.0.0.1:6379/0.
+    #[arg(long, value_name = "URL", env = "CHAT_BACKPLANE")]
+    pub backplane: Option<String>,
+
     /// Send no ANSI colour to anyone (users may still turn colour off for themselves with /color off).
     #[arg(long, env = "CHAT_NO_COLOR")]
     pub no_color: bool,

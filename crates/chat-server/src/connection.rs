@@ -21,9 +21,10 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info};
 
+use crate::backplane::wire::Wire;
 use crate::command::{self, HELP, Input};
 use crate::output::{Output, WriteError};
-use crate::room::{ConnId, Direct, Event, Membership, Online, RoomError, Stats};
+use crate::room::{ConnId, Direct, Event, Membership, Online, RoomError, Stats, theme_index};
 use crate::server::Context;
 use crate::throttle::Throttle;
 
@@ -135,10 +136,15 @@ where
     let output = Output::new(writer, limits.color, limits.write_timeout);
     let mut connection = Connection { id, peer, ctx: Arc::clone(&ctx), input, output };
     info!(%peer, id, "connected");
-    let (name, end) = connection.run().await;
-    if let Some(name) = &name {
-        ctx.room.leave(id, &end.leave_notice());
+    let (who, end) = connection.run().await;
+    if let Some((name, theme)) = who {
+        let how = end.leave_notice();
+        ctx.room.leave(id, &how);
         info!(%peer, id, %name, reason = %end.describe(), "disconnected");
+        if let Some(bp) = &ctx.backplane {
+            bp.forward(Wire::Leave { node: bp.node(), name: name.clone(), theme, how });
+            bp.release(name);
+        }
     } else {
         info!(%peer, id, reason = %end.describe(), "disconnected before choosing a name");
     }
@@ -153,7 +159,8 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    async fn run(&mut self) -> (Option<Name>, End) {
+    /// Runs the session; returns who it was (name, theme number) once named.
+    async fn run(&mut self) -> (Option<(Name, usize)>, End) {
         let (mut session, welcome) = match self.choose_name().await {
             Ok(joined) => joined,
             Err(end) => return (None, end),
@@ -162,7 +169,7 @@ where
             Ok(()) => self.chat(&mut session).await,
             Err(end) => end,
         };
-        (Some(session.name), end)
+        (Some((session.name, theme_index(&session.theme))), end)
     }
 
     /// Greets, then reads lines until one is a name the room accepts.
@@ -186,11 +193,11 @@ where
                 return Err(End::Http);
             }
             let outcome = match raw.trim() {
-                "" => self.join_as_guest(),
-                typed => Name::parse(typed).map_err(|e| e.to_string()).and_then(|name| {
-                    let joined = self.ctx.room.join(self.id, name.clone(), self.peer);
-                    joined.map(|m| (name, m)).map_err(|e| e.to_string())
-                }),
+                "" => self.join_as_guest().await,
+                typed => match Name::parse(typed) {
+                    Ok(name) => self.join_as(name).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
             };
             match outcome {
                 Ok((name, membership)) => {
@@ -209,14 +216,43 @@ where
         }
     }
 
-    fn join_as_guest(&self) -> Result<(Name, Membership), String> {
+    /// Joins the room as `name`: free here, claimed across nodes, then admitted.
+    async fn join_as(&self, name: Name) -> Result<(Name, Membership), RoomError> {
+        let room = &self.ctx.room;
+        if !room.is_name_free(&name) {
+            return Err(RoomError::NameTaken);
+        }
+        let backplane = self.ctx.backplane.as_ref();
+        if let Some(bp) = backplane
+            && !bp.claim(&name).await
+        {
+            return Err(RoomError::NameTaken);
+        }
+        match room.join(self.id, name.clone(), self.peer) {
+            Ok(membership) => {
+                if let Some(bp) = backplane {
+                    let theme = theme_index(&membership.theme);
+                    bp.forward(Wire::Join { node: bp.node(), name: name.clone(), theme });
+                }
+                Ok((name, membership))
+            }
+            Err(error) => {
+                if let Some(bp) = backplane {
+                    bp.release(name);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn join_as_guest(&self) -> Result<(Name, Membership), String> {
         for _ in 0..GUEST_ATTEMPTS {
             let number: u32 = rand::random_range(1000..10_000);
             let Ok(name) = Name::parse(&format!("guest-{number}")) else {
                 continue;
             };
-            match self.ctx.room.join(self.id, name.clone(), self.peer) {
-                Ok(membership) => return Ok((name, membership)),
+            match self.join_as(name).await {
+                Ok(joined) => return Ok(joined),
                 Err(RoomError::NameTaken) => continue,
                 Err(e) => return Err(e.to_string()),
             }
@@ -355,12 +391,8 @@ where
             return Ok(());
         }
         match command::parse(text) {
-            Input::Message(message) => {
-                self.publish(Line::chat(&session.theme, &session.name, message)).await
-            }
-            Input::Me(action) => {
-                self.publish(Line::action(&session.theme, &session.name, action)).await
-            }
+            Input::Message(message) => self.say(session, message, false).await,
+            Input::Me(action) => self.say(session, action, true).await,
             Input::Help => {
                 for line in HELP {
                     self.output.push(&Line::plain(line));
@@ -405,8 +437,16 @@ where
         }
     }
 
-    async fn publish(&mut self, line: Line) -> Result<(), End> {
+    /// Sends a message (or a `/me` action) to the room, here and on other nodes.
+    async fn say(&mut self, session: &Session, text: &str, action: bool) -> Result<(), End> {
+        let (theme, name) = (&session.theme, &session.name);
+        let line =
+            if action { Line::action(theme, name, text) } else { Line::chat(theme, name, text) };
         let others = self.ctx.room.publish(Event { from: Some(self.id), line }, true);
+        if let Some(bp) = &self.ctx.backplane {
+            let (name, theme, text) = (name.clone(), theme_index(theme), text.to_owned());
+            bp.forward_remembered(Wire::Message { node: bp.node(), name, theme, text, action });
+        }
         Stats::add(&self.ctx.room.stats.messages, 1);
         if others == 0 {
             let alone = "You are alone here: nobody else received that.";
@@ -422,25 +462,73 @@ where
     async fn rename(&mut self, session: &mut Session, new: &str) -> Result<(), End> {
         let reply = match Name::parse(new) {
             Err(e) => format!("Sorry, {e}."),
-            Ok(name) => match self.ctx.room.rename(self.id, name.clone()) {
-                Ok(old) => {
-                    info!(peer = %self.peer, id = self.id, %old, new = %name, "renamed");
-                    session.name = name;
-                    format!("You are now known as {}.", session.name)
-                }
+            Ok(name) => match self.take_new_name(session, name).await {
+                Ok(()) => format!("You are now known as {}.", session.name),
                 Err(e) => format!("Sorry, {e}."),
             },
         };
         Ok(self.output.say(&Line::notice(&reply)).await?)
     }
 
+    async fn take_new_name(&self, session: &mut Session, new: Name) -> Result<(), RoomError> {
+        let room = &self.ctx.room;
+        let backplane = self.ctx.backplane.as_ref();
+        let same_person = new.key() == session.name.key();
+        if !same_person && !room.is_name_free(&new) {
+            return Err(RoomError::NameTaken);
+        }
+        if let Some(bp) = backplane
+            && !same_person
+            && !bp.claim(&new).await
+        {
+            return Err(RoomError::NameTaken);
+        }
+        let old = match room.rename(self.id, new.clone()) {
+            Ok(old) => old,
+            Err(error) => {
+                if let Some(bp) = backplane.filter(|_| !same_person) {
+                    bp.release(new);
+                }
+                return Err(error);
+            }
+        };
+        info!(peer = %self.peer, id = self.id, %old, new = %new, "renamed");
+        if let Some(bp) = backplane {
+            let theme = theme_index(&session.theme);
+            bp.forward(Wire::Rename { node: bp.node(), old: old.clone(), new: new.clone(), theme });
+            if !same_person {
+                bp.release(old);
+            }
+        }
+        session.name = new;
+        Ok(())
+    }
+
     async fn whisper(&mut self, session: &Session, to: &str, text: &str) -> Result<(), End> {
         let line = Line::private(&session.theme, &session.name, text);
         let reply = match self.ctx.room.send_direct(to, Direct::Line(line)) {
             Ok(member) => Line::private_sent(&member.name, text),
+            Err(RoomError::NoSuchUser) => match self.whisper_elsewhere(session, to, text) {
+                Some(name) => Line::private_sent(&name, text),
+                None => Line::notice(&format!("Not delivered: {}.", RoomError::NoSuchUser)),
+            },
             Err(e) => Line::notice(&format!("Not delivered: {e}.")),
         };
         Ok(self.output.say(&reply).await?)
+    }
+
+    /// Sends a private message to a user on another node, if there is one by that name.
+    fn whisper_elsewhere(&self, session: &Session, to: &str, text: &str) -> Option<Name> {
+        let bp = self.ctx.backplane.as_ref()?;
+        let (_, name) = self.ctx.room.remote_user(to)?;
+        bp.forward(Wire::Private {
+            node: bp.node(),
+            to: name.clone(),
+            from: session.name.clone(),
+            theme: theme_index(&session.theme),
+            text: text.to_owned(),
+        });
+        Some(name)
     }
 
     /// Says goodbye when there is someone to say it to, closes our side, and
@@ -474,7 +562,7 @@ async fn read_when_allowed<R: AsyncRead + Unpin>(
 
 fn online_line(online: &Online) -> String {
     let others = match online {
-        Online::Many(count) => return format!("{} others are online; /who lists them.", count - 1),
+        Online::Many(count) => return format!("{count} others are online; /who lists them."),
         Online::Listed(others) => others,
     };
     if others.is_empty() {

@@ -13,7 +13,8 @@ use chat_proto::{Line, sanitize_text};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
-use crate::room::{Direct, Event};
+use crate::backplane::wire::Wire;
+use crate::room::{Direct, Event, Place};
 use crate::server::Context;
 
 const CONSOLE_HELP: &str =
@@ -66,6 +67,12 @@ pub fn execute(ctx: &Context, line: &str) -> String {
         "/say" | "say" if !rest.is_empty() => {
             let receivers =
                 ctx.room.publish(Event { from: None, line: Line::announcement(rest) }, true);
+            if let Some(bp) = &ctx.backplane {
+                bp.forward_remembered(Wire::Announcement {
+                    node: bp.node(),
+                    text: rest.to_owned(),
+                });
+            }
             info!(text = rest, receivers, "operator announcement");
             format!("said to {receivers} users")
         }
@@ -83,9 +90,13 @@ fn who(ctx: &Context) -> String {
     let members = ctx.room.who();
     let mut out = format!("{} online", members.len());
     for member in members {
+        let place = match member.place {
+            Place::Here(peer) => format!("from {peer}"),
+            Place::Node(node) => format!("on node {node:x}"),
+        };
         out.push_str(&format!(
-            "\n  {} {} ({}) from {}",
-            member.theme.emoji, member.name, member.theme.colour, member.peer
+            "\n  {} {} ({}) {place}",
+            member.theme.emoji, member.name, member.theme.colour
         ));
     }
     out

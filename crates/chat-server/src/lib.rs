@@ -5,9 +5,11 @@
 //! history, broadcast), [`command`] (what a user's line means), [`output`]
 //! (batched, time-bounded writes), [`throttle`] (the per-client rate),
 //! [`console`] (operator commands on stdin), [`socket`] (TCP options),
-//! [`logging`] (tracing setup), [`tls`] (certificates for `--listen-tls`).
+//! [`logging`] (tracing setup), [`tls`] (certificates for `--listen-tls`),
+//! [`backplane`] (several daemons sharing one room through Redis).
 
 pub mod admission;
+pub mod backplane;
 pub mod command;
 pub mod config;
 pub mod connection;
@@ -23,6 +25,10 @@ pub mod tls;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+
+use backplane::Backplane;
+use room::Room;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, Limits};
@@ -46,16 +52,26 @@ pub async fn bind_all(config: &Config) -> anyhow::Result<Vec<Listener>> {
     Ok(listeners)
 }
 
-/// Runs the daemon on bound listeners until `shutdown` is cancelled.
+/// Runs the daemon on bound listeners until `shutdown` is cancelled; with a
+/// backplane URL, shares the room with the other daemons on that Redis.
 pub async fn run(
     listeners: Vec<Listener>,
     limits: Limits,
+    backplane: Option<&str>,
     shutdown: CancellationToken,
     console: bool,
-) {
-    let ctx = Arc::new(Context::new(limits, shutdown));
+) -> anyhow::Result<()> {
+    let tracker = TaskTracker::new();
+    let room = Arc::new(Room::new(limits.queue, limits.history));
+    let backplane = backplane
+        .map(|url| {
+            Backplane::start(url, Arc::clone(&room), limits.history, shutdown.clone(), &tracker)
+        })
+        .transpose()?;
+    let ctx = Arc::new(Context::new(room, backplane, limits, shutdown));
     if console {
         console::spawn(Arc::clone(&ctx));
     }
-    server::run(ctx, listeners).await;
+    server::run(ctx, listeners, tracker).await;
+    Ok(())
 }

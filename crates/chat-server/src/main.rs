@@ -27,7 +27,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(
         cancel_on_signal(shutdown.clone()).await.context("cannot install signal handlers")?,
     );
-    chat_server::run(listeners, limits, shutdown, true).await;
+    chat_server::run(listeners, limits, config.backplane.as_deref(), shutdown, true).await?;
     info!("stopped");
     Ok(())
 }

@@ -19,6 +19,8 @@ use rand::Rng;
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::time::Instant;
 
+use crate::backplane::wire::NodeId;
+
 /// Identifies one connection for the lifetime of the process.
 pub type ConnId = u64;
 
@@ -59,6 +61,30 @@ pub struct Member {
     direct: mpsc::Sender<Box<Direct>>,
 }
 
+/// A user as `/who` shows them, here or on another node.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub name: Name,
+    pub theme: Theme,
+    pub place: Place,
+}
+
+/// Where a user is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Here(SocketAddr),
+    /// On another daemon sharing the room through the backplane.
+    Node(NodeId),
+}
+
+/// A user connected to another daemon of the room.
+#[derive(Debug, Clone)]
+struct RemoteMember {
+    name: Name,
+    theme: Theme,
+    node: NodeId,
+}
+
 /// What a newly joined connection receives.
 pub struct Membership {
     pub theme: Theme,
@@ -72,7 +98,7 @@ pub struct Membership {
 /// The newcomer's view of who is online.
 #[derive(Debug, Clone)]
 pub enum Online {
-    Listed(Vec<Member>),
+    Listed(Vec<Listing>),
     Many(usize),
 }
 
@@ -118,6 +144,8 @@ struct RoomState {
     theme_use: [u32; THEMES.len()],
     history: VecDeque<Arc<Event>>,
     presence: Presence,
+    /// Users of other nodes, known from the backplane; empty without one.
+    remote: HashMap<NameKey, RemoteMember>,
 }
 
 /// Joins and leaves waiting to be announced together.
@@ -159,7 +187,7 @@ impl Room {
     pub fn join(&self, id: ConnId, name: Name, peer: SocketAddr) -> Result<Membership, RoomError> {
         let mut state = self.lock();
         let key = name.key();
-        if state.by_key.contains_key(&key) {
+        if state.is_taken(&key) {
             return Err(RoomError::NameTaken);
         }
         let theme_index = state.pick_theme();
@@ -173,7 +201,7 @@ impl Room {
         state.by_key.insert(key, id);
         let member = Member { name, theme, peer, direct: direct_tx };
         state.members.insert(id, member);
-        self.announce_presence(&mut state, id, change);
+        self.announce_presence(&mut state, Some(id), change);
         Ok(Membership { theme, online, history, events, direct: direct_rx })
     }
 
@@ -184,20 +212,20 @@ impl Room {
             return;
         };
         let change = format!("{} {} {how}", member.theme.emoji, member.name);
-        self.announce_presence(&mut state, id, change);
+        self.announce_presence(&mut state, Some(id), change);
     }
 
     /// Publishes a join or leave at once in a small or quiet room; otherwise
     /// gathers it into one notice sent when the window ends, so that N joins
     /// cost O(N) deliveries per window instead of O(N) each.
-    fn announce_presence(&self, state: &mut RoomState, id: ConnId, change: String) {
+    fn announce_presence(&self, state: &mut RoomState, from: Option<ConnId>, change: String) {
         let now = Instant::now();
         let quiet = state.presence.pending.is_empty()
             && state.presence.last_sent.is_none_or(|at| now.duration_since(at) >= PRESENCE_WINDOW);
         if quiet || state.members.len() < COALESCE_FROM_MEMBERS {
             state.presence.last_sent = Some(now);
             let line = Line::notice(&change);
-            self.publish_locked(state, Event { from: Some(id), line }, false);
+            self.publish_locked(state, Event { from, line }, false);
             return;
         }
         if state.presence.pending.is_empty() {
@@ -233,6 +261,22 @@ impl Room {
         self.publish_locked(&mut state, Event { from: None, line }, false);
     }
 
+    /// Adds a line to history without sending it (history from other nodes at start-up).
+    pub fn remember(&self, event: Event) {
+        let mut state = self.lock();
+        self.remember_locked(&mut state, Arc::new(event));
+    }
+
+    fn remember_locked(&self, state: &mut RoomState, event: Arc<Event>) {
+        if self.history_len == 0 {
+            return;
+        }
+        if state.history.len() == self.history_len {
+            state.history.pop_front();
+        }
+        state.history.push_back(event);
+    }
+
     /// Sends a line to everyone but its author; messages go into history.
     /// Returns how many other members are in the room.
     pub fn publish(&self, event: Event, keep_in_history: bool) -> usize {
@@ -242,13 +286,10 @@ impl Room {
 
     fn publish_locked(&self, state: &mut RoomState, event: Event, keep_in_history: bool) -> usize {
         let event = Arc::new(event);
-        if keep_in_history && self.history_len > 0 {
-            if state.history.len() == self.history_len {
-                state.history.pop_front();
-            }
-            state.history.push_back(Arc::clone(&event));
+        if keep_in_history {
+            self.remember_locked(state, Arc::clone(&event));
         }
-        let others = state.members.len()
+        let others = state.members.len() + state.remote.len()
             - usize::from(event.from.is_some_and(|id| state.members.contains_key(&id)));
         // An error only means nobody is subscribed, which is no failure.
         let _ = self.events.send(event);
@@ -280,15 +321,95 @@ impl Room {
         Ok(member.clone())
     }
 
-    /// Everyone in the room, sorted by name.
-    pub fn who(&self) -> Vec<Member> {
-        let mut members: Vec<Member> = self.lock().members.values().cloned().collect();
-        members.sort_by_key(|m| m.name.key());
-        members
+    /// Everyone in the room, on every node, sorted by name.
+    pub fn who(&self) -> Vec<Listing> {
+        self.lock().listings()
     }
 
+    /// Users connected to this node.
     pub fn member_count(&self) -> usize {
         self.lock().members.len()
+    }
+
+    /// True when no user here or on another node has this name (or a look-alike).
+    pub fn is_name_free(&self, name: &Name) -> bool {
+        !self.lock().is_taken(&name.key())
+    }
+
+    /// This node's users and their theme numbers, for the backplane.
+    pub fn local_roster(&self) -> Vec<(Name, usize)> {
+        let state = self.lock();
+        state.members.values().map(|m| (m.name.clone(), theme_index(&m.theme))).collect()
+    }
+
+    /// The node and spelling of a user on another node, if there is one by that name.
+    pub fn remote_user(&self, name: &str) -> Option<(NodeId, Name)> {
+        let state = self.lock();
+        let remote = state.remote.get(&NameKey::of(name.trim()))?;
+        Some((remote.node, remote.name.clone()))
+    }
+
+    /// A user joined on another node; `announce` says whether to tell everyone here.
+    pub fn remote_join(&self, node: NodeId, name: Name, theme: usize, announce: bool) {
+        let mut state = self.lock();
+        let key = name.key();
+        if state.by_key.contains_key(&key) {
+            // Both nodes admitted the name while Redis could not arbitrate; ours stays local.
+            return;
+        }
+        let theme = THEMES[theme];
+        let change = format!("{} {name} joined", theme.emoji);
+        if let Some(old) = state.remote.insert(key, RemoteMember { name, theme, node }) {
+            state.release_theme(&old.theme);
+        }
+        state.use_theme(&theme);
+        if announce {
+            self.announce_presence(&mut state, None, change);
+        }
+    }
+
+    /// A user of another node left.
+    pub fn remote_leave(&self, node: NodeId, name: &Name, how: &str) {
+        let mut state = self.lock();
+        let Some(member) = state.remove_remote(node, &name.key()) else { return };
+        let change = format!("{} {} {how}", member.theme.emoji, member.name);
+        self.announce_presence(&mut state, None, change);
+    }
+
+    /// A user of another node changed name.
+    pub fn remote_rename(&self, node: NodeId, old: &Name, new: Name) {
+        let mut state = self.lock();
+        let Some(mut member) = state.remote.remove(&old.key()).filter(|m| m.node == node) else {
+            return;
+        };
+        let notice = format!("{} {old} is now known as {new}", member.theme.emoji);
+        member.name = new;
+        state.remote.insert(member.name.key(), member);
+        self.publish_locked(&mut state, Event { from: None, line: Line::notice(&notice) }, false);
+    }
+
+    /// Another node's users, as it listed them; `first` starts its list afresh.
+    pub fn remote_roster(&self, node: NodeId, first: bool, members: Vec<(Name, usize)>) {
+        if first {
+            let mut state = self.lock();
+            for key in state.remote_keys_of(node) {
+                state.remove_remote(node, &key);
+            }
+        }
+        for (name, theme) in members {
+            self.remote_join(node, name, theme, false);
+        }
+    }
+
+    /// Another node is gone (shut down or silent): its users leave the room.
+    pub fn remote_node_gone(&self, node: NodeId, how: &str) {
+        let mut state = self.lock();
+        for key in state.remote_keys_of(node) {
+            if let Some(member) = state.remove_remote(node, &key) {
+                let change = format!("{} {} {how}", member.theme.emoji, member.name);
+                self.announce_presence(&mut state, None, change);
+            }
+        }
     }
 }
 
@@ -296,19 +417,58 @@ impl RoomState {
     fn remove(&mut self, id: ConnId) -> Option<Member> {
         let member = self.members.remove(&id)?;
         self.by_key.remove(&member.name.key());
-        if let Some(index) = THEMES.iter().position(|t| *t == member.theme) {
-            self.theme_use[index] = self.theme_use[index].saturating_sub(1);
-        }
+        self.release_theme(&member.theme);
         Some(member)
     }
 
-    fn online_summary(&self) -> Online {
-        if self.members.len() > ONLINE_LIST_MAX {
-            return Online::Many(self.members.len());
+    fn remove_remote(&mut self, node: NodeId, key: &NameKey) -> Option<RemoteMember> {
+        if self.remote.get(key).is_none_or(|m| m.node != node) {
+            return None;
         }
-        let mut members: Vec<Member> = self.members.values().cloned().collect();
-        members.sort_by_key(|m| m.name.key());
-        Online::Listed(members)
+        let member = self.remote.remove(key)?;
+        self.release_theme(&member.theme);
+        Some(member)
+    }
+
+    fn remote_keys_of(&self, node: NodeId) -> Vec<NameKey> {
+        self.remote.iter().filter(|(_, m)| m.node == node).map(|(k, _)| k.clone()).collect()
+    }
+
+    fn is_taken(&self, key: &NameKey) -> bool {
+        self.by_key.contains_key(key) || self.remote.contains_key(key)
+    }
+
+    fn use_theme(&mut self, theme: &Theme) {
+        self.theme_use[theme_index(theme)] += 1;
+    }
+
+    fn release_theme(&mut self, theme: &Theme) {
+        let index = theme_index(theme);
+        self.theme_use[index] = self.theme_use[index].saturating_sub(1);
+    }
+
+    fn listings(&self) -> Vec<Listing> {
+        let here = self.members.values().map(|m| Listing {
+            name: m.name.clone(),
+            theme: m.theme,
+            place: Place::Here(m.peer),
+        });
+        let elsewhere = self.remote.values().map(|m| Listing {
+            name: m.name.clone(),
+            theme: m.theme,
+            place: Place::Node(m.node),
+        });
+        let mut listings: Vec<Listing> = here.chain(elsewhere).collect();
+        listings.sort_by_key(|l| l.name.key());
+        listings
+    }
+
+    fn online_summary(&self) -> Online {
+        let count = self.members.len() + self.remote.len();
+        if count > ONLINE_LIST_MAX {
+            return Online::Many(count);
+        }
+        Online::Listed(self.listings())
     }
 
     fn find(&self, name: &str) -> Option<&Member> {
@@ -323,6 +483,11 @@ impl RoomState {
             (0..THEMES.len()).filter(|&i| self.theme_use[i] == fewest).collect();
         candidates[rand::rng().random_range(0..candidates.len())]
     }
+}
+
+/// The position of a theme in [`THEMES`].
+pub fn theme_index(theme: &Theme) -> usize {
+    THEMES.iter().position(|t| t == theme).unwrap_or(0)
 }
 
 /// One line for many joins and leaves: the first few spelled out, then a count.

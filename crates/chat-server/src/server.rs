@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::admission::{Admission, Gate, Refusal};
+use crate::backplane::Backplane;
 use crate::config::Limits;
 use crate::connection;
 use crate::room::{ConnId, Room, Stats};
@@ -39,7 +40,9 @@ const REFUSAL_GRACE: Duration = Duration::from_secs(2);
 
 /// What every connection shares.
 pub struct Context {
-    pub room: Room,
+    pub room: Arc<Room>,
+    /// The link to other daemons of the room, with `--backplane`.
+    pub backplane: Option<Backplane>,
     pub limits: Limits,
     pub shutdown: CancellationToken,
     pub started: Instant,
@@ -48,9 +51,15 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(limits: Limits, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        room: Arc<Room>,
+        backplane: Option<Backplane>,
+        limits: Limits,
+        shutdown: CancellationToken,
+    ) -> Self {
         Context {
-            room: Room::new(limits.queue, limits.history),
+            room,
+            backplane,
             gate: Gate::new(limits.max_clients, limits.max_per_ip),
             limits,
             shutdown,
@@ -71,8 +80,7 @@ impl Context {
 
 /// Serves `listeners` until `ctx.shutdown` is cancelled, then waits (within
 /// [`SHUTDOWN_GRACE`]) for every connection to finish its goodbye.
-pub async fn run(ctx: Arc<Context>, listeners: Vec<Listener>) {
-    let tracker = TaskTracker::new();
+pub async fn run(ctx: Arc<Context>, listeners: Vec<Listener>, tracker: TaskTracker) {
     for listener in listeners {
         if let Ok(addr) = listener.tcp.local_addr() {
             info!(%addr, tls = listener.tls.is_some(), "listening");

@@ -1,0 +1,567 @@
+//! Several daemons, one room: the Redis pub/sub backplane (`--backplane`).
+//!
+//! Each daemon is a node with a random id. Local traffic never waits for
+//! Redis: a local line reaches local users directly, and a copy goes into a
+//! bounded queue that one backplane task publishes (pipelined, in order) on
+//! the room's channel. The same task reads the channel, skips its own
+//! events, renders each remote event once, and hands it to the [`Room`] like
+//! any other line. Names are claimed in Redis (`name:<key>`, set only if
+//! absent, with an expiry this node refreshes), so they are unique across
+//! nodes and a crashed node's names free themselves. Nodes send heartbeats;
+//! one silent for [`NODE_TIMEOUT`] is gone and its users leave. History is a
+//! capped Redis list read once at start. When Redis is unreachable the node
+//! serves its own users, tells them once that the room is degraded, and
+//! reconnects with backoff; on return it re-claims its names and the nodes
+//! exchange rosters, and the room is whole again.
+//!
+//! Crate: `redis` (redis-rs), the maintained, most used Redis client, with
+//! its Tokio multiplexed connection for commands and a dedicated pub/sub
+//! connection.
+
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chat_proto::{Line, Name, THEMES};
+use futures::StreamExt;
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::room::{Direct, Event, Room};
+use wire::{NodeId, ROSTER_CHUNK, Wire};
+
+/// Events waiting for Redis; past this, new ones are dropped (and counted)
+/// rather than ever slowing local traffic.
+const QUEUE: usize = 16_384;
+/// Events published in one pipeline at most.
+const BATCH: usize = 256;
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A node not heard from for this long is gone.
+pub const NODE_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long a name claim lives in Redis unless refreshed.
+const NAME_TTL_SECS: u64 = 15;
+const NAME_REFRESH: Duration = Duration::from_secs(5);
+/// How long a name claim may take before the node decides alone.
+const CLAIM_TIMEOUT: Duration = Duration::from_millis(1500);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// At most one "still unreachable" log line per this period.
+const ERROR_LOG_PERIOD: Duration = Duration::from_secs(30);
+
+/// Claims a name for a node if free, or refreshes it if the node holds it.
+const CLAIM_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
+    if not v then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 \
+    elseif v == ARGV[1] then redis.call('EXPIRE', KEYS[1], ARGV[2]) return 1 \
+    else return 0 end";
+/// Deletes a name only if this node holds it.
+const RELEASE_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+    return redis.call('DEL', KEYS[1]) else return 0 end";
+
+/// Redis keys and channels of one room.
+#[derive(Debug, Clone)]
+struct Keys {
+    events: String,
+    history: String,
+    node_prefix: String,
+    name_prefix: String,
+}
+
+impl Keys {
+    fn new(room: &str) -> Self {
+        Keys {
+            events: format!("chat:{room}:events"),
+            history: format!("chat:{room}:history"),
+            node_prefix: format!("chat:{room}:node:"),
+            name_prefix: format!("chat:{room}:name:"),
+        }
+    }
+
+    fn node(&self, node: NodeId) -> String {
+        format!("{}{node:x}", self.node_prefix)
+    }
+
+    fn name(&self, name: &Name) -> String {
+        let key = name.key();
+        format!("{}{}", self.name_prefix, key.as_str())
+    }
+}
+
+/// What connection tasks use: forward events, claim and release names.
+#[derive(Clone)]
+pub struct Backplane {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node: NodeId,
+    keys: Keys,
+    queue: mpsc::Sender<Outgoing>,
+    /// The command connection while Redis is reachable.
+    commands: Mutex<Option<MultiplexedConnection>>,
+    connected: AtomicBool,
+    dropped: AtomicU64,
+}
+
+enum Outgoing {
+    Event(Wire),
+    /// A message that also goes into the shared history.
+    Remembered(Wire),
+    Release(Name),
+}
+
+impl Backplane {
+    /// Checks the URL and starts the backplane task for `room`.
+    pub fn start(
+        url: &str,
+        room: Arc<Room>,
+        history_len: usize,
+        shutdown: CancellationToken,
+        tracker: &tokio_util::task::TaskTracker,
+    ) -> anyhow::Result<Backplane> {
+        let client = redis::Client::open(url)
+            .map_err(|e| anyhow::anyhow!("invalid --backplane URL {url:?}: {e}"))?;
+        let (queue, outgoing) = mpsc::channel(QUEUE);
+        let backplane = Backplane {
+            inner: Arc::new(Inner {
+                node: rand::random(),
+                keys: Keys::new("lobby"),
+                queue,
+                commands: Mutex::new(None),
+                connected: AtomicBool::new(false),
+                dropped: AtomicU64::new(0),
+            }),
+        };
+        info!(node = format!("{:x}", backplane.node()), url, "backplane configured");
+        let task = Task { bp: backplane.clone(), client, room, history_len, outgoing, shutdown };
+        tracker.spawn(task.run());
+        Ok(backplane)
+    }
+
+    pub fn node(&self) -> NodeId {
+        self.inner.node
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.inner.connected.load(Ordering::Relaxed)
+    }
+
+    /// Events dropped because Redis was unreachable or too slow.
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Sends an event to the other nodes; never waits.
+    pub fn forward(&self, event: Wire) {
+        self.enqueue(Outgoing::Event(event));
+    }
+
+    /// Sends a chat message or announcement, which also joins the shared history.
+    pub fn forward_remembered(&self, event: Wire) {
+        self.enqueue(Outgoing::Remembered(event));
+    }
+
+    /// Gives a name back once its user left or renamed.
+    pub fn release(&self, name: Name) {
+        self.enqueue(Outgoing::Release(name));
+    }
+
+    fn enqueue(&self, outgoing: Outgoing) {
+        if !self.is_connected() || self.inner.queue.try_send(outgoing).is_err() {
+            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Claims `name` for this node across the room. `false` only when
+    /// another node holds it; when Redis cannot answer, the node decides alone.
+    pub async fn claim(&self, name: &Name) -> bool {
+        let Some(mut conn) = self.commands() else { return true };
+        let mut claim = redis::cmd("EVAL");
+        claim
+            .arg(CLAIM_SCRIPT)
+            .arg(1)
+            .arg(self.inner.keys.name(name))
+            .arg(format!("{:x}", self.node()))
+            .arg(NAME_TTL_SECS);
+        match tokio::time::timeout(CLAIM_TIMEOUT, claim.query_async::<i64>(&mut conn)).await {
+            Ok(Ok(claimed)) => claimed == 1,
+            Ok(Err(error)) => {
+                warn!(%error, "name claim failed; deciding locally");
+                true
+            }
+            Err(_) => {
+                warn!("name claim timed out; deciding locally");
+                true
+            }
+        }
+    }
+
+    fn commands(&self) -> Option<MultiplexedConnection> {
+        self.inner.commands.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_commands(&self, conn: Option<MultiplexedConnection>) {
+        self.inner.connected.store(conn.is_some(), Ordering::Relaxed);
+        *self.inner.commands.lock().unwrap_or_else(|p| p.into_inner()) = conn;
+    }
+}
+
+/// The backplane task: connects, publishes, subscribes, and reconnects.
+struct Task {
+    bp: Backplane,
+    client: redis::Client,
+    room: Arc<Room>,
+    history_len: usize,
+    outgoing: mpsc::Receiver<Outgoing>,
+    shutdown: CancellationToken,
+}
+
+/// Why a session with Redis ended.
+enum SessionEnd {
+    Shutdown,
+    Lost(String),
+}
+
+impl Task {
+    async fn run(mut self) {
+        let mut backoff = MIN_BACKOFF;
+        let mut degraded_told = false;
+        let mut last_error_log: Option<Instant> = None;
+        let mut first_session = true;
+        loop {
+            let end = match self.open().await {
+                Ok((conn, pubsub)) => {
+                    backoff = MIN_BACKOFF;
+                    last_error_log = None;
+                    if degraded_told {
+                        self.tell_room("The room is whole again: messages reach every server.");
+                        degraded_told = false;
+                    }
+                    info!("backplane connected");
+                    let end = self.session(conn, pubsub, std::mem::take(&mut first_session)).await;
+                    self.bp.set_commands(None);
+                    end
+                }
+                Err(error) => SessionEnd::Lost(error),
+            };
+            let SessionEnd::Lost(error) = end else { return };
+            if !degraded_told {
+                warn!(%error, "backplane lost; serving local users only");
+                self.tell_room(
+                    "The room is degraded: messages reach only users on this server until the backplane is back.",
+                );
+                degraded_told = true;
+                last_error_log = Some(Instant::now());
+            } else if last_error_log.is_none_or(|at| at.elapsed() >= ERROR_LOG_PERIOD) {
+                warn!(%error, retry_in = ?backoff, "backplane still unreachable");
+                last_error_log = Some(Instant::now());
+            }
+            self.discard_queued();
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn open(&self) -> Result<(MultiplexedConnection, redis::aio::PubSub), String> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut pubsub = tokio::time::timeout(CONNECT_TIMEOUT, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| "pub/sub connect timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let keys = &self.bp.inner.keys;
+        pubsub.subscribe(&keys.events).await.map_err(|e| e.to_string())?;
+        pubsub.subscribe(keys.node(self.bp.node())).await.map_err(|e| e.to_string())?;
+        Ok((conn, pubsub))
+    }
+
+    async fn session(
+        &mut self,
+        mut conn: MultiplexedConnection,
+        pubsub: redis::aio::PubSub,
+        first: bool,
+    ) -> SessionEnd {
+        if first && let Err(error) = self.seed_history(&mut conn).await {
+            warn!(%error, "could not read the shared history");
+        }
+        // What was queued while disconnected stayed local by design.
+        self.discard_queued();
+        self.bp.set_commands(Some(conn.clone()));
+        if let Err(error) = self.refresh_names(&mut conn).await {
+            return SessionEnd::Lost(error);
+        }
+        let node = self.bp.node();
+        let mut greeting = vec![Wire::Hello { node }];
+        greeting.extend(self.roster());
+        if let Err(error) = self.publish(&mut conn, greeting.into_iter().map(Outgoing::Event)).await
+        {
+            return SessionEnd::Lost(error);
+        }
+        let mut nodes: HashMap<NodeId, Instant> = HashMap::new();
+        let mut messages = pubsub.into_on_message();
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        let mut refresh = tokio::time::interval(NAME_REFRESH);
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {
+                    self.leave_room(&mut conn).await;
+                    return SessionEnd::Shutdown;
+                }
+                received = self.outgoing.recv_many(&mut batch, BATCH) => {
+                    if received == 0 {
+                        return SessionEnd::Shutdown;
+                    }
+                    if let Err(error) = self.publish(&mut conn, batch.drain(..)).await {
+                        return SessionEnd::Lost(error);
+                    }
+                }
+                message = messages.next() => {
+                    let Some(message) = message else {
+                        return SessionEnd::Lost("pub/sub connection closed".to_owned());
+                    };
+                    self.receive(&mut conn, message.get_payload_bytes(), &mut nodes).await;
+                }
+                _ = heartbeat.tick() => {
+                    let beat = std::iter::once(Outgoing::Event(Wire::Heartbeat { node }));
+                    if let Err(error) = self.publish(&mut conn, beat).await {
+                        return SessionEnd::Lost(error);
+                    }
+                    self.sweep_silent_nodes(&mut nodes);
+                }
+                _ = refresh.tick() => {
+                    if let Err(error) = self.refresh_names(&mut conn).await {
+                        return SessionEnd::Lost(error);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes events in one pipeline, in order.
+    async fn publish(
+        &self,
+        conn: &mut MultiplexedConnection,
+        events: impl Iterator<Item = Outgoing>,
+    ) -> Result<(), String> {
+        let keys = &self.bp.inner.keys;
+        let mut pipe = redis::pipe();
+        let mut any = false;
+        for outgoing in events {
+            any = true;
+            match outgoing {
+                Outgoing::Event(event) => {
+                    pipe.publish(self.channel_of(&event), event.encode()).ignore();
+                }
+                Outgoing::Remembered(event) => {
+                    let encoded = event.encode();
+                    pipe.publish(&keys.events, &encoded).ignore();
+                    if self.history_len > 0 {
+                        pipe.lpush(&keys.history, &encoded).ignore();
+                        pipe.ltrim(&keys.history, 0, self.history_len as isize - 1).ignore();
+                    }
+                }
+                Outgoing::Release(name) => {
+                    pipe.cmd("EVAL")
+                        .arg(RELEASE_SCRIPT)
+                        .arg(1)
+                        .arg(keys.name(&name))
+                        .arg(format!("{:x}", self.bp.node()))
+                        .ignore();
+                }
+            }
+        }
+        if !any {
+            return Ok(());
+        }
+        pipe.query_async::<()>(conn).await.map_err(|e| e.to_string())
+    }
+
+    /// Private messages go to the recipient's node only; the rest to the room.
+    fn channel_of(&self, event: &Wire) -> String {
+        if let Wire::Private { to, .. } = event
+            && let Some((node, _)) = self.room.remote_user(to.as_str())
+        {
+            return self.bp.inner.keys.node(node);
+        }
+        self.bp.inner.keys.events.clone()
+    }
+
+    async fn receive(
+        &self,
+        conn: &mut MultiplexedConnection,
+        payload: &[u8],
+        nodes: &mut HashMap<NodeId, Instant>,
+    ) {
+        let event = match Wire::decode(payload) {
+            Ok(event) => event,
+            Err(error) => {
+                warn!(%error, "ignored a backplane message");
+                return;
+            }
+        };
+        let node = event.node();
+        if node == self.bp.node() {
+            return;
+        }
+        nodes.insert(node, Instant::now());
+        match event {
+            Wire::Message { name, theme, text, action, .. } => {
+                let theme = &THEMES[theme];
+                let line = if action {
+                    Line::action(theme, &name, &text)
+                } else {
+                    Line::chat(theme, &name, &text)
+                };
+                self.room.publish(Event { from: None, line }, true);
+            }
+            Wire::Join { name, theme, .. } => self.room.remote_join(node, name, theme, true),
+            Wire::Leave { name, how, .. } => self.room.remote_leave(node, &name, &how),
+            Wire::Rename { old, new, .. } => self.room.remote_rename(node, &old, new),
+            Wire::Announcement { text, .. } => {
+                self.room.publish(Event { from: None, line: Line::announcement(&text) }, true);
+            }
+            Wire::Private { to, from, theme, text, .. } => {
+                let line = Line::private(&THEMES[theme], &from, &text);
+                let _ = self.room.send_direct(to.as_str(), Direct::Line(line));
+            }
+            Wire::Heartbeat { .. } => {}
+            Wire::Hello { .. } => {
+                let roster = self.roster().into_iter().map(Outgoing::Event);
+                if let Err(error) = self.publish(conn, roster).await {
+                    warn!(%error, "could not send our roster");
+                }
+            }
+            Wire::Roster { first, members, .. } => self.room.remote_roster(node, first, members),
+            Wire::Goodbye { .. } => {
+                nodes.remove(&node);
+                self.room.remote_node_gone(node, "left (their server shut down)");
+            }
+        }
+    }
+
+    fn sweep_silent_nodes(&self, nodes: &mut HashMap<NodeId, Instant>) {
+        let now = Instant::now();
+        nodes.retain(|&node, last_seen| {
+            let alive = now.duration_since(*last_seen) < NODE_TIMEOUT;
+            if !alive {
+                warn!(node = format!("{node:x}"), "node went silent; its users leave the room");
+                self.room.remote_node_gone(node, "lost connection (their server is gone)");
+            }
+            alive
+        });
+    }
+
+    /// Our users as roster messages, in chunks.
+    fn roster(&self) -> Vec<Wire> {
+        let node = self.bp.node();
+        let members = self.room.local_roster();
+        if members.is_empty() {
+            return vec![Wire::Roster { node, first: true, members }];
+        }
+        members
+            .chunks(ROSTER_CHUNK)
+            .enumerate()
+            .map(|(i, chunk)| Wire::Roster { node, first: i == 0, members: chunk.to_vec() })
+            .collect()
+    }
+
+    /// Re-claims (and so refreshes) every local name; a name another node
+    /// took while we were apart is logged, and both users keep it locally.
+    async fn refresh_names(&self, conn: &mut MultiplexedConnection) -> Result<(), String> {
+        let names: Vec<Name> = self.room.local_roster().into_iter().map(|(n, _)| n).collect();
+        for chunk in names.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for name in chunk {
+                pipe.cmd("EVAL")
+                    .arg(CLAIM_SCRIPT)
+                    .arg(1)
+                    .arg(self.bp.inner.keys.name(name))
+                    .arg(format!("{:x}", self.bp.node()))
+                    .arg(NAME_TTL_SECS);
+            }
+            let claimed: Vec<i64> = pipe.query_async(conn).await.map_err(|e| e.to_string())?;
+            for (name, ok) in chunk.iter().zip(claimed) {
+                if ok != 1 {
+                    warn!(%name, "name is held by another node too");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn seed_history(&self, conn: &mut MultiplexedConnection) -> Result<(), String> {
+        if self.history_len == 0 {
+            return Ok(());
+        }
+        let key = &self.bp.inner.keys.history;
+        let mut entries: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(self.history_len as isize - 1)
+            .query_async(conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        entries.reverse();
+        for entry in entries {
+            let line = match Wire::decode(&entry) {
+                Ok(Wire::Message { name, theme, text, action: false, .. }) => {
+                    Line::chat(&THEMES[theme], &name, &text)
+                }
+                Ok(Wire::Message { name, theme, text, action: true, .. }) => {
+                    Line::action(&THEMES[theme], &name, &text)
+                }
+                Ok(Wire::Announcement { text, .. }) => Line::announcement(&text),
+                _ => continue,
+            };
+            self.room.remember(Event { from: None, line });
+        }
+        Ok(())
+    }
+
+    /// Says goodbye on shutdown: the other nodes drop our users at once, and
+    /// our names are free for others.
+    async fn leave_room(&mut self, conn: &mut MultiplexedConnection) {
+        let node = self.bp.node();
+        let mut farewell: Vec<Outgoing> = Vec::new();
+        while let Ok(outgoing) = self.outgoing.try_recv() {
+            farewell.push(outgoing);
+        }
+        farewell.push(Outgoing::Event(Wire::Goodbye { node }));
+        let names = self.room.local_roster().into_iter().map(|(n, _)| Outgoing::Release(n));
+        farewell.extend(names);
+        let said = self.publish(conn, farewell.into_iter());
+        if let Err(error) =
+            tokio::time::timeout(RESPONSE_TIMEOUT, said).await.unwrap_or(Err("timed out".into()))
+        {
+            warn!(%error, "could not say goodbye on the backplane");
+        }
+    }
+
+    fn discard_queued(&mut self) {
+        while self.outgoing.try_recv().is_ok() {
+            self.bp.inner.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn tell_room(&self, text: &str) {
+        self.room.publish(Event { from: None, line: Line::notice(text) }, false);
+    }
+}

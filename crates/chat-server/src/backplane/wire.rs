@@ -1,0 +1,278 @@
+//! What daemons tell each other through Redis, and how it is spelled.
+//!
+//! One Redis message is one [`Wire`] event: a tag, the sending node's id, and
+//! tab-separated fields, the free text last. Sanitised text holds no tab or
+//! newline, so no escaping is needed. Decoding trusts nothing: names are
+//! validated again, themes are bounds-checked, text is sanitised again, so a
+//! stranger with access to Redis cannot make a node emit an escape sequence.
+
+use chat_proto::{Name, THEMES, sanitize_text};
+
+/// A daemon's identity on the backplane, random per process.
+pub type NodeId = u64;
+
+/// Members listed per roster message, so one message stays small.
+pub const ROSTER_CHUNK: usize = 500;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wire {
+    /// A chat line (`action`: from `/me`).
+    Message {
+        node: NodeId,
+        name: Name,
+        theme: usize,
+        text: String,
+        action: bool,
+    },
+    Join {
+        node: NodeId,
+        name: Name,
+        theme: usize,
+    },
+    Leave {
+        node: NodeId,
+        name: Name,
+        theme: usize,
+        how: String,
+    },
+    Rename {
+        node: NodeId,
+        old: Name,
+        new: Name,
+        theme: usize,
+    },
+    /// An operator's `/say`.
+    Announcement {
+        node: NodeId,
+        text: String,
+    },
+    /// A private message for a user on the receiving node.
+    Private {
+        node: NodeId,
+        to: Name,
+        from: Name,
+        theme: usize,
+        text: String,
+    },
+    /// "I am alive"; a node silent for a few heartbeats is gone.
+    Heartbeat {
+        node: NodeId,
+    },
+    /// A node (re)joined the backplane and asks the others for their rosters.
+    Hello {
+        node: NodeId,
+    },
+    /// Some of a node's members (one chunk of at most [`ROSTER_CHUNK`]).
+    Roster {
+        node: NodeId,
+        first: bool,
+        members: Vec<(Name, usize)>,
+    },
+    /// A node is shutting down; its members are gone.
+    Goodbye {
+        node: NodeId,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError(pub String);
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "malformed backplane message: {}", self.0)
+    }
+}
+
+impl Wire {
+    pub fn node(&self) -> NodeId {
+        match self {
+            Wire::Message { node, .. }
+            | Wire::Join { node, .. }
+            | Wire::Leave { node, .. }
+            | Wire::Rename { node, .. }
+            | Wire::Announcement { node, .. }
+            | Wire::Private { node, .. }
+            | Wire::Heartbeat { node }
+            | Wire::Hello { node }
+            | Wire::Roster { node, .. }
+            | Wire::Goodbye { node } => *node,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        match self {
+            Wire::Message { node, name, theme, text, action } => {
+                let tag = if *action { "A" } else { "M" };
+                format!("{tag}\t{node:x}\t{name}\t{theme}\t{text}")
+            }
+            Wire::Join { node, name, theme } => format!("J\t{node:x}\t{name}\t{theme}"),
+            Wire::Leave { node, name, theme, how } => {
+                format!("L\t{node:x}\t{name}\t{theme}\t{how}")
+            }
+            Wire::Rename { node, old, new, theme } => format!("N\t{node:x}\t{old}\t{new}\t{theme}"),
+            Wire::Announcement { node, text } => format!("S\t{node:x}\t{text}"),
+            Wire::Private { node, to, from, theme, text } => {
+                format!("P\t{node:x}\t{to}\t{from}\t{theme}\t{text}")
+            }
+            Wire::Heartbeat { node } => format!("H\t{node:x}"),
+            Wire::Hello { node } => format!("O\t{node:x}"),
+            Wire::Roster { node, first, members } => {
+                let list: Vec<String> = members.iter().map(|(n, t)| format!("{n} {t}")).collect();
+                format!("R\t{node:x}\t{}\t{}", u8::from(*first), list.join("\t"))
+            }
+            Wire::Goodbye { node } => format!("G\t{node:x}"),
+        }
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Wire, WireError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| WireError("not UTF-8".into()))?;
+        let mut fields = Fields(text.split('\t'));
+        let tag = fields.next("tag")?;
+        let node = NodeId::from_str_radix(fields.next("node")?, 16)
+            .map_err(|_| WireError("bad node id".into()))?;
+        let wire = match tag {
+            "M" | "A" => Wire::Message {
+                node,
+                name: fields.name()?,
+                theme: fields.theme()?,
+                text: fields.rest(),
+                action: tag == "A",
+            },
+            "J" => Wire::Join { node, name: fields.name()?, theme: fields.theme()? },
+            "L" => Wire::Leave {
+                node,
+                name: fields.name()?,
+                theme: fields.theme()?,
+                how: fields.rest(),
+            },
+            "N" => Wire::Rename {
+                node,
+                old: fields.name()?,
+                new: fields.name()?,
+                theme: fields.theme()?,
+            },
+            "S" => Wire::Announcement { node, text: fields.rest() },
+            "P" => Wire::Private {
+                node,
+                to: fields.name()?,
+                from: fields.name()?,
+                theme: fields.theme()?,
+                text: fields.rest(),
+            },
+            "H" => Wire::Heartbeat { node },
+            "O" => Wire::Hello { node },
+            "R" => {
+                let first = fields.next("first")? == "1";
+                let entries = fields.0.filter(|entry| !entry.is_empty());
+                let members = entries.map(parse_member).collect::<Result<_, _>>()?;
+                Wire::Roster { node, first, members }
+            }
+            "G" => Wire::Goodbye { node },
+            other => return Err(WireError(format!("unknown tag {other:?}"))),
+        };
+        Ok(wire)
+    }
+}
+
+fn parse_member(entry: &str) -> Result<(Name, usize), WireError> {
+    let (name, theme) =
+        entry.rsplit_once(' ').ok_or_else(|| WireError("bad roster entry".into()))?;
+    Ok((parse_name(name)?, parse_theme(theme)?))
+}
+
+fn parse_name(field: &str) -> Result<Name, WireError> {
+    Name::parse(field).map_err(|e| WireError(format!("bad name {field:?}: {e}")))
+}
+
+fn parse_theme(field: &str) -> Result<usize, WireError> {
+    field
+        .parse::<usize>()
+        .ok()
+        .filter(|&t| t < THEMES.len())
+        .ok_or_else(|| WireError(format!("bad theme {field:?}")))
+}
+
+struct Fields<'a>(std::str::Split<'a, char>);
+
+impl<'a> Fields<'a> {
+    fn next(&mut self, what: &str) -> Result<&'a str, WireError> {
+        self.0.next().ok_or_else(|| WireError(format!("missing {what}")))
+    }
+
+    fn name(&mut self) -> Result<Name, WireError> {
+        let field = self.next("name")?;
+        parse_name(field)
+    }
+
+    fn theme(&mut self) -> Result<usize, WireError> {
+        let field = self.next("theme")?;
+        parse_theme(field)
+    }
+
+    /// The remaining fields as one sanitised text (tabs could only come from a forger).
+    fn rest(&mut self) -> String {
+        let rest: Vec<&str> = self.0.by_ref().collect();
+        sanitize_text(&rest.join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        Name::parse(s).expect("valid")
+    }
+
+    #[test]
+    fn every_event_survives_a_round_trip() {
+        let node = 0xdead_beef;
+        let events = [
+            Wire::Message {
+                node,
+                name: name("alice"),
+                theme: 3,
+                text: "hi: there".into(),
+                action: false,
+            },
+            Wire::Message {
+                node,
+                name: name("alice"),
+                theme: 3,
+                text: "waves".into(),
+                action: true,
+            },
+            Wire::Join { node, name: name("bob"), theme: 0 },
+            Wire::Leave { node, name: name("bob"), theme: 0, how: "left (bye now)".into() },
+            Wire::Rename { node, old: name("bob"), new: name("robert"), theme: 0 },
+            Wire::Announcement { node, text: "maintenance".into() },
+            Wire::Private {
+                node,
+                to: name("carol"),
+                from: name("bob"),
+                theme: 1,
+                text: "psst".into(),
+            },
+            Wire::Heartbeat { node },
+            Wire::Hello { node },
+            Wire::Roster { node, first: true, members: vec![(name("a"), 1), (name("b"), 2)] },
+            Wire::Roster { node, first: false, members: vec![] },
+            Wire::Goodbye { node },
+        ];
+        for event in events {
+            assert_eq!(Wire::decode(event.encode().as_bytes()), Ok(event.clone()));
+        }
+    }
+
+    #[test]
+    fn forged_messages_are_refused_or_sanitised() {
+        assert!(Wire::decode(b"M\t1\tserver\t0\thi").is_err(), "reserved name");
+        assert!(Wire::decode(b"M\t1\talice\t99\thi").is_err(), "theme out of range");
+        assert!(Wire::decode(b"X\t1").is_err());
+        assert!(Wire::decode(b"M\tzz\talice\t0\thi").is_err());
+        assert!(Wire::decode(b"\xff").is_err());
+        let forged = Wire::decode(b"M\t1\talice\t0\t\x1b[2Jboom\tmore").expect("decodes");
+        let Wire::Message { text, .. } = forged else { panic!("a message") };
+        assert_eq!(text, "[2Jboom more");
+    }
+}

@@ -1,0 +1,170 @@
+//! Several real `chat-server` processes sharing one room through a real
+//! `redis-server` (`--backplane`): cross-node chat, names, `/who`, `/msg`,
+//! history, a node killed with SIGKILL, Redis killed and restarted.
+
+mod support;
+
+use support::{Client, RedisServer, Server, strip_ansi};
+
+fn node(redis: &RedisServer) -> Server {
+    let server = Server::start(&["--backplane", &redis.url(), "--rate", "0"]);
+    server.log.wait_for("backplane connected", |l| l.contains("backplane connected"));
+    server
+}
+
+/// Joins `name` on `server` and waits until `observer` (on any node) sees the join.
+async fn join_seen_by(server: &Server, name: &str, observer: &mut Client) -> Client {
+    let client = Client::named(server.addr, name).await;
+    observer.expect_line(|l| l.contains(&format!("{name} joined"))).await;
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_cross_nodes_exactly_once_in_order() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let mut alice = Client::named(a.addr, "alice").await;
+    let mut bob = join_seen_by(&b, "bob", &mut alice).await;
+    let mut carol = join_seen_by(&a, "carol", &mut bob).await;
+    for i in 0..200 {
+        alice.send(&format!("number {i}")).await;
+    }
+    for reader in [&mut bob, &mut carol] {
+        for i in 0..200 {
+            let line = strip_ansi(&reader.expect_line(|l| l.contains("alice: number")).await);
+            assert!(line.ends_with(&format!("alice: number {i}")), "expected {i}, got {line}");
+        }
+    }
+    bob.send("/me waves from b").await;
+    let line = strip_ansi(&alice.expect_line(|l| l.contains("waves from b")).await);
+    assert!(line.ends_with("* bob waves from b"), "{line}");
+    // Exactly once: nothing of alice's arrived twice before bob's next line.
+    let before = support::barrier(&mut bob, &mut carol).await;
+    assert!(before.iter().all(|l| !l.contains("alice: number")), "duplicates: {before:?}");
+    bob.send("/nick robert").await;
+    alice.expect_line(|l| l.contains("bob is now known as robert")).await;
+    drop(bob);
+    alice.expect_line(|l| l.contains("robert left")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_are_unique_across_nodes() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let _alice = Client::named(a.addr, "alice").await;
+    let mut other = Client::connect(b.addr).await;
+    other.expect_line(|l| l.contains("name")).await;
+    for attempt in ["alice", "ALICE", "\u{0430}lice"] {
+        other.send(attempt).await;
+        let reason = other.expect_line(|l| l.contains("Sorry")).await;
+        assert!(reason.contains("taken"), "{attempt}: {reason}");
+    }
+    other.send("alicia").await;
+    other.expect_line(|l| l.contains("Welcome, alicia")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_lists_everyone_and_themes_stay_distinct() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let mut alice = Client::named(a.addr, "alice").await;
+    let _bob = join_seen_by(&b, "bob", &mut alice).await;
+    let _carol = join_seen_by(&b, "carol", &mut alice).await;
+    alice.send("/who").await;
+    alice.expect_line(|l| l.contains("3 online")).await;
+    let entries: Vec<String> =
+        [alice.next_line().await, alice.next_line().await, alice.next_line().await]
+            .into_iter()
+            .map(|l| strip_ansi(&l.expect("entry")))
+            .collect();
+    let names: Vec<&str> =
+        entries.iter().map(|e| e.split_whitespace().nth(1).unwrap_or("")).collect();
+    assert_eq!(names, ["alice", "bob", "carol"], "{entries:?}");
+    let themes: std::collections::HashSet<&str> =
+        entries.iter().map(|e| e.split_whitespace().next().unwrap_or("")).collect();
+    assert_eq!(themes.len(), 3, "distinct themes across nodes: {entries:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_messages_reach_a_user_on_another_node_only() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let mut alice = Client::named(a.addr, "alice").await;
+    let mut bob = join_seen_by(&b, "bob", &mut alice).await;
+    let mut carol = join_seen_by(&b, "carol", &mut alice).await;
+    alice.send("/msg BOB across the wire").await;
+    alice.expect_line(|l| l.contains("-> bob: across the wire")).await;
+    let line = strip_ansi(&bob.expect_line(|l| l.contains("across the wire")).await);
+    assert!(line.contains("alice (private): across the wire"), "{line}");
+    let carol_saw = support::barrier(&mut alice, &mut carol).await;
+    assert!(carol_saw.iter().all(|l| !l.contains("across the wire")), "leaked: {carol_saw:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_holds_messages_from_every_node_even_for_a_new_node() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let mut alice = Client::named(a.addr, "alice").await;
+    let mut bob = join_seen_by(&b, "bob", &mut alice).await;
+    alice.send("first from a").await;
+    bob.expect_line(|l| l.contains("first from a")).await;
+    bob.send("second from b").await;
+    alice.expect_line(|l| l.contains("second from b")).await;
+    let c = node(&redis);
+    for server in [&b, &c] {
+        let mut late = Client::connect(server.addr).await;
+        late.expect_line(|l| l.contains("name")).await;
+        late.send(&format!("late{}", server.addr.port())).await;
+        let lines = late.lines_until(|l| l.contains("second from b")).await;
+        let first =
+            lines.iter().position(|l| l.contains("first from a")).expect("first in history");
+        let recent =
+            lines.iter().position(|l| l.contains("Recent messages")).expect("history header");
+        assert!(recent < first, "{lines:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_of_a_killed_node_leave_within_seconds() {
+    let redis = RedisServer::start();
+    let (a, mut b) = (node(&redis), node(&redis));
+    let mut alice = Client::named(a.addr, "alice").await;
+    let _bob = join_seen_by(&b, "bob", &mut alice).await;
+    b.kill(); // SIGKILL: no goodbye reaches Redis
+    let left = strip_ansi(&alice.expect_line(|l| l.contains("bob")).await);
+    assert!(left.contains("bob lost connection"), "{left}");
+    alice.send("/who").await;
+    alice.expect_line(|l| l.contains("1 online")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_degrades_to_local_then_the_room_is_whole_again() {
+    let mut redis = RedisServer::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let mut alice = Client::named(a.addr, "alice").await;
+    let mut bob = join_seen_by(&b, "bob", &mut alice).await;
+    let mut carol = join_seen_by(&a, "carol", &mut bob).await;
+
+    redis.kill();
+    alice.expect_line(|l| l.contains("degraded")).await;
+    bob.expect_line(|l| l.contains("degraded")).await;
+    carol.expect_line(|l| l.contains("degraded")).await;
+    alice.send("still local").await;
+    carol.expect_line(|l| l.contains("alice: still local")).await;
+
+    redis.restart();
+    alice.expect_line(|l| l.contains("whole again")).await;
+    bob.expect_line(|l| l.contains("whole again")).await;
+    // Each node says the room is whole only once it is subscribed again.
+    alice.send("after the outage").await;
+    bob.expect_line(|l| l.contains("alice: after the outage")).await;
+    assert!(
+        a.log
+            .snapshot()
+            .iter()
+            .filter(|l| l.contains("degraded") || l.contains("backplane lost"))
+            .count()
+            <= 2
+    );
+    let _ = (a, b);
+}
