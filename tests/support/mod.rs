@@ -105,11 +105,24 @@ impl Server {
 
     /// Like [`Server::start`], letting the caller adjust the command (limits, env).
     pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Server {
+        Self::start_env(args, &[], adjust)
+    }
+
+    /// Like [`Server::start_with`], with environment variables; `CHAT_LISTEN`
+    /// there replaces the default `--listen 127.0.0.1:0`.
+    pub fn start_env(
+        args: &[&str],
+        env: &[(&str, &str)],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Server {
         let mut command = Command::new(bin_path("chat-server"));
-        if !args.iter().any(|a| a.starts_with("--listen")) {
+        let listens = args.iter().any(|a| a.starts_with("--listen"))
+            || env.iter().any(|(var, _)| *var == "CHAT_LISTEN");
+        if !listens {
             command.args(["--listen", "127.0.0.1:0"]);
         }
         command.args(args).env("RUST_LOG", "info").env_remove("NO_COLOR");
+        command.envs(env.iter().copied());
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         adjust(&mut command);
         let mut child = command.spawn().expect("chat-server starts");

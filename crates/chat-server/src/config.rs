@@ -80,6 +80,10 @@ pub struct Config {
     #[arg(long, value_name = "URL", env = "CHAT_BACKPLANE")]
     pub backplane: Option<String>,
 
+    /// Serve Prometheus metrics over HTTP at this address (GET /metrics), e.g. 127.0.0.1:9878.
+    #[arg(long, value_name = "ADDR", env = "CHAT_METRICS")]
+    pub metrics: Option<SocketAddr>,
+
     /// Send no ANSI colour to anyone (users may still turn colour off for themselves with /color off).
     #[arg(long, env = "CHAT_NO_COLOR")]
     pub no_color: bool,

@@ -24,8 +24,9 @@ use tracing::{debug, info};
 use crate::backplane::wire::Wire;
 use crate::command::{self, HELP, Input};
 use crate::output::{Output, WriteError};
-use crate::room::{ConnId, Direct, Event, Membership, Online, RoomError, Stats, theme_index};
+use crate::room::{ConnId, Direct, Event, Membership, Online, RoomError, theme_index};
 use crate::server::Context;
+use crate::stats::Stats;
 use crate::throttle::Throttle;
 
 /// Initial read buffer: small, since most connections are idle most of the time.
@@ -133,7 +134,8 @@ where
 {
     let limits = &ctx.limits;
     let input = FramedRead::with_capacity(reader, ChatCodec::new(limits.max_line), READ_BUFFER);
-    let output = Output::new(writer, limits.color, limits.write_timeout);
+    let stats = Arc::clone(&ctx.room.stats);
+    let output = Output::new(writer, limits.color, limits.write_timeout, stats);
     let mut connection = Connection { id, peer, ctx: Arc::clone(&ctx), input, output };
     info!(%peer, id, "connected");
     let (who, end) = connection.run().await;

@@ -7,7 +7,6 @@
 
 use std::io::BufRead;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use chat_proto::{Line, sanitize_text};
 use tokio::sync::mpsc;
@@ -16,6 +15,7 @@ use tracing::{debug, info};
 use crate::backplane::wire::Wire;
 use crate::room::{Direct, Event, Place};
 use crate::server::Context;
+use crate::stats::Stats;
 
 const CONSOLE_HELP: &str =
     "console commands: /who, /kick NAME [reason], /say TEXT, /stats, /quit (or exit)";
@@ -122,7 +122,7 @@ fn kick(ctx: &Context, rest: &str) -> String {
 
 fn stats(ctx: &Context) -> String {
     let s = &ctx.room.stats;
-    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let get = Stats::get;
     format!(
         "uptime {}s, connections {} open / {} total, users {}, messages {}, missed lines {}, \
          overlong lines {}, slow disconnects {}, refused {}",

@@ -6,7 +6,8 @@
 //! (batched, time-bounded writes), [`throttle`] (the per-client rate),
 //! [`console`] (operator commands on stdin), [`socket`] (TCP options),
 //! [`logging`] (tracing setup), [`tls`] (certificates for `--listen-tls`),
-//! [`backplane`] (several daemons sharing one room through Redis).
+//! [`backplane`] (several daemons sharing one room through Redis), [`stats`] and
+//! [`metrics`] (counters, Prometheus endpoint).
 
 pub mod admission;
 pub mod backplane;
@@ -15,10 +16,12 @@ pub mod config;
 pub mod connection;
 pub mod console;
 pub mod logging;
+pub mod metrics;
 pub mod output;
 pub mod room;
 pub mod server;
 pub mod socket;
+pub mod stats;
 pub mod throttle;
 pub mod tls;
 
@@ -34,8 +37,14 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Config, Limits};
 pub use server::{Context, Listener};
 
-/// Binds every `--listen` and `--listen-tls` address, naming the one that fails.
-pub async fn bind_all(config: &Config) -> anyhow::Result<Vec<Listener>> {
+/// Everything the daemon listens on, bound before it starts serving.
+pub struct Bound {
+    pub listeners: Vec<Listener>,
+    pub metrics: Option<TcpListener>,
+}
+
+/// Binds every `--listen`, `--listen-tls` and `--metrics` address, naming the one that fails.
+pub async fn bind_all(config: &Config) -> anyhow::Result<Bound> {
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
@@ -44,18 +53,23 @@ pub async fn bind_all(config: &Config) -> anyhow::Result<Vec<Listener>> {
     let secure = config.listen_tls.iter().map(|&addr| (addr, tls.clone()));
     let mut listeners = Vec::new();
     for (addr, tls) in plain.chain(secure) {
-        let tcp = TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        listeners.push(Listener { tcp, tls });
+        listeners.push(Listener { tcp: bind(addr).await?, tls });
     }
-    Ok(listeners)
+    let metrics = match config.metrics {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    Ok(Bound { listeners, metrics })
+}
+
+async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
 }
 
 /// Runs the daemon on bound listeners until `shutdown` is cancelled; with a
 /// backplane URL, shares the room with the other daemons on that Redis.
 pub async fn run(
-    listeners: Vec<Listener>,
+    bound: Bound,
     limits: Limits,
     backplane: Option<&str>,
     shutdown: CancellationToken,
@@ -72,6 +86,9 @@ pub async fn run(
     if console {
         console::spawn(Arc::clone(&ctx));
     }
-    server::run(ctx, listeners, tracker).await;
+    if let Some(listener) = bound.metrics {
+        tokio::spawn(metrics::serve(listener, Arc::clone(&ctx)));
+    }
+    server::run(ctx, bound.listeners, tracker).await;
     Ok(())
 }

@@ -22,12 +22,12 @@ fn main() -> std::process::ExitCode {
 #[tokio::main]
 async fn run(config: Config) -> anyhow::Result<()> {
     let limits = config.limits().map_err(anyhow::Error::msg)?;
-    let listeners = chat_server::bind_all(&config).await?;
+    let bound = chat_server::bind_all(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(
         cancel_on_signal(shutdown.clone()).await.context("cannot install signal handlers")?,
     );
-    chat_server::run(listeners, limits, config.backplane.as_deref(), shutdown, true).await?;
+    chat_server::run(bound, limits, config.backplane.as_deref(), shutdown, true).await?;
     info!("stopped");
     Ok(())
 }

@@ -6,11 +6,14 @@
 //! bounded buffer and no more. The buffer is released when it grew large, so
 //! idle connections stay small.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use chat_proto::Line;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::stats::Stats;
 
 /// Stop draining the room's queue into the buffer past this many bytes.
 pub const BATCH_BYTES: usize = 64 * 1024;
@@ -29,18 +32,22 @@ pub enum WriteError {
 pub struct Output<W> {
     writer: W,
     buf: BytesMut,
+    /// Lines in `buf`, counted into `stats` once written.
+    lines: u64,
+    stats: Arc<Stats>,
     pub color: bool,
     write_timeout: Duration,
 }
 
 impl<W: AsyncWrite + Unpin> Output<W> {
-    pub fn new(writer: W, color: bool, write_timeout: Duration) -> Self {
-        Output { writer, buf: BytesMut::new(), color, write_timeout }
+    pub fn new(writer: W, color: bool, write_timeout: Duration, stats: Arc<Stats>) -> Self {
+        Output { writer, buf: BytesMut::new(), lines: 0, stats, color, write_timeout }
     }
 
     /// Appends a line in this connection's colour setting.
     pub fn push(&mut self, line: &Line) {
         self.buf.extend_from_slice(line.bytes(self.color));
+        self.lines += 1;
     }
 
     /// Frees the buffer; called when nothing is queued, so idle connections hold none.
@@ -62,6 +69,8 @@ impl<W: AsyncWrite + Unpin> Output<W> {
 
     /// Writes everything pending; fails if the peer takes no bytes for the write timeout.
     pub async fn flush(&mut self) -> Result<(), WriteError> {
+        Stats::add(&self.stats.lines_out, std::mem::take(&mut self.lines));
+        Stats::add(&self.stats.bytes_out, self.buf.len() as u64);
         while !self.buf.is_empty() {
             match tokio::time::timeout(self.write_timeout, self.writer.write(&self.buf)).await {
                 Err(_) => return Err(WriteError::Stalled),

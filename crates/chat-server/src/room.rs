@@ -10,7 +10,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::time::Instant;
 
 use crate::backplane::wire::NodeId;
+use crate::stats::Stats;
 
 /// Identifies one connection for the lifetime of the process.
 pub type ConnId = u64;
@@ -119,23 +119,6 @@ impl std::fmt::Display for RoomError {
     }
 }
 
-/// Counters for `/stats`, updated without the lock.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub connections: AtomicU64,
-    pub messages: AtomicU64,
-    pub missed: AtomicU64,
-    pub too_long: AtomicU64,
-    pub slow_disconnects: AtomicU64,
-    pub refused: AtomicU64,
-}
-
-impl Stats {
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-}
-
 #[derive(Debug, Default)]
 struct RoomState {
     members: HashMap<ConnId, Member>,
@@ -160,7 +143,7 @@ pub struct Room {
     presence_due: Notify,
     events: broadcast::Sender<Arc<Event>>,
     history_len: usize,
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
 }
 
 impl Room {
@@ -173,7 +156,7 @@ impl Room {
             presence_due: Notify::new(),
             events,
             history_len,
-            stats: Stats::default(),
+            stats: Arc::default(),
         }
     }
 

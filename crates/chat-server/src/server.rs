@@ -25,8 +25,9 @@ use crate::admission::{Admission, Gate, Refusal};
 use crate::backplane::Backplane;
 use crate::config::Limits;
 use crate::connection;
-use crate::room::{ConnId, Room, Stats};
+use crate::room::{ConnId, Room};
 use crate::socket;
+use crate::stats::Stats;
 
 /// First pause after an accept error; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(5);

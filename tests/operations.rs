@@ -1,0 +1,103 @@
+//! Running the daemon as a service: Prometheus metrics, settings from the
+//! environment, `--version`. Real binary, real sockets.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::process::Command;
+
+use support::{Client, Server, bin_path, listening_addr};
+
+/// One HTTP GET against the metrics endpoint; returns the whole response.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).expect("metrics endpoint accepts");
+    stream.set_read_timeout(Some(support::WAIT)).expect("timeout set");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").expect("request sent");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response read");
+    response
+}
+
+fn metric(page: &str, name: &str) -> u64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{page}"))
+}
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_text_format() {
+    let server = Server::start(&["--metrics", "127.0.0.1:0", "--max-line", "64"]);
+    let line = server.log.wait_for("metrics listener", |l| l.contains("metrics listening"));
+    let metrics = listening_addr(&line);
+    let mut alice = Client::named(server.addr, "alice").await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    alice.send("one").await;
+    alice.send("two").await;
+    alice.send(&"x".repeat(100)).await;
+    bob.expect_line(|l| l.contains("alice: two")).await;
+    alice.expect_line(|l| l.contains("discarded")).await;
+
+    let response = http_get(metrics, "/metrics");
+    assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+    assert!(response.contains("Content-Type: text/plain; version=0.0.4"), "{response}");
+    let page = response.split("\r\n\r\n").nth(1).expect("body");
+    assert!(page.contains("# TYPE chat_messages_received_total counter"), "{page}");
+    assert_eq!(metric(page, "chat_users"), 2);
+    assert_eq!(metric(page, "chat_connections_open"), 2);
+    assert_eq!(metric(page, "chat_messages_received_total"), 2);
+    assert_eq!(metric(page, "chat_lines_too_long_total"), 1);
+    assert!(metric(page, "chat_lines_sent_total") >= 2);
+    assert!(metric(page, "chat_bytes_sent_total") > 0);
+    assert_eq!(metric(page, "chat_backplane_configured"), 0);
+    assert!(http_get(metrics, "/").starts_with("HTTP/1.0 404"));
+}
+
+#[tokio::test]
+async fn every_setting_can_come_from_the_environment() {
+    let port = support::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let server =
+        Server::start_env(&[], &[("CHAT_LISTEN", &listen), ("CHAT_MAX_LINE", "50")], |_| {});
+    assert_eq!(server.addr.port(), port);
+    let mut alice = Client::named(server.addr, "alice").await;
+    alice.send(&"y".repeat(51)).await;
+    alice.expect_line(|l| l.contains("longer than 50 bytes")).await;
+}
+
+#[test]
+fn help_names_the_environment_variable_of_each_flag() {
+    let output = Command::new(bin_path("chat-server")).arg("--help").output().expect("runs");
+    // Help text wraps; compare with the line breaks folded away.
+    let help =
+        String::from_utf8_lossy(&output.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    for var in [
+        "CHAT_LISTEN",
+        "CHAT_LISTEN_TLS",
+        "CHAT_TLS_CERT",
+        "CHAT_TLS_KEY",
+        "CHAT_MAX_CLIENTS",
+        "CHAT_MAX_PER_IP",
+        "CHAT_MAX_LINE",
+        "CHAT_RATE",
+        "CHAT_BURST",
+        "CHAT_NAME_TIMEOUT",
+        "CHAT_HISTORY",
+        "CHAT_QUEUE",
+        "CHAT_WRITE_TIMEOUT",
+        "CHAT_BACKPLANE",
+        "CHAT_METRICS",
+        "CHAT_NO_COLOR",
+        "CHAT_LOG_FORMAT",
+    ] {
+        assert!(help.contains(&format!("env: {var}")), "{var} missing from --help:\n{help}");
+    }
+}
+
+#[test]
+fn version_is_printed() {
+    let output = Command::new(bin_path("chat-server")).arg("--version").output().expect("runs");
+    assert!(output.status.success());
+    let version = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(version.trim(), format!("chat-server {}", env!("CARGO_PKG_VERSION")));
+}
