@@ -182,10 +182,24 @@ async fn serve_socket(
     tls: Option<TlsAcceptor>,
     _admission: Admission,
 ) {
-    let Some(acceptor) = tls else {
-        let (reader, writer) = stream.into_split();
-        return connection::serve(ctx, id, peer, reader, writer).await;
-    };
+    match tls {
+        None => {
+            let (reader, writer) = stream.into_split();
+            connection::serve(ctx, id, peer, reader, writer).await;
+        }
+        // Boxed: the TLS session state is large, and inline it would make
+        // every plain connection's task that large too.
+        Some(acceptor) => Box::pin(serve_tls(ctx, id, peer, stream, acceptor)).await,
+    }
+}
+
+async fn serve_tls(
+    ctx: Arc<Context>,
+    id: ConnId,
+    peer: SocketAddr,
+    stream: TcpStream,
+    acceptor: TlsAcceptor,
+) {
     // The handshake counts against the name timeout, so a stalled TLS
     // client holds a slot no longer than a stalled plain one.
     match tokio::time::timeout(ctx.limits.name_timeout, acceptor.accept(stream)).await {
@@ -248,6 +262,23 @@ impl RateLimitedLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every idle connection is one task; its size is most of the daemon's
+    /// memory per connection (the W4 budget is 4 KiB in all).
+    #[tokio::test]
+    async fn a_plain_connection_task_stays_small() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (stream, peer) = listener.accept().await.expect("accept");
+        let room = Arc::new(Room::new(16, 0));
+        let ctx = Context::new(room, None, Limits::default(), CancellationToken::new());
+        let ctx = Arc::new(ctx);
+        let admission = ctx.gate.admit(peer.ip()).expect("admitted");
+        let task = serve_socket(ctx, 1, peer, stream, None, admission);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 2048, "a connection task takes {size} bytes");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn error_log_is_rate_limited_and_counts_what_it_held_back() {
