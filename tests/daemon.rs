@@ -273,3 +273,28 @@ async fn one_address_over_max_per_ip_is_refused_while_others_connect() {
     let mut elsewhere = Client::connect_from(server.addr, [127, 0, 0, 2].into()).await;
     elsewhere.name_as("elsewhere").await;
 }
+
+#[tokio::test]
+async fn accepted_sockets_have_tcp_keepalive_on() {
+    let server = Server::start(&[]);
+    let alice = Client::named(server.addr, "alice").await;
+    let filter =
+        format!("( sport = :{} and dport = :{} )", server.addr.port(), alice.local_addr().port());
+    // ss shows one timer per socket: keepalive's once nothing is in flight.
+    let deadline = std::time::Instant::now() + support::WAIT;
+    loop {
+        let output = std::process::Command::new("ss")
+            .args(["-tno", "state", "established", &filter])
+            .output()
+            .expect("`ss` (iproute2) must be installed for this test (scripts/test installs it)");
+        let table = String::from_utf8_lossy(&output.stdout).into_owned();
+        if table.contains("timer:(keepalive") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no keepalive timer on the server's socket:\n{table}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
