@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# bench/run.sh: runs the benchmark workloads W1-W5 against our chat server and, in the same run,
+# against Redis pub/sub and ngircd, then prints a markdown table of medians (see BENCHMARKS.md).
+#
+# It installs the peers from Debian packages when missing (as root), builds the release binaries,
+# starts every server on a free loopback port pinned to one CPU and the load generator pinned to
+# another, runs each workload RUNS times per server (servers interleaved run by run, so noise hits
+# all of them alike), and stops every server it started, by PID, on the way out. All traffic stays
+# on 127.0.0.0/8; every run is bounded in messages and time.
+#
+# Environment (all optional):
+#   RUNS=3                  runs per workload and server (the table shows medians)
+#   WORKLOADS="w1 w2 w3 w4 w5"
+#   SERVER_CPU=0 LOADGEN_CPU=1
+#   CHAT_SERVER=path        use this chat-server binary instead of building one
+#   OUT=dir                 where results go (default target/bench/<date>)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-3}
+WORKLOADS=${WORKLOADS:-"w1 w2 w3 w4 w5"}
+SERVER_CPU=${SERVER_CPU:-0}
+LOADGEN_CPU=${LOADGEN_CPU:-1}
+OUT=${OUT:-target/bench/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: >"$RESULTS"
+WORK=$(mktemp -d)
+PIDS=()
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+install_missing() {
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v ngircd >/dev/null || missing+=(ngircd)
+  command -v taskset >/dev/null || missing+=(util-linux)
+  command -v python3 >/dev/null || missing+=(python3)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "bench/run.sh: missing ${missing[*]}; install them (apt-get install ${missing[*]})" >&2
+      exit 1
+    fi
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  # Debian starts the packaged services; we run our own instances on other ports.
+}
+
+build() {
+  log "building release binaries"
+  if [ -z "${CHAT_SERVER:-}" ]; then
+    cargo build --release -p chat-server
+    CHAT_SERVER=target/release/chat-server
+  fi
+  cargo build --release --example loadgen -p chat
+  LOADGEN=target/release/examples/loadgen
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_for_port() {
+  local port=$1 tries=100
+  while ! python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; do
+    tries=$((tries - 1))
+    if [ $tries -le 0 ]; then
+      echo "bench/run.sh: nothing listens on 127.0.0.1:$port" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+}
+
+# start_chat / start_redis / start_ngircd set PORT and PID.
+start_chat() {
+  PORT=$(free_port)
+  RUST_LOG=warn taskset -c "$SERVER_CPU" "$CHAT_SERVER" --listen "127.0.0.1:$PORT" --rate 0 \
+    --no-color --max-clients 30000 </dev/null >"$OUT/chat-server.log" 2>&1 &
+  PID=$!
+  PIDS+=("$PID")
+  wait_for_port "$PORT"
+}
+
+start_redis() {
+  PORT=$(free_port)
+  taskset -c "$SERVER_CPU" redis-server --port "$PORT" --bind 127.0.0.1 --save '' \
+    --appendonly no --maxclients 30000 --daemonize no </dev/null >"$OUT/redis.log" 2>&1 &
+  PID=$!
+  PIDS+=("$PID")
+  wait_for_port "$PORT"
+}
+
+start_ngircd() {
+  PORT=$(free_port)
+  # High limits, no DNS/ident/PAM lookups, and an operator whose clients set user mode +F
+  # ("relaxed flood protection": no throttling, 10 commands per read instead of 3). The
+  # per-command penalty seconds stay (MaxPenaltyTime -1): they only slow joins (OPER, MODE),
+  # and with MaxPenaltyTime = 0 ngircd outruns its 32 KiB per-client write buffer under W1 and
+  # disconnects a third of the receivers ("Write buffer space exhausted").
+  cat >"$WORK/ngircd.conf" <<EOF
+[Global]
+	Name = bench.localhost
+	Info = loadgen benchmark
+	Listen = 127.0.0.1
+	Ports = $PORT
+	MotdPhrase = "benchmark"
+[Limits]
+	MaxConnections = 0
+	MaxConnectionsIP = 0
+	MaxJoins = 0
+	MaxNickLength = 31
+	PingTimeout = 3600
+	PongTimeout = 3600
+[Options]
+	DNS = no
+	Ident = no
+	PAM = no
+[Operator]
+	Name = bench
+	Password = bench
+EOF
+  taskset -c "$SERVER_CPU" ngircd -n -f "$WORK/ngircd.conf" </dev/null >"$OUT/ngircd.log" 2>&1 &
+  PID=$!
+  PIDS+=("$PID")
+  wait_for_port "$PORT"
+}
+
+stop() {
+  local pid=$1
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+# loadgen LABEL PROTOCOL PORT PID ARGS...: one run, its JSON line appended to the results.
+loadgen() {
+  local label=$1 protocol=$2 port=$3 pid=$4
+  shift 4
+  local extra=()
+  [ "$protocol" = irc ] && extra=(--oper bench:bench)
+  taskset -c "$LOADGEN_CPU" "$LOADGEN" --protocol "$protocol" --addr "127.0.0.1:$port" \
+    --server-pid "$pid" --label "$label" --quiet "${extra[@]}" "$@" \
+    >>"$RESULTS" 2>>"$OUT/loadgen.log" || {
+    log "$label $protocol: load generator failed (see $OUT/loadgen.log)"
+    tail -3 "$OUT/loadgen.log" >&2
+  }
+  tail -n 1 "$RESULTS" >&2
+}
+
+# compare LABEL ARGS...: start the three servers, run RUNS rounds of chat, redis, irc.
+compare() {
+  local label=$1
+  shift
+  start_chat
+  local chat_port=$PORT chat_pid=$PID
+  start_redis
+  local redis_port=$PORT redis_pid=$PID
+  start_ngircd
+  local irc_port=$PORT irc_pid=$PID
+  for run in $(seq "$RUNS"); do
+    log "$label round $run/$RUNS"
+    loadgen "$label" chat "$chat_port" "$chat_pid" "$@"
+    loadgen "$label" redis "$redis_port" "$redis_pid" "$@"
+    loadgen "$label" irc "$irc_port" "$irc_pid" "$@"
+  done
+  stop "$chat_pid"
+  stop "$redis_pid"
+  stop "$irc_pid"
+}
+
+w1() { compare w1 --clients 100 --messages 1000 --size 64; }
+w2() { compare w2 --clients 100 --senders 10 --rate 100 --duration 20 --size 64; }
+w3() { compare w3 --clients 1000 --senders 10 --messages 200 --size 64 --setup-timeout 300; }
+w5() { compare w5 --clients 100 --messages 1000 --size 64 --slow-reader; }
+w4() {
+  # Ours only: 19,000 idle named connections; a fresh server per run so memory starts clean.
+  for run in $(seq "$RUNS"); do
+    log "w4 run $run/$RUNS"
+    start_chat
+    loadgen w4 chat "$PORT" "$PID" --mode idle --clients 19000 --setup-timeout 300 \
+      --settle-timeout 120
+    stop "$PID"
+  done
+}
+
+install_missing
+build
+taskset -c "$LOADGEN_CPU" "$LOADGEN" --mode parse-bench >>"$RESULTS" 2>>"$OUT/loadgen.log"
+{
+  echo "machine: $(nproc) CPUs, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r)"
+  echo "chat-server: $CHAT_SERVER (work tree at $(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+  echo "redis: $(redis-server --version | head -1)"
+  echo "ngircd: $(ngircd --version 2>/dev/null | head -1)"
+} >"$OUT/versions.txt"
+for workload in $WORKLOADS; do
+  case $workload in
+    w1 | w2 | w3 | w4 | w5) "$workload" ;;
+    *) echo "bench/run.sh: unknown workload $workload" >&2; exit 1 ;;
+  esac
+done
+cat "$OUT/versions.txt"
+python3 bench/table.py "$RESULTS" | tee "$OUT/table.md"
+log "results: $RESULTS"

@@ -1,0 +1,382 @@
+//! The idle mode: many named chat connections that only listen, the server memory they cost,
+//! and how long one message takes to reach all of them.
+//!
+//! Connections come from a spread of loopback source addresses, at most `--concurrency`
+//! connecting at once, and every one reads continuously from the moment it joins (join notices,
+//! presence summaries), as a real idle client would. Server memory is sampled before the first
+//! connection and after the joins have settled; the difference over N is the cost of one idle
+//! connection. Then one extra client joins and sends a single token, and the time until the last
+//! idle connection has it is the broadcast time.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::connect::{connect, in_parallel, spread_source};
+use crate::load::{Outcome, round};
+use crate::metrics::{
+    Histogram, Percentiles, now_nanos, run_tag, seconds_between, wait_until_quiet,
+};
+use crate::protocol::{JoinOptions, Joined, Protocol};
+use crate::system::{Memory, Process, ensure_descriptors};
+use crate::wire::{LineReader, Token, TokenFinder};
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub server: SocketAddr,
+    pub clients: usize,
+    pub concurrency: usize,
+    pub size: usize,
+    pub join: JoinOptions,
+    pub server_pid: Option<u32>,
+    pub setup_timeout: Duration,
+    pub settle_quiet: Duration,
+    pub settle_timeout: Duration,
+    pub broadcast_timeout: Duration,
+    /// Time arrivals by the kernel's receive stamps rather than by when we read them.
+    pub kernel_clock: bool,
+    pub progress: bool,
+    pub label: String,
+    pub names: String,
+    pub run: usize,
+}
+
+struct Shared {
+    tag: u32,
+    joined: AtomicUsize,
+    lines: AtomicU64,
+    arrived: AtomicUsize,
+    last_arrival: AtomicU64,
+    all_arrived: Notify,
+    missed_told: AtomicU64,
+    disconnected: AtomicUsize,
+    latency: Mutex<Histogram>,
+    clients: usize,
+}
+
+pub async fn run(plan: &Plan) -> Result<Outcome> {
+    // N idle sockets, the broadcaster, and a margin for the runtime and stdio.
+    ensure_descriptors(plan.clients as u64 + 64)?;
+    let shared = Arc::new(Shared {
+        tag: run_tag(plan.run),
+        joined: AtomicUsize::new(0),
+        lines: AtomicU64::new(0),
+        arrived: AtomicUsize::new(0),
+        last_arrival: AtomicU64::new(0),
+        all_arrived: Notify::new(),
+        missed_told: AtomicU64::new(0),
+        disconnected: AtomicUsize::new(0),
+        latency: Mutex::default(),
+        clients: plan.clients,
+    });
+    let (stop_tx, stop) = watch::channel(false);
+    let server = plan.server_pid.map(Process::Pid);
+    let peak_reset = server.is_some_and(|p| p.reset_peak().is_ok());
+    let before = server.map(|p| p.memory().unwrap_or_default());
+
+    let started = now_nanos();
+    let progress =
+        plan.progress.then(|| spawn_progress(plan, &shared, server, started, stop.clone()));
+    let connections = tokio::time::timeout(
+        plan.setup_timeout,
+        in_parallel(plan.clients, plan.concurrency, |i| {
+            let plan = plan.clone();
+            let shared = Arc::clone(&shared);
+            let stop = stop.clone();
+            async move { open_idle(&plan, i, shared, stop).await }
+        }),
+    )
+    .await
+    .with_context(|| {
+        format!("{} idle clients did not all join within {:?}", plan.clients, plan.setup_timeout)
+    })??;
+    let connect_s = seconds_between(started, now_nanos());
+    let settle_s = wait_until_quiet(&shared.lines, plan.settle_quiet, plan.settle_timeout).await;
+    let after = server.map(|p| p.memory().unwrap_or_default());
+
+    let broadcast = broadcast_once(plan, &shared).await;
+    let _ = stop_tx.send(true);
+    if let Some(progress) = progress {
+        progress.abort();
+    }
+    for (writer, reader) in connections {
+        reader.abort();
+        drop(writer);
+    }
+    let broadcast = broadcast?;
+
+    let memory = before.zip(after);
+    let per_connection = memory
+        .map(|(b, a)| (a.rss_kib as f64 - b.rss_kib as f64) * 1024.0 / plan.clients.max(1) as f64);
+    let facts = Facts {
+        connect_s,
+        settle_s,
+        memory,
+        peak_reset,
+        per_connection,
+        broadcast,
+        missed_told: shared.missed_told.load(Ordering::Relaxed),
+        disconnected: shared.disconnected.load(Ordering::Relaxed),
+    };
+    Ok(Outcome { json: to_json(plan, &facts, &shared), summary: summarize(plan, &facts, &shared) })
+}
+
+async fn open_idle(
+    plan: &Plan,
+    i: usize,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) -> Result<(OwnedWriteHalf, JoinHandle<()>)> {
+    let stream = connect(plan.server, Some(spread_source(i)), plan.kernel_clock).await?;
+    let name = format!("{}{}i{i}", plan.names, plan.run);
+    let Joined { reader, writer } = Protocol::Chat.join(stream, &name, &plan.join).await?;
+    shared.joined.fetch_add(1, Ordering::Relaxed);
+    let reader = tokio::spawn(listen(reader, shared, stop));
+    Ok((writer, reader))
+}
+
+/// Reads everything that arrives; notes the broadcast token once.
+async fn listen(
+    mut reader: LineReader<OwnedReadHalf>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let finder = TokenFinder;
+    let mut arrived = false;
+    loop {
+        let read = tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            read = reader.fill() => read,
+        };
+        let stamp = match read {
+            Ok((n, stamp)) if n > 0 => stamp,
+            _ => {
+                shared.disconnected.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let now = stamp.unwrap_or_else(now_nanos);
+        let mut lines = 0;
+        while let Some(line) = reader.next_line() {
+            lines += 1;
+            match finder.find(line) {
+                Some(token) if token.tag == shared.tag && !arrived => {
+                    arrived = true;
+                    if let Ok(mut latency) = shared.latency.lock() {
+                        latency.record(now.saturating_sub(token.nanos));
+                    }
+                    shared.last_arrival.fetch_max(now, Ordering::Relaxed);
+                    if shared.arrived.fetch_add(1, Ordering::AcqRel) + 1 == shared.clients {
+                        shared.all_arrived.notify_one();
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    if let Some(count) = Protocol::Chat.missed_count(line) {
+                        shared.missed_told.fetch_add(count, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        shared.lines.fetch_add(lines, Ordering::Relaxed);
+        reader.shrink_when_idle();
+    }
+}
+
+struct Broadcast {
+    /// From the send to the last idle connection's receipt; `None` if not all received it.
+    all_s: Option<f64>,
+    arrived: usize,
+    join_s: f64,
+}
+
+/// One extra client joins, waits for its join to settle, and sends one token to everyone.
+async fn broadcast_once(plan: &Plan, shared: &Shared) -> Result<Broadcast> {
+    let joining = now_nanos();
+    let stream = connect(plan.server, Some(spread_source(plan.clients)), false).await?;
+    let name = format!("{}{}cast", plan.names, plan.run);
+    let Joined { mut reader, mut writer } = Protocol::Chat
+        .join(stream, &name, &plan.join)
+        .await
+        .context("the broadcasting client could not join")?;
+    let join_s = seconds_between(joining, now_nanos());
+    // Its own join notice goes to everyone; let that pass before timing the message.
+    wait_until_quiet(&shared.lines, plan.settle_quiet, plan.settle_timeout).await;
+    let mut line = Vec::with_capacity(plan.size + 1);
+    let sent_at = now_nanos();
+    Token { sender: 0, seq: 0, nanos: sent_at, tag: shared.tag }.write_padded(&mut line, plan.size);
+    line.push(b'\n');
+    writer.write_all(&line).await.context("sending the broadcast")?;
+    let deadline = Instant::now() + plan.broadcast_timeout;
+    let all = tokio::time::timeout_at(deadline, async {
+        // Keep the broadcaster's own input drained while waiting.
+        loop {
+            tokio::select! {
+                _ = shared.all_arrived.notified() => return,
+                read = reader.fill() => if !matches!(read, Ok((n, _)) if n > 0) {
+                    shared.all_arrived.notified().await;
+                    return;
+                } else {
+                    while reader.next_line().is_some() {}
+                },
+            }
+        }
+    })
+    .await
+    .is_ok();
+    let last = shared.last_arrival.load(Ordering::Relaxed);
+    Ok(Broadcast {
+        all_s: all.then(|| seconds_between(sent_at, last)),
+        arrived: shared.arrived.load(Ordering::Relaxed),
+        join_s,
+    })
+}
+
+fn latency_of(shared: &Shared) -> Percentiles {
+    shared.latency.lock().map(|h| h.percentiles()).unwrap_or_default()
+}
+
+struct Facts {
+    connect_s: f64,
+    settle_s: f64,
+    memory: Option<(Memory, Memory)>,
+    peak_reset: bool,
+    per_connection: Option<f64>,
+    broadcast: Broadcast,
+    missed_told: u64,
+    disconnected: usize,
+}
+
+fn to_json(plan: &Plan, f: &Facts, shared: &Shared) -> Value {
+    let latency = latency_of(shared);
+    json!({
+        "mode": "idle",
+        "label": plan.label,
+        "protocol": "chat",
+        "run": plan.run,
+        "clients": plan.clients,
+        "connect_s": round(f.connect_s, 3),
+        "joins_per_s": round(plan.clients as f64 / f.connect_s.max(1e-9), 0),
+        "settle_s": round(f.settle_s, 3),
+        "lines_received": shared.lines.load(Ordering::Relaxed),
+        "missed_told": f.missed_told,
+        "disconnected": f.disconnected,
+        "server": f.memory.map(|(b, a)| json!({
+            "pid": plan.server_pid,
+            "rss_kib_before": b.rss_kib,
+            "rss_kib_after": a.rss_kib,
+            "peak_rss_kib": a.peak_kib,
+            "peak_reset": f.peak_reset,
+            "bytes_per_connection": f.per_connection.map(f64::round),
+        })),
+        "broadcast": {
+            "arrived": f.broadcast.arrived,
+            "all_ms": f.broadcast.all_s.map(|s| round(s * 1e3, 3)),
+            "p50_ms": round(latency.p50 / 1e3, 3),
+            "p99_ms": round(latency.p99 / 1e3, 3),
+            "broadcaster_join_ms": round(f.broadcast.join_s * 1e3, 3),
+        },
+    })
+}
+
+fn summarize(plan: &Plan, f: &Facts, shared: &Shared) -> String {
+    let latency = latency_of(shared);
+    let mut s = format!(
+        "[{}] idle run {}: {} named connections joined in {:.2}s ({:.0}/s), settled in {:.2}s, \
+         {} lines received\n",
+        plan.label,
+        plan.run,
+        plan.clients,
+        f.connect_s,
+        plan.clients as f64 / f.connect_s.max(1e-9),
+        f.settle_s,
+        shared.lines.load(Ordering::Relaxed),
+    );
+    if let (Some((b, a)), Some(per)) = (f.memory, f.per_connection) {
+        s += &format!(
+            "  server RSS {} -> {} KiB = {:.0} bytes ({:.2} KiB) per connection; peak {} KiB{}\n",
+            b.rss_kib,
+            a.rss_kib,
+            per,
+            per / 1024.0,
+            a.peak_kib,
+            if f.peak_reset { "" } else { " (since start)" }
+        );
+    }
+    s += &match f.broadcast.all_s {
+        Some(all) => format!(
+            "  one message reached all {} in {:.1} ms (p50 {:.1} ms, p99 {:.1} ms)\n",
+            plan.clients,
+            all * 1e3,
+            latency.p50 / 1e3,
+            latency.p99 / 1e3
+        ),
+        None => format!(
+            "  one message reached only {} of {} within {:?}\n",
+            f.broadcast.arrived, plan.clients, plan.broadcast_timeout
+        ),
+    };
+    if f.disconnected > 0 || f.missed_told > 0 {
+        s += &format!(
+            "  {} idle connections were closed by the server; they were told of {} missed lines\n",
+            f.disconnected, f.missed_told
+        );
+    }
+    s
+}
+
+fn spawn_progress(
+    plan: &Plan,
+    shared: &Arc<Shared>,
+    server: Option<Process>,
+    started: u64,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let shared = Arc::clone(shared);
+    let label = plan.label.clone();
+    let total = plan.clients;
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        ticks.tick().await;
+        let mut last_joined = 0;
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = ticks.tick() => {}
+            }
+            let joined = shared.joined.load(Ordering::Relaxed);
+            let rss = server
+                .and_then(|p| p.memory().ok())
+                .map(|m| format!(", server RSS {} KiB", m.rss_kib))
+                .unwrap_or_default();
+            eprintln!(
+                "[{label}] {:5.1}s joined {joined}/{total} (+{}/s), {} lines{rss}",
+                seconds_between(started, now_nanos()),
+                joined - last_joined,
+                shared.lines.load(Ordering::Relaxed),
+            );
+            last_joined = joined;
+        }
+    })
+}
+
+/// Refuses an idle run that could not work.
+pub fn check(plan: &Plan) -> Result<()> {
+    if plan.clients == 0 {
+        bail!("--clients must be at least 1 for the idle mode");
+    }
+    if !plan.server.is_ipv4() {
+        bail!("the idle mode spreads sources over 127.0.0.x and needs an IPv4 server address");
+    }
+    Ok(())
+}

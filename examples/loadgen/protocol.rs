@@ -1,0 +1,257 @@
+//! The three protocols the load generator speaks: joining, framing a message, and the few
+//! server lines that need an answer or a count.
+//!
+//! - `chat` (ours): send the name, wait for `Welcome, <name>!`; a message is the token and `\n`;
+//!   the sender gets no echo; `You missed N messages` counts what a lagging reader skipped.
+//! - `redis`: each client SUBSCRIBEs on its own connection; a sender PUBLISHes on a second one,
+//!   so every subscriber, the sender's own included, receives every message.
+//! - `irc`: NICK/USER, wait for 001, optionally OPER and `MODE nick +F` (ngircd's relaxed flood
+//!   protection), JOIN and wait for the end of NAMES; PRIVMSG to the channel reaches everyone
+//!   but the sender; PING gets a PONG.
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::ValueEnum;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::wire::LineReader;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// Our chat server: name, then plain lines.
+    Chat,
+    /// Redis pub/sub (RESP): SUBSCRIBE per client, PUBLISH from senders on separate connections.
+    Redis,
+    /// Minimal IRC: NICK/USER, JOIN one channel, PRIVMSG to it.
+    Irc,
+}
+
+/// How clients join: the room or channel, and IRC operator credentials.
+#[derive(Debug, Clone)]
+pub struct JoinOptions {
+    /// Redis channel, or IRC channel without the `#`.
+    pub channel: String,
+    /// IRC operator name and password; when given, each client OPERs and sets user mode +F.
+    pub oper: Option<(String, String)>,
+    /// Read buffer size of each connection.
+    pub read_buffer: usize,
+}
+
+/// A client that has joined: its lines to read and its socket to write.
+pub struct Joined {
+    pub reader: LineReader<OwnedReadHalf>,
+    pub writer: OwnedWriteHalf,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Chat => "chat",
+            Protocol::Redis => "redis",
+            Protocol::Irc => "irc",
+        }
+    }
+
+    /// Whether a sender receives its own messages (its subscription sees its PUBLISHes).
+    pub fn echoes_to_sender(self) -> bool {
+        matches!(self, Protocol::Redis)
+    }
+
+    /// Whether messages go out on a separate connection from the one that receives.
+    pub fn sends_separately(self) -> bool {
+        matches!(self, Protocol::Redis)
+    }
+
+    /// Joins as `name` on a connected socket.
+    pub async fn join(
+        self,
+        stream: TcpStream,
+        name: &str,
+        options: &JoinOptions,
+    ) -> Result<Joined> {
+        let (read, writer) = stream.into_split();
+        let mut joined = Joined { reader: LineReader::new(read, options.read_buffer), writer };
+        match self {
+            Protocol::Chat => join_chat(&mut joined, name).await?,
+            Protocol::Redis => join_redis(&mut joined, &options.channel).await?,
+            Protocol::Irc => join_irc(&mut joined, name, options).await?,
+        }
+        Ok(joined)
+    }
+
+    /// Appends one message carrying `text` in this protocol's framing.
+    pub fn frame_message(self, out: &mut Vec<u8>, channel: &str, text: &[u8]) {
+        match self {
+            Protocol::Chat => {
+                out.extend_from_slice(text);
+                out.push(b'\n');
+            }
+            Protocol::Redis => {
+                out.extend_from_slice(b"*3\r\n$7\r\nPUBLISH\r\n");
+                push_bulk(out, channel.as_bytes());
+                push_bulk(out, text);
+            }
+            Protocol::Irc => {
+                out.extend_from_slice(b"PRIVMSG #");
+                out.extend_from_slice(channel.as_bytes());
+                out.extend_from_slice(b" :");
+                out.extend_from_slice(text);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// Whether the server sends lines a client must answer (IRC PING).
+    pub fn expects_answers(self) -> bool {
+        matches!(self, Protocol::Irc)
+    }
+
+    /// A line the client must answer (IRC PING), with the answer.
+    pub fn reply_to(self, line: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            Protocol::Irc => pong_for(line),
+            Protocol::Chat | Protocol::Redis => None,
+        }
+    }
+
+    /// The count in a "you missed N messages" notice (our chat server's slow-reader notice).
+    pub fn missed_count(self, line: &[u8]) -> Option<u64> {
+        if self != Protocol::Chat {
+            return None;
+        }
+        let at = memchr::memmem::find(line, b"You missed ")?;
+        let digits: &[u8] = &line[at + b"You missed ".len()..];
+        let end = digits.iter().position(|b| !b.is_ascii_digit()).unwrap_or(digits.len());
+        std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
+    }
+}
+
+fn push_bulk(out: &mut Vec<u8>, data: &[u8]) {
+    out.push(b'$');
+    out.extend_from_slice(data.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn pong_for(line: &[u8]) -> Option<Vec<u8>> {
+    let rest = line.strip_prefix(b"PING")?;
+    let mut pong = b"PONG".to_vec();
+    pong.extend_from_slice(rest);
+    pong.extend_from_slice(b"\r\n");
+    Some(pong)
+}
+
+/// Reads the next line as text, failing at the end of the stream.
+async fn next_text(joined: &mut Joined, waiting_for: &str) -> Result<String> {
+    loop {
+        if let Some(line) = joined.reader.next_line() {
+            return Ok(String::from_utf8_lossy(line).into_owned());
+        }
+        let (n, _) = joined
+            .reader
+            .fill()
+            .await
+            .with_context(|| format!("reading while waiting for {waiting_for}"))?;
+        if n == 0 {
+            bail!("the server closed the connection while we waited for {waiting_for}");
+        }
+    }
+}
+
+async fn send(joined: &mut Joined, bytes: &[u8]) -> Result<()> {
+    joined.writer.write_all(bytes).await.context("writing to the server")
+}
+
+async fn join_chat(joined: &mut Joined, name: &str) -> Result<()> {
+    // The name may go before the prompt arrives: the server reads it after greeting.
+    send(joined, format!("{name}\n").as_bytes()).await?;
+    let welcome = format!("Welcome, {name}!");
+    loop {
+        let line = next_text(joined, "the welcome").await?;
+        if line.contains(&welcome) {
+            return Ok(());
+        }
+        if line.contains("Sorry") {
+            bail!("name {name} refused: {}", line.trim());
+        }
+    }
+}
+
+async fn join_redis(joined: &mut Joined, channel: &str) -> Result<()> {
+    send(joined, format!("SUBSCRIBE {channel}\r\n").as_bytes()).await?;
+    let mut confirmed = false;
+    loop {
+        let line = next_text(joined, "the SUBSCRIBE reply").await?;
+        if line.starts_with('-') {
+            bail!("SUBSCRIBE refused: {line}");
+        }
+        if line == "subscribe" {
+            confirmed = true;
+        } else if confirmed && line.starts_with(':') {
+            return Ok(());
+        }
+    }
+}
+
+async fn join_irc(joined: &mut Joined, nick: &str, options: &JoinOptions) -> Result<()> {
+    send(joined, format!("NICK {nick}\r\nUSER {nick} 0 * :loadgen\r\n").as_bytes()).await?;
+    irc_wait(joined, "001 (welcome)", |code, _| code == "001").await?;
+    if let Some((name, password)) = &options.oper {
+        send(joined, format!("OPER {name} {password}\r\n").as_bytes()).await?;
+        irc_wait(joined, "381 (you are an operator)", |code, _| code == "381").await?;
+        send(joined, format!("MODE {nick} +F\r\n").as_bytes()).await?;
+        irc_wait(joined, "MODE +F", |code, line| code == "MODE" && line.contains("+F")).await?;
+    }
+    let channel = &options.channel;
+    send(joined, format!("JOIN #{channel}\r\n").as_bytes()).await?;
+    irc_wait(joined, "366 (end of NAMES)", |code, _| code == "366").await?;
+    Ok(())
+}
+
+/// Reads IRC lines, answering PINGs, until `done(command, line)`; fails on an error numeric.
+async fn irc_wait(
+    joined: &mut Joined,
+    what: &str,
+    done: impl Fn(&str, &str) -> bool,
+) -> Result<()> {
+    loop {
+        let line = next_text(joined, what).await?;
+        if let Some(pong) = pong_for(line.as_bytes()) {
+            send(joined, &pong).await?;
+            continue;
+        }
+        if line.starts_with("ERROR") {
+            bail!("the IRC server said: {line}");
+        }
+        let command = line.strip_prefix(':').and_then(|rest| rest.split(' ').nth(1)).unwrap_or("");
+        if done(command, &line) {
+            return Ok(());
+        }
+        // 4xx and 5xx numerics are errors (432 bad nick, 433 nick in use, 464 bad password...).
+        if command.len() == 3 && matches!(command.as_bytes()[0], b'4' | b'5') {
+            return Err(anyhow!("the IRC server refused while we waited for {what}: {line}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_and_replies() {
+        let mut out = Vec::new();
+        Protocol::Redis.frame_message(&mut out, "lg", b"hi there");
+        assert_eq!(out, b"*3\r\n$7\r\nPUBLISH\r\n$2\r\nlg\r\n$8\r\nhi there\r\n");
+        assert_eq!(
+            Protocol::Irc.reply_to(b"PING :irc.local"),
+            Some(b"PONG :irc.local\r\n".to_vec())
+        );
+        assert_eq!(
+            Protocol::Chat.missed_count(b"*** You missed 1234 messages: your connection"),
+            Some(1234)
+        );
+    }
+}
