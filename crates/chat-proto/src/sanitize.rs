@@ -15,11 +15,16 @@ const ZERO_WIDTH_JOINER: char = '\u{200D}';
 /// Returns `text` with every character a terminal could interpret, or that
 /// hides or reorders text, removed.
 pub fn sanitize_text(text: &str) -> String {
+    // Most chat is printable ASCII, which needs no table lookups at all.
+    if text.bytes().all(is_printable_ascii) {
+        return text.to_owned();
+    }
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     let mut previous: Option<char> = None;
     while let Some(c) = chars.next() {
         let kept = match c {
+            c if c.is_ascii() && is_printable_ascii(c as u8) => Some(c),
             '\t' => Some(' '),
             ZERO_WIDTH_JOINER => {
                 let joins_emoji = previous.is_some_and(is_pictograph)
@@ -36,6 +41,10 @@ pub fn sanitize_text(text: &str) -> String {
         }
     }
     out
+}
+
+fn is_printable_ascii(byte: u8) -> bool {
+    (0x20..0x7f).contains(&byte)
 }
 
 /// True for characters that never reach another user: controls, bidi and
