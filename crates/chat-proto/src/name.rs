@@ -127,8 +127,12 @@ impl NameKey {
 
     /// The key of any text, so a lookup by what a user typed (`/msg BOB`) finds `bob`.
     pub fn of(text: &str) -> Self {
-        let folded: String = skeleton(&text.to_lowercase()).collect();
-        NameKey(skeleton(&folded.to_lowercase()).collect())
+        // Upper case first: TR39 maps capital look-alikes (Greek Ε, Cyrillic В,
+        // capital I) to Latin prototypes, which their lower-case forms (ε, в, i)
+        // do not share. Then fold case, and take the skeleton once more for
+        // look-alikes that only exist in lower case (rn and m).
+        let upper: String = skeleton(&text.to_uppercase()).collect();
+        NameKey(skeleton(&upper.to_lowercase()).collect())
     }
 }
 
@@ -183,9 +187,19 @@ mod tests {
 
     #[test]
     fn reserved_names_and_lookalikes_are_refused() {
-        for name in
-            ["server", "SERVER", "Admin", "system", "ѕуѕtеm", "server2", "admin-bot", "r00t"]
-        {
+        for name in [
+            "server",
+            "SERVER",
+            "Admin",
+            "system",
+            "ѕуѕtеm",
+            "server2",
+            "admin-bot",
+            "r00t",
+            "SERV\u{0395}R",
+            "SYS\u{03A4}EM",
+            "\u{039C}OD",
+        ] {
             assert_eq!(Name::parse(name), Err(NameError::Reserved), "{name}");
         }
     }
@@ -196,6 +210,10 @@ mod tests {
         assert_eq!(key("alice"), key("ALICE"));
         assert_eq!(key("alice"), key("\u{0430}lice")); // Cyrillic a
         assert_eq!(key("paypal"), key("\u{0440}\u{0430}ypal"));
+        assert_eq!(key("alice"), key("ALIC\u{0395}")); // Greek capital Epsilon
+        assert_eq!(key("bob"), key("\u{0412}OB")); // Cyrillic capital Ve
+        assert_eq!(key("bob"), key("\u{0392}\u{039F}\u{0392}")); // Greek Beta, Omicron
+        assert_eq!(key("paypal"), key("paypaI")); // capital i for l
         assert_ne!(key("alice"), key("alicia"));
         assert_eq!(NameKey::of("Alice"), key("alice"));
     }
