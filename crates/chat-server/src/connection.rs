@@ -16,6 +16,7 @@ use std::time::Duration;
 use chat_proto::{ChatCodec, Frame, Line, Name, Theme, sanitize_text};
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
@@ -24,18 +25,25 @@ use tracing::{debug, info};
 use crate::backplane::wire::Wire;
 use crate::command::{self, HELP, Input};
 use crate::output::{Output, WriteError};
-use crate::room::{ConnId, Direct, Event, Membership, Online, RoomError, theme_index};
+use crate::room::{ConnId, Direct, Event, Inbox, Membership, Online, RoomError, theme_index};
 use crate::server::Context;
 use crate::stats::Stats;
 use crate::throttle::Throttle;
 
 /// Initial read buffer: small, since most connections are idle most of the time.
-const READ_BUFFER: usize = 1024;
+const READ_BUFFER: usize = 256;
 /// How long a goodbye may take before the socket is simply dropped.
 const GOODBYE_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for the peer to close after we did, so our last line
 /// is not destroyed by a reset.
 const LINGER: Duration = Duration::from_secs(1);
+/// A reader whose write has waited this long steps out of the room's queue
+/// until its output drains, so it holds back no sender.
+const STEP_ASIDE_AFTER: Duration = Duration::from_millis(250);
+/// How long a sender waits at most for the room's readers per line.
+const MAX_PACING: Duration = Duration::from_secs(1);
+/// How often a waiting sender looks at the queue again.
+const PACING_POLL: Duration = Duration::from_millis(1);
 /// Attempts at a free `guest-NNNN` name before giving up.
 const GUEST_ATTEMPTS: usize = 50;
 
@@ -107,8 +115,8 @@ impl From<WriteError> for End {
 struct Session {
     name: Name,
     theme: Theme,
-    events: tokio::sync::broadcast::Receiver<Arc<Event>>,
-    direct: tokio::sync::mpsc::Receiver<Box<Direct>>,
+    events: broadcast::Receiver<Arc<Event>>,
+    inbox: Arc<Inbox>,
     throttle: Throttle,
 }
 
@@ -204,10 +212,10 @@ where
             match outcome {
                 Ok((name, membership)) => {
                     info!(peer = %self.peer, id = self.id, %name, "named");
-                    let Membership { theme, online, history, events, direct } = membership;
+                    let Membership { theme, online, history, events, inbox } = membership;
                     let throttle =
                         Throttle::new(self.ctx.limits.line_interval, self.ctx.limits.burst);
-                    let session = Session { name, theme, events, direct, throttle };
+                    let session = Session { name, theme, events, inbox, throttle };
                     return Ok((session, Welcome { online, history }));
                 }
                 Err(reason) => {
@@ -314,8 +322,8 @@ where
                     self.drain_queued(&mut session.events);
                     return End::Shutdown;
                 }
-                direct = session.direct.recv() => self.on_direct(direct).await,
-                event = session.events.recv() => self.on_events(event, &mut session.events).await,
+                direct = session.inbox.next() => self.on_direct(direct).await,
+                event = session.events.recv() => self.on_events(event, session).await,
                 frame = read_when_allowed(&mut self.input, ready_at) => {
                     session.throttle.took_line();
                     match self.line_or_end(frame).await {
@@ -331,12 +339,10 @@ where
         }
     }
 
-    async fn on_direct(&mut self, direct: Option<Box<Direct>>) -> Result<(), End> {
-        match direct.map(|d| *d) {
-            Some(Direct::Line(line)) => Ok(self.output.say(&line).await?),
-            Some(Direct::Kick { reason }) => Err(End::Kicked(reason)),
-            // The room holds the sender for as long as we are a member.
-            None => Err(End::Shutdown),
+    async fn on_direct(&mut self, direct: Direct) -> Result<(), End> {
+        match direct {
+            Direct::Line(line) => Ok(self.output.say(&line).await?),
+            Direct::Kick { reason } => Err(End::Kicked(reason)),
         }
     }
 
@@ -344,25 +350,85 @@ where
     async fn on_events(
         &mut self,
         first: Result<Arc<Event>, RecvError>,
-        events: &mut tokio::sync::broadcast::Receiver<Arc<Event>>,
+        session: &mut Session,
     ) -> Result<(), End> {
         match first {
             Ok(event) => self.push_event(&event),
             Err(RecvError::Lagged(missed)) => self.push_missed(missed),
             Err(RecvError::Closed) => return Err(End::Shutdown),
         }
+        self.take_queued(&mut session.events);
+        self.flush_or_step_aside(session).await
+    }
+
+    /// Moves what is queued for us into the output buffer, up to one batch;
+    /// returns whether there was anything.
+    fn take_queued(&mut self, events: &mut broadcast::Receiver<Arc<Event>>) -> bool {
+        let mut any = false;
         while !self.output.is_batch_full() {
             match events.try_recv() {
                 Ok(event) => self.push_event(&event),
                 Err(TryRecvError::Lagged(missed)) => self.push_missed(missed),
                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
             }
+            any = true;
+        }
+        any
+    }
+
+    /// Flushes. While the socket is slow (no flush within [`STEP_ASIDE_AFTER`])
+    /// and this reader is so far behind that senders wait for it, it leaves
+    /// the room's queue until its output has drained, then rejoins and says
+    /// how many lines went by meanwhile. A reader behind by less holds no one
+    /// back and loses nothing.
+    async fn flush_or_step_aside(&mut self, session: &mut Session) -> Result<(), End> {
+        let mut last_progress = Instant::now();
+        let mut pending = self.output.pending();
+        loop {
+            if let Ok(flushed) = tokio::time::timeout(STEP_ASIDE_AFTER, self.output.flush()).await {
+                return Ok(flushed?);
+            }
+            if self.ctx.room.holds_back_senders(session.events.len()) {
+                break;
+            }
+            if self.output.pending() < pending {
+                (pending, last_progress) = (self.output.pending(), Instant::now());
+            } else if last_progress.elapsed() >= self.ctx.limits.write_timeout {
+                return Err(End::Stalled);
+            }
+        }
+        let unread = session.events.len() as u64;
+        let stepped_out_at = self.ctx.room.published();
+        // A receiver of a channel nobody sends on: out of the room's queue.
+        session.events = broadcast::channel(1).1;
+        debug!(peer = %self.peer, id = self.id, "slow reader stepped out of the queue");
+        self.output.flush().await?;
+        let (events, published) = self.ctx.room.rejoin_queue();
+        session.events = events;
+        let missed = unread + published.saturating_sub(stepped_out_at);
+        if missed > 0 {
+            self.push_missed(missed);
         }
         Ok(self.output.flush().await?)
     }
 
+    /// Waits while the room's readers are far behind, delivering our own
+    /// queue meanwhile, so a flat-out sender moves at the readers' pace and
+    /// nothing is lost. Bounded by [`MAX_PACING`].
+    async fn pace(&mut self, session: &mut Session) -> Result<(), End> {
+        let deadline = Instant::now() + MAX_PACING;
+        while self.ctx.room.is_backlogged() && Instant::now() < deadline {
+            if self.take_queued(&mut session.events) {
+                self.flush_or_step_aside(session).await?;
+            } else {
+                tokio::time::sleep(PACING_POLL).await;
+            }
+        }
+        Ok(())
+    }
+
     /// Queues what the room had already accepted, for the last flush at shutdown.
-    fn drain_queued(&mut self, events: &mut tokio::sync::broadcast::Receiver<Arc<Event>>) {
+    fn drain_queued(&mut self, events: &mut broadcast::Receiver<Arc<Event>>) {
         loop {
             match events.try_recv() {
                 Ok(event) => self.push_event(&event),
@@ -440,7 +506,7 @@ where
     }
 
     /// Sends a message (or a `/me` action) to the room, here and on other nodes.
-    async fn say(&mut self, session: &Session, text: &str, action: bool) -> Result<(), End> {
+    async fn say(&mut self, session: &mut Session, text: &str, action: bool) -> Result<(), End> {
         let (theme, name) = (&session.theme, &session.name);
         let line =
             if action { Line::action(theme, name, text) } else { Line::chat(theme, name, text) };
@@ -454,11 +520,7 @@ where
             let alone = "You are alone here: nobody else received that.";
             self.output.say(&Line::notice(alone)).await?;
         }
-        // Let the connections that must deliver this run before this one
-        // publishes again: a flat-out sender then moves at the pace of the
-        // room's readers instead of lapping them in the bounded queue.
-        tokio::task::yield_now().await;
-        Ok(())
+        self.pace(session).await
     }
 
     async fn rename(&mut self, session: &mut Session, new: &str) -> Result<(), End> {

@@ -57,6 +57,11 @@ impl<W: AsyncWrite + Unpin> Output<W> {
         }
     }
 
+    /// Bytes waiting to be written.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
     pub fn is_batch_full(&self) -> bool {
         self.buf.len() >= BATCH_BYTES
     }

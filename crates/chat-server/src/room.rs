@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chat_proto::{Line, Name, NameKey, THEMES, Theme};
 use rand::Rng;
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
 
 use crate::backplane::wire::NodeId;
@@ -57,8 +57,40 @@ pub struct Member {
     pub name: Name,
     pub theme: Theme,
     pub peer: SocketAddr,
-    /// Boxed so the channel's preallocated slots stay small on idle connections.
-    direct: mpsc::Sender<Box<Direct>>,
+    inbox: Arc<Inbox>,
+}
+
+/// A connection's direct messages: a short queue and a wake-up. Lighter than
+/// an mpsc channel, whose first block of slots every idle connection would
+/// carry; this allocates nothing until a message arrives.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    queue: Mutex<VecDeque<Direct>>,
+    ready: Notify,
+}
+
+impl Inbox {
+    /// Queues `what` unless [`DIRECT_QUEUE`] messages are already waiting.
+    fn push(&self, what: Direct) -> Result<(), RoomError> {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.len() >= DIRECT_QUEUE {
+            return Err(RoomError::Busy);
+        }
+        queue.push_back(what);
+        drop(queue);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next direct message. Cancel-safe: a message is only taken when returned.
+    pub async fn next(&self) -> Direct {
+        loop {
+            if let Some(what) = self.queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
+                return what;
+            }
+            self.ready.notified().await;
+        }
+    }
 }
 
 /// A user as `/who` shows them, here or on another node.
@@ -92,7 +124,7 @@ pub struct Membership {
     pub online: Online,
     pub history: Vec<Arc<Event>>,
     pub events: broadcast::Receiver<Arc<Event>>,
-    pub direct: mpsc::Receiver<Box<Direct>>,
+    pub inbox: Arc<Inbox>,
 }
 
 /// The newcomer's view of who is online.
@@ -127,6 +159,9 @@ struct RoomState {
     theme_use: [u32; THEMES.len()],
     history: VecDeque<Arc<Event>>,
     presence: Presence,
+    /// Events published since start; a reader that steps out of the queue
+    /// uses it to count what it missed.
+    published: u64,
     /// Users of other nodes, known from the backplane; empty without one.
     remote: HashMap<NameKey, RemoteMember>,
 }
@@ -140,6 +175,8 @@ struct Presence {
 
 pub struct Room {
     state: Mutex<RoomState>,
+    /// Senders wait while readers are this many lines behind.
+    high_water: usize,
     presence_due: Notify,
     events: broadcast::Sender<Arc<Event>>,
     history_len: usize,
@@ -153,6 +190,7 @@ impl Room {
         let (events, _) = broadcast::channel(queue.max(1));
         Room {
             state: Mutex::default(),
+            high_water: (queue / 2).max(1),
             presence_due: Notify::new(),
             events,
             history_len,
@@ -176,16 +214,16 @@ impl Room {
         let theme_index = state.pick_theme();
         let theme = THEMES[theme_index];
         state.theme_use[theme_index] += 1;
-        let (direct_tx, direct_rx) = mpsc::channel(DIRECT_QUEUE);
+        let inbox = Arc::new(Inbox::default());
         let online = state.online_summary();
         let history = state.history.iter().cloned().collect();
         let events = self.events.subscribe();
         let change = format!("{} {name} joined", theme.emoji);
         state.by_key.insert(key, id);
-        let member = Member { name, theme, peer, direct: direct_tx };
+        let member = Member { name, theme, peer, inbox: Arc::clone(&inbox) };
         state.members.insert(id, member);
         self.announce_presence(&mut state, Some(id), change);
-        Ok(Membership { theme, online, history, events, direct: direct_rx })
+        Ok(Membership { theme, online, history, events, inbox })
     }
 
     /// Removes a member and tells the others, with the reason if any.
@@ -274,9 +312,35 @@ impl Room {
         }
         let others = state.members.len() + state.remote.len()
             - usize::from(event.from.is_some_and(|id| state.members.contains_key(&id)));
+        state.published += 1;
         // An error only means nobody is subscribed, which is no failure.
         let _ = self.events.send(event);
         others
+    }
+
+    /// Events published since start.
+    pub fn published(&self) -> u64 {
+        self.lock().published
+    }
+
+    /// A fresh place in the queue for a reader that stepped out, and the
+    /// number of events published so far.
+    pub fn rejoin_queue(&self) -> (broadcast::Receiver<Arc<Event>>, u64) {
+        let state = self.lock();
+        (self.events.subscribe(), state.published)
+    }
+
+    /// True while the slowest reader in the queue is past the high-water
+    /// mark: local senders then wait (see `connection`), so readers that
+    /// keep up lose nothing. Readers blocked on their sockets step out of
+    /// the queue, so they never hold senders back for long.
+    pub fn is_backlogged(&self) -> bool {
+        self.events.len() > self.high_water
+    }
+
+    /// True when a reader this many lines behind makes senders wait.
+    pub fn holds_back_senders(&self, behind: usize) -> bool {
+        behind > self.high_water
     }
 
     /// Changes a member's name; returns the old one.
@@ -300,7 +364,7 @@ impl Room {
     pub fn send_direct(&self, to: &str, what: Direct) -> Result<Member, RoomError> {
         let state = self.lock();
         let member = state.find(to).ok_or(RoomError::NoSuchUser)?;
-        member.direct.try_send(Box::new(what)).map_err(|_| RoomError::Busy)?;
+        member.inbox.push(what)?;
         Ok(member.clone())
     }
 
