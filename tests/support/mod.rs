@@ -434,6 +434,12 @@ pub async fn poll_until<T, O: std::fmt::Debug>(
 }
 
 impl Client {
+    /// A client over a socket the test connected itself (small buffers, say).
+    pub fn from_stream(stream: TcpStream) -> Client {
+        let (reader, writer) = stream.into_split();
+        Client { reader: AsyncBufReader::new(reader), writer, seen: Vec::new() }
+    }
+
     /// The buffered reader and the writer, for tests that read and write
     /// from different tasks.
     pub fn into_parts(self) -> (AsyncBufReader<OwnedReadHalf>, OwnedWriteHalf) {
