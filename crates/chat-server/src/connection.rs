@@ -32,6 +32,8 @@ use crate::throttle::Throttle;
 
 /// Initial read buffer: small, since most connections are idle most of the time.
 const READ_BUFFER: usize = 256;
+/// Read buffer of a client that sends several lines per read.
+const BURST_READ_BUFFER: usize = 8 * 1024;
 /// How long a goodbye may take before the socket is simply dropped.
 const GOODBYE_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for the peer to close after we did, so our last line
@@ -326,6 +328,7 @@ where
                 event = session.events.recv() => self.on_events(event, session).await,
                 frame = read_when_allowed(&mut self.input, ready_at) => {
                     session.throttle.took_line();
+                    self.grow_read_buffer_for_bursts();
                     match self.line_or_end(frame).await {
                         Ok(Some(line)) => self.on_line(session, &line).await,
                         Ok(None) => Ok(()),
@@ -336,6 +339,16 @@ where
             if let Err(end) = step {
                 return end;
             }
+        }
+    }
+
+    /// A read that brought more than one line means a client that sends in
+    /// bursts: give it a larger read buffer (once) so it costs fewer reads.
+    /// Clients that send a line at a time keep the small one.
+    fn grow_read_buffer_for_bursts(&mut self) {
+        let buffer = self.input.read_buffer_mut();
+        if !buffer.is_empty() && buffer.capacity() < BURST_READ_BUFFER {
+            buffer.reserve(BURST_READ_BUFFER - buffer.len());
         }
     }
 
