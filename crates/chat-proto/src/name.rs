@@ -8,6 +8,7 @@
 //! (a Cyrillic `а` and a Latin `a`) to one skeleton, following Unicode TR39.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use unicode_security::skeleton;
 
@@ -152,9 +153,13 @@ fn is_combining_mark(c: char) -> bool {
 }
 
 fn is_reserved(key: &NameKey) -> bool {
-    let reserved = |word: &str| NameKey::of(word);
-    RESERVED.iter().any(|word| reserved(word) == *key)
-        || RESERVED_PREFIXES.iter().any(|prefix| key.0.starts_with(&reserved(prefix).0))
+    // The reserved words' keys, computed once rather than on every check.
+    static KEYS: OnceLock<(Vec<NameKey>, Vec<NameKey>)> = OnceLock::new();
+    let (words, prefixes) = KEYS.get_or_init(|| {
+        let keys = |words: &[&str]| words.iter().map(|w| NameKey::of(w)).collect();
+        (keys(RESERVED), keys(RESERVED_PREFIXES))
+    });
+    words.contains(key) || prefixes.iter().any(|prefix| key.0.starts_with(&prefix.0))
 }
 
 #[cfg(test)]
