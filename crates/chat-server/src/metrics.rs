@@ -92,7 +92,7 @@ pub fn render(ctx: &Context) -> String {
             "chat_room_users",
             "gauge",
             "Users in the room on every daemon.",
-            ctx.room.who().len() as u64,
+            ctx.room.user_count() as u64,
         ),
         (
             "chat_connections_total",

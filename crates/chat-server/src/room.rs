@@ -370,7 +370,16 @@ impl Room {
 
     /// Everyone in the room, on every node, sorted by name.
     pub fn who(&self) -> Vec<Listing> {
-        self.lock().listings()
+        let mut listings = self.lock().unsorted_listings();
+        // Sorted outside the lock, each name's key computed once.
+        listings.sort_by_cached_key(|l| l.name.key());
+        listings
+    }
+
+    /// How many users the room has, here and on other nodes.
+    pub fn user_count(&self) -> usize {
+        let state = self.lock();
+        state.members.len() + state.remote.len()
     }
 
     /// Users connected to this node.
@@ -494,7 +503,7 @@ impl RoomState {
         self.theme_use[index] = self.theme_use[index].saturating_sub(1);
     }
 
-    fn listings(&self) -> Vec<Listing> {
+    fn unsorted_listings(&self) -> Vec<Listing> {
         let here = self.members.values().map(|m| Listing {
             name: m.name.clone(),
             theme: m.theme,
@@ -505,9 +514,7 @@ impl RoomState {
             theme: m.theme,
             place: Place::Node(m.node),
         });
-        let mut listings: Vec<Listing> = here.chain(elsewhere).collect();
-        listings.sort_by_key(|l| l.name.key());
-        listings
+        here.chain(elsewhere).collect()
     }
 
     fn online_summary(&self) -> Online {
@@ -515,7 +522,9 @@ impl RoomState {
         if count > ONLINE_LIST_MAX {
             return Online::Many(count);
         }
-        Online::Listed(self.listings())
+        let mut listings = self.unsorted_listings();
+        listings.sort_by_cached_key(|l| l.name.key());
+        Online::Listed(listings)
     }
 
     fn find(&self, name: &str) -> Option<&Member> {

@@ -315,6 +315,7 @@ impl Task {
             return SessionEnd::Lost(error);
         }
         let mut nodes: HashMap<NodeId, Instant> = HashMap::new();
+        let mut own_heartbeat_seen = Instant::now();
         let mut messages = pubsub.into_on_message();
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         let mut refresh = tokio::time::interval(NAME_REFRESH);
@@ -337,14 +338,19 @@ impl Task {
                     let Some(message) = message else {
                         return SessionEnd::Lost("pub/sub connection closed".to_owned());
                     };
-                    self.receive(&mut conn, message.get_payload_bytes(), &mut nodes).await;
+                    let payload = message.get_payload_bytes();
+                    self.receive(&mut conn, payload, &mut nodes, &mut own_heartbeat_seen).await;
                 }
                 _ = heartbeat.tick() => {
                     let beat = std::iter::once(Outgoing::Event(Wire::Heartbeat { node }));
                     if let Err(error) = self.publish(&mut conn, beat).await {
                         return SessionEnd::Lost(error);
                     }
-                    self.sweep_silent_nodes(&mut nodes);
+                    // Silence means death only if we are reading the channel
+                    // promptly ourselves: our own heartbeat is back in time.
+                    if own_heartbeat_seen.elapsed() < HEARTBEAT * 2 {
+                        self.sweep_silent_nodes(&mut nodes);
+                    }
                 }
                 _ = refresh.tick() => {
                     if let Err(error) = self.refresh_names(&mut conn).await {
@@ -409,7 +415,16 @@ impl Task {
         conn: &mut MultiplexedConnection,
         payload: &[u8],
         nodes: &mut HashMap<NodeId, Instant>,
+        own_heartbeat_seen: &mut Instant,
     ) {
+        if Wire::peek_node(payload) == Some(self.bp.node()) {
+            // Our own events come back on the channel; seeing our heartbeat
+            // shows how far behind the channel we are reading.
+            if payload.first() == Some(&b'H') {
+                *own_heartbeat_seen = Instant::now();
+            }
+            return;
+        }
         let event = match Wire::decode(payload) {
             Ok(event) => event,
             Err(error) => {
@@ -418,9 +433,6 @@ impl Task {
             }
         };
         let node = event.node();
-        if node == self.bp.node() {
-            return;
-        }
         nodes.insert(node, Instant::now());
         match event {
             Wire::Message { name, theme, text, action, .. } => {

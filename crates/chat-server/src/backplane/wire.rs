@@ -124,6 +124,15 @@ impl Wire {
         }
     }
 
+    /// The sending node, read without decoding the rest (so a node can skip
+    /// its own events cheaply).
+    pub fn peek_node(bytes: &[u8]) -> Option<NodeId> {
+        let mut fields = bytes.split(|&b| b == b'\t');
+        fields.next()?;
+        let node = std::str::from_utf8(fields.next()?).ok()?;
+        NodeId::from_str_radix(node, 16).ok()
+    }
+
     pub fn decode(bytes: &[u8]) -> Result<Wire, WireError> {
         let text = std::str::from_utf8(bytes).map_err(|_| WireError("not UTF-8".into()))?;
         let mut fields = Fields(text.split('\t'));
@@ -260,6 +269,7 @@ mod tests {
             Wire::Goodbye { node },
         ];
         for event in events {
+            assert_eq!(Wire::peek_node(event.encode().as_bytes()), Some(node));
             assert_eq!(Wire::decode(event.encode().as_bytes()), Ok(event.clone()));
         }
     }
