@@ -9,11 +9,22 @@
 //! and a summary on stderr. It only ever connects to loopback addresses, and every loop in it is
 //! bounded in count and time.
 //!
+//! Several daemons sharing one room through `--backplane`: repeat `--addr` and the clients are
+//! spread round robin, with local and cross-node deliveries counted apart. Many idle connections
+//! over several load generator processes (each below its file descriptor limit): `idle` with
+//! `--broadcast external` in each, and one `cast` process that sends the message they wait for,
+//! all on one `--clock-epoch` (see `bench/w6.sh`).
+//!
 //! ```text
 //! cargo run --release --example loadgen -- --protocol chat --addr 127.0.0.1:7878 \
 //!     --clients 100 --messages 1000 --server-pid "$(pidof chat-server)"
 //! ```
 
+// The JSON line of a load run is one large `json!` literal.
+#![recursion_limit = "256"]
+
+#[path = "loadgen/cast.rs"]
+mod cast;
 #[path = "loadgen/connect.rs"]
 mod connect;
 #[path = "loadgen/idle.rs"]
@@ -32,6 +43,7 @@ mod system;
 mod wire;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -49,6 +61,17 @@ enum Mode {
     Idle,
     /// The receiving path over in-memory lines: how much the load generator itself can take.
     ParseBench,
+    /// One client joins and sends one token (`--run-tag`) that idle processes wait for.
+    Cast,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BroadcastBy {
+    /// The idle process joins one more client and sends the message itself.
+    #[value(name = "self")]
+    Myself,
+    /// Another process (`--mode cast`) sends it; this one says it is ready and waits.
+    External,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -72,9 +95,10 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Protocol::Chat)]
     protocol: Protocol,
 
-    /// Server address; only loopback addresses are accepted.
+    /// Server address; only loopback addresses are accepted. Repeat it for several daemons
+    /// sharing one room: client i connects to the (i mod K)-th address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7878")]
-    addr: SocketAddr,
+    addr: Vec<SocketAddr>,
 
     /// Clients that join and receive (idle mode: idle connections).
     #[arg(long, value_name = "N", default_value_t = 100)]
@@ -136,9 +160,72 @@ struct Args {
     #[arg(long)]
     slow_reader: bool,
 
-    /// PID of the server, to report its CPU time and memory from /proc.
+    /// PID of the server, to report its CPU time and memory from /proc; repeat it for several
+    /// daemons (their figures are summed).
     #[arg(long, value_name = "PID")]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
+
+    /// PID of the backplane's redis-server, whose CPU time and memory are reported apart.
+    #[arg(long, value_name = "PID")]
+    backplane_pid: Option<u32>,
+
+    /// Chat: this many extra clients per second join, stay --churn-linger, and leave (half with
+    /// /quit, half by closing) while the senders run.
+    #[arg(long, value_name = "PER_SEC", default_value_t = 0.0)]
+    churn: f64,
+
+    /// How long each churning client stays.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    churn_linger: f64,
+
+    /// Count the lines that contain TEXT, and the clients that got one (repeatable; load and
+    /// idle modes), e.g. a daemon's notice.
+    #[arg(long, value_name = "TEXT")]
+    watch: Vec<String>,
+
+    /// Send SIGKILL to this PID (a process the caller started, e.g. the backplane's Redis)
+    /// --kill-after seconds after the senders start.
+    #[arg(long, value_name = "PID", requires = "kill_after")]
+    kill_pid: Option<u32>,
+
+    #[arg(long, value_name = "SECS", requires = "kill_pid")]
+    kill_after: Option<f64>,
+
+    /// After the last delivery, wait up to SECS for the servers (and backplane) to go idle and
+    /// report the CPU they spent meanwhile (work a run leaves behind, e.g. a backplane still
+    /// reading its own messages back from Redis); 0 does not wait.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    cpu_tail: f64,
+
+    /// Count time from this CLOCK_MONOTONIC reading (nanoseconds) instead of this process's
+    /// start; processes given the same epoch share one timeline.
+    #[arg(long, value_name = "NANOS")]
+    clock_epoch: Option<u64>,
+
+    /// Use this tag in tokens (and accept only it) instead of a random one per run.
+    #[arg(long, value_name = "N")]
+    run_tag: Option<u32>,
+
+    /// Client names start with this (letters and digits) instead of a random prefix.
+    #[arg(long, value_name = "PREFIX")]
+    name_prefix: Option<String>,
+
+    /// Idle mode: who sends the one message.
+    #[arg(long, value_enum, default_value_t = BroadcastBy::Myself)]
+    broadcast: BroadcastBy,
+
+    /// Idle mode with --broadcast external: write this file once joined and settled.
+    #[arg(long, value_name = "PATH")]
+    ready_file: Option<PathBuf>,
+
+    /// Idle mode: spread sources from 127.0.0.(1 + (OFFSET + i) mod 250).
+    #[arg(long, value_name = "OFFSET", default_value_t = 0)]
+    source_offset: usize,
+
+    /// Cast mode: stay connected this long after sending. Idle mode: keep every connection
+    /// open this long after the broadcast (default 0 there).
+    #[arg(long, value_name = "SECS")]
+    hold: Option<f64>,
 
     /// Redis channel, or IRC channel without the '#'.
     #[arg(long, default_value = "lg")]
@@ -188,6 +275,9 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<()> {
     check(args)?;
+    if let Some(epoch) = args.clock_epoch {
+        metrics::set_epoch(epoch).map_err(anyhow::Error::msg)?;
+    }
     let runtime = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
@@ -211,9 +301,10 @@ fn run(args: &Args) -> Result<()> {
                     idle::run(&plan).await?
                 }
                 Mode::ParseBench => load::parse_bench(1_000_000, args.size, 10).await?,
+                Mode::Cast => cast::run(&cast_plan(args, run)).await?,
             };
             report(&outcome);
-            if args.mode == Mode::ParseBench {
+            if matches!(args.mode, Mode::ParseBench | Mode::Cast) {
                 break;
             }
         }
@@ -227,11 +318,35 @@ fn report(outcome: &Outcome) {
 }
 
 fn check(args: &Args) -> Result<()> {
-    if !args.addr.ip().is_loopback() {
-        bail!("--addr {}: only loopback addresses (127.0.0.0/8, ::1) may receive load", args.addr);
+    for addr in &args.addr {
+        if !addr.ip().is_loopback() {
+            bail!("--addr {addr}: only loopback addresses (127.0.0.0/8, ::1) may receive load");
+        }
     }
-    if args.mode == Mode::Idle && args.protocol != Protocol::Chat {
-        bail!("the idle mode speaks only the chat protocol");
+    if matches!(args.mode, Mode::Idle | Mode::Cast) && args.protocol != Protocol::Chat {
+        bail!("the idle and cast modes speak only the chat protocol");
+    }
+    if args.mode == Mode::Cast && args.run_tag.is_none() {
+        bail!("--mode cast needs --run-tag, the tag the idle processes wait for");
+    }
+    if args.run_tag.is_some_and(|t| t >= 1_000_000_000) {
+        bail!("--run-tag must be below 1,000,000,000 (nine digits in the token)");
+    }
+    if args.churn > 0.0 && args.protocol != Protocol::Chat {
+        bail!("--churn speaks only the chat protocol");
+    }
+    if !(args.churn.is_finite() && (0.0..=1000.0).contains(&args.churn)) {
+        bail!("--churn must be between 0 and 1000 clients per second");
+    }
+    if args.kill_pid.is_some_and(|pid| pid <= 1 || pid == std::process::id()) {
+        bail!("--kill-pid must name another process the caller started");
+    }
+    if let Some(prefix) = &args.name_prefix
+        && (prefix.is_empty()
+            || prefix.len() > 12
+            || !prefix.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        bail!("--name-prefix must be 1 to 12 letters or digits");
     }
     if args.senders.is_some_and(|s| s > args.clients) {
         bail!("--senders cannot exceed --clients");
@@ -251,6 +366,10 @@ fn check(args: &Args) -> Result<()> {
         ("--broadcast-timeout", args.broadcast_timeout),
         ("--pause", args.pause),
         ("--duration", args.duration.unwrap_or(1.0)),
+        ("--churn-linger", args.churn_linger),
+        ("--kill-after", args.kill_after.unwrap_or(0.0)),
+        ("--hold", args.hold.unwrap_or(0.0)),
+        ("--cpu-tail", args.cpu_tail),
     ] {
         if !(value.is_finite() && (0.0..=86_400.0).contains(&value)) {
             bail!("{flag} must be a number of seconds between 0 and 86400, not {value}");
@@ -278,8 +397,12 @@ fn join_options(args: &Args, read_buffer: usize) -> Result<JoinOptions> {
     Ok(JoinOptions { channel: args.channel.clone(), oper, read_buffer })
 }
 
-/// A short prefix for this process's client names, so two invocations never collide.
-fn name_prefix() -> String {
+/// A short prefix for this process's client names, so two invocations never collide
+/// (`--name-prefix` when several run side by side and must be sure).
+fn name_prefix(args: &Args) -> String {
+    if let Some(prefix) = &args.name_prefix {
+        return prefix.clone();
+    }
     const DIGITS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut n = u64::from(std::process::id()) ^ (metrics::now_nanos() >> 10);
     let mut prefix = String::from("lg");
@@ -297,7 +420,7 @@ fn load_plan(args: &Args, run: usize) -> Result<load::Plan> {
     };
     Ok(load::Plan {
         protocol: args.protocol,
-        server: args.addr,
+        servers: args.addr.clone(),
         clients: args.clients,
         senders: args.senders.unwrap_or(args.clients),
         messages,
@@ -313,22 +436,35 @@ fn load_plan(args: &Args, run: usize) -> Result<load::Plan> {
         slow_reader: args.slow_reader,
         kernel_clock: args.clock == Clock::Kernel,
         join: join_options(args, 64 * 1024)?,
-        server_pid: args.server_pid,
+        server_pids: args.server_pid.clone(),
+        backplane_pid: args.backplane_pid,
+        churn: args.churn,
+        churn_linger: seconds(args.churn_linger),
+        watch: args.watch.clone(),
+        kill: args.kill_pid.zip(args.kill_after.map(seconds)),
+        cpu_tail: seconds(args.cpu_tail),
+        tag: args.run_tag,
         progress: !args.quiet,
         label: args.label.clone(),
-        names: name_prefix(),
+        names: name_prefix(args),
         run,
     })
 }
 
 fn idle_plan(args: &Args, run: usize) -> idle::Plan {
     idle::Plan {
-        server: args.addr,
+        servers: args.addr.clone(),
         clients: args.clients,
         concurrency: args.concurrency,
         size: args.size,
         join: JoinOptions { channel: args.channel.clone(), oper: None, read_buffer: 1024 },
-        server_pid: args.server_pid,
+        server_pids: args.server_pid.clone(),
+        external: args.broadcast == BroadcastBy::External,
+        ready_file: args.ready_file.clone(),
+        tag: args.run_tag,
+        source_offset: args.source_offset,
+        watch: args.watch.clone(),
+        hold: seconds(args.hold.unwrap_or(0.0)),
         setup_timeout: seconds(args.setup_timeout),
         settle_quiet: seconds(args.settle),
         settle_timeout: seconds(args.settle_timeout),
@@ -336,7 +472,20 @@ fn idle_plan(args: &Args, run: usize) -> idle::Plan {
         kernel_clock: args.clock == Clock::Kernel,
         progress: !args.quiet,
         label: args.label.clone(),
-        names: name_prefix(),
+        names: name_prefix(args),
         run,
+    }
+}
+
+fn cast_plan(args: &Args, run: usize) -> cast::Plan {
+    cast::Plan {
+        server: args.addr[0],
+        name: format!("{}{run}cast", name_prefix(args)),
+        size: args.size,
+        tag: args.run_tag.unwrap_or_default(),
+        join: JoinOptions { channel: args.channel.clone(), oper: None, read_buffer: 4096 },
+        settle: seconds(args.settle),
+        hold: seconds(args.hold.unwrap_or(2.0)),
+        label: args.label.clone(),
     }
 }

@@ -7,8 +7,16 @@
 //! connection and after the joins have settled; the difference over N is the cost of one idle
 //! connection. Then one extra client joins and sends a single token, and the time until the last
 //! idle connection has it is the broadcast time.
+//!
+//! Across processes and daemons (W6): with several `--addr`s, connection i goes to address
+//! i mod K; with `--broadcast external` the process does not send the message itself. Once its
+//! connections have joined and gone quiet it writes `--ready-file` and waits for a token with
+//! `--run-tag` sent by another process (`--mode cast`). All processes of such a run share
+//! `--clock-epoch`, so each one reports, on the shared `CLOCK_MONOTONIC` timeline, when the
+//! message was sent and when its last connection received it; the coordinator takes the maximum.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +32,7 @@ use tokio::time::Instant;
 use crate::connect::{connect, in_parallel, spread_source};
 use crate::load::{Outcome, round};
 use crate::metrics::{
-    Histogram, Percentiles, now_nanos, run_tag, seconds_between, wait_until_quiet,
+    Histogram, Percentiles, epoch, now_nanos, run_tag, seconds_between, wait_until_quiet,
 };
 use crate::protocol::{JoinOptions, Joined, Protocol};
 use crate::system::{Memory, Process, ensure_descriptors};
@@ -32,12 +40,25 @@ use crate::wire::{LineReader, Token, TokenFinder};
 
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub server: SocketAddr,
+    /// Connection i goes to `servers[i % servers.len()]`; the broadcaster to the first.
+    pub servers: Vec<SocketAddr>,
     pub clients: usize,
     pub concurrency: usize,
     pub size: usize,
     pub join: JoinOptions,
-    pub server_pid: Option<u32>,
+    /// Memory is summed over these processes.
+    pub server_pids: Vec<u32>,
+    /// Another process sends the message (`--broadcast external`).
+    pub external: bool,
+    pub ready_file: Option<PathBuf>,
+    /// This run's tag instead of a random one (all processes of an external broadcast share it).
+    pub tag: Option<u32>,
+    /// Spread source addresses from 127.0.0.(1 + (source_offset + i) % 250).
+    pub source_offset: usize,
+    /// Texts whose lines are counted (a daemon's notices), with the connections that saw them.
+    pub watch: Vec<String>,
+    /// After the broadcast, keep every connection open (and read) this long before closing.
+    pub hold: Duration,
     pub setup_timeout: Duration,
     pub settle_quiet: Duration,
     pub settle_timeout: Duration,
@@ -55,10 +76,18 @@ struct Shared {
     joined: AtomicUsize,
     lines: AtomicU64,
     arrived: AtomicUsize,
+    first_arrival: AtomicU64,
     last_arrival: AtomicU64,
+    /// The send time carried by the token (shared epoch).
+    token_sent: AtomicU64,
+    /// Per server address: the last arrival there.
+    last_arrival_by_server: Vec<AtomicU64>,
     all_arrived: Notify,
     missed_told: AtomicU64,
     disconnected: AtomicUsize,
+    watch: Vec<Vec<u8>>,
+    /// Per watched text: lines, and connections that saw at least one.
+    watched: Vec<(AtomicU64, AtomicU64)>,
     latency: Mutex<Histogram>,
     clients: usize,
 }
@@ -67,25 +96,30 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
     // N idle sockets, the broadcaster, and a margin for the runtime and stdio.
     ensure_descriptors(plan.clients as u64 + 64)?;
     let shared = Arc::new(Shared {
-        tag: run_tag(plan.run),
+        tag: plan.tag.unwrap_or_else(|| run_tag(plan.run)),
         joined: AtomicUsize::new(0),
         lines: AtomicU64::new(0),
         arrived: AtomicUsize::new(0),
+        first_arrival: AtomicU64::new(u64::MAX),
         last_arrival: AtomicU64::new(0),
+        token_sent: AtomicU64::new(0),
+        last_arrival_by_server: plan.servers.iter().map(|_| AtomicU64::new(0)).collect(),
         all_arrived: Notify::new(),
         missed_told: AtomicU64::new(0),
+        watch: plan.watch.iter().map(|w| w.as_bytes().to_vec()).collect(),
+        watched: plan.watch.iter().map(|_| (AtomicU64::new(0), AtomicU64::new(0))).collect(),
         disconnected: AtomicUsize::new(0),
         latency: Mutex::default(),
         clients: plan.clients,
     });
     let (stop_tx, stop) = watch::channel(false);
-    let server = plan.server_pid.map(Process::Pid);
-    let peak_reset = server.is_some_and(|p| p.reset_peak().is_ok());
-    let before = server.map(|p| p.memory().unwrap_or_default());
+    let server = (!plan.server_pids.is_empty()).then(|| Servers(plan.server_pids.clone()));
+    let peak_reset = server.as_ref().is_some_and(|p| p.reset_peak());
+    let before = server.as_ref().map(Servers::memory);
 
     let started = now_nanos();
     let progress =
-        plan.progress.then(|| spawn_progress(plan, &shared, server, started, stop.clone()));
+        plan.progress.then(|| spawn_progress(plan, &shared, server.clone(), started, stop.clone()));
     let connections = tokio::time::timeout(
         plan.setup_timeout,
         in_parallel(plan.clients, plan.concurrency, |i| {
@@ -101,9 +135,19 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
     })??;
     let connect_s = seconds_between(started, now_nanos());
     let settle_s = wait_until_quiet(&shared.lines, plan.settle_quiet, plan.settle_timeout).await;
-    let after = server.map(|p| p.memory().unwrap_or_default());
+    let after = server.as_ref().map(Servers::memory);
 
-    let broadcast = broadcast_once(plan, &shared).await;
+    let broadcast = if plan.external {
+        await_broadcast(plan, &shared, connect_s, settle_s).await
+    } else {
+        broadcast_once(plan, &shared).await
+    };
+    if !plan.hold.is_zero() {
+        if plan.progress {
+            eprintln!("[{}] holding the connections open for {:?}", plan.label, plan.hold);
+        }
+        tokio::time::sleep(plan.hold).await;
+    }
     let _ = stop_tx.send(true);
     if let Some(progress) = progress {
         progress.abort();
@@ -136,11 +180,13 @@ async fn open_idle(
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) -> Result<(OwnedWriteHalf, JoinHandle<()>)> {
-    let stream = connect(plan.server, Some(spread_source(i)), plan.kernel_clock).await?;
+    let server = plan.servers[i % plan.servers.len()];
+    let source = spread_source(plan.source_offset + i);
+    let stream = connect(server, Some(source), plan.kernel_clock).await?;
     let name = format!("{}{}i{i}", plan.names, plan.run);
     let Joined { reader, writer } = Protocol::Chat.join(stream, &name, &plan.join).await?;
     shared.joined.fetch_add(1, Ordering::Relaxed);
-    let reader = tokio::spawn(listen(reader, shared, stop));
+    let reader = tokio::spawn(listen(reader, shared, stop, i % plan.servers.len()));
     Ok((writer, reader))
 }
 
@@ -149,9 +195,11 @@ async fn listen(
     mut reader: LineReader<OwnedReadHalf>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
+    server: usize,
 ) {
     let finder = TokenFinder;
     let mut arrived = false;
+    let mut seen = vec![false; shared.watch.len()];
     loop {
         let read = tokio::select! {
             biased;
@@ -175,13 +223,24 @@ async fn listen(
                     if let Ok(mut latency) = shared.latency.lock() {
                         latency.record(now.saturating_sub(token.nanos));
                     }
+                    shared.token_sent.store(token.nanos, Ordering::Relaxed);
+                    shared.first_arrival.fetch_min(now, Ordering::Relaxed);
                     shared.last_arrival.fetch_max(now, Ordering::Relaxed);
+                    shared.last_arrival_by_server[server].fetch_max(now, Ordering::Relaxed);
                     if shared.arrived.fetch_add(1, Ordering::AcqRel) + 1 == shared.clients {
                         shared.all_arrived.notify_one();
                     }
                 }
                 Some(_) => {}
                 None => {
+                    for (k, pattern) in shared.watch.iter().enumerate() {
+                        if memchr::memmem::find(line, pattern).is_some() {
+                            shared.watched[k].0.fetch_add(1, Ordering::Relaxed);
+                            if !std::mem::replace(&mut seen[k], true) {
+                                shared.watched[k].1.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
                     if let Some(count) = Protocol::Chat.missed_count(line) {
                         shared.missed_told.fetch_add(count, Ordering::Relaxed);
                     }
@@ -198,12 +257,59 @@ struct Broadcast {
     all_s: Option<f64>,
     arrived: usize,
     join_s: f64,
+    /// External broadcasts: how long this process waited for the message.
+    waited_s: f64,
+}
+
+/// `--broadcast external`: says it is ready, then waits for another process's message.
+async fn await_broadcast(
+    plan: &Plan,
+    shared: &Shared,
+    connect_s: f64,
+    settle_s: f64,
+) -> Result<Broadcast> {
+    if let Some(path) = &plan.ready_file {
+        let ready = json!({
+            "pid": std::process::id(),
+            "clients": plan.clients,
+            "joined": shared.joined.load(Ordering::Relaxed),
+            "connect_s": round(connect_s, 3),
+            "settle_s": round(settle_s, 3),
+            "lines_received": shared.lines.load(Ordering::Relaxed),
+            "disconnected": shared.disconnected.load(Ordering::Relaxed),
+        });
+        // Written whole under another name, then renamed: a reader never sees half of it.
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, format!("{ready}\n"))
+            .and_then(|()| std::fs::rename(&partial, path))
+            .with_context(|| format!("writing the ready file {}", path.display()))?;
+    }
+    if plan.progress {
+        eprintln!(
+            "[{}] ready: {} joined; waiting up to {:?} for the broadcast",
+            plan.label,
+            shared.joined.load(Ordering::Relaxed),
+            plan.broadcast_timeout
+        );
+    }
+    let waiting = now_nanos();
+    let all =
+        tokio::time::timeout(plan.broadcast_timeout, shared.all_arrived.notified()).await.is_ok();
+    let sent = shared.token_sent.load(Ordering::Relaxed);
+    let last = shared.last_arrival.load(Ordering::Relaxed);
+    Ok(Broadcast {
+        all_s: all.then(|| seconds_between(sent, last)),
+        arrived: shared.arrived.load(Ordering::Relaxed),
+        join_s: 0.0,
+        waited_s: seconds_between(waiting, now_nanos()),
+    })
 }
 
 /// One extra client joins, waits for its join to settle, and sends one token to everyone.
 async fn broadcast_once(plan: &Plan, shared: &Shared) -> Result<Broadcast> {
     let joining = now_nanos();
-    let stream = connect(plan.server, Some(spread_source(plan.clients)), false).await?;
+    let source = spread_source(plan.source_offset + plan.clients);
+    let stream = connect(plan.servers[0], Some(source), false).await?;
     let name = format!("{}{}cast", plan.names, plan.run);
     let Joined { mut reader, mut writer } = Protocol::Chat
         .join(stream, &name, &plan.join)
@@ -214,6 +320,7 @@ async fn broadcast_once(plan: &Plan, shared: &Shared) -> Result<Broadcast> {
     wait_until_quiet(&shared.lines, plan.settle_quiet, plan.settle_timeout).await;
     let mut line = Vec::with_capacity(plan.size + 1);
     let sent_at = now_nanos();
+    shared.token_sent.store(sent_at, Ordering::Relaxed);
     Token { sender: 0, seq: 0, nanos: sent_at, tag: shared.tag }.write_padded(&mut line, plan.size);
     line.push(b'\n');
     writer.write_all(&line).await.context("sending the broadcast")?;
@@ -239,6 +346,7 @@ async fn broadcast_once(plan: &Plan, shared: &Shared) -> Result<Broadcast> {
         all_s: all.then(|| seconds_between(sent_at, last)),
         arrived: shared.arrived.load(Ordering::Relaxed),
         join_s,
+        waited_s: 0.0,
     })
 }
 
@@ -259,6 +367,15 @@ struct Facts {
 
 fn to_json(plan: &Plan, f: &Facts, shared: &Shared) -> Value {
     let latency = latency_of(shared);
+    let by_addr: Vec<Value> = plan
+        .servers
+        .iter()
+        .zip(&shared.last_arrival_by_server)
+        .map(|(addr, at)| {
+            let at = nonzero(at.load(Ordering::Relaxed));
+            json!({ "addr": addr.to_string(), "last_arrival_ns": at })
+        })
+        .collect();
     json!({
         "mode": "idle",
         "label": plan.label,
@@ -270,9 +387,17 @@ fn to_json(plan: &Plan, f: &Facts, shared: &Shared) -> Value {
         "settle_s": round(f.settle_s, 3),
         "lines_received": shared.lines.load(Ordering::Relaxed),
         "missed_told": f.missed_told,
+        "watched": plan.watch.iter().zip(&shared.watched).map(|(text, (lines, conns))| json!({
+            "text": text,
+            "lines": lines.load(Ordering::Relaxed),
+            "connections": conns.load(Ordering::Relaxed),
+        })).collect::<Vec<_>>(),
         "disconnected": f.disconnected,
         "server": f.memory.map(|(b, a)| json!({
-            "pid": plan.server_pid,
+            "pid": match plan.server_pids.as_slice() {
+                [one] => json!(one),
+                all => json!(all),
+            },
             "rss_kib_before": b.rss_kib,
             "rss_kib_after": a.rss_kib,
             "peak_rss_kib": a.peak_kib,
@@ -280,13 +405,25 @@ fn to_json(plan: &Plan, f: &Facts, shared: &Shared) -> Value {
             "bytes_per_connection": f.per_connection.map(f64::round),
         })),
         "broadcast": {
+            "external": plan.external,
+            "tag": shared.tag,
             "arrived": f.broadcast.arrived,
             "all_ms": f.broadcast.all_s.map(|s| round(s * 1e3, 3)),
+            "waited_s": round(f.broadcast.waited_s, 3),
+            "epoch_mono_ns": epoch(),
+            "sent_ns": nonzero(shared.token_sent.load(Ordering::Relaxed)),
+            "first_arrival_ns": nonzero(shared.first_arrival.load(Ordering::Relaxed) % u64::MAX),
+            "last_arrival_ns": nonzero(shared.last_arrival.load(Ordering::Relaxed)),
+            "last_arrival_ns_by_addr": by_addr,
             "p50_ms": round(latency.p50 / 1e3, 3),
             "p99_ms": round(latency.p99 / 1e3, 3),
             "broadcaster_join_ms": round(f.broadcast.join_s * 1e3, 3),
         },
     })
+}
+
+fn nonzero(value: u64) -> Option<u64> {
+    (value > 0).then_some(value)
 }
 
 fn summarize(plan: &Plan, f: &Facts, shared: &Shared) -> String {
@@ -338,7 +475,7 @@ fn summarize(plan: &Plan, f: &Facts, shared: &Shared) -> String {
 fn spawn_progress(
     plan: &Plan,
     shared: &Arc<Shared>,
-    server: Option<Process>,
+    server: Option<Servers>,
     started: u64,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
@@ -356,8 +493,8 @@ fn spawn_progress(
             }
             let joined = shared.joined.load(Ordering::Relaxed);
             let rss = server
-                .and_then(|p| p.memory().ok())
-                .map(|m| format!(", server RSS {} KiB", m.rss_kib))
+                .as_ref()
+                .map(|p| format!(", server RSS {} KiB", p.memory().rss_kib))
                 .unwrap_or_default();
             eprintln!(
                 "[{label}] {:5.1}s joined {joined}/{total} (+{}/s), {} lines{rss}",
@@ -375,8 +512,31 @@ pub fn check(plan: &Plan) -> Result<()> {
     if plan.clients == 0 {
         bail!("--clients must be at least 1 for the idle mode");
     }
-    if !plan.server.is_ipv4() {
-        bail!("the idle mode spreads sources over 127.0.0.x and needs an IPv4 server address");
+    if plan.servers.is_empty() || plan.servers.iter().any(|s| !s.is_ipv4()) {
+        bail!("the idle mode spreads sources over 127.0.0.x and needs IPv4 server addresses");
+    }
+    if plan.external && plan.tag.is_none() {
+        bail!("--broadcast external needs --run-tag, the tag the casting process will send");
     }
     Ok(())
+}
+
+/// The daemons whose memory an idle run reports: the sum over all of them.
+#[derive(Debug, Clone)]
+struct Servers(Vec<u32>);
+
+impl Servers {
+    fn memory(&self) -> Memory {
+        let mut total = Memory::default();
+        for &pid in &self.0 {
+            let m = Process::Pid(pid).memory().unwrap_or_default();
+            total.rss_kib += m.rss_kib;
+            total.peak_kib += m.peak_kib;
+        }
+        total
+    }
+
+    fn reset_peak(&self) -> bool {
+        self.0.iter().all(|&pid| Process::Pid(pid).reset_peak().is_ok())
+    }
 }

@@ -8,6 +8,13 @@
 //! and whose subscription sees its own messages). A bitmap per receiver and sender tells fresh
 //! deliveries from duplicates; lost = expected - fresh. The run ends when every receiver has all
 //! it expects, or `--drain-timeout` after the last send.
+//!
+//! Several daemons sharing one room (`--addr A --addr B`): client i connects to address
+//! i mod K, so senders and receivers are spread round robin; each delivery is counted as local
+//! (sender and receiver on one daemon) or cross-node, with its own loss and latency. Also here:
+//! `--churn` (extra clients that join, linger and leave while the senders run), `--watch`
+//! (count the lines that contain a text, e.g. a daemon's notice) and `--kill-pid` (SIGKILL one
+//! process, e.g. the Redis of the backplane, a set time after the senders start).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,12 +45,19 @@ const SLOW_READ_LIMIT: Duration = Duration::from_secs(20);
 const SLOW_READ_GAP: Duration = Duration::from_secs(1);
 /// Exact duplicate detection costs one bit per (receiver, message); refuse beyond this.
 const MAX_BITMAP_BITS: u64 = 8 * 1024 * 1024 * 1024;
+/// How often `--cpu-tail` looks whether the servers went idle.
+const CPU_TAIL_STEP: Duration = Duration::from_millis(300);
+/// Churning clients connecting, lingering or leaving at once, at most.
+const CHURN_IN_FLIGHT: usize = 256;
+/// How long a churning client may take to connect and join, and to be let go.
+const CHURN_STEP_LIMIT: Duration = Duration::from_secs(10);
 
 /// Everything that defines one load run.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub protocol: Protocol,
-    pub server: SocketAddr,
+    /// Client i connects to `servers[i % servers.len()]`.
+    pub servers: Vec<SocketAddr>,
     pub clients: usize,
     pub senders: usize,
     pub messages: u64,
@@ -61,7 +75,22 @@ pub struct Plan {
     /// Time arrivals by the kernel's receive stamps rather than by when we read them.
     pub kernel_clock: bool,
     pub join: JoinOptions,
-    pub server_pid: Option<u32>,
+    /// The chat daemons (or the one peer server): CPU and memory are summed over them.
+    pub server_pids: Vec<u32>,
+    /// The Redis of a backplane: its CPU and memory are reported on their own.
+    pub backplane_pid: Option<u32>,
+    /// Extra clients per second that join, linger and leave while the senders run.
+    pub churn: f64,
+    pub churn_linger: Duration,
+    /// Texts whose lines are counted per receiver (a daemon's notices).
+    pub watch: Vec<String>,
+    /// SIGKILL this process this long after the senders start.
+    pub kill: Option<(u32, Duration)>,
+    /// After the run, wait up to this long for the servers to go idle, and report the CPU they
+    /// spent meanwhile apart (0: do not wait).
+    pub cpu_tail: Duration,
+    /// This run's tag instead of a random one.
+    pub tag: Option<u32>,
     pub progress: bool,
     pub label: String,
     pub names: String,
@@ -69,6 +98,20 @@ pub struct Plan {
 }
 
 impl Plan {
+    fn nodes(&self) -> usize {
+        self.servers.len().max(1)
+    }
+
+    fn server_of(&self, i: usize) -> SocketAddr {
+        self.servers[i % self.nodes()]
+    }
+
+    /// Of what client `i` must receive, how much comes from senders on other daemons.
+    fn expected_cross_by(&self, i: usize) -> u64 {
+        let here = senders_on(self.senders, self.nodes(), i % self.nodes());
+        (self.senders as u64 - here) * self.messages
+    }
+
     fn name(&self, i: usize) -> String {
         format!("{}{}x{i}", self.names, self.run)
     }
@@ -88,10 +131,24 @@ impl Plan {
     }
 }
 
+/// How many of the first `senders` clients, spread round robin over `nodes` daemons, are on
+/// daemon `node` (client i is on daemon i mod nodes).
+fn senders_on(senders: usize, nodes: usize, node: usize) -> u64 {
+    if node >= senders { 0 } else { (senders - node).div_ceil(nodes) as u64 }
+}
+
 /// Counters every task of a run updates.
 struct Shared {
     protocol: Protocol,
     tag: u32,
+    /// Daemons the clients are spread over; sender s is on daemon s mod nodes.
+    nodes: usize,
+    watch: Vec<Vec<u8>>,
+    last_cross_delivery: AtomicU64,
+    /// When `--kill-pid` was signalled (0: not yet); deliveries after it are counted apart.
+    killed_at: AtomicU64,
+    after_kill_local: AtomicU64,
+    after_kill_cross: AtomicU64,
     senders: usize,
     messages: u64,
     sent: AtomicU64,
@@ -116,6 +173,11 @@ struct Signals {
 #[derive(Debug, Default)]
 struct Account {
     expected: u64,
+    /// Of `expected` and `fresh`: from senders on another daemon.
+    expected_cross: u64,
+    fresh_cross: u64,
+    /// This receiver's daemon.
+    node: usize,
     fresh: u64,
     duplicates: u64,
     out_of_order: u64,
@@ -123,7 +185,11 @@ struct Account {
     missed_told: u64,
     missed_notices: u64,
     first_notice: Option<String>,
+    /// Local deliveries (all of them with one daemon).
     latency: Histogram,
+    latency_cross: Histogram,
+    /// Per watched text: lines seen, and when the first came.
+    watched: Vec<(u64, Option<u64>)>,
     reads: u64,
     /// Reads that carried the kernel's receive time.
     stamped_reads: u64,
@@ -146,18 +212,19 @@ impl Account {
         }
     }
 
-    /// Counts one token; true when it is a fresh delivery of this run.
-    fn take(&mut self, token: Token, shared: &Shared) -> bool {
+    /// Counts one token; `Some(cross)` when it is a fresh delivery of this run, `cross` when it
+    /// came from a sender on another daemon.
+    fn take(&mut self, token: Token, shared: &Shared) -> Option<bool> {
         let sender = token.sender as usize;
         if token.tag != shared.tag || sender >= shared.senders || token.seq >= shared.messages {
             self.stale += 1;
-            return false;
+            return None;
         }
         let bit = sender as u64 * shared.messages + token.seq;
         let (word, mask) = ((bit / 64) as usize, 1u64 << (bit % 64));
         if self.seen[word] & mask != 0 {
             self.duplicates += 1;
-            return false;
+            return None;
         }
         self.seen[word] |= mask;
         if token.seq < self.next[sender] {
@@ -166,7 +233,9 @@ impl Account {
             self.next[sender] = token.seq + 1;
         }
         self.fresh += 1;
-        true
+        let cross = sender % shared.nodes != self.node;
+        self.fresh_cross += u64::from(cross);
+        Some(cross)
     }
 
     fn note_missed(&mut self, count: u64, line: &[u8]) {
@@ -213,7 +282,13 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
     }
     let shared = Arc::new(Shared {
         protocol: plan.protocol,
-        tag: run_tag(plan.run),
+        tag: plan.tag.unwrap_or_else(|| run_tag(plan.run)),
+        nodes: plan.nodes(),
+        watch: plan.watch.iter().map(|w| w.as_bytes().to_vec()).collect(),
+        last_cross_delivery: AtomicU64::new(0),
+        killed_at: AtomicU64::new(0),
+        after_kill_local: AtomicU64::new(0),
+        after_kill_cross: AtomicU64::new(0),
         senders: plan.senders,
         messages: plan.messages,
         sent: AtomicU64::new(0),
@@ -242,13 +317,36 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
     let setup_s = seconds_between(setup_started, now_nanos());
     let settle_s = wait_until_quiet(&shared.lines, plan.settle_quiet, plan.settle_timeout).await;
 
-    let server = plan.server_pid.map(Process::Pid);
-    let peak_reset = server.is_some_and(|p| p.reset_peak().is_ok());
-    let server_before = server.map(sample);
+    let servers: Vec<Process> = plan.server_pids.iter().map(|&pid| Process::Pid(pid)).collect();
+    let backplane = plan.backplane_pid.map(Process::Pid);
+    let peak_reset = !servers.is_empty() && servers.iter().all(|p| p.reset_peak().is_ok());
+    let backplane_reset = backplane.is_some_and(|p| p.reset_peak().is_ok());
+    let server_before = (!servers.is_empty()).then(|| sample_all(&servers));
+    let backplane_before = backplane.map(|p| sample_all(&[p]));
     let own_cpu_before = Process::Myself.cpu_seconds().unwrap_or(0.0);
     let started = now_nanos();
-    let progress =
-        plan.progress.then(|| spawn_progress(plan, &shared, server, started, signals.stop.clone()));
+    let progress = plan
+        .progress
+        .then(|| spawn_progress(plan, &shared, servers.clone(), started, signals.stop.clone()));
+    let churn = Arc::new(ChurnCounts::default());
+    let churning = (plan.churn > 0.0).then(|| {
+        tokio::spawn(run_churn(
+            plan.clone(),
+            Arc::clone(&shared),
+            Arc::clone(&churn),
+            signals.stop.clone(),
+        ))
+    });
+    let killing = plan.kill.map(|(pid, after)| {
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let at = now_nanos().max(1);
+            // SAFETY: kill only sends a signal to the PID we were given on the command line.
+            let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            shared.killed_at.store(if rc == 0 { at } else { u64::MAX }, Ordering::Release);
+        })
+    });
     // Receivers wait for nothing; writers wait for this.
     let _ = go_tx.send(true);
 
@@ -260,12 +358,45 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
     let all_received = expected == 0
         || tokio::time::timeout(plan.drain_timeout, shared.all_received.notified()).await.is_ok();
     let ended = now_nanos();
-    let server_after = server.map(sample);
+    let server_after = (!servers.is_empty()).then(|| sample_all(&servers));
+    let backplane_after = backplane.map(|p| sample_all(&[p]));
     let own_cpu_after = Process::Myself.cpu_seconds().unwrap_or(0.0);
+    // Work the servers still do for this run after its last delivery (a backplane decoding its
+    // own messages as they come back from Redis, for instance): wait until they go idle.
+    let tail_started = Instant::now();
+    let tail = if plan.cpu_tail.is_zero() || servers.is_empty() {
+        None
+    } else {
+        let mut all: Vec<Process> = servers.clone();
+        all.extend(backplane);
+        let total =
+            |all: &[Process]| -> f64 { all.iter().filter_map(|p| p.cpu_seconds().ok()).sum() };
+        let mut last = total(&all);
+        while tail_started.elapsed() < plan.cpu_tail {
+            tokio::time::sleep(CPU_TAIL_STEP).await;
+            let now = total(&all);
+            // One clock tick (10 ms) or less in a step: idle.
+            if now - last <= 0.011 {
+                break;
+            }
+            last = now;
+        }
+        Some((
+            sample_all(&servers),
+            backplane.map(|p| sample_all(&[p])),
+            tail_started.elapsed().as_secs_f64(),
+        ))
+    };
 
     let _ = stop_tx.send(true);
     if let Some(progress) = progress {
         progress.abort();
+    }
+    if let Some(killing) = killing {
+        killing.abort();
+    }
+    if let Some(churning) = churning {
+        let _ = tokio::time::timeout(CHURN_STEP_LIMIT, churning).await;
     }
     let mut accounts = Vec::with_capacity(clients.len());
     for client in clients {
@@ -280,11 +411,18 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
         None => None,
     };
 
-    let totals = Totals::of(&accounts, expected);
-    let mut latency = Histogram::default();
+    let totals = Totals::of(&accounts, expected, plan.watch.len());
+    let (mut latency, mut latency_local, mut latency_cross) =
+        (Histogram::default(), Histogram::default(), Histogram::default());
     for account in &accounts {
         latency.merge(&account.latency);
+        latency.merge(&account.latency_cross);
+        latency_local.merge(&account.latency);
+        latency_cross.merge(&account.latency_cross);
     }
+    let since_start = |at: u64| (at as f64 - started as f64) / 1e9;
+    let killed_at = shared.killed_at.load(Ordering::Relaxed);
+    let last_cross = shared.last_cross_delivery.load(Ordering::Relaxed);
     let last_delivery = shared.last_delivery.load(Ordering::Relaxed).max(started);
     let window_s = seconds_between(started, last_delivery);
     let sent = shared.sent.load(Ordering::Relaxed);
@@ -298,13 +436,37 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
         send_failures: shared.send_failures.load(Ordering::Relaxed),
         complete: sending_done && all_received,
         latency: latency.percentiles(),
-        server: server_before.zip(server_after).map(|(b, a)| ServerUse {
-            cpu_s: a.cpu_s - b.cpu_s,
-            before: b.memory,
-            after: a.memory,
-            peak_reset,
+        latency_local: latency_local.percentiles(),
+        latency_cross: latency_cross.percentiles(),
+        server: server_before.zip(server_after).map(|(b, a)| {
+            let mut usage = ServerUse::of(b, a, peak_reset);
+            usage.cpu_tail_s =
+                tail.as_ref().map(|(t, _, _)| t.cpu_s - usage.cpu_s - usage.cpu_before);
+            usage
         }),
+        backplane: backplane_before.zip(backplane_after).map(|(b, a)| {
+            let mut usage = ServerUse::of(b, a, backplane_reset);
+            usage.cpu_tail_s = tail
+                .as_ref()
+                .and_then(|(_, t, _)| t.as_ref())
+                .map(|t| t.cpu_s - usage.cpu_s - usage.cpu_before);
+            usage
+        }),
+        tail_s: tail.as_ref().map(|(_, _, waited)| *waited),
         own_cpu_s: own_cpu_after - own_cpu_before,
+        started,
+        last_cross_s: (last_cross > 0).then(|| since_start(last_cross)),
+        kill: plan.kill.map(|(pid, _)| Kill {
+            pid,
+            local_after: shared.after_kill_local.load(Ordering::Relaxed),
+            cross_after: shared.after_kill_cross.load(Ordering::Relaxed),
+            at_s: match killed_at {
+                0 => None,
+                u64::MAX => Some(f64::NAN),
+                at => Some(since_start(at)),
+            },
+        }),
+        churn: (plan.churn > 0.0).then(|| churn.snapshot()),
     };
     Ok(Outcome {
         json: to_json(plan, &facts, &totals, slow_report.as_ref()),
@@ -333,10 +495,14 @@ async fn start_client(
     signals: Signals,
 ) -> Result<Client> {
     let source = plan.spread_sources.then(|| spread_source(i));
-    let stream = connect(plan.server, source, plan.kernel_clock).await?;
+    let server = plan.server_of(i);
+    let stream = connect(server, source, plan.kernel_clock).await?;
     let name = plan.name(i);
     let Joined { reader, writer } = plan.protocol.join(stream, &name, &plan.join).await?;
-    let account = Account::new(plan.expected_by(i), plan.senders, plan.messages);
+    let mut account = Account::new(plan.expected_by(i), plan.senders, plan.messages);
+    account.node = i % plan.nodes();
+    account.expected_cross = plan.expected_cross_by(i);
+    account.watched = vec![(0, None); plan.watch.len()];
     let (reply_tx, reply_rx) = if plan.protocol.expects_answers() {
         let (tx, rx) = mpsc::unbounded_channel();
         (Some(tx), Some(rx))
@@ -355,7 +521,7 @@ async fn start_client(
     });
     let (writer, replies) = match job {
         Some(job) if plan.protocol.sends_separately() => {
-            let publisher = connect(plan.server, source, false).await?;
+            let publisher = connect(server, source, false).await?;
             let (read, write) = publisher.into_split();
             let replies = tokio::spawn(drain(read, signals.stop.clone()));
             let idle = tokio::spawn(write_and_answer(
@@ -428,20 +594,44 @@ async fn receive<R: Source>(
         let now = stamp.unwrap_or_else(now_nanos);
         let mut lines = 0;
         let mut fresh = 0;
+        let mut cross = 0;
         while let Some(line) = reader.next_line() {
             lines += 1;
             if let Some(token) = finder.find(line) {
-                if account.take(token, &shared) {
-                    fresh += 1;
-                    account.latency.record(now.saturating_sub(token.nanos));
+                match account.take(token, &shared) {
+                    Some(false) => {
+                        fresh += 1;
+                        account.latency.record(now.saturating_sub(token.nanos));
+                    }
+                    Some(true) => {
+                        fresh += 1;
+                        cross += 1;
+                        account.latency_cross.record(now.saturating_sub(token.nanos));
+                    }
+                    None => {}
                 }
             } else if let Some(count) = protocol.missed_count(line) {
                 account.note_missed(count, line);
             } else if let (Some(pong), Some(replies)) = (protocol.reply_to(line), &replies) {
                 let _ = replies.send(pong);
+            } else {
+                for (pattern, seen) in shared.watch.iter().zip(&mut account.watched) {
+                    if memchr::memmem::find(line, pattern).is_some() {
+                        seen.0 += 1;
+                        seen.1.get_or_insert(now);
+                    }
+                }
             }
         }
         shared.lines.fetch_add(lines, Ordering::Relaxed);
+        if cross > 0 {
+            shared.last_cross_delivery.fetch_max(now, Ordering::Relaxed);
+        }
+        let killed_at = shared.killed_at.load(Ordering::Acquire);
+        if fresh > 0 && killed_at > 0 && now > killed_at {
+            shared.after_kill_local.fetch_add(fresh - cross, Ordering::Relaxed);
+            shared.after_kill_cross.fetch_add(cross, Ordering::Relaxed);
+        }
         if fresh > 0 {
             shared.delivered.fetch_add(fresh, Ordering::Relaxed);
             shared.last_delivery.fetch_max(now, Ordering::Relaxed);
@@ -557,7 +747,7 @@ async fn drain(read: OwnedReadHalf, mut stop: watch::Receiver<bool>) {
 }
 
 async fn join_slow_reader(plan: &Plan) -> Result<Joined> {
-    let stream = connect(plan.server, None, false).await?;
+    let stream = connect(plan.servers[0], None, false).await?;
     let name = format!("{}{}slow", plan.names, plan.run);
     plan.protocol.join(stream, &name, &plan.join).await.context("the slow reader could not join")
 }
@@ -610,23 +800,194 @@ async fn read_slow_reader(joined: Joined, shared: &Shared) -> SlowReport {
     report
 }
 
+/// CPU and memory of a set of processes: totals, and each process's own.
 struct Sample {
     cpu_s: f64,
     memory: Memory,
+    each: Vec<(f64, Memory)>,
 }
 
-fn sample(process: Process) -> Sample {
+fn sample_all(processes: &[Process]) -> Sample {
+    let each: Vec<(f64, Memory)> = processes
+        .iter()
+        .map(|p| (p.cpu_seconds().unwrap_or(f64::NAN), p.memory().unwrap_or_default()))
+        .collect();
     Sample {
-        cpu_s: process.cpu_seconds().unwrap_or(f64::NAN),
-        memory: process.memory().unwrap_or_default(),
+        cpu_s: each.iter().map(|(cpu, _)| cpu).sum(),
+        memory: Memory {
+            rss_kib: each.iter().map(|(_, m)| m.rss_kib).sum(),
+            peak_kib: each.iter().map(|(_, m)| m.peak_kib).sum(),
+        },
+        each,
     }
 }
 
 struct ServerUse {
     cpu_s: f64,
+    /// CPU seconds at the start of the run (to compute the tail).
+    cpu_before: f64,
+    /// CPU spent after the run's last delivery until the servers went idle (`--cpu-tail`).
+    cpu_tail_s: Option<f64>,
     before: Memory,
     after: Memory,
     peak_reset: bool,
+    /// Per process when there are several: CPU seconds and peak RSS.
+    each: Vec<(f64, u64)>,
+}
+
+impl ServerUse {
+    fn of(before: Sample, after: Sample, peak_reset: bool) -> Self {
+        let each = before
+            .each
+            .iter()
+            .zip(&after.each)
+            .map(|((b, _), (a, m))| (a - b, m.peak_kib))
+            .collect();
+        ServerUse {
+            cpu_s: after.cpu_s - before.cpu_s,
+            cpu_before: before.cpu_s,
+            cpu_tail_s: None,
+            before: before.memory,
+            after: after.memory,
+            peak_reset,
+            each,
+        }
+    }
+}
+
+struct Kill {
+    pid: u32,
+    /// Fresh deliveries stamped after the signal: between local users, and across daemons.
+    local_after: u64,
+    cross_after: u64,
+    /// Seconds after the start of sending; NaN if the signal could not be sent.
+    at_s: Option<f64>,
+}
+
+/// What the churning clients did.
+#[derive(Debug, Default)]
+struct ChurnCounts {
+    started: AtomicU64,
+    joined: AtomicU64,
+    left: AtomicU64,
+    failed: AtomicU64,
+    /// Ticks skipped because too many churning clients were still in flight.
+    skipped: AtomicU64,
+    first_error: std::sync::Mutex<Option<String>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ChurnReport {
+    started: u64,
+    joined: u64,
+    left: u64,
+    failed: u64,
+    skipped: u64,
+    first_error: Option<String>,
+}
+
+impl ChurnCounts {
+    fn snapshot(&self) -> ChurnReport {
+        ChurnReport {
+            started: self.started.load(Ordering::Relaxed),
+            joined: self.joined.load(Ordering::Relaxed),
+            left: self.left.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
+            first_error: self.first_error.lock().ok().and_then(|e| e.clone()),
+        }
+    }
+}
+
+/// While the senders run: `--churn` clients per second connect, join, read for
+/// `--churn-linger`, and leave, alternately with `/quit` and by simply closing. Bounded by the
+/// sending phase (and `--max-send-time`) and by [`CHURN_IN_FLIGHT`] at once.
+async fn run_churn(
+    plan: Plan,
+    shared: Arc<Shared>,
+    counts: Arc<ChurnCounts>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let period = Duration::from_secs_f64(1.0 / plan.churn);
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let limit = (plan.churn * plan.max_send_time.as_secs_f64()).ceil() as u64;
+    let plan = Arc::new(plan);
+    let mut running = tokio::task::JoinSet::new();
+    let mut k = 0u64;
+    while k < limit && shared.senders_pending.load(Ordering::Acquire) > 0 {
+        tokio::select! {
+            _ = stop.changed() => break,
+            Some(_) = running.join_next(), if !running.is_empty() => continue,
+            _ = ticks.tick() => {}
+        }
+        if running.len() >= CHURN_IN_FLIGHT {
+            counts.skipped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        counts.started.fetch_add(1, Ordering::Relaxed);
+        let (plan, counts, stop) = (Arc::clone(&plan), Arc::clone(&counts), stop.clone());
+        running.spawn(async move {
+            if let Err(error) = churn_once(&plan, k, &counts, stop).await {
+                counts.failed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut first) = counts.first_error.lock() {
+                    first.get_or_insert_with(|| format!("{error:#}"));
+                }
+            }
+        });
+        k += 1;
+    }
+    // Let the last ones leave, within bounds.
+    let _ = tokio::time::timeout(plan.churn_linger + CHURN_STEP_LIMIT, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    running.abort_all();
+}
+
+async fn churn_once(
+    plan: &Plan,
+    k: u64,
+    counts: &ChurnCounts,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let index = plan.clients + 1 + k as usize;
+    let source = plan.spread_sources.then(|| spread_source(index));
+    let server = plan.server_of(k as usize);
+    let name = format!("{}{}c{k}", plan.names, plan.run);
+    let joined = tokio::time::timeout(CHURN_STEP_LIMIT, async {
+        let stream = connect(server, source, false).await?;
+        plan.protocol.join(stream, &name, &plan.join).await
+    })
+    .await
+    .context("churning client: connect and join timed out")??;
+    counts.joined.fetch_add(1, Ordering::Relaxed);
+    let Joined { mut reader, mut writer } = joined;
+    let until = Instant::now() + plan.churn_linger;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            _ = tokio::time::sleep_until(until) => break,
+            read = reader.fill() => match read {
+                Ok((n, _)) if n > 0 => while reader.next_line().is_some() {},
+                Ok(_) => bail!("churning client {name}: closed by the server"),
+                Err(e) => bail!("churning client {name}: {e}"),
+            },
+        }
+    }
+    if k.is_multiple_of(2) {
+        // A polite leave: /quit, then read the goodbye until the server closes.
+        writer.write_all(b"/quit churn\n").await.context("churning client: /quit")?;
+        let _ = tokio::time::timeout(CHURN_STEP_LIMIT, async {
+            while matches!(reader.fill().await, Ok((n, _)) if n > 0) {
+                while reader.next_line().is_some() {}
+            }
+        })
+        .await;
+    }
+    // Otherwise just close: the server sees the connection end.
+    counts.left.fetch_add(1, Ordering::Relaxed);
+    Ok(())
 }
 
 struct Facts {
@@ -640,8 +1001,18 @@ struct Facts {
     send_failures: u64,
     complete: bool,
     latency: Percentiles,
+    latency_local: Percentiles,
+    latency_cross: Percentiles,
     server: Option<ServerUse>,
+    backplane: Option<ServerUse>,
+    /// How long `--cpu-tail` waited for the servers to go idle.
+    tail_s: Option<f64>,
     own_cpu_s: f64,
+    started: u64,
+    /// When the last cross-node delivery arrived, seconds after the start of sending.
+    last_cross_s: Option<f64>,
+    kill: Option<Kill>,
+    churn: Option<ChurnReport>,
 }
 
 #[derive(Debug, Default)]
@@ -658,14 +1029,52 @@ struct Totals {
     first_ended: Option<String>,
     reads: u64,
     stamped_reads: u64,
+    /// Deliveries between daemons (sender and receiver on different ones).
+    expected_cross: u64,
+    delivered_cross: u64,
+    lost_cross: u64,
+    lost_local: u64,
+    watched: Vec<Watched>,
+}
+
+/// How many lines containing one watched text arrived, at how many receivers, and when.
+#[derive(Debug, Default, Clone)]
+struct Watched {
+    lines: u64,
+    receivers: u64,
+    /// Receivers that saw it, per daemon.
+    receivers_by_node: Vec<u64>,
+    first: Option<u64>,
+    last_first: Option<u64>,
 }
 
 impl Totals {
-    fn of(accounts: &[Account], expected: u64) -> Self {
-        let mut t = Totals { expected, ..Totals::default() };
+    fn of(accounts: &[Account], expected: u64, watches: usize) -> Self {
+        let nodes = accounts.iter().map(|a| a.node + 1).max().unwrap_or(1);
+        let mut t = Totals {
+            expected,
+            watched: vec![
+                Watched { receivers_by_node: vec![0; nodes], ..Watched::default() };
+                watches
+            ],
+            ..Totals::default()
+        };
         for a in accounts {
             t.delivered += a.fresh;
             t.lost += a.expected.saturating_sub(a.fresh);
+            t.expected_cross += a.expected_cross;
+            t.delivered_cross += a.fresh_cross;
+            t.lost_cross += a.expected_cross.saturating_sub(a.fresh_cross);
+            t.lost_local += (a.expected - a.expected_cross).saturating_sub(a.fresh - a.fresh_cross);
+            for (w, &(lines, first)) in t.watched.iter_mut().zip(&a.watched) {
+                w.lines += lines;
+                if let Some(first) = first {
+                    w.receivers += 1;
+                    w.receivers_by_node[a.node] += 1;
+                    w.first = Some(w.first.map_or(first, |f| f.min(first)));
+                    w.last_first = Some(w.last_first.map_or(first, |f| f.max(first)));
+                }
+            }
             t.duplicates += a.duplicates;
             t.out_of_order += a.out_of_order;
             t.stale += a.stale;
@@ -693,17 +1102,25 @@ fn to_json(plan: &Plan, f: &Facts, t: &Totals, slow: Option<&SlowReport>) -> Val
             "p99": round(p.p99, 1), "p999": round(p.p999, 1), "max": round(p.max, 1),
         })
     };
-    let server = f.server.as_ref().map(|s| {
+    let usage = |s: &ServerUse, pids: &[u32]| {
         json!({
-            "pid": plan.server_pid,
+            "pid": if pids.len() == 1 { json!(pids[0]) } else { json!(pids) },
             "cpu_s": round(s.cpu_s, 3),
+            "cpu_tail_s": s.cpu_tail_s.map(|t| round(t, 3)),
+            "tail_wait_s": f.tail_s.map(|t| round(t, 3)),
             "cpu_util": round(s.cpu_s / f.wall_s.max(1e-9), 3),
             "rss_kib_before": s.before.rss_kib,
             "rss_kib_after": s.after.rss_kib,
             "peak_rss_kib": s.after.peak_kib,
             "peak_reset": s.peak_reset,
+            "each": (pids.len() > 1).then(|| s.each.iter().map(|(cpu, peak)| json!({
+                "cpu_s": round(*cpu, 3), "peak_rss_kib": peak,
+            })).collect::<Vec<_>>()),
         })
-    });
+    };
+    let server = f.server.as_ref().map(|s| usage(s, &plan.server_pids));
+    let backplane_pid: Vec<u32> = plan.backplane_pid.into_iter().collect();
+    let backplane = f.backplane.as_ref().map(|s| usage(s, &backplane_pid));
     let slow = slow.map(|s| {
         json!({
             "tokens_received": s.tokens,
@@ -712,6 +1129,47 @@ fn to_json(plan: &Plan, f: &Facts, t: &Totals, slow: Option<&SlowReport>) -> Val
             "first_notice": s.first_notice,
             "ended": s.ended,
             "read_s": round(s.read_s, 2),
+        })
+    });
+    let cross = (plan.nodes() > 1).then(|| {
+        json!({
+            "expected": t.expected_cross,
+            "delivered": t.delivered_cross,
+            "lost": t.lost_cross,
+            "local_expected": t.expected - t.expected_cross,
+            "local_delivered": t.delivered - t.delivered_cross,
+            "local_lost": t.lost_local,
+            "last_cross_delivery_s": f.last_cross_s.map(|s| round(s, 3)),
+            "latency_local_us": latency(&f.latency_local),
+            "latency_cross_us": latency(&f.latency_cross),
+        })
+    });
+    let since = |at: u64| round((at as f64 - f.started as f64) / 1e9, 3);
+    let watched: Vec<Value> = plan
+        .watch
+        .iter()
+        .zip(&t.watched)
+        .map(|(text, w)| {
+            json!({
+                "text": text,
+                "lines": w.lines,
+                "receivers": w.receivers,
+                "receivers_by_node": w.receivers_by_node,
+                "first_s": w.first.map(since),
+                "last_first_s": w.last_first.map(since),
+            })
+        })
+        .collect();
+    let kill = f.kill.as_ref().map(|k| {
+        json!({
+            "pid": k.pid, "at_s": k.at_s.map(|s| round(s, 3)),
+            "local_delivered_after": k.local_after, "cross_delivered_after": k.cross_after,
+        })
+    });
+    let churn = f.churn.as_ref().map(|c| {
+        json!({
+            "started": c.started, "joined": c.joined, "left": c.left, "failed": c.failed,
+            "skipped": c.skipped, "first_error": c.first_error,
         })
     });
     json!({
@@ -745,9 +1203,17 @@ fn to_json(plan: &Plan, f: &Facts, t: &Totals, slow: Option<&SlowReport>) -> Val
         "receivers_disconnected": t.receivers_ended,
         "disconnect_reason": t.first_ended,
         "deliveries_per_s": round(per_second(t.delivered, f.window_s), 0),
+        "epoch_mono_ns": crate::metrics::epoch(),
+        "started_ns": f.started,
+        "nodes": plan.nodes(),
+        "cross": cross,
+        "watched": watched,
+        "kill": kill,
+        "churn": churn,
         "latency_us": latency(&f.latency),
         "latency_clock": clock_name(t),
         "server": server,
+        "backplane": backplane,
         "loadgen": {
             "cpu_s": round(f.own_cpu_s, 3),
             "cpu_util": round(f.own_cpu_s / f.wall_s.max(1e-9), 3),
@@ -829,16 +1295,76 @@ fn summarize(plan: &Plan, f: &Facts, t: &Totals, slow: Option<&SlowReport>) -> S
             t.first_ended.as_deref().unwrap_or("?")
         );
     }
-    if let Some(server) = &f.server {
+    if plan.nodes() > 1 {
         s += &format!(
-            "  server: {:.2} CPU s ({:.0}% of wall), RSS {} -> {} KiB, peak {} KiB{}\n",
-            server.cpu_s,
-            100.0 * server.cpu_s / f.wall_s.max(1e-9),
-            server.before.rss_kib,
-            server.after.rss_kib,
-            server.after.peak_kib,
-            if server.peak_reset { "" } else { " (peak since start)" },
+            "  across {} daemons: local {}/{} (lost {}), cross-node {}/{} (lost {}), \
+             last cross-node delivery at {}\n\x20 latency local p50 {:.2} ms p99 {:.2} ms; \
+             cross-node p50 {:.2} ms p99 {:.2} ms\n",
+            plan.nodes(),
+            t.delivered - t.delivered_cross,
+            t.expected - t.expected_cross,
+            t.lost_local,
+            t.delivered_cross,
+            t.expected_cross,
+            t.lost_cross,
+            f.last_cross_s.map(|s| format!("{s:.3}s")).unwrap_or_else(|| "-".to_owned()),
+            f.latency_local.p50 / 1e3,
+            f.latency_local.p99 / 1e3,
+            f.latency_cross.p50 / 1e3,
+            f.latency_cross.p99 / 1e3,
         );
+    }
+    if let Some(kill) = &f.kill {
+        s += &format!(
+            "  SIGKILL to PID {} {}; delivered after it: {} local, {} cross-node\n",
+            kill.pid,
+            match kill.at_s {
+                None => "never sent (the run ended first)".to_owned(),
+                Some(at) if at.is_nan() => "failed".to_owned(),
+                Some(at) => format!("at {at:.3}s"),
+            },
+            kill.local_after,
+            kill.cross_after,
+        );
+    }
+    for (text, w) in plan.watch.iter().zip(&t.watched) {
+        s += &format!(
+            "  \"{text}\": {} lines at {} receivers (per daemon {:?}){}\n",
+            w.lines,
+            w.receivers,
+            w.receivers_by_node,
+            w.first
+                .map(|at| format!(", first at {:.3}s", (at as f64 - f.started as f64) / 1e9))
+                .unwrap_or_default(),
+        );
+    }
+    if let Some(c) = &f.churn {
+        s += &format!(
+            "  churn: {} started, {} joined, {} left, {} failed, {} skipped{}\n",
+            c.started,
+            c.joined,
+            c.left,
+            c.failed,
+            c.skipped,
+            c.first_error.as_deref().map(|e| format!(" (first error: {e})")).unwrap_or_default(),
+        );
+    }
+    for (what, usage) in [("server", &f.server), ("backplane", &f.backplane)] {
+        if let Some(server) = usage {
+            s += &format!(
+                "  {what}: {:.2} CPU s ({:.0}% of wall){}, RSS {} -> {} KiB, peak {} KiB{}\n",
+                server.cpu_s,
+                100.0 * server.cpu_s / f.wall_s.max(1e-9),
+                server
+                    .cpu_tail_s
+                    .map(|t| format!(" + {t:.2} s after the last delivery"))
+                    .unwrap_or_default(),
+                server.before.rss_kib,
+                server.after.rss_kib,
+                server.after.peak_kib,
+                if server.peak_reset { "" } else { " (peak since start)" },
+            );
+        }
     }
     s += &format!(
         "  loadgen: {:.2} CPU s ({:.0}% of wall)\n",
@@ -861,18 +1387,24 @@ fn summarize(plan: &Plan, f: &Facts, t: &Totals, slow: Option<&SlowReport>) -> S
 fn spawn_progress(
     plan: &Plan,
     shared: &Arc<Shared>,
-    server: Option<Process>,
+    servers: Vec<Process>,
     started: u64,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let shared = Arc::clone(shared);
     let label = plan.label.clone();
     let total_sent = plan.senders as u64 * plan.messages;
+    let cpu_of = move || -> Option<f64> {
+        if servers.is_empty() {
+            return None;
+        }
+        servers.iter().map(|p| p.cpu_seconds().ok()).sum()
+    };
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(Duration::from_secs(1));
         ticks.tick().await;
         let mut last_delivered = 0;
-        let mut last_cpu = server.and_then(|p| p.cpu_seconds().ok());
+        let mut last_cpu = cpu_of();
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
@@ -880,7 +1412,7 @@ fn spawn_progress(
             }
             let elapsed = seconds_between(started, now_nanos());
             let delivered = shared.delivered.load(Ordering::Relaxed);
-            let cpu = server.and_then(|p| p.cpu_seconds().ok());
+            let cpu = cpu_of();
             let cpu_pct = match (last_cpu, cpu) {
                 (Some(a), Some(b)) => format!(", server CPU {:.0}%", (b - a) * 100.0),
                 _ => String::new(),
@@ -907,6 +1439,12 @@ pub async fn parse_bench(lines: u64, size: usize, rounds: u32) -> Result<Outcome
     let shared = Shared {
         protocol: Protocol::Chat,
         tag: run_tag(0),
+        nodes: 1,
+        watch: Vec::new(),
+        last_cross_delivery: AtomicU64::new(0),
+        killed_at: AtomicU64::new(0),
+        after_kill_local: AtomicU64::new(0),
+        after_kill_cross: AtomicU64::new(0),
         senders: SENDERS,
         messages,
         sent: AtomicU64::new(0),
@@ -969,4 +1507,24 @@ pub async fn parse_bench(lines: u64, size: usize, rounds: u32) -> Result<Outcome
             bytes_per_second / 1048576.0
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn senders_are_counted_per_daemon_as_round_robin_places_them() {
+        for nodes in 1..=7 {
+            for senders in 0..=40 {
+                let mut counted = vec![0u64; nodes];
+                for s in 0..senders {
+                    counted[s % nodes] += 1;
+                }
+                for (node, &count) in counted.iter().enumerate() {
+                    assert_eq!(senders_on(senders, nodes, node), count, "{senders} over {nodes}");
+                }
+            }
+        }
+    }
 }

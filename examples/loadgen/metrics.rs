@@ -1,22 +1,46 @@
-//! The process clock that senders and receivers share, and the latency histogram.
+//! The clock that senders and receivers share, and the latency histogram.
 //!
-//! Senders stamp each message with nanoseconds since one process-wide `Instant`; receivers in the
-//! same process subtract, so latency needs no clock synchronisation. The histogram is log-linear
-//! (128 sub-buckets per power of two, under 0.8% error); each receiver records into its own and
-//! the run merges them, so the hot path has no atomic operation. Also here:
-//! the per-run tag that tells this run's messages from replayed history, and waiting for a
-//! stream of lines to go quiet.
+//! Senders stamp each message with nanoseconds of `CLOCK_MONOTONIC` since an epoch; receivers
+//! subtract, so latency needs no clock synchronisation. The epoch is the process's first reading
+//! unless `--clock-epoch` names one: `CLOCK_MONOTONIC` is one clock for every process on a
+//! machine, so load generators started with the same epoch read the same times and one process
+//! can time a message another sent (the W6 broadcast over six daemons). The histogram is
+//! log-linear (128 sub-buckets per power of two, under 0.8% error); each receiver records into
+//! its own and the run merges them, so the hot path has no atomic operation. Also here: the
+//! per-run tag that tells this run's messages from replayed history, and waiting for a stream of
+//! lines to go quiet.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-static EPOCH: OnceLock<Instant> = OnceLock::new();
+static EPOCH: OnceLock<u64> = OnceLock::new();
 
-/// Nanoseconds since the first call in this process (monotonic).
+/// Raw `CLOCK_MONOTONIC` in nanoseconds (the clock `std::time::Instant` reads on Linux).
+pub fn monotonic_nanos() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into the struct we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
+
+/// Sets the epoch to a `CLOCK_MONOTONIC` reading shared with other processes; must come before
+/// the first [`now_nanos`]. Fails if the epoch was already set or lies in the future.
+pub fn set_epoch(epoch: u64) -> Result<(), String> {
+    if epoch > monotonic_nanos() {
+        return Err(format!("--clock-epoch {epoch} lies in the future of CLOCK_MONOTONIC"));
+    }
+    EPOCH.set(epoch).map_err(|_| "the clock epoch was already set".to_owned())
+}
+
+/// The epoch as a `CLOCK_MONOTONIC` reading.
+pub fn epoch() -> u64 {
+    *EPOCH.get_or_init(monotonic_nanos)
+}
+
+/// Nanoseconds since the epoch on `CLOCK_MONOTONIC`.
 pub fn now_nanos() -> u64 {
-    let epoch = EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    monotonic_nanos().saturating_sub(epoch())
 }
 
 /// Wall-clock nanoseconds minus process-clock nanoseconds, measured once.
