@@ -41,7 +41,7 @@ const GOODBYE_GRACE: Duration = Duration::from_secs(2);
 const LINGER: Duration = Duration::from_secs(1);
 /// A reader whose write has waited this long steps out of the room's queue
 /// until its output drains, so it holds back no sender.
-const STEP_ASIDE_AFTER: Duration = Duration::from_millis(250);
+const STEP_ASIDE_AFTER: Duration = Duration::from_millis(100);
 /// How long a sender waits at most for the room's readers per line.
 const MAX_PACING: Duration = Duration::from_secs(1);
 /// How often a waiting sender looks at the queue again.
