@@ -430,7 +430,7 @@ where
     /// nothing is lost. Bounded by [`MAX_PACING`].
     async fn pace(&mut self, session: &mut Session) -> Result<(), End> {
         let deadline = Instant::now() + MAX_PACING;
-        while self.ctx.room.is_backlogged() && Instant::now() < deadline {
+        while self.must_wait_for_readers() && Instant::now() < deadline {
             if self.take_queued(&mut session.events) {
                 self.flush_or_step_aside(session).await?;
             } else {
@@ -438,6 +438,13 @@ where
             }
         }
         Ok(())
+    }
+
+    /// True while this room's readers, or the other daemons through the
+    /// backplane, are far behind.
+    fn must_wait_for_readers(&self) -> bool {
+        self.ctx.room.is_backlogged()
+            || self.ctx.backplane.as_ref().is_some_and(|bp| bp.is_backlogged())
     }
 
     /// Queues what the room had already accepted, for the last flush at shutdown.

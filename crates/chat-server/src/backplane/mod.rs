@@ -54,6 +54,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How long the backplane waits at most for local readers per remote line.
+const REMOTE_PACING: Duration = Duration::from_millis(100);
 /// At most one "still unreachable" log line per this period.
 const ERROR_LOG_PERIOD: Duration = Duration::from_secs(30);
 
@@ -152,6 +154,13 @@ impl Backplane {
 
     pub fn is_connected(&self) -> bool {
         self.inner.connected.load(Ordering::Relaxed)
+    }
+
+    /// True while the queue to Redis is more than half full (and Redis is
+    /// reachable): local senders then wait, as they do for local readers,
+    /// rather than have their lines dropped on the way to the other nodes.
+    pub fn is_backlogged(&self) -> bool {
+        self.is_connected() && self.inner.queue.capacity() < QUEUE / 2
     }
 
     /// Events dropped because Redis was unreachable or too slow.
@@ -443,6 +452,7 @@ impl Task {
                     Line::chat(theme, &name, &text)
                 };
                 self.room.publish(Event { from: None, line }, true);
+                self.wait_for_local_readers().await;
             }
             Wire::Join { name, theme, .. } => self.room.remote_join(node, name, theme, true),
             Wire::Leave { name, how, .. } => self.room.remote_leave(node, &name, &how),
@@ -466,6 +476,15 @@ impl Task {
                 nodes.remove(&node);
                 self.room.remote_node_gone(node, "left (their server shut down)");
             }
+        }
+    }
+
+    /// Remote lines are paced by the local readers too, within a bound, so
+    /// a burst from another node does not lap them; Redis holds the rest.
+    async fn wait_for_local_readers(&self) {
+        let deadline = Instant::now() + REMOTE_PACING;
+        while self.room.is_backlogged() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
