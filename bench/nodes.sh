@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/nodes.sh: W1 across two daemons sharing one room through Redis, against W1 on one daemon,
-# in the same run (issue 7). Three set-ups take turns run by run, each with fresh processes:
+# in the same run. Three set-ups take turns run by run, each with fresh processes:
 #
 #   1 node         one chat-server, no backplane: 100 clients                       (W1 as in run.sh)
 #   1 node + Redis one chat-server with --backplane: 100 clients (the cost of publishing to Redis)

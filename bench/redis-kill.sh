@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/redis-kill.sh: what happens when the backplane's Redis dies during a two-node W1 (issue 7).
+# bench/redis-kill.sh: what happens when the backplane's Redis dies during a two-node W1.
 #
 # redis-server and two chat-servers sharing one room through it (pinned to SERVER_CPU); three
 # observers (bench/observer.py: a1 and a2 on daemon A, b1 on daemon B) stay connected throughout.

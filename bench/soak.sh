@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/soak.sh: issue 6's soak run (not part of CI). One chat-server with its default limits,
+# bench/soak.sh: the soak run (not part of CI). One chat-server with its default limits,
 # the load generator at a moderate rate for DURATION seconds with connect/disconnect churn, and
 # the server's RSS (VmRSS) and open descriptors (/proc/PID/fd) sampled every SAMPLE seconds.
 # Reports whether memory and descriptors stay flat, and deliveries, losses and errors.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/w6.sh: W6 (issue 7): 100,000 idle named clients spread over six chat-server processes on
+# bench/w6.sh: W6: 100,000 idle named clients spread over six chat-server processes on
 # this machine that share one room through one redis-server; the memory they cost and the time
 # one broadcast takes to reach all of them.
 #

@@ -165,7 +165,7 @@ fn row_of(screen: &vt100::Screen, text: &str) -> Option<u16> {
     u16::try_from(row).ok()
 }
 
-/// The issue this client exists for: a message arriving while you type is
+/// The flaw this client exists to fix: a message arriving while you type is
 /// printed above, and your half-typed line is intact and still yours.
 #[tokio::test]
 async fn a_half_typed_line_survives_an_incoming_message() {
