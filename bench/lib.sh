@@ -6,6 +6,7 @@
 #
 # Before sourcing, a script may set OUT (results directory). It gets:
 #   CHAT_SERVER, LOADGEN   binaries (built here unless given in the environment)
+#   need [CMD:PKG...]      installs what is missing (as root)
 #   start_redis CPU [PORT] sets REDIS_PORT, REDIS_PID
 #   start_chat CPU ARGS... sets PORT, PID (the daemon's log is $OUT/chat-<port>.log)
 #   stop PID               SIGTERM, then wait
@@ -32,9 +33,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# need [COMMAND:PACKAGE...]: installs redis-server, taskset, python3 and the given extras.
 need() {
-  local missing=()
+  local missing=() extra
   command -v redis-server >/dev/null || missing+=(redis-server)
+  for extra in "$@"; do
+    command -v "${extra%%:*}" >/dev/null || missing+=("${extra#*:}")
+  done
   command -v taskset >/dev/null || missing+=(util-linux)
   command -v python3 >/dev/null || missing+=(python3)
   if [ ${#missing[@]} -gt 0 ]; then
@@ -89,7 +94,7 @@ start_redis() {
   local cpu=$1
   REDIS_PORT=${2:-$(free_port)}
   taskset -c "$cpu" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
-    --appendonly no --maxclients 1000 --daemonize no </dev/null >>"$OUT/redis-$REDIS_PORT.log" 2>&1 &
+    --appendonly no --maxclients 30000 --daemonize no </dev/null >>"$OUT/redis-$REDIS_PORT.log" 2>&1 &
   REDIS_PID=$!
   PIDS+=("$REDIS_PID")
   wait_for_port "$REDIS_PORT"

@@ -14,94 +14,25 @@
 #   SERVER_CPU=0 LOADGEN_CPU=1
 #   CHAT_SERVER=path        use this chat-server binary instead of building one
 #   OUT=dir                 where results go (default target/bench/<date>)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-
 RUNS=${RUNS:-3}
 WORKLOADS=${WORKLOADS:-"w1 w2 w3 w4 w5"}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 OUT=${OUT:-target/bench/$(date +%Y%m%d-%H%M%S)}
-mkdir -p "$OUT"
+# Logging, cleanup by PID, build, free ports, start_chat, start_redis, stop.
+source "$(dirname "$0")/lib.sh"
 RESULTS="$OUT/results.jsonl"
 : >"$RESULTS"
-WORK=$(mktemp -d)
-PIDS=()
 
-log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-cleanup() {
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-install_missing() {
-  local missing=()
-  command -v redis-server >/dev/null || missing+=(redis-server)
-  command -v ngircd >/dev/null || missing+=(ngircd)
-  command -v taskset >/dev/null || missing+=(util-linux)
-  command -v python3 >/dev/null || missing+=(python3)
-  if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-      echo "bench/run.sh: missing ${missing[*]}; install them (apt-get install ${missing[*]})" >&2
-      exit 1
-    fi
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
-  # Debian starts the packaged services; we run our own instances on other ports.
+# start_ours / start_peer_redis / start_ngircd set PORT and PID, pinned to SERVER_CPU.
+start_ours() {
+  start_chat "$SERVER_CPU" --rate 0 --no-color --max-clients 30000
 }
 
-build() {
-  log "building release binaries"
-  if [ -z "${CHAT_SERVER:-}" ]; then
-    cargo build --release -p chat-server
-    CHAT_SERVER=target/release/chat-server
-  fi
-  cargo build --release --example loadgen -p chat
-  LOADGEN=target/release/examples/loadgen
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_for_port() {
-  local port=$1 tries=100
-  while ! python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; do
-    tries=$((tries - 1))
-    if [ $tries -le 0 ]; then
-      echo "bench/run.sh: nothing listens on 127.0.0.1:$port" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-}
-
-# start_chat / start_redis / start_ngircd set PORT and PID.
-start_chat() {
-  PORT=$(free_port)
-  RUST_LOG=warn taskset -c "$SERVER_CPU" "$CHAT_SERVER" --listen "127.0.0.1:$PORT" --rate 0 \
-    --no-color --max-clients 30000 </dev/null >"$OUT/chat-server.log" 2>&1 &
-  PID=$!
-  PIDS+=("$PID")
-  wait_for_port "$PORT"
-}
-
-start_redis() {
-  PORT=$(free_port)
-  taskset -c "$SERVER_CPU" redis-server --port "$PORT" --bind 127.0.0.1 --save '' \
-    --appendonly no --maxclients 30000 --daemonize no </dev/null >"$OUT/redis.log" 2>&1 &
-  PID=$!
-  PIDS+=("$PID")
-  wait_for_port "$PORT"
+start_peer_redis() {
+  start_redis "$SERVER_CPU"
+  PORT=$REDIS_PORT
+  PID=$REDIS_PID
 }
 
 start_ngircd() {
@@ -111,7 +42,7 @@ start_ngircd() {
   # per-command penalty seconds stay (MaxPenaltyTime -1): they only slow joins (OPER, MODE),
   # and with MaxPenaltyTime = 0 ngircd outruns its 32 KiB per-client write buffer under W1 and
   # disconnects a third of the receivers ("Write buffer space exhausted").
-  cat >"$WORK/ngircd.conf" <<EOF
+  cat >"$OUT/ngircd.conf" <<EOF
 [Global]
 	Name = bench.localhost
 	Info = loadgen benchmark
@@ -133,16 +64,10 @@ start_ngircd() {
 	Name = bench
 	Password = bench
 EOF
-  taskset -c "$SERVER_CPU" ngircd -n -f "$WORK/ngircd.conf" </dev/null >"$OUT/ngircd.log" 2>&1 &
+  taskset -c "$SERVER_CPU" ngircd -n -f "$OUT/ngircd.conf" </dev/null >"$OUT/ngircd.log" 2>&1 &
   PID=$!
   PIDS+=("$PID")
   wait_for_port "$PORT"
-}
-
-stop() {
-  local pid=$1
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
 }
 
 # loadgen LABEL PROTOCOL PORT PID ARGS...: one run, its JSON line appended to the results.
@@ -164,9 +89,9 @@ loadgen() {
 compare() {
   local label=$1
   shift
-  start_chat
+  start_ours
   local chat_port=$PORT chat_pid=$PID
-  start_redis
+  start_peer_redis
   local redis_port=$PORT redis_pid=$PID
   start_ngircd
   local irc_port=$PORT irc_pid=$PID
@@ -189,14 +114,14 @@ w4() {
   # Ours only: 19,000 idle named connections; a fresh server per run so memory starts clean.
   for run in $(seq "$RUNS"); do
     log "w4 run $run/$RUNS"
-    start_chat
+    start_ours
     loadgen w4 chat "$PORT" "$PID" --mode idle --clients 19000 --setup-timeout 300 \
       --settle-timeout 120
     stop "$PID"
   done
 }
 
-install_missing
+need ngircd:ngircd
 build
 taskset -c "$LOADGEN_CPU" "$LOADGEN" --mode parse-bench >>"$RESULTS" 2>>"$OUT/loadgen.log"
 {
