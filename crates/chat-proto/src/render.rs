@@ -9,11 +9,12 @@ use bytes::Bytes;
 
 use crate::name::Name;
 use crate::theme::Theme;
+use crate::vocabulary::{NOTICE_MARK, PRIVATE_SENT_MARK};
 
 const RESET: &str = "\x1b[0m";
 /// Colour of server notices: bold yellow.
 const NOTICE_SGR: &str = "1;33";
-/// Marks a line that names its reader: reverse video on top of the theme.
+/// Marks a private line: italic on top of the theme.
 const PRIVATE_SGR: &str = "3";
 
 /// One line to send, in colour and plain, each ending in `\r\n`.
@@ -54,12 +55,12 @@ impl Line {
 
     /// What the sender of a private message sees: `-> bob: psst`.
     pub fn private_sent(to: &Name, text: &str) -> Self {
-        Self::styled(PRIVATE_SGR, &format!("-> {to}: {text}"))
+        Self::styled(PRIVATE_SGR, &format!("{PRIVATE_SENT_MARK}{to}: {text}"))
     }
 
     /// A notice from the server: `*** bob joined`.
     pub fn notice(text: &str) -> Self {
-        Self::styled(NOTICE_SGR, &format!("*** {text}"))
+        Self::styled(NOTICE_SGR, &format!("{NOTICE_MARK}{text}"))
     }
 
     /// An operator's announcement from the console: `📢 server: text`.

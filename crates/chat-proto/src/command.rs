@@ -1,0 +1,203 @@
+//! The commands a user types, as both ends of the wire know them.
+//!
+//! A line starting with `/` is a command; `//` at the start sends a literal
+//! `/`. [`COMMANDS`] is the one list of command names, their aliases, usage
+//! and help text: the server parses with [`parse`] and answers `/help` from
+//! it, and the client asks the same module whether a line it sends ends the
+//! session ([`is_quit`]) or renames it ([`nick_target`]). Parsing is pure
+//! and works on already-sanitised text.
+
+/// One line from a named user, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command<'a> {
+    Message(&'a str),
+    Help,
+    Who,
+    Nick(&'a str),
+    Me(&'a str),
+    Msg {
+        to: &'a str,
+        text: &'a str,
+    },
+    Color(Option<bool>),
+    Quit(Option<&'a str>),
+    /// A known command used the wrong way: the usage to show.
+    Usage(&'static str),
+    Unknown(&'a str),
+}
+
+/// What every command is called and what it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandSpec {
+    /// The name `/help` shows.
+    pub name: &'static str,
+    /// Other names for the same command.
+    pub aliases: &'static [&'static str],
+    /// `/name ARGS`, as `/help` and usage hints show it.
+    pub usage: &'static str,
+    pub help: &'static str,
+}
+
+impl CommandSpec {
+    /// True when `word` (without the `/`, any case) names this command.
+    pub fn is_called(&self, word: &str) -> bool {
+        self.name.eq_ignore_ascii_case(word)
+            || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(word))
+    }
+}
+
+pub const HELP: CommandSpec =
+    CommandSpec { name: "help", aliases: &["?"], usage: "/help", help: "this list" };
+pub const WHO: CommandSpec = CommandSpec {
+    name: "who",
+    aliases: &["names", "list"],
+    usage: "/who",
+    help: "who is online, with their themes",
+};
+pub const NICK: CommandSpec =
+    CommandSpec { name: "nick", aliases: &["name"], usage: "/nick NEW", help: "change your name" };
+pub const ME: CommandSpec = CommandSpec {
+    name: "me",
+    aliases: &[],
+    usage: "/me ACTION",
+    help: "say what you are doing (* alice waves)",
+};
+pub const MSG: CommandSpec = CommandSpec {
+    name: "msg",
+    aliases: &["tell", "whisper"],
+    usage: "/msg NAME TEXT",
+    help: "a private message to one user",
+};
+pub const COLOR: CommandSpec = CommandSpec {
+    name: "color",
+    aliases: &["colour"],
+    usage: "/color on|off",
+    help: "colours for your connection",
+};
+pub const QUIT: CommandSpec = CommandSpec {
+    name: "quit",
+    aliases: &["exit", "leave"],
+    usage: "/quit [REASON]",
+    help: "leave",
+};
+
+/// Every command, in the order `/help` lists them.
+pub const COMMANDS: &[CommandSpec] = &[HELP, WHO, NICK, ME, MSG, COLOR, QUIT];
+
+/// The lines of `/help`.
+pub fn help_lines() -> Vec<String> {
+    let mut lines = vec!["Commands:".to_owned()];
+    for spec in COMMANDS {
+        lines.push(format!("  {:<19} {}", spec.usage, spec.help));
+    }
+    lines.push(format!("  {:<19} {}", "//text", "send a line that starts with /"));
+    lines
+}
+
+/// Parses one sanitised line from a named user.
+pub fn parse(line: &str) -> Command<'_> {
+    let Some(body) = line.strip_prefix('/') else {
+        return Command::Message(line);
+    };
+    if body.starts_with('/') {
+        return Command::Message(body);
+    }
+    let (word, rest) = match body.split_once(' ') {
+        Some((word, rest)) => (word, rest.trim()),
+        None => (body, ""),
+    };
+    let Some(spec) = COMMANDS.iter().find(|spec| spec.is_called(word)) else {
+        return Command::Unknown(word);
+    };
+    let usage = Command::Usage(spec.usage);
+    match spec.name {
+        "help" => Command::Help,
+        "who" => Command::Who,
+        "nick" if rest.is_empty() => usage,
+        "nick" => Command::Nick(rest),
+        "me" if rest.is_empty() => usage,
+        "me" => Command::Me(rest),
+        "msg" => match rest.split_once(' ') {
+            Some((to, text)) if !text.trim().is_empty() => Command::Msg { to, text: text.trim() },
+            _ => usage,
+        },
+        "color" => match rest.to_ascii_lowercase().as_str() {
+            "on" => Command::Color(Some(true)),
+            "off" => Command::Color(Some(false)),
+            "" => Command::Color(None),
+            _ => usage,
+        },
+        "quit" => Command::Quit((!rest.is_empty()).then_some(rest)),
+        _ => Command::Unknown(word),
+    }
+}
+
+/// True for a line after which the server says goodbye and closes: `/quit`,
+/// `/exit`, `/leave`, in any case, with or without a reason.
+pub fn is_quit(line: &str) -> bool {
+    matches!(parse(line.trim()), Command::Quit(_))
+}
+
+/// The new name in `/nick NEW` (or an alias), if the line is one.
+pub fn nick_target(line: &str) -> Option<&str> {
+    match parse(line.trim()) {
+        Command::Nick(new) => new.split_whitespace().next(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_lines_and_escaped_slash_are_messages() {
+        assert_eq!(parse("hello"), Command::Message("hello"));
+        assert_eq!(parse("//not a command"), Command::Message("/not a command"));
+    }
+
+    #[test]
+    fn commands_with_arguments() {
+        assert_eq!(parse("/nick bob"), Command::Nick("bob"));
+        assert_eq!(parse("/ME waves  "), Command::Me("waves"));
+        assert_eq!(parse("/msg bob hi there"), Command::Msg { to: "bob", text: "hi there" });
+        assert_eq!(parse("/color off"), Command::Color(Some(false)));
+        assert_eq!(parse("/quit gone fishing"), Command::Quit(Some("gone fishing")));
+        assert_eq!(parse("/quit"), Command::Quit(None));
+    }
+
+    #[test]
+    fn misuse_and_unknown_commands() {
+        assert_eq!(parse("/msg bob"), Command::Usage("/msg NAME TEXT"));
+        assert_eq!(parse("/nick"), Command::Usage("/nick NEW"));
+        assert_eq!(parse("/color purple"), Command::Usage("/color on|off"));
+        assert_eq!(parse("/frobnicate x"), Command::Unknown("frobnicate"));
+    }
+
+    #[test]
+    fn every_quit_alias_in_any_case_ends_the_session() {
+        for line in ["/quit", "/QUIT", "/exit", "/Exit now", "/leave", "  /LEAVE bye"] {
+            assert!(is_quit(line), "{line}");
+        }
+        for line in ["/quitter", "//quit", "say /quit", "quit"] {
+            assert!(!is_quit(line), "{line}");
+        }
+    }
+
+    #[test]
+    fn nick_targets_come_from_any_alias() {
+        assert_eq!(nick_target("/nick Alicia"), Some("Alicia"));
+        assert_eq!(nick_target("/NAME Alicia"), Some("Alicia"));
+        assert_eq!(nick_target("/nick"), None);
+        assert_eq!(nick_target("nick Alicia"), None);
+    }
+
+    #[test]
+    fn help_lists_every_command_and_alias_resolves() {
+        let help = help_lines().join("\n");
+        for spec in COMMANDS {
+            assert!(help.contains(spec.usage), "{} missing from /help", spec.name);
+            assert!(spec.aliases.iter().all(|alias| spec.is_called(alias)));
+        }
+    }
+}
