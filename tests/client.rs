@@ -293,3 +293,15 @@ async fn the_servers_last_words_are_printed_before_exit() {
     let lines = alice.remaining_stdout().await;
     assert!(lines.iter().any(|l| l.contains("Goodbye")), "{lines:#?}");
 }
+
+#[tokio::test]
+async fn every_spelling_of_quit_is_a_clean_exit() {
+    let server = Server::start(&[]);
+    for (i, quit) in ["/exit", "/QUIT", "/leave", "/Exit see you"].into_iter().enumerate() {
+        let mut user = PipedClient::named(server.addr, &format!("user{i}"));
+        user.type_line(quit);
+        let (status, stderr) = user.exit().await;
+        assert_eq!(status.code(), Some(0), "{quit}: {stderr}");
+        assert!(!stderr.contains("lost"), "{quit}: {stderr}");
+    }
+}

@@ -4,13 +4,17 @@
 //! server's lines (framed by [`ChatCodec`], so invalid UTF-8 and overlong
 //! lines never end the stream), sending lines, and the goodbye: `/quit`,
 //! then `shutdown(Write)`, then reading until the server closes. It also
-//! remembers whether we said `/quit`, which decides if the server closing the
-//! connection is the clean end of a session or a connection lost.
+//! remembers whether we said `/quit` (or `/exit`, `/leave`, in any case) or
+//! the server said its goodbye to one, which decides if the server closing
+//! the connection is the clean end of a session or a connection lost.
 
 use std::io;
 use std::time::Duration;
 
-use chat_proto::{ChatCodec, Frame};
+use chat_proto::command::is_quit;
+use chat_proto::terminal::strip_escapes;
+use chat_proto::vocabulary::Goodbye;
+use chat_proto::{ChatCodec, Frame, Heard};
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
@@ -42,6 +46,7 @@ pub struct Connection {
     addr: ServerAddr,
     lines: FramedRead<ReadHalf<Stream>, ChatCodec>,
     writer: WriteHalf<Stream>,
+    /// We said `/quit` or the server answered one: a close is clean.
     quit_sent: bool,
 }
 
@@ -67,7 +72,10 @@ impl Connection {
     pub async fn next_line(&mut self) -> Result<Option<String>, Error> {
         loop {
             match self.lines.next().await {
-                Some(Ok(Frame::Line(line))) => return Ok(Some(line)),
+                Some(Ok(Frame::Line(line))) => {
+                    self.note_goodbye(&line);
+                    return Ok(Some(line));
+                }
                 // A hostile or broken server; the line is not worth ending the session for.
                 Some(Ok(Frame::TooLong { .. })) => continue,
                 Some(Err(_)) if self.quit_sent => return Ok(None),
@@ -77,7 +85,15 @@ impl Connection {
         }
     }
 
-    /// Sends one line. Sending `/quit` makes the server's close expected.
+    /// The server's goodbye to a quit (typed by anyone, in any spelling)
+    /// makes its close the clean end of the session.
+    fn note_goodbye(&mut self, line: &str) {
+        if chat_proto::classify(&strip_escapes(line)) == Heard::Goodbye(Goodbye::Quit) {
+            self.quit_sent = true;
+        }
+    }
+
+    /// Sends one line. Sending `/quit` (or an alias) makes the server's close expected.
     pub async fn send(&mut self, text: &str) -> Result<(), Error> {
         let mut line = String::with_capacity(text.len() + 1);
         line.push_str(text);
@@ -125,23 +141,14 @@ async fn open_stream(addr: &ServerAddr, tls: Option<&Tls>) -> io::Result<Stream>
     }
 }
 
-/// True for `/quit` and `/quit reason`, the lines after which the server closes.
-pub fn is_quit(text: &str) -> bool {
-    let text = text.trim_start();
-    text.strip_prefix(QUIT).is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn quit_with_or_without_reason_ends_the_session() {
-        assert!(is_quit("/quit"));
-        assert!(is_quit("/quit see you"));
-        assert!(is_quit("  /quit"));
-        assert!(!is_quit("/quitter"));
-        assert!(!is_quit("//quit"));
-        assert!(!is_quit("say /quit"));
+    fn the_goodbye_to_a_quit_is_recognised_in_colour_too() {
+        let goodbye = chat_proto::Line::notice(chat_proto::vocabulary::GOODBYE);
+        let line = String::from_utf8_lossy(goodbye.bytes(true)).trim_end().to_owned();
+        assert_eq!(chat_proto::classify(&strip_escapes(&line)), Heard::Goodbye(Goodbye::Quit));
     }
 }

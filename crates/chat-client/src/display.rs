@@ -8,7 +8,9 @@
 
 use chat_proto::terminal::{strip_escapes, terminal_safe};
 
-use crate::text::{contains_word, speaker_and_text};
+use chat_proto::Heard;
+
+use crate::text::contains_word;
 
 /// Bold reverse video: a mention stands out whatever the theme colour.
 const HIGHLIGHT_ON: &str = "\x1b[1;7m";
@@ -54,9 +56,11 @@ pub fn for_terminal(raw: &str, style: Style, me: Option<&str>) -> String {
 
 /// True when someone other than `me` says `me`'s name (as a word, any case).
 pub fn mentions(plain: &str, me: &str) -> bool {
-    match speaker_and_text(plain) {
-        Some((speaker, text)) => !speaker.eq_ignore_ascii_case(me) && contains_word(text, me),
-        None => false,
+    match chat_proto::classify(plain) {
+        Heard::Said { speaker, text, .. } | Heard::Action { speaker, text } => {
+            !speaker.eq_ignore_ascii_case(me) && contains_word(text, me)
+        }
+        _ => false,
     }
 }
 

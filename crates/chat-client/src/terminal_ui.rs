@@ -17,7 +17,9 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::Settings;
 use crate::args::{DEFAULT_ADDR, ServerAddr};
-use crate::connection::{Connection, GOODBYE_TIMEOUT, is_quit};
+use chat_proto::command::is_quit;
+
+use crate::connection::{Connection, GOODBYE_TIMEOUT};
 use crate::display::{Style, for_terminal, sanitized};
 use crate::error::Error;
 use crate::identity::{Identity, NameEvent};
