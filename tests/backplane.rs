@@ -168,3 +168,23 @@ async fn redis_down_degrades_to_local_then_the_room_is_whole_again() {
     );
     let _ = (a, b);
 }
+
+#[tokio::test]
+async fn newcomers_to_a_degraded_room_are_told_in_the_welcome() {
+    // No Redis on this port: the daemon starts degraded and stays so.
+    let url = format!("redis://127.0.0.1:{}/0", support::free_port());
+    let server = Server::start(&["--backplane", &url]);
+    server.log.wait_for("the backplane outage", |l| l.contains("backplane lost"));
+    for name in ["alice", "bob"] {
+        let mut user = Client::connect(server.addr).await;
+        user.expect_line(|l| l.contains("name")).await;
+        user.send(name).await;
+        let welcome = user.lines_until(|l| l.contains("Online") || l.contains("Nobody")).await;
+        let told = welcome.iter().filter(|l| l.contains("degraded")).count();
+        assert_eq!(told, 1, "{name} must be told once that the room is degraded: {welcome:#?}");
+        // Told once: the barrier of a round trip brings no second notice.
+        user.send("/who").await;
+        let after = user.lines_until(|l| l.contains("online:")).await;
+        assert!(after.iter().all(|l| !l.contains("degraded")), "{after:#?}");
+    }
+}

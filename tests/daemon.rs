@@ -298,3 +298,29 @@ async fn accepted_sockets_have_tcp_keepalive_on() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_gathered_notice_names_every_joiner() {
+    let server = Server::start(&["--max-clients", "200"]);
+    let mut observer = Client::named(server.addr, "observer").await;
+    let joiners = 48;
+    let mut tasks = Vec::new();
+    for i in 0..joiners {
+        let addr = server.addr;
+        tasks.push(tokio::spawn(async move { Client::named(addr, &format!("joiner{i}")).await }));
+    }
+    let mut users = Vec::new();
+    for task in tasks {
+        users.push(task.await.expect("joined"));
+    }
+    let mut named = std::collections::HashSet::new();
+    while named.len() < joiners {
+        let line = strip_ansi(&observer.expect_line(|l| l.contains("joined")).await);
+        assert!(!line.contains("more joined"), "a name was left out: {line}");
+        for i in 0..joiners {
+            if line.contains(&format!(" joiner{i} joined")) {
+                assert!(named.insert(i), "joiner{i} announced twice");
+            }
+        }
+    }
+}

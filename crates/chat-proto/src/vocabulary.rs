@@ -110,10 +110,10 @@ pub fn classify(plain: &str) -> Heard<'_> {
     if let Some(notice) = plain.strip_prefix(NOTICE_MARK) {
         return classify_notice(notice);
     }
-    if let Some(sent) = plain.strip_prefix(PRIVATE_SENT_MARK) {
-        if let Some((to, text)) = sent.split_once(": ") {
-            return Heard::PrivateSent { to, text };
-        }
+    if let Some((to, text)) =
+        plain.strip_prefix(PRIVATE_SENT_MARK).and_then(|sent| sent.split_once(": "))
+    {
+        return Heard::PrivateSent { to, text };
     }
     classify_speech(plain).unwrap_or(Heard::Other(plain))
 }

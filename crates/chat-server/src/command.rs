@@ -1,98 +1,117 @@
-//! What a user's line means: a message, or one of the slash commands.
+//! What a named user's line does: a message, or one of the slash commands.
 //!
-//! Parsing is pure and works on already-sanitised text; the connection
-//! carries the commands out. `//` at the start sends a literal `/`.
+//! The line is sanitised, parsed with [`chat_proto::command::parse`] (the
+//! vocabulary the client shares), and carried out here: changes to the room
+//! go through the [`Hub`](crate::hub::Hub), replies go to the user's own
+//! output. A message is followed by pacing, so a flat-out sender moves at
+//! the room's pace.
 
-/// One line from a named user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input<'a> {
-    Message(&'a str),
-    Help,
-    Who,
-    Nick(&'a str),
-    Me(&'a str),
-    Msg {
-        to: &'a str,
-        text: &'a str,
-    },
-    Color(Option<bool>),
-    Quit(Option<&'a str>),
-    /// A known command used the wrong way: the usage to show.
-    Usage(&'static str),
-    Unknown(&'a str),
-}
+use chat_proto::command::{self, Command};
+use chat_proto::{Line, Name, sanitize_text, vocabulary};
+use tokio::io::AsyncWrite;
+use tracing::info;
 
-/// The text of `/help`, one line each.
-pub const HELP: &[&str] = &[
-    "Commands:",
-    "  /help               this list",
-    "  /who                who is online, with their themes",
-    "  /nick NEW           change your name",
-    "  /me ACTION          say what you are doing (* alice waves)",
-    "  /msg NAME TEXT      a private message to one user",
-    "  /color on|off       colours for your connection",
-    "  /quit [REASON]      leave",
-    "  //text              send a line that starts with /",
-];
+use crate::context::Context;
+use crate::output::Output;
+use crate::session::{End, Session};
 
-pub fn parse(line: &str) -> Input<'_> {
-    let Some(body) = line.strip_prefix('/') else {
-        return Input::Message(line);
-    };
-    if body.starts_with('/') {
-        return Input::Message(body);
+/// Carries out one line the user sent.
+pub async fn execute<W: AsyncWrite + Unpin>(
+    ctx: &Context,
+    session: &mut Session,
+    out: &mut Output<W>,
+    raw: &str,
+) -> Result<(), End> {
+    let clean = sanitize_text(raw);
+    let text = clean.trim();
+    if text.is_empty() {
+        return Ok(());
     }
-    let (command, rest) = match body.split_once(' ') {
-        Some((command, rest)) => (command, rest.trim()),
-        None => (body, ""),
-    };
-    match command.to_ascii_lowercase().as_str() {
-        "help" | "?" => Input::Help,
-        "who" | "names" | "list" => Input::Who,
-        "nick" | "name" if !rest.is_empty() => Input::Nick(rest),
-        "nick" | "name" => Input::Usage("/nick NEW"),
-        "me" if !rest.is_empty() => Input::Me(rest),
-        "me" => Input::Usage("/me ACTION"),
-        "msg" | "tell" | "whisper" => match rest.split_once(' ') {
-            Some((to, text)) if !text.trim().is_empty() => Input::Msg { to, text: text.trim() },
-            _ => Input::Usage("/msg NAME TEXT"),
-        },
-        "color" | "colour" => match rest.to_ascii_lowercase().as_str() {
-            "on" => Input::Color(Some(true)),
-            "off" => Input::Color(Some(false)),
-            "" => Input::Color(None),
-            _ => Input::Usage("/color on|off"),
-        },
-        "quit" | "exit" | "leave" => Input::Quit((!rest.is_empty()).then_some(rest)),
-        _ => Input::Unknown(command),
+    match command::parse(text) {
+        Command::Message(message) => say(ctx, session, out, message, false).await,
+        Command::Me(action) => say(ctx, session, out, action, true).await,
+        Command::Help => {
+            for line in command::help_lines() {
+                out.push(&Line::plain(&line));
+            }
+            Ok(out.flush().await?)
+        }
+        Command::Who => who(ctx, session, out).await,
+        Command::Nick(new) => rename(ctx, session, out, new).await,
+        Command::Msg { to, text } => {
+            let reply = match ctx.hub.whisper(&session.speaker, to, text) {
+                Ok(name) => Line::private_sent(&name, text),
+                Err(e) => Line::notice(&format!("Not delivered: {e}.")),
+            };
+            Ok(out.say(&reply).await?)
+        }
+        Command::Color(Some(on)) => {
+            out.color = on;
+            let state = if on { "on" } else { "off" };
+            Ok(out.say(&Line::notice(&format!("Colour is {state}."))).await?)
+        }
+        Command::Color(None) => {
+            let state = if out.color { "on" } else { "off" };
+            Ok(out.say(&Line::notice(&format!("Colour is {state}; /color on|off"))).await?)
+        }
+        Command::Quit(reason) => Err(End::Quit(reason.map(str::to_owned))),
+        Command::Usage(usage) => Ok(out.say(&Line::notice(&format!("Usage: {usage}"))).await?),
+        Command::Unknown(command) => {
+            let hint = format!("Unknown command /{command}; type /help for the list.");
+            Ok(out.say(&Line::notice(&hint)).await?)
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plain_lines_and_escaped_slash_are_messages() {
-        assert_eq!(parse("hello"), Input::Message("hello"));
-        assert_eq!(parse("//not a command"), Input::Message("/not a command"));
+/// A message or action to the room; a lonely speaker is told, and a
+/// flat-out one waits for the room's readers.
+async fn say<W: AsyncWrite + Unpin>(
+    ctx: &Context,
+    session: &mut Session,
+    out: &mut Output<W>,
+    text: &str,
+    action: bool,
+) -> Result<(), End> {
+    let others = ctx.hub.say(&session.speaker, text, action);
+    if others == 0 {
+        out.say(&Line::notice(vocabulary::ALONE)).await?;
     }
+    Ok(session.subscription.pace(out, || ctx.hub.is_backlogged()).await?)
+}
 
-    #[test]
-    fn commands_with_arguments() {
-        assert_eq!(parse("/nick bob"), Input::Nick("bob"));
-        assert_eq!(parse("/ME waves  "), Input::Me("waves"));
-        assert_eq!(parse("/msg bob hi there"), Input::Msg { to: "bob", text: "hi there" });
-        assert_eq!(parse("/color off"), Input::Color(Some(false)));
-        assert_eq!(parse("/quit gone fishing"), Input::Quit(Some("gone fishing")));
-        assert_eq!(parse("/quit"), Input::Quit(None));
+async fn who<W: AsyncWrite + Unpin>(
+    ctx: &Context,
+    session: &Session,
+    out: &mut Output<W>,
+) -> Result<(), End> {
+    let members = ctx.hub.room().who();
+    out.push(&Line::notice(&format!("{} online:", members.len())));
+    for member in members {
+        let you = if member.name == session.speaker.name { " (you)" } else { "" };
+        let entry =
+            format!("  {} {} ({}){you}", member.theme.emoji, member.name, member.theme.colour);
+        out.push(&Line::plain(&entry));
     }
+    Ok(out.flush().await?)
+}
 
-    #[test]
-    fn misuse_and_unknown_commands() {
-        assert_eq!(parse("/msg bob"), Input::Usage("/msg NAME TEXT"));
-        assert_eq!(parse("/nick"), Input::Usage("/nick NEW"));
-        assert_eq!(parse("/color purple"), Input::Usage("/color on|off"));
-        assert_eq!(parse("/frobnicate x"), Input::Unknown("frobnicate"));
-    }
+async fn rename<W: AsyncWrite + Unpin>(
+    ctx: &Context,
+    session: &mut Session,
+    out: &mut Output<W>,
+    new: &str,
+) -> Result<(), End> {
+    let name = match Name::parse(new) {
+        Ok(name) => name,
+        Err(e) => return Ok(out.say(&Line::notice(&vocabulary::refusal(&e.to_string()))).await?),
+    };
+    let old = session.speaker.name.clone();
+    let reply = match ctx.hub.rename(&mut session.speaker, name).await {
+        Ok(()) => {
+            info!(id = session.speaker.id, %old, new = %session.speaker.name, "renamed");
+            vocabulary::renamed(&session.speaker.name)
+        }
+        Err(e) => vocabulary::refusal(&e.to_string()),
+    };
+    Ok(out.say(&Line::notice(&reply)).await?)
 }

@@ -8,13 +8,12 @@
 use std::io::BufRead;
 use std::sync::Arc;
 
-use chat_proto::{Line, sanitize_text};
+use chat_proto::sanitize_text;
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
-use crate::backplane::wire::Wire;
-use crate::room::{Direct, Event, Place};
-use crate::server::Context;
+use crate::context::Context;
+use crate::room::Place;
 use crate::stats::Stats;
 
 const CONSOLE_HELP: &str =
@@ -65,15 +64,7 @@ pub fn execute(ctx: &Context, line: &str) -> String {
         "/who" | "who" => who(ctx),
         "/kick" | "kick" => kick(ctx, rest),
         "/say" | "say" if !rest.is_empty() => {
-            let receivers =
-                ctx.room.publish(Event { from: None, line: Line::announcement(rest) }, true);
-            if let Some(bp) = &ctx.backplane {
-                bp.forward_remembered(Wire::Announcement {
-                    node: bp.node(),
-                    text: rest.to_owned(),
-                });
-            }
-            info!(text = rest, receivers, "operator announcement");
+            let receivers = ctx.hub.announce(rest);
             format!("said to {receivers} users")
         }
         "/stats" | "stats" => stats(ctx),
@@ -87,7 +78,7 @@ pub fn execute(ctx: &Context, line: &str) -> String {
 }
 
 fn who(ctx: &Context) -> String {
-    let members = ctx.room.who();
+    let members = ctx.hub.room().who();
     let mut out = format!("{} online", members.len());
     for member in members {
         let place = match member.place {
@@ -111,17 +102,14 @@ fn kick(ctx: &Context, rest: &str) -> String {
         return "usage: /kick NAME [reason]".to_owned();
     }
     let reason = if reason.is_empty() { "no reason given" } else { reason };
-    match ctx.room.send_direct(name, Direct::Kick { reason: reason.to_owned() }) {
-        Ok(member) => {
-            info!(name = %member.name, peer = %member.peer, reason, "kicked by the operator");
-            format!("kicked {}", member.name)
-        }
+    match ctx.hub.kick(name, reason) {
+        Ok(member) => format!("kicked {}", member.name),
         Err(e) => format!("cannot kick {name}: {e}"),
     }
 }
 
 fn stats(ctx: &Context) -> String {
-    let s = &ctx.room.stats;
+    let s = ctx.hub.stats();
     let get = Stats::get;
     format!(
         "uptime {}s, connections {} open / {} total, users {}, messages {}, missed lines {}, \
@@ -129,7 +117,7 @@ fn stats(ctx: &Context) -> String {
         ctx.started.elapsed().as_secs(),
         ctx.connections(),
         get(&s.connections),
-        ctx.room.member_count(),
+        ctx.hub.room().member_count(),
         get(&s.messages),
         get(&s.missed),
         get(&s.too_long),

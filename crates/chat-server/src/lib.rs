@@ -1,8 +1,13 @@
 //! The chat daemon as a library: `main.rs` parses flags and calls [`run`].
 //!
-//! Map: [`config`] (flags and limits), [`admission`] (connection caps), [`server`] (accept loops, admission,
-//! shutdown), [`connection`] (one task per client), [`room`] (names, themes,
-//! history, broadcast), [`command`] (what a user's line means), [`output`]
+//! Map: [`config`] (flags and limits), [`admission`] (connection caps),
+//! [`context`] (what every connection shares), [`server`] (accept loops,
+//! admission, shutdown), [`connection`] (one task per client: greeting,
+//! naming, the select loop, goodbye), [`session`] (a named user's state and
+//! how a session ends), [`command`] (what a user's line does), [`hub`] (the
+//! one door through which every change to the room goes, here and to other
+//! daemons), [`room`] (names, themes, history, broadcast, presence),
+//! [`subscription`] (a reader's place in the room's queue), [`output`]
 //! (batched, time-bounded writes), [`throttle`] (the per-client rate),
 //! [`console`] (operator commands on stdin), [`socket`] (TCP options),
 //! [`logging`] (tracing setup), [`tls`] (certificates for `--listen-tls`),
@@ -15,13 +20,17 @@ pub mod command;
 pub mod config;
 pub mod connection;
 pub mod console;
+pub mod context;
+pub mod hub;
 pub mod logging;
 pub mod metrics;
 pub mod output;
 pub mod room;
 pub mod server;
+pub mod session;
 pub mod socket;
 pub mod stats;
+pub mod subscription;
 pub mod throttle;
 pub mod tls;
 
@@ -31,11 +40,13 @@ use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
 use backplane::Backplane;
+use hub::Hub;
 use room::Room;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, Limits};
-pub use server::{Context, Listener};
+pub use context::Context;
+pub use server::Listener;
 
 /// Everything the daemon listens on, bound before it starts serving.
 pub struct Bound {
@@ -82,7 +93,7 @@ pub async fn run(
             Backplane::start(url, Arc::clone(&room), limits.history, shutdown.clone(), &tracker)
         })
         .transpose()?;
-    let ctx = Arc::new(Context::new(room, backplane, limits, shutdown));
+    let ctx = Arc::new(Context::new(Hub::new(room, backplane), limits, shutdown));
     if console {
         console::spawn(Arc::clone(&ctx));
     }

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
-use crate::server::Context;
+use crate::context::Context;
 use crate::stats::Stats;
 
 const REQUEST_LIMIT: usize = 8 * 1024;
@@ -70,8 +70,8 @@ async fn answer(mut stream: TcpStream, ctx: &Context) -> std::io::Result<()> {
 
 /// The metrics page.
 pub fn render(ctx: &Context) -> String {
-    let s = &ctx.room.stats;
-    let (bp_configured, bp_up, bp_dropped) = match &ctx.backplane {
+    let s = ctx.hub.stats();
+    let (bp_configured, bp_up, bp_dropped) = match ctx.hub.backplane() {
         Some(bp) => (1, u64::from(bp.is_connected()), bp.dropped()),
         None => (0, 0, 0),
     };
@@ -86,13 +86,13 @@ pub fn render(ctx: &Context) -> String {
             "chat_users",
             "gauge",
             "Named users connected to this daemon.",
-            ctx.room.member_count() as u64,
+            ctx.hub.room().member_count() as u64,
         ),
         (
             "chat_room_users",
             "gauge",
             "Users in the room on every daemon.",
-            ctx.room.user_count() as u64,
+            ctx.hub.room().user_count() as u64,
         ),
         (
             "chat_connections_total",

@@ -57,6 +57,11 @@ impl<W: AsyncWrite + Unpin> Output<W> {
         }
     }
 
+    /// How long a write may make no progress before the peer counts as stalled.
+    pub fn write_timeout(&self) -> Duration {
+        self.write_timeout
+    }
+
     /// Bytes waiting to be written.
     pub fn pending(&self) -> usize {
         self.buf.len()

@@ -5,21 +5,34 @@
 //! that is held for a few map operations and never across an `.await`.
 //! Publishing a line and recording it in history happen under that lock, and
 //! so does subscribing a newcomer together with copying the history, so a
-//! joining user sees every message exactly once: in the replay or live.
-//! Lines travel as `Arc<Event>`: rendered once, shared by every recipient.
+//! joining user sees every message exactly once: in the replay or live. The
+//! same holds for the room's degraded state: a newcomer is told in the
+//! welcome or by the live notice, never both, never neither.
+//! Lines travel as `Arc<Event>`: rendered once (here, for every chat line,
+//! local or remote), shared by every recipient. The room also owns the task
+//! that sends the joins and leaves a busy room gathered, and the signal that
+//! readers made progress, on which waiting senders sleep.
+//!
+//! The room knows other daemons only as [`NodeId`]s that users belong to;
+//! how they are reached is the backplane's business.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use chat_proto::vocabulary::{DEGRADED, WHOLE_AGAIN};
 use chat_proto::{Line, Name, NameKey, THEMES, Theme};
 use rand::Rng;
 use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use crate::backplane::wire::NodeId;
 use crate::stats::Stats;
+
+/// Another daemon sharing the room, as the backplane names it.
+pub type NodeId = u64;
 
 /// Identifies one connection for the lifetime of the process.
 pub type ConnId = u64;
@@ -32,14 +45,37 @@ const ONLINE_LIST_MAX: usize = 20;
 const COALESCE_FROM_MEMBERS: usize = 32;
 /// In a larger room, at most one presence notice per window; the rest are gathered.
 pub const PRESENCE_WINDOW: Duration = Duration::from_secs(1);
-/// How many gathered changes a presence notice spells out.
-const CHANGES_LISTED: usize = 8;
+/// A gathered presence notice names everyone up to about this many bytes;
+/// only past it does it say "and N more".
+const PRESENCE_LINE_BYTES: usize = 4000;
 
 /// A line on its way to the room, with its origin so the sender can skip it.
 #[derive(Debug)]
 pub struct Event {
     pub from: Option<ConnId>,
     pub line: Line,
+}
+
+/// A chat message or `/me` action, as said by someone here or elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub name: Name,
+    /// Position of the speaker's theme in [`THEMES`].
+    pub theme: usize,
+    pub text: String,
+    pub action: bool,
+}
+
+impl Message {
+    /// The one place a chat line is rendered.
+    pub fn line(&self) -> Line {
+        let theme = &THEMES[self.theme.min(THEMES.len() - 1)];
+        if self.action {
+            Line::action(theme, &self.name, &self.text)
+        } else {
+            Line::chat(theme, &self.name, &self.text)
+        }
+    }
 }
 
 /// Something addressed to one connection rather than to the room.
@@ -123,6 +159,8 @@ pub struct Membership {
     /// Who else is here, or how many when they are too many to list.
     pub online: Online,
     pub history: Vec<Arc<Event>>,
+    /// True while other daemons of the room are out of reach.
+    pub degraded: bool,
     pub events: broadcast::Receiver<Arc<Event>>,
     pub inbox: Arc<Inbox>,
 }
@@ -164,6 +202,8 @@ struct RoomState {
     published: u64,
     /// Users of other nodes, known from the backplane; empty without one.
     remote: HashMap<NameKey, RemoteMember>,
+    /// True while other daemons of the room cannot be reached.
+    degraded: bool,
 }
 
 /// Joins and leaves waiting to be announced together.
@@ -178,6 +218,10 @@ pub struct Room {
     /// Senders wait while readers are this many lines behind.
     high_water: usize,
     presence_due: Notify,
+    /// Readers took lines off the queue (see [`Room::wait_for_readers`]).
+    readers_progressed: Notify,
+    /// Senders waiting on `readers_progressed`; readers signal only then.
+    senders_waiting: AtomicUsize,
     events: broadcast::Sender<Arc<Event>>,
     history_len: usize,
     pub stats: Arc<Stats>,
@@ -192,6 +236,8 @@ impl Room {
             state: Mutex::default(),
             high_water: (queue / 2).max(1),
             presence_due: Notify::new(),
+            readers_progressed: Notify::new(),
+            senders_waiting: AtomicUsize::new(0),
             events,
             history_len,
             stats: Arc::default(),
@@ -223,7 +269,8 @@ impl Room {
         let member = Member { name, theme, peer, inbox: Arc::clone(&inbox) };
         state.members.insert(id, member);
         self.announce_presence(&mut state, Some(id), change);
-        Ok(Membership { theme, online, history, events, inbox })
+        let degraded = state.degraded;
+        Ok(Membership { theme, online, history, degraded, events, inbox })
     }
 
     /// Removes a member and tells the others, with the reason if any.
@@ -255,8 +302,28 @@ impl Room {
         state.presence.pending.push(change);
     }
 
+    /// Sends the joins and leaves this room gathered, each batch when its
+    /// window ends, until `shutdown`.
+    pub async fn announce_gathered_presence(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let wait = async {
+                match self.presence_due() {
+                    Some(due) => tokio::time::sleep_until(due).await,
+                    None => self.presence_due.notified().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = wait => {}
+            }
+            if self.presence_due().is_some_and(|due| due <= Instant::now()) {
+                self.flush_presence();
+            }
+        }
+    }
+
     /// When gathered presence changes are due, if any are waiting.
-    pub fn presence_due(&self) -> Option<Instant> {
+    fn presence_due(&self) -> Option<Instant> {
         let state = self.lock();
         if state.presence.pending.is_empty() {
             return None;
@@ -265,13 +332,8 @@ impl Room {
         Some(last + PRESENCE_WINDOW)
     }
 
-    /// Resolves once presence changes start waiting (see [`Room::presence_due`]).
-    pub async fn presence_waiting(&self) {
-        self.presence_due.notified().await;
-    }
-
     /// Publishes the gathered joins and leaves as one notice.
-    pub fn flush_presence(&self) {
+    fn flush_presence(&self) {
         let mut state = self.lock();
         let pending = std::mem::take(&mut state.presence.pending);
         if pending.is_empty() {
@@ -282,10 +344,42 @@ impl Room {
         self.publish_locked(&mut state, Event { from: None, line }, false);
     }
 
-    /// Adds a line to history without sending it (history from other nodes at start-up).
-    pub fn remember(&self, event: Event) {
+    /// Adds a message to history without sending it (history from other nodes at start-up).
+    pub fn remember(&self, message: &Message) {
         let mut state = self.lock();
+        let event = Event { from: None, line: message.line() };
         self.remember_locked(&mut state, Arc::new(event));
+    }
+
+    /// Adds an announcement to history without sending it.
+    pub fn remember_announcement(&self, text: &str) {
+        let mut state = self.lock();
+        let event = Event { from: None, line: Line::announcement(text) };
+        self.remember_locked(&mut state, Arc::new(event));
+    }
+
+    /// Sends a chat message to everyone but its author (`from`, when local)
+    /// and keeps it in history. Returns how many others are in the room.
+    pub fn say(&self, from: Option<ConnId>, message: &Message) -> usize {
+        self.publish(Event { from, line: message.line() }, true)
+    }
+
+    /// An operator's announcement to everyone, kept in history.
+    pub fn announce(&self, text: &str) -> usize {
+        self.publish(Event { from: None, line: Line::announcement(text) }, true)
+    }
+
+    /// Marks the room degraded (other daemons out of reach) or whole again,
+    /// telling everyone here once per change. Newcomers learn it from
+    /// [`Membership::degraded`].
+    pub fn set_degraded(&self, degraded: bool) {
+        let mut state = self.lock();
+        if state.degraded == degraded {
+            return;
+        }
+        state.degraded = degraded;
+        let text = if degraded { DEGRADED } else { WHOLE_AGAIN };
+        self.publish_locked(&mut state, Event { from: None, line: Line::notice(text) }, false);
     }
 
     fn remember_locked(&self, state: &mut RoomState, event: Arc<Event>) {
@@ -300,7 +394,7 @@ impl Room {
 
     /// Sends a line to everyone but its author; messages go into history.
     /// Returns how many other members are in the room.
-    pub fn publish(&self, event: Event, keep_in_history: bool) -> usize {
+    fn publish(&self, event: Event, keep_in_history: bool) -> usize {
         let mut state = self.lock();
         self.publish_locked(&mut state, event, keep_in_history)
     }
@@ -341,6 +435,28 @@ impl Room {
     /// True when a reader this many lines behind makes senders wait.
     pub fn holds_back_senders(&self, behind: usize) -> bool {
         behind > self.high_water
+    }
+
+    /// Called by a reader that took lines off the queue: wakes the senders
+    /// waiting in [`Room::wait_for_readers`], if any (an atomic load otherwise).
+    pub fn note_reader_progress(&self) {
+        if self.senders_waiting.load(Ordering::Acquire) > 0 {
+            self.readers_progressed.notify_waiters();
+        }
+    }
+
+    /// Waits until readers make progress or `deadline` passes. The caller
+    /// checks its condition again afterwards; a wake-up may be early.
+    pub async fn wait_for_readers(&self, deadline: Instant) {
+        let progressed = self.readers_progressed.notified();
+        tokio::pin!(progressed);
+        progressed.as_mut().enable();
+        self.senders_waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = WaitingSender(&self.senders_waiting);
+        tokio::select! {
+            _ = progressed => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
     }
 
     /// Changes a member's name; returns the old one.
@@ -546,13 +662,31 @@ pub fn theme_index(theme: &Theme) -> usize {
     THEMES.iter().position(|t| t == theme).unwrap_or(0)
 }
 
-/// One line for many joins and leaves: the first few spelled out, then a count.
-fn summarise_changes(changes: &[String]) -> String {
-    let listed = changes.iter().take(CHANGES_LISTED).cloned().collect::<Vec<_>>().join(", ");
-    match changes.len().saturating_sub(CHANGES_LISTED) {
-        0 => listed,
-        more => format!("{listed} and {more} more joined or left (/who lists everyone)"),
+/// Decrements the count of waiting senders when a wait ends, however it ends.
+struct WaitingSender<'a>(&'a AtomicUsize);
+
+impl Drop for WaitingSender<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// One line for many joins and leaves: everyone named, up to a line of about
+/// [`PRESENCE_LINE_BYTES`]; only past that, a count of the rest.
+fn summarise_changes(changes: &[String]) -> String {
+    let mut line = String::new();
+    for (listed, change) in changes.iter().enumerate() {
+        if !line.is_empty() && line.len() + change.len() + 2 > PRESENCE_LINE_BYTES {
+            let more = changes.len() - listed;
+            line.push_str(&format!(" and {more} more joined or left (/who lists everyone)"));
+            return line;
+        }
+        if !line.is_empty() {
+            line.push_str(", ");
+        }
+        line.push_str(change);
+    }
+    line
 }
 
 #[cfg(test)]
@@ -591,11 +725,13 @@ mod tests {
     fn history_keeps_only_the_last_messages() {
         let room = Room::new(16, 2);
         for text in ["one", "two", "three"] {
-            room.publish(Event { from: None, line: Line::plain(text) }, true);
+            room.announce(text);
         }
         let joined = room.join(1, name("late"), peer()).expect("joins");
         let replay: Vec<_> = joined.history.iter().map(|e| e.line.bytes(false).clone()).collect();
-        assert_eq!(replay, vec![&b"two\r\n"[..], &b"three\r\n"[..]]);
+        let expected: Vec<_> =
+            ["two", "three"].map(|t| Line::announcement(t).bytes(false).clone()).into();
+        assert_eq!(replay, expected.iter().collect::<Vec<_>>());
     }
 
     #[test]
@@ -605,5 +741,31 @@ mod tests {
         assert_eq!(room.rename(1, name("alicia")), Ok(name("alice")));
         assert!(room.join(2, name("alice"), peer()).is_ok());
         assert_eq!(room.rename(1, name("ALICE")), Err(RoomError::NameTaken));
+    }
+}
+
+#[cfg(test)]
+mod presence_tests {
+    use super::*;
+
+    #[test]
+    fn a_gathered_notice_names_everyone_up_to_about_four_kilobytes() {
+        let changes: Vec<String> = (0..48).map(|i| format!("🦊 user{i} joined")).collect();
+        let line = summarise_changes(&changes);
+        for i in 0..48 {
+            assert!(line.contains(&format!("user{i} joined")), "user{i} missing from {line}");
+        }
+        assert!(!line.contains("more"), "{line}");
+    }
+
+    #[test]
+    fn only_past_the_limit_does_it_count_the_rest() {
+        let changes: Vec<String> = (0..1000).map(|i| format!("🦊 user{i} joined")).collect();
+        let line = summarise_changes(&changes);
+        assert!(line.len() <= PRESENCE_LINE_BYTES + 64, "{} bytes", line.len());
+        let named = line.matches(" joined").count() - 1;
+        assert!(named > 100, "only {named} named");
+        let rest = format!("and {} more joined or left (/who lists everyone)", 1000 - named);
+        assert!(line.ends_with(&rest), "{line}");
     }
 }

@@ -1,15 +1,15 @@
 //! The daemon's life: accept loops, admission, and graceful shutdown.
 //!
-//! [`run`] takes listeners that are already bound and a [`CancellationToken`]
-//! that ends it, so tests bind port 0 and `main` decides about signals. Each
-//! accepted socket becomes one task, tracked by a [`TaskTracker`] so shutdown
-//! can wait for every goodbye. A [`Semaphore`] caps connections; the one
-//! over the cap is told so in a line. Accept errors (out of descriptors, say)
-//! never end a loop: it logs at a bounded rate and backs off up to a second.
+//! [`run`] takes listeners that are already bound and a shutdown token (in
+//! the [`Context`]), so tests bind port 0 and `main` decides about signals.
+//! Each accepted socket becomes one task, tracked by a [`TaskTracker`] so
+//! shutdown can wait for every goodbye. Admission (see [`crate::admission`])
+//! caps connections; the one over the cap is told so in a line. Accept
+//! errors (out of descriptors, say) never end a loop: it logs at a bounded
+//! rate and backs off up to a second.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chat_proto::Line;
@@ -17,15 +17,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::admission::{Admission, Gate, Refusal};
-use crate::backplane::Backplane;
-use crate::config::Limits;
+use crate::admission::{Admission, Refusal};
 use crate::connection;
-use crate::room::{ConnId, Room};
+use crate::context::Context;
+use crate::room::ConnId;
 use crate::socket;
 use crate::stats::Stats;
 
@@ -39,46 +37,6 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 /// How long a refused connection may take to receive its one line.
 const REFUSAL_GRACE: Duration = Duration::from_secs(2);
 
-/// What every connection shares.
-pub struct Context {
-    pub room: Arc<Room>,
-    /// The link to other daemons of the room, with `--backplane`.
-    pub backplane: Option<Backplane>,
-    pub limits: Limits,
-    pub shutdown: CancellationToken,
-    pub started: Instant,
-    gate: Gate,
-    next_id: AtomicU64,
-}
-
-impl Context {
-    pub fn new(
-        room: Arc<Room>,
-        backplane: Option<Backplane>,
-        limits: Limits,
-        shutdown: CancellationToken,
-    ) -> Self {
-        Context {
-            room,
-            backplane,
-            gate: Gate::new(limits.max_clients, limits.max_per_ip),
-            limits,
-            shutdown,
-            started: Instant::now(),
-            next_id: AtomicU64::new(1),
-        }
-    }
-
-    /// Connections open right now, named or not.
-    pub fn connections(&self) -> usize {
-        self.gate.open()
-    }
-
-    fn next_id(&self) -> ConnId {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-}
-
 /// Serves `listeners` until `ctx.shutdown` is cancelled, then waits (within
 /// [`SHUTDOWN_GRACE`]) for every connection to finish its goodbye.
 pub async fn run(ctx: Arc<Context>, listeners: Vec<Listener>, tracker: TaskTracker) {
@@ -88,7 +46,8 @@ pub async fn run(ctx: Arc<Context>, listeners: Vec<Listener>, tracker: TaskTrack
         }
         tracker.spawn(accept_loop(Arc::clone(&ctx), listener, tracker.clone()));
     }
-    tracker.spawn(announce_gathered_presence(Arc::clone(&ctx)));
+    let room = Arc::clone(ctx.hub.room());
+    tracker.spawn(room.announce_gathered_presence(ctx.shutdown.clone()));
     ctx.shutdown.cancelled().await;
     info!(connections = ctx.connections(), "shutting down");
     tracker.close();
@@ -130,25 +89,6 @@ async fn accept_loop(ctx: Arc<Context>, listener: Listener, tracker: TaskTracker
     }
 }
 
-/// Sends the joins and leaves that a busy room gathered, when their window ends.
-async fn announce_gathered_presence(ctx: Arc<Context>) {
-    loop {
-        let wait = async {
-            match ctx.room.presence_due() {
-                Some(due) => tokio::time::sleep_until(due).await,
-                None => ctx.room.presence_waiting().await,
-            }
-        };
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
-            _ = wait => {}
-        }
-        if ctx.room.presence_due().is_some_and(|due| due <= Instant::now()) {
-            ctx.room.flush_presence();
-        }
-    }
-}
-
 fn admit(
     ctx: &Arc<Context>,
     tracker: &TaskTracker,
@@ -160,14 +100,14 @@ fn admit(
     if let Err(error) = socket::configure(&stream) {
         warn!(%peer, %error, "could not set socket options");
     }
-    match ctx.gate.admit(peer.ip()) {
+    match ctx.admit(peer.ip()) {
         Ok(admission) => {
-            Stats::add(&ctx.room.stats.connections, 1);
+            Stats::add(&ctx.hub.stats().connections, 1);
             let id = ctx.next_id();
             tracker.spawn(serve_socket(Arc::clone(ctx), id, peer, stream, tls, admission));
         }
         Err(refusal) => {
-            Stats::add(&ctx.room.stats.refused, 1);
+            Stats::add(&ctx.hub.stats().refused, 1);
             warn!(%peer, ?refusal, "refused");
             tracker.spawn(refuse(stream, tls, refusal));
         }
@@ -262,6 +202,10 @@ impl RateLimitedLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Limits;
+    use crate::hub::Hub;
+    use crate::room::Room;
+    use tokio_util::sync::CancellationToken;
 
     /// Every idle connection is one task; its size is most of the daemon's
     /// memory per connection (the W4 budget is 4 KiB in all).
@@ -271,10 +215,9 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let _client = TcpStream::connect(addr).await.expect("connect");
         let (stream, peer) = listener.accept().await.expect("accept");
-        let room = Arc::new(Room::new(16, 0));
-        let ctx = Context::new(room, None, Limits::default(), CancellationToken::new());
-        let ctx = Arc::new(ctx);
-        let admission = ctx.gate.admit(peer.ip()).expect("admitted");
+        let hub = Hub::new(Arc::new(Room::new(16, 0)), None);
+        let ctx = Arc::new(Context::new(hub, Limits::default(), CancellationToken::new()));
+        let admission = ctx.admit(peer.ip()).expect("admitted");
         let task = serve_socket(ctx, 1, peer, stream, None, admission);
         let size = std::mem::size_of_val(&task);
         assert!(size <= 2048, "a connection task takes {size} bytes");

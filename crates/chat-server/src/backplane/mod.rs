@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chat_proto::{Line, Name, THEMES};
+use chat_proto::Name;
 use futures::StreamExt;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::room::{Direct, Event, Room};
+use crate::room::{Direct, Message, Room};
 use wire::{NodeId, ROSTER_CHUNK, Wire};
 
 /// Events waiting for Redis; past this, new ones are dropped (and counted)
@@ -251,7 +251,7 @@ impl Task {
                     backoff = MIN_BACKOFF;
                     last_error_log = None;
                     if degraded_told {
-                        self.tell_room("The room is whole again: messages reach every server.");
+                        self.room.set_degraded(false);
                         degraded_told = false;
                     }
                     info!("backplane connected");
@@ -264,9 +264,7 @@ impl Task {
             let SessionEnd::Lost(error) = end else { return };
             if !degraded_told {
                 warn!(%error, "backplane lost; serving local users only");
-                self.tell_room(
-                    "The room is degraded: messages reach only users on this server until the backplane is back.",
-                );
+                self.room.set_degraded(true);
                 degraded_told = true;
                 last_error_log = Some(Instant::now());
             } else if last_error_log.is_none_or(|at| at.elapsed() >= ERROR_LOG_PERIOD) {
@@ -342,6 +340,8 @@ impl Task {
                     if let Err(error) = self.publish(&mut conn, batch.drain(..)).await {
                         return SessionEnd::Lost(error);
                     }
+                    // Senders paced by this queue may go on.
+                    self.room.note_reader_progress();
                 }
                 message = messages.next() => {
                     let Some(message) = message else {
@@ -445,23 +445,17 @@ impl Task {
         nodes.insert(node, Instant::now());
         match event {
             Wire::Message { name, theme, text, action, .. } => {
-                let theme = &THEMES[theme];
-                let line = if action {
-                    Line::action(theme, &name, &text)
-                } else {
-                    Line::chat(theme, &name, &text)
-                };
-                self.room.publish(Event { from: None, line }, true);
+                self.room.say(None, &Message { name, theme, text, action });
                 self.wait_for_local_readers().await;
             }
             Wire::Join { name, theme, .. } => self.room.remote_join(node, name, theme, true),
             Wire::Leave { name, how, .. } => self.room.remote_leave(node, &name, &how),
             Wire::Rename { old, new, .. } => self.room.remote_rename(node, &old, new),
             Wire::Announcement { text, .. } => {
-                self.room.publish(Event { from: None, line: Line::announcement(&text) }, true);
+                self.room.announce(&text);
             }
             Wire::Private { to, from, theme, text, .. } => {
-                let line = Line::private(&THEMES[theme], &from, &text);
+                let line = chat_proto::Line::private(&chat_proto::THEMES[theme], &from, &text);
                 let _ = self.room.send_direct(to.as_str(), Direct::Line(line));
             }
             Wire::Heartbeat { .. } => {}
@@ -484,7 +478,7 @@ impl Task {
     async fn wait_for_local_readers(&self) {
         let deadline = Instant::now() + REMOTE_PACING;
         while self.room.is_backlogged() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            self.room.wait_for_readers(deadline).await;
         }
     }
 
@@ -552,17 +546,13 @@ impl Task {
             .map_err(|e| e.to_string())?;
         entries.reverse();
         for entry in entries {
-            let line = match Wire::decode(&entry) {
-                Ok(Wire::Message { name, theme, text, action: false, .. }) => {
-                    Line::chat(&THEMES[theme], &name, &text)
+            match Wire::decode(&entry) {
+                Ok(Wire::Message { name, theme, text, action, .. }) => {
+                    self.room.remember(&Message { name, theme, text, action });
                 }
-                Ok(Wire::Message { name, theme, text, action: true, .. }) => {
-                    Line::action(&THEMES[theme], &name, &text)
-                }
-                Ok(Wire::Announcement { text, .. }) => Line::announcement(&text),
-                _ => continue,
-            };
-            self.room.remember(Event { from: None, line });
+                Ok(Wire::Announcement { text, .. }) => self.room.remember_announcement(&text),
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -590,9 +580,5 @@ impl Task {
         while self.outgoing.try_recv().is_ok() {
             self.bp.inner.dropped.fetch_add(1, Ordering::Relaxed);
         }
-    }
-
-    fn tell_room(&self, text: &str) {
-        self.room.publish(Event { from: None, line: Line::notice(text) }, false);
     }
 }

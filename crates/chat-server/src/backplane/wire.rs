@@ -9,7 +9,7 @@
 use chat_proto::{Name, THEMES, sanitize_text};
 
 /// A daemon's identity on the backplane, random per process.
-pub type NodeId = u64;
+pub use crate::room::NodeId;
 
 /// Members listed per roster message, so one message stays small.
 pub const ROSTER_CHUNK: usize = 500;

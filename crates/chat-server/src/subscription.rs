@@ -1,0 +1,181 @@
+//! A reader's place in the room's queue, and what it does when it falls behind.
+//!
+//! A [`Subscription`] wraps the connection's `broadcast::Receiver` and owns
+//! every rule about it: draining what is queued into the connection's output
+//! in batches (the sender's own lines skipped), telling the reader how many
+//! lines it missed, stepping out of the queue while its socket is slow so it
+//! holds no sender back, rejoining, and pacing the connection's own sends by
+//! the room's slowest readers. Senders wait on the room's progress signal,
+//! not on a timer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_proto::{Line, vocabulary};
+use tokio::io::AsyncWrite;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::output::{Output, WriteError};
+use crate::room::{ConnId, Event, Room};
+use crate::stats::Stats;
+
+/// A reader whose write has waited this long steps out of the room's queue
+/// until its output drains, so it holds back no sender.
+const STEP_ASIDE_AFTER: Duration = Duration::from_millis(100);
+/// How long a sender waits at most for the room's readers per line.
+const MAX_PACING: Duration = Duration::from_secs(1);
+
+/// What one receive from the queue brought.
+#[derive(Debug)]
+pub enum Delivery {
+    Event(Arc<Event>),
+    /// The reader fell this many lines behind and skipped them.
+    Missed(u64),
+    /// The room is gone (the daemon is stopping).
+    Closed,
+}
+
+/// How much of the queue [`Subscription::drain_into`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// Up to one output batch, so one write stays bounded.
+    Batch,
+    /// Everything (the last flush at shutdown).
+    All,
+}
+
+/// One connection's place in the room's broadcast queue.
+pub struct Subscription {
+    events: broadcast::Receiver<Arc<Event>>,
+    room: Arc<Room>,
+    /// The connection this is, so its own lines are not echoed back.
+    me: ConnId,
+}
+
+impl Subscription {
+    pub fn new(room: Arc<Room>, events: broadcast::Receiver<Arc<Event>>, me: ConnId) -> Self {
+        Subscription { events, room, me }
+    }
+
+    /// True when nothing is queued for this reader.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The next delivery. Cancel-safe: nothing is taken unless returned.
+    pub async fn next(&mut self) -> Delivery {
+        match self.events.recv().await {
+            Ok(event) => Delivery::Event(event),
+            Err(RecvError::Lagged(missed)) => Delivery::Missed(missed),
+            Err(RecvError::Closed) => Delivery::Closed,
+        }
+    }
+
+    /// Puts one delivery in `out`; `false` when the room is gone.
+    pub fn push<W: AsyncWrite + Unpin>(&self, delivery: Delivery, out: &mut Output<W>) -> bool {
+        match delivery {
+            Delivery::Event(event) => {
+                if event.from != Some(self.me) {
+                    out.push(&event.line);
+                }
+            }
+            Delivery::Missed(missed) => self.push_missed(missed, out),
+            Delivery::Closed => return false,
+        }
+        true
+    }
+
+    /// Moves what is queued into `out`; returns whether there was anything.
+    pub fn drain_into<W: AsyncWrite + Unpin>(&mut self, out: &mut Output<W>, drain: Drain) -> bool {
+        let mut any = false;
+        while drain == Drain::All || !out.is_batch_full() {
+            let delivery = match self.events.try_recv() {
+                Ok(event) => Delivery::Event(event),
+                Err(TryRecvError::Lagged(missed)) => Delivery::Missed(missed),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            };
+            self.push(delivery, out);
+            any = true;
+        }
+        any
+    }
+
+    /// Writes what `out` holds. While the socket is slow (no flush within
+    /// [`STEP_ASIDE_AFTER`]) and this reader is so far behind that senders
+    /// wait for it, it leaves the room's queue until its output has drained,
+    /// then rejoins and says how many lines went by meanwhile. A reader
+    /// behind by less holds no one back and loses nothing.
+    pub async fn flush_or_step_aside<W: AsyncWrite + Unpin>(
+        &mut self,
+        out: &mut Output<W>,
+    ) -> Result<(), WriteError> {
+        let mut last_progress = Instant::now();
+        let mut pending = out.pending();
+        loop {
+            if let Ok(flushed) = tokio::time::timeout(STEP_ASIDE_AFTER, out.flush()).await {
+                self.room.note_reader_progress();
+                return flushed;
+            }
+            if self.room.holds_back_senders(self.events.len()) {
+                break;
+            }
+            if out.pending() < pending {
+                (pending, last_progress) = (out.pending(), Instant::now());
+            } else if last_progress.elapsed() >= out.write_timeout() {
+                return Err(WriteError::Stalled);
+            }
+        }
+        let unread = self.events.len() as u64;
+        let stepped_out_at = self.room.published();
+        // A receiver of a channel nobody sends on: out of the room's queue.
+        self.events = broadcast::channel(1).1;
+        self.room.note_reader_progress();
+        debug!(id = self.me, "slow reader stepped out of the queue");
+        out.flush().await?;
+        let (events, published) = self.room.rejoin_queue();
+        self.events = events;
+        let missed = unread + published.saturating_sub(stepped_out_at);
+        if missed > 0 {
+            self.push_missed(missed, out);
+        }
+        out.flush().await
+    }
+
+    /// Waits while `backlogged` says the room's readers (or the daemons
+    /// behind the backplane) are far behind, delivering this reader's own
+    /// queue meanwhile, so a flat-out sender moves at the readers' pace and
+    /// nothing is lost. Bounded by [`MAX_PACING`]; woken by readers'
+    /// progress, not by a timer.
+    pub async fn pace<W: AsyncWrite + Unpin>(
+        &mut self,
+        out: &mut Output<W>,
+        backlogged: impl Fn() -> bool,
+    ) -> Result<(), WriteError> {
+        let deadline = Instant::now() + MAX_PACING;
+        while backlogged() && Instant::now() < deadline {
+            if self.drain_into(out, Drain::Batch) {
+                self.flush_or_step_aside(out).await?;
+                continue;
+            }
+            let room = Arc::clone(&self.room);
+            tokio::select! {
+                () = room.wait_for_readers(deadline) => {}
+                delivery = self.next() => {
+                    self.push(delivery, out);
+                    self.drain_into(out, Drain::Batch);
+                    self.flush_or_step_aside(out).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn push_missed<W: AsyncWrite + Unpin>(&self, missed: u64, out: &mut Output<W>) {
+        Stats::add(&self.room.stats.missed, missed);
+        debug!(id = self.me, missed, "slow reader skipped ahead");
+        out.push(&Line::notice(&vocabulary::missed(missed)));
+    }
+}
