@@ -33,10 +33,14 @@ mod idle;
 mod load;
 #[path = "loadgen/metrics.rs"]
 mod metrics;
+#[path = "loadgen/outcome.rs"]
+mod outcome;
 #[path = "loadgen/protocol.rs"]
 mod protocol;
 #[path = "loadgen/receipt.rs"]
 mod receipt;
+#[path = "loadgen/sampling.rs"]
+mod sampling;
 #[path = "loadgen/system.rs"]
 mod system;
 #[path = "loadgen/wire.rs"]
@@ -50,7 +54,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, ValueEnum};
 
-use crate::load::Outcome;
+use crate::outcome::Outcome;
 use crate::protocol::{JoinOptions, Protocol};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -11,8 +11,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 use crate::connect::connect;
-use crate::load::{Outcome, round};
 use crate::metrics::{epoch, now_nanos, seconds_between};
+use crate::outcome::{Outcome, round};
 use crate::protocol::{JoinOptions, Joined, Protocol};
 use crate::wire::{LineReader, Token};
 use tokio::net::tcp::OwnedReadHalf;

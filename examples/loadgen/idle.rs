@@ -30,11 +30,13 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::connect::{connect, in_parallel, spread_source};
-use crate::load::{Outcome, round};
 use crate::metrics::{
-    Histogram, Percentiles, epoch, now_nanos, run_tag, seconds_between, wait_until_quiet,
+    Histogram, Percentiles, epoch, now_nanos, run_tag, seconds_between, spawn_every_second,
+    wait_until_quiet,
 };
+use crate::outcome::{Outcome, round};
 use crate::protocol::{JoinOptions, Joined, Protocol};
+use crate::sampling::{memory_of, reset_peaks};
 use crate::system::{Memory, Process, ensure_descriptors};
 use crate::wire::{LineReader, Token, TokenFinder};
 
@@ -113,7 +115,8 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
         clients: plan.clients,
     });
     let (stop_tx, stop) = watch::channel(false);
-    let server = (!plan.server_pids.is_empty()).then(|| Servers(plan.server_pids.clone()));
+    let server = (!plan.server_pids.is_empty())
+        .then(|| Servers(plan.server_pids.iter().map(|&pid| Process::Pid(pid)).collect()));
     let peak_reset = server.as_ref().is_some_and(|p| p.reset_peak());
     let before = server.as_ref().map(Servers::memory);
 
@@ -477,33 +480,25 @@ fn spawn_progress(
     shared: &Arc<Shared>,
     server: Option<Servers>,
     started: u64,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let shared = Arc::clone(shared);
     let label = plan.label.clone();
     let total = plan.clients;
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(Duration::from_secs(1));
-        ticks.tick().await;
-        let mut last_joined = 0;
-        loop {
-            tokio::select! {
-                _ = stop.changed() => return,
-                _ = ticks.tick() => {}
-            }
-            let joined = shared.joined.load(Ordering::Relaxed);
-            let rss = server
-                .as_ref()
-                .map(|p| format!(", server RSS {} KiB", p.memory().rss_kib))
-                .unwrap_or_default();
-            eprintln!(
-                "[{label}] {:5.1}s joined {joined}/{total} (+{}/s), {} lines{rss}",
-                seconds_between(started, now_nanos()),
-                joined - last_joined,
-                shared.lines.load(Ordering::Relaxed),
-            );
-            last_joined = joined;
-        }
+    let mut last_joined = 0;
+    spawn_every_second(stop, move || {
+        let joined = shared.joined.load(Ordering::Relaxed);
+        let rss = server
+            .as_ref()
+            .map(|p| format!(", server RSS {} KiB", p.memory().rss_kib))
+            .unwrap_or_default();
+        eprintln!(
+            "[{label}] {:5.1}s joined {joined}/{total} (+{}/s), {} lines{rss}",
+            seconds_between(started, now_nanos()),
+            joined - last_joined,
+            shared.lines.load(Ordering::Relaxed),
+        );
+        last_joined = joined;
     })
 }
 
@@ -523,20 +518,14 @@ pub fn check(plan: &Plan) -> Result<()> {
 
 /// The daemons whose memory an idle run reports: the sum over all of them.
 #[derive(Debug, Clone)]
-struct Servers(Vec<u32>);
+struct Servers(Vec<Process>);
 
 impl Servers {
     fn memory(&self) -> Memory {
-        let mut total = Memory::default();
-        for &pid in &self.0 {
-            let m = Process::Pid(pid).memory().unwrap_or_default();
-            total.rss_kib += m.rss_kib;
-            total.peak_kib += m.peak_kib;
-        }
-        total
+        memory_of(&self.0)
     }
 
     fn reset_peak(&self) -> bool {
-        self.0.iter().all(|&pid| Process::Pid(pid).reset_peak().is_ok())
+        reset_peaks(&self.0)
     }
 }

@@ -7,12 +7,15 @@
 //! can time a message another sent (the W6 broadcast over six daemons). The histogram is
 //! log-linear (128 sub-buckets per power of two, under 0.8% error); each receiver records into
 //! its own and the run merges them, so the hot path has no atomic operation. Also here: the
-//! per-run tag that tells this run's messages from replayed history, and waiting for a stream of
-//! lines to go quiet.
+//! per-run tag that tells this run's messages from replayed history, waiting for a stream of
+//! lines to go quiet, and the once-a-second tick of the progress lines.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 static EPOCH: OnceLock<u64> = OnceLock::new();
 
@@ -102,6 +105,24 @@ pub async fn wait_until_quiet(lines: &AtomicU64, quiet: Duration, limit: Duratio
         }
     }
     seconds_between(started, now_nanos())
+}
+
+/// Calls `tick` once a second, from one second after the start, until `stop` changes: what
+/// prints a run's progress lines.
+pub fn spawn_every_second(
+    mut stop: watch::Receiver<bool>,
+    mut tick: impl FnMut() + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = ticks.tick() => tick(),
+            }
+        }
+    })
 }
 
 const SUB_BITS: u32 = 7;
