@@ -7,6 +7,8 @@
 //! `daemon::one_address_over_max_per_ip_is_refused_while_others_connect`.
 
 mod support;
+#[path = "support/terminal_oracle.rs"]
+mod terminal_oracle;
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -20,9 +22,10 @@ use std::time::{Duration, Instant};
 use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
-use unicode_properties::{GeneralCategory, UnicodeEmoji, UnicodeGeneralCategory};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use support::{Client, Server, WAIT, open_fds, poll_until, status_kib, strip_ansi};
+use terminal_oracle::check_printable;
 
 /// KiB in a MiB: `/proc` reports memory in KiB.
 const MIB: u64 = 1024;
@@ -617,63 +620,12 @@ async fn raw_lines_until(client: &mut Client, markers: &str) -> Vec<Vec<u8>> {
     }
 }
 
-/// Checks one received line: UTF-8, ends in the only `\r\n`, every ESC starts
-/// an SGR sequence `ESC [ digits/; m`, no other C0, no DEL, no C1, no format
-/// character (bidi included) or separator except a ZWJ between two emoji.
+/// Checks one received line: UTF-8, ends in the only `\r\n`, and is printable
+/// with SGR colour allowed (see `support/terminal_oracle.rs`).
 fn terminal_safe_line(raw: &[u8]) -> Result<(), String> {
     let body = raw.strip_suffix(b"\r\n").ok_or("no CRLF at the end")?;
     let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8: {e}"))?;
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '\x1b' {
-            i = sgr_end(&chars, i).ok_or("an escape that is not SGR colour")?;
-            continue;
-        }
-        if c.is_control() {
-            return Err(format!("control character {c:?}"));
-        }
-        match c.general_category() {
-            GeneralCategory::Format => {
-                let joins_emoji = c == '\u{200D}'
-                    && i > 0
-                    && is_pictograph(chars[i - 1])
-                    && chars.get(i + 1).is_some_and(|&n| is_pictograph(n));
-                if !joins_emoji {
-                    return Err(format!("format character {c:?}"));
-                }
-            }
-            GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator => {
-                return Err(format!("separator {c:?}"));
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    Ok(())
-}
-
-/// The index after the SGR sequence `ESC [ [0-9;]* m` that starts at `esc`.
-fn sgr_end(chars: &[char], esc: usize) -> Option<usize> {
-    if chars.get(esc + 1) != Some(&'[') {
-        return None;
-    }
-    let mut i = esc + 2;
-    while chars.get(i).is_some_and(|c| c.is_ascii_digit() || *c == ';') {
-        i += 1;
-    }
-    (chars.get(i) == Some(&'m')).then_some(i + 1)
-}
-
-/// What a zero-width joiner may glue: an emoji or symbol (as chat-proto's rule).
-fn is_pictograph(c: char) -> bool {
-    (c.is_emoji_char() && !c.is_ascii())
-        || matches!(
-            c.general_category(),
-            GeneralCategory::OtherSymbol | GeneralCategory::ModifierSymbol
-        )
-        || c == '\u{FE0F}'
+    check_printable(text, true)
 }
 
 // ---------------------------------------------------------------------------
