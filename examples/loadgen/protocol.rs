@@ -1,7 +1,7 @@
 //! The three protocols the load generator speaks: joining, framing a message, and the few
 //! server lines that need an answer or a count.
 //!
-//! - `chat` (ours): send the name, wait for `Welcome, <name>!`; a message is the token and `\n`;
+//! - `chat` (ours): send the name, wait for the welcome (read with chat-proto's `classify`); a message is the token and `\n`;
 //!   the sender gets no echo; `You missed N messages` counts what a lagging reader skipped.
 //! - `redis`: each client SUBSCRIBEs on its own connection; a sender PUBLISHes on a second one,
 //!   so every subscriber, the sender's own included, receives every message.
@@ -10,6 +10,8 @@
 //!   but the sender; PING gets a PONG.
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use chat_proto::terminal::strip_escapes;
+use chat_proto::{Heard, classify};
 use clap::ValueEnum;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -115,15 +117,17 @@ impl Protocol {
         }
     }
 
-    /// The count in a "you missed N messages" notice (our chat server's slow-reader notice).
+    /// The count in a "you missed N messages" notice (our chat server's
+    /// slow-reader notice), read through the server's own vocabulary.
     pub fn missed_count(self, line: &[u8]) -> Option<u64> {
         if self != Protocol::Chat {
             return None;
         }
-        let at = memchr::memmem::find(line, b"You missed ")?;
-        let digits: &[u8] = &line[at + b"You missed ".len()..];
-        let end = digits.iter().position(|b| !b.is_ascii_digit()).unwrap_or(digits.len());
-        std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
+        let text = strip_escapes(std::str::from_utf8(line).ok()?);
+        match classify(text.trim_end()) {
+            Heard::Missed { count } => Some(count),
+            _ => None,
+        }
     }
 }
 
@@ -167,14 +171,12 @@ async fn send(joined: &mut Joined, bytes: &[u8]) -> Result<()> {
 async fn join_chat(joined: &mut Joined, name: &str) -> Result<()> {
     // The name may go before the prompt arrives: the server reads it after greeting.
     send(joined, format!("{name}\n").as_bytes()).await?;
-    let welcome = format!("Welcome, {name}!");
     loop {
         let line = next_text(joined, "the welcome").await?;
-        if line.contains(&welcome) {
-            return Ok(());
-        }
-        if line.contains("Sorry") {
-            bail!("name {name} refused: {}", line.trim());
+        match classify(strip_escapes(&line).trim_end()) {
+            Heard::Welcome { name: welcomed } if welcomed == name => return Ok(()),
+            Heard::Refusal { reason } => bail!("name {name} refused: {reason}"),
+            _ => {}
         }
     }
 }
@@ -249,9 +251,8 @@ mod tests {
             Protocol::Irc.reply_to(b"PING :irc.local"),
             Some(b"PONG :irc.local\r\n".to_vec())
         );
-        assert_eq!(
-            Protocol::Chat.missed_count(b"*** You missed 1234 messages: your connection"),
-            Some(1234)
-        );
+        let notice = chat_proto::Line::notice(&chat_proto::vocabulary::missed(1234));
+        assert_eq!(Protocol::Chat.missed_count(notice.bytes(true)), Some(1234));
+        assert_eq!(Protocol::Chat.missed_count(b"*** You missed nothing"), None);
     }
 }
