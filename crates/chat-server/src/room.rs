@@ -425,7 +425,7 @@ impl Room {
     }
 
     /// True while the slowest reader in the queue is past the high-water
-    /// mark: local senders then wait (see `connection`), so readers that
+    /// mark: local senders then wait (see `subscription`), so readers that
     /// keep up lose nothing. Readers blocked on their sockets step out of
     /// the queue, so they never hold senders back for long.
     pub fn is_backlogged(&self) -> bool {
