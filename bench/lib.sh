@@ -112,6 +112,21 @@ start_chat() {
   wait_for_port "$PORT"
 }
 
+# loadgen LABEL PROTOCOL PORT PID ARGS...: one run, its JSON line appended to the results.
+loadgen() {
+  local label=$1 protocol=$2 port=$3 pid=$4
+  shift 4
+  local extra=()
+  [ "$protocol" = irc ] && extra=(--oper bench:bench)
+  taskset -c "$LOADGEN_CPU" "$LOADGEN" --protocol "$protocol" --addr "127.0.0.1:$port" \
+    --server-pid "$pid" --label "$label" --quiet "${extra[@]}" "$@" \
+    >>"$RESULTS" 2>>"$OUT/loadgen.log" || {
+    log "$label $protocol: load generator failed (see $OUT/loadgen.log)"
+    tail -3 "$OUT/loadgen.log" >&2
+  }
+  tail -n 1 "$RESULTS" >&2
+}
+
 stop() {
   local pid=$1
   kill "$pid" 2>/dev/null || true
