@@ -554,7 +554,7 @@ async fn no_byte_a_terminal_would_interpret_reaches_anyone_but_colour() {
     for (mut client, mut lines) in newcomers {
         if String::from_utf8_lossy(lines.last().expect("a reply")).contains("Welcome,") {
             client.send("/who").await;
-            lines.extend(raw_lines_until(&mut client, " online:").await);
+            lines.extend(raw_lines_until(&mut client, " online in ").await);
         }
         everyone.push(("a newcomer", lines));
     }

@@ -184,7 +184,7 @@ async fn newcomers_to_a_degraded_room_are_told_in_the_welcome() {
         assert_eq!(told, 1, "{name} must be told once that the room is degraded: {welcome:#?}");
         // Told once: the barrier of a round trip brings no second notice.
         user.send("/who").await;
-        let after = user.lines_until(|l| l.contains("online:")).await;
+        let after = user.lines_until(|l| l.contains(" online in ")).await;
         assert!(after.iter().all(|l| !l.contains("degraded")), "{after:#?}");
     }
 }

@@ -12,7 +12,13 @@
 pub enum Command<'a> {
     Message(&'a str),
     Help,
-    Who,
+    /// `/who` (the current room) or `/who #room`.
+    Who(Option<&'a str>),
+    /// `/join #room`: join it (creating it) and make it current.
+    Join(&'a str),
+    /// `/part [#room]`: leave it (default: the current room).
+    Part(Option<&'a str>),
+    Rooms,
     Nick(&'a str),
     Me(&'a str),
     Msg {
@@ -50,9 +56,27 @@ pub const HELP: CommandSpec =
     CommandSpec { name: "help", aliases: &["?"], usage: "/help", help: "this list" };
 pub const WHO: CommandSpec = CommandSpec {
     name: "who",
-    aliases: &["names", "list"],
-    usage: "/who",
-    help: "who is online, with their themes",
+    aliases: &["names"],
+    usage: "/who [#ROOM]",
+    help: "who is in this room (or another), with their themes",
+};
+pub const JOIN: CommandSpec = CommandSpec {
+    name: "join",
+    aliases: &["j"],
+    usage: "/join #ROOM",
+    help: "join a room (creating it) and talk there",
+};
+pub const PART: CommandSpec = CommandSpec {
+    name: "part",
+    aliases: &[],
+    usage: "/part [#ROOM]",
+    help: "leave a room (default: the one you talk in)",
+};
+pub const ROOMS: CommandSpec = CommandSpec {
+    name: "rooms",
+    aliases: &["list", "channels"],
+    usage: "/rooms",
+    help: "the rooms that have people, and yours",
 };
 pub const NICK: CommandSpec =
     CommandSpec { name: "nick", aliases: &["name"], usage: "/nick NEW", help: "change your name" };
@@ -82,7 +106,7 @@ pub const QUIT: CommandSpec = CommandSpec {
 };
 
 /// Every command, in the order `/help` lists them.
-pub const COMMANDS: &[CommandSpec] = &[HELP, WHO, NICK, ME, MSG, COLOR, QUIT];
+pub const COMMANDS: &[CommandSpec] = &[HELP, WHO, JOIN, PART, ROOMS, NICK, ME, MSG, COLOR, QUIT];
 
 /// The lines of `/help`.
 pub fn help_lines() -> Vec<String> {
@@ -112,7 +136,13 @@ pub fn parse(line: &str) -> Command<'_> {
     let usage = Command::Usage(spec.usage);
     match spec.name {
         "help" => Command::Help,
-        "who" => Command::Who,
+        "who" => Command::Who(rest.split_whitespace().next()),
+        "join" => match rest.split_whitespace().next() {
+            Some(room) => Command::Join(room),
+            None => usage,
+        },
+        "part" => Command::Part(rest.split_whitespace().next()),
+        "rooms" => Command::Rooms,
         "nick" if rest.is_empty() => usage,
         "nick" => Command::Nick(rest),
         "me" if rest.is_empty() => usage,
@@ -164,6 +194,19 @@ mod tests {
         assert_eq!(parse("/color off"), Command::Color(Some(false)));
         assert_eq!(parse("/quit gone fishing"), Command::Quit(Some("gone fishing")));
         assert_eq!(parse("/quit"), Command::Quit(None));
+    }
+
+    #[test]
+    fn room_commands() {
+        assert_eq!(parse("/join #rust"), Command::Join("#rust"));
+        assert_eq!(parse("/J rust"), Command::Join("rust"));
+        assert_eq!(parse("/join"), Command::Usage("/join #ROOM"));
+        assert_eq!(parse("/part"), Command::Part(None));
+        assert_eq!(parse("/part #rust bye"), Command::Part(Some("#rust")));
+        assert_eq!(parse("/rooms"), Command::Rooms);
+        assert_eq!(parse("/list"), Command::Rooms);
+        assert_eq!(parse("/who"), Command::Who(None));
+        assert_eq!(parse("/who #rust"), Command::Who(Some("#rust")));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! client infers from it (its name, a clean goodbye) is lost.
 
 use crate::name::Name;
+use crate::room::RoomName;
 use crate::theme::Theme;
 
 /// What every notice starts with (see [`crate::Line::notice`]).
@@ -39,6 +40,29 @@ const WELCOME_PREFIX: &str = "Welcome, ";
 const RENAMED_PREFIX: &str = "You are now known as ";
 const MISSED_PREFIX: &str = "You missed ";
 const MISSED_SUFFIX: &str = " messages: your connection is not keeping up.";
+const NOW_IN_PREFIX: &str = "You are now in ";
+
+/// What starts a line from a room other than the reader's current one:
+/// `[#rust] 🦊 alice: hello`.
+pub fn room_tag(room: &RoomName) -> String {
+    format!("[{room}] ")
+}
+
+/// The line that tells a user which room their plain lines now go to.
+pub fn now_in(room: &RoomName) -> String {
+    format!("{NOW_IN_PREFIX}{room}.")
+}
+
+/// The room a line is tagged with, and the line without its tag.
+pub fn split_room_tag(plain: &str) -> (Option<&str>, &str) {
+    let tagged = plain.strip_prefix("[#").and_then(|rest| rest.split_once("] "));
+    match tagged {
+        Some((room, line)) if !room.contains(char::is_whitespace) => {
+            (Some(&plain[1..room.len() + 2]), line)
+        }
+        _ => (None, plain),
+    }
+}
 
 /// Why a name (or anything else) was refused: `Sorry, that name is taken.`
 pub fn refusal(reason: &str) -> String {
@@ -81,6 +105,8 @@ pub enum Heard<'a> {
     Renamed { name: &'a str },
     /// We fell behind and skipped this many lines.
     Missed { count: u64 },
+    /// Our plain lines now go to this room.
+    CurrentRoom { room: &'a str },
     /// The server is about to close the connection.
     Goodbye(Goodbye),
     /// Any other notice from the server, without its mark.
@@ -105,8 +131,11 @@ pub enum Goodbye {
     NameTimeout,
 }
 
-/// Reads a received line, escapes already stripped.
+/// Reads a received line, escapes already stripped. A room tag
+/// ([`room_tag`]) is looked through: `[#rust] 🦊 alice: hi` is alice
+/// speaking (see [`split_room_tag`] for the room).
 pub fn classify(plain: &str) -> Heard<'_> {
+    let (_, plain) = split_room_tag(plain);
     if let Some(notice) = plain.strip_prefix(NOTICE_MARK) {
         return classify_notice(notice);
     }
@@ -134,6 +163,9 @@ fn classify_notice(notice: &str) -> Heard<'_> {
     }
     if let Some(name) = notice.strip_prefix(RENAMED_PREFIX).and_then(|n| n.strip_suffix('.')) {
         return Heard::Renamed { name };
+    }
+    if let Some(room) = notice.strip_prefix(NOW_IN_PREFIX).and_then(|n| n.strip_suffix('.')) {
+        return Heard::CurrentRoom { room };
     }
     if let Some((name, _)) = notice.strip_prefix(WELCOME_PREFIX).and_then(|n| n.split_once("! ")) {
         return Heard::Welcome { name };
@@ -219,6 +251,18 @@ mod tests {
         for (line, heard) in cases {
             assert_eq!(classify(plain(&line)), heard, "{}", plain(&line));
         }
+    }
+
+    #[test]
+    fn room_tags_are_looked_through_and_the_current_room_is_read() {
+        let rust = RoomName::parse("rust").expect("valid");
+        let line = Line::chat(&THEMES[0], &name("alice"), "hi");
+        let tagged = format!("{}{}", room_tag(&rust), plain(&line));
+        assert_eq!(split_room_tag(&tagged), (Some("#rust"), plain(&line)));
+        assert_eq!(classify(&tagged), Heard::Said { speaker: "alice", text: "hi", private: false });
+        assert_eq!(split_room_tag("[#a b] x"), (None, "[#a b] x"));
+        let now = Line::notice(&now_in(&rust));
+        assert_eq!(classify(plain(&now)), Heard::CurrentRoom { room: "#rust" });
     }
 
     #[test]

@@ -1,19 +1,25 @@
 //! What a named user's line does: a message, or one of the slash commands.
 //!
 //! The line is sanitised, parsed with [`chat_proto::command::parse`] (the
-//! vocabulary the client shares), and carried out here: changes to the room
-//! go through the [`Hub`](crate::hub::Hub), replies go to the user's own
-//! output. A message is followed by pacing, so a flat-out sender moves at
-//! the room's pace.
+//! vocabulary the client shares), and carried out here: changes to rooms
+//! and people go through the [`Hub`](crate::hub::Hub), replies go to the
+//! user's own output. Plain lines and `/me` go to the current room; a
+//! message is followed by pacing, so a flat-out sender moves at the room's
+//! pace.
+
+use std::sync::Arc;
 
 use chat_proto::command::{self, Command};
-use chat_proto::{Line, Name, sanitize_text, vocabulary};
+use chat_proto::{Line, Name, RoomKey, RoomName, sanitize_text, vocabulary};
 use tokio::io::AsyncWrite;
 use tracing::info;
 
 use crate::context::Context;
+use crate::hub::Joined;
 use crate::output::Output;
+use crate::room::{Listing, RoomError};
 use crate::session::{End, Session};
+use crate::subscription::Subscription;
 
 /// Carries out one line the user sent.
 pub async fn execute<W: AsyncWrite + Unpin>(
@@ -36,7 +42,10 @@ pub async fn execute<W: AsyncWrite + Unpin>(
             }
             Ok(out.flush().await?)
         }
-        Command::Who => who(ctx, session, out).await,
+        Command::Who(room) => who(ctx, session, out, room).await,
+        Command::Join(room) => join(ctx, session, out, room).await,
+        Command::Part(room) => part(ctx, session, out, room).await,
+        Command::Rooms => rooms(ctx, session, out).await,
         Command::Nick(new) => rename(ctx, session, out, new).await,
         Command::Msg { to, text } => {
             let reply = match ctx.hub.whisper(&session.speaker, to, text) {
@@ -63,8 +72,8 @@ pub async fn execute<W: AsyncWrite + Unpin>(
     }
 }
 
-/// A message or action to the room; a lonely speaker is told, and a
-/// flat-out one waits for the room's readers.
+/// A message or action to the current room; a lonely speaker is told, and
+/// a flat-out one waits for the room's readers.
 async fn say<W: AsyncWrite + Unpin>(
     ctx: &Context,
     session: &mut Session,
@@ -72,25 +81,120 @@ async fn say<W: AsyncWrite + Unpin>(
     text: &str,
     action: bool,
 ) -> Result<(), End> {
-    let others = ctx.hub.say(&session.speaker, text, action);
+    let room = Arc::clone(session.rooms.current());
+    let others = ctx.hub.say(&session.speaker, &room, text, action);
     if others == 0 {
         out.say(&Line::notice(vocabulary::ALONE)).await?;
     }
-    Ok(session.subscription.pace(out, || ctx.hub.is_backlogged()).await?)
+    Ok(session.rooms.pace(out, |room| ctx.hub.is_backlogged(room)).await?)
 }
 
+/// `/who` (the current room) or `/who #room`.
 async fn who<W: AsyncWrite + Unpin>(
     ctx: &Context,
     session: &Session,
     out: &mut Output<W>,
+    room: Option<&str>,
 ) -> Result<(), End> {
-    let members = ctx.hub.room().who();
-    out.push(&Line::notice(&format!("{} online:", members.len())));
+    let current = session.rooms.current();
+    let (key, name) = match room {
+        Some(typed) => (RoomKey::of(typed), typed.to_owned()),
+        None => (current.key().clone(), current.name().to_string()),
+    };
+    let members = match ctx.hub.who(&key) {
+        Ok(members) => members,
+        Err(e) => return Ok(out.say(&Line::notice(&vocabulary::refusal(&e.to_string()))).await?),
+    };
+    out.push(&Line::notice(&format!("{} online in {name}:", members.len())));
+    push_listings(out, &members, &session.speaker.name);
+    Ok(out.flush().await?)
+}
+
+fn push_listings<W: AsyncWrite + Unpin>(out: &mut Output<W>, members: &[Listing], me: &Name) {
     for member in members {
-        let you = if member.name == session.speaker.name { " (you)" } else { "" };
+        let you = if member.name == *me { " (you)" } else { "" };
         let entry =
             format!("  {} {} ({}){you}", member.theme.emoji, member.name, member.theme.colour);
         out.push(&Line::plain(&entry));
+    }
+}
+
+/// `/join #room`: joins (opening the room) and makes it current, or makes
+/// it current if already in.
+async fn join<W: AsyncWrite + Unpin>(
+    ctx: &Context,
+    session: &mut Session,
+    out: &mut Output<W>,
+    typed: &str,
+) -> Result<(), End> {
+    let name = match RoomName::parse(typed) {
+        Ok(name) => name,
+        Err(e) => return Ok(out.say(&Line::notice(&vocabulary::refusal(&e.to_string()))).await?),
+    };
+    match ctx.hub.join_room(&session.speaker, &name) {
+        Ok(Some(Joined { room, entry })) => {
+            info!(id = session.speaker.id, room = %room.name(), "joined a room");
+            out.push(&Line::notice(&format!(
+                "You joined {}. {}",
+                room.name(),
+                entry.online.describe()
+            )));
+            if !entry.history.is_empty() {
+                out.push(&Line::notice(&format!("Recent messages in {}:", room.name())));
+                for event in &entry.history {
+                    out.push(&event.line);
+                }
+            }
+            let key = room.key().clone();
+            session.rooms.add(Subscription::new(room, entry.events, session.speaker.id));
+            session.rooms.set_current(&key);
+        }
+        Ok(None) => session.rooms.set_current(&name.key()),
+        Err(e) => return Ok(out.say(&Line::notice(&vocabulary::refusal(&e.to_string()))).await?),
+    }
+    let now_in = vocabulary::now_in(session.rooms.current().name());
+    Ok(out.say(&Line::notice(&now_in)).await?)
+}
+
+/// `/part [#room]`: leaves a room (default: the current one), never the last.
+async fn part<W: AsyncWrite + Unpin>(
+    ctx: &Context,
+    session: &mut Session,
+    out: &mut Output<W>,
+    typed: Option<&str>,
+) -> Result<(), End> {
+    let key = match typed {
+        Some(typed) => RoomKey::of(typed),
+        None => session.rooms.current().key().clone(),
+    };
+    let name = match ctx.hub.part_room(&session.speaker, &key) {
+        Ok(name) => name,
+        Err(e) => return Ok(out.say(&Line::notice(&vocabulary::refusal(&e.to_string()))).await?),
+    };
+    info!(id = session.speaker.id, room = %name, "left a room");
+    out.push(&Line::notice(&format!("You left {name}.")));
+    if let Some(current) = session.rooms.remove(&key) {
+        out.push(&Line::notice(&vocabulary::now_in(current.name())));
+    }
+    Ok(out.flush().await?)
+}
+
+/// `/rooms`: the rooms that have members, yours and your current one marked.
+async fn rooms<W: AsyncWrite + Unpin>(
+    ctx: &Context,
+    session: &Session,
+    out: &mut Output<W>,
+) -> Result<(), End> {
+    let listings = ctx.hub.room_list();
+    let current = session.rooms.current().key();
+    out.push(&Line::notice(&format!("{} rooms:", listings.len())));
+    for room in listings {
+        let mark = match (&room.key == current, session.rooms.contains(&room.key)) {
+            (true, _) => " (yours, current)",
+            (false, true) => " (yours)",
+            (false, false) => "",
+        };
+        out.push(&Line::plain(&format!("  {} ({}){mark}", room.name, room.users)));
     }
     Ok(out.flush().await?)
 }
@@ -111,7 +215,7 @@ async fn rename<W: AsyncWrite + Unpin>(
             info!(id = session.speaker.id, %old, new = %session.speaker.name, "renamed");
             vocabulary::renamed(&session.speaker.name)
         }
-        Err(e) => vocabulary::refusal(&e.to_string()),
+        Err(e) => vocabulary::refusal(&RoomError::to_string(&e)),
     };
     Ok(out.say(&Line::notice(&reply)).await?)
 }

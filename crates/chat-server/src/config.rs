@@ -63,7 +63,17 @@ pub struct Config {
     #[arg(long, value_name = "SECS", env = "CHAT_NAME_TIMEOUT", default_value_t = 60.0)]
     pub name_timeout: f64,
 
-    /// Messages of recent history replayed to a user who joins. 0 disables.
+    /// Rooms open at once on this daemon; one more is refused with a notice.
+    #[arg(long, value_name = "N", env = "CHAT_MAX_ROOMS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rooms: u32,
+
+    /// Rooms one user may be in at once.
+    #[arg(long, value_name = "N", env = "CHAT_ROOMS_PER_USER", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rooms_per_user: u32,
+
+    /// Messages of recent history replayed to a user who joins a room. 0 disables.
     #[arg(long, value_name = "N", env = "CHAT_HISTORY", default_value_t = 20)]
     pub history: usize,
 
@@ -110,6 +120,8 @@ pub struct Limits {
     pub burst: u32,
     pub name_timeout: Duration,
     pub history: usize,
+    pub max_rooms: usize,
+    pub rooms_per_user: usize,
     pub queue: usize,
     pub write_timeout: Duration,
     pub color: bool,
@@ -151,6 +163,8 @@ impl Config {
             burst: self.burst.max(1),
             name_timeout: seconds("name-timeout", self.name_timeout)?,
             history: self.history,
+            max_rooms: self.max_rooms as usize,
+            rooms_per_user: self.rooms_per_user as usize,
             queue: self.queue as usize,
             write_timeout: seconds("write-timeout", self.write_timeout)?,
             color: !self.no_color,

@@ -1,10 +1,10 @@
 //! One client, from greeting to goodbye.
 //!
-//! A connection is a single task: it asks for a name, joins the room
+//! A connection is a single task: it asks for a name, arrives in `#lobby`
 //! through the [`Hub`](crate::hub::Hub), then `select!`s over the shutdown
-//! signal, direct messages (private lines, kicks), the room's queue (its
-//! [`Subscription`]) and its own input, whose lines [`command::execute`]
-//! carries out. Output drains everything already queued into one write.
+//! signal, direct messages (private lines, server notices, kicks), the
+//! queues of its rooms (its [`Memberships`]) and its own input, whose
+//! lines [`command::execute`] carries out. Output drains everything already queued into one write.
 //! Input is read no faster than `--rate` allows, so a flooder is slowed by
 //! TCP itself and loses nothing. It ends with a goodbye that the kernel
 //! cannot reset away.
@@ -22,12 +22,13 @@ use tracing::info;
 
 use crate::command;
 use crate::context::Context;
-use crate::hub::Speaker;
+use crate::hub::{Arrival, Speaker};
 use crate::output::Output;
-use crate::room::{ConnId, Direct, Event, Membership, Online};
-use crate::session::{End, Session};
+use crate::people::Direct;
+use crate::room::{ConnId, Event, Online};
+use crate::session::{End, Memberships, Session};
 use crate::stats::Stats;
-use crate::subscription::{Drain, Subscription};
+use crate::subscription::Subscription;
 use crate::throttle::Throttle;
 
 /// Initial read buffer: small, since most connections are idle most of the time.
@@ -64,7 +65,7 @@ where
 {
     let limits = &ctx.limits;
     let input = FramedRead::with_capacity(reader, ChatCodec::new(limits.max_line), READ_BUFFER);
-    let stats = Arc::clone(&ctx.hub.room().stats);
+    let stats = Arc::clone(ctx.hub.stats());
     let output = Output::new(writer, limits.color, limits.write_timeout, stats);
     let mut connection = Connection { id, peer, ctx: Arc::clone(&ctx), input, output };
     info!(%peer, id, "connected");
@@ -121,16 +122,18 @@ where
             }
             let hub = &self.ctx.hub;
             let outcome = match raw.trim() {
-                "" => hub.join_as_guest(self.id, self.peer).await,
+                "" => hub.arrive_as_guest(self.id, self.peer).await,
                 typed => match Name::parse(typed) {
-                    Ok(name) => hub.join(self.id, name, self.peer).await.map_err(|e| e.to_string()),
+                    Ok(name) => {
+                        hub.arrive(self.id, name, self.peer).await.map_err(|e| e.to_string())
+                    }
                     Err(e) => Err(e.to_string()),
                 },
             };
             match outcome {
-                Ok((name, membership)) => {
+                Ok((name, arrival)) => {
                     info!(peer = %self.peer, id = self.id, %name, "named");
-                    return Ok(self.start_session(name, membership));
+                    return Ok(self.start_session(name, arrival));
                 }
                 Err(reason) => {
                     self.output.push(&Line::notice(&vocabulary::refusal(&reason)));
@@ -140,17 +143,17 @@ where
         }
     }
 
-    fn start_session(&self, name: Name, membership: Membership) -> (Session, Welcome) {
-        let Membership { theme, online, history, degraded, events, inbox } = membership;
-        let room = Arc::clone(self.ctx.hub.room());
+    fn start_session(&self, name: Name, arrival: Arrival) -> (Session, Welcome) {
+        let Arrival { theme, inbox, degraded, lobby } = arrival;
         let limits = &self.ctx.limits;
+        let entry = lobby.entry;
         let session = Session {
-            speaker: Speaker { id: self.id, name, theme },
-            subscription: Subscription::new(room, events, self.id),
+            speaker: Speaker { id: self.id, name, theme, peer: self.peer },
+            rooms: Memberships::new(Subscription::new(lobby.room, entry.events, self.id)),
             inbox,
             throttle: Throttle::new(limits.line_interval, limits.burst),
         };
-        (session, Welcome { online, history, degraded })
+        (session, Welcome { online: entry.online, history: entry.history, degraded })
     }
 
     /// Turns one read into a line (`None` for an overlong line, already answered)
@@ -182,7 +185,7 @@ where
         if degraded {
             self.output.push(&Line::notice(vocabulary::DEGRADED));
         }
-        self.output.push(&Line::notice(&online_line(&online)));
+        self.output.push(&Line::notice(&online.describe()));
         if !history.is_empty() {
             self.output.push(&Line::notice("Recent messages:"));
             for event in &history {
@@ -195,23 +198,23 @@ where
 
     async fn chat(&mut self, session: &mut Session) -> End {
         loop {
-            if session.subscription.is_empty() {
+            if session.rooms.is_idle() {
                 self.output.release();
             }
             let ready_at = session.throttle.ready_at();
             let step = tokio::select! {
                 biased;
                 _ = self.ctx.shutdown.cancelled() => {
-                    session.subscription.drain_into(&mut self.output, Drain::All);
+                    session.rooms.drain_all(&mut self.output);
                     return End::Shutdown;
                 }
                 direct = session.inbox.next() => self.on_direct(direct).await,
-                delivery = session.subscription.next() => {
-                    if !session.subscription.push(delivery, &mut self.output) {
-                        return End::Shutdown;
+                (at, delivery) = session.rooms.next() => {
+                    match session.rooms.deliver(at, delivery, &mut self.output).await {
+                        Ok(true) => Ok(()),
+                        Ok(false) => return End::Shutdown,
+                        Err(error) => Err(End::from(error)),
                     }
-                    session.subscription.drain_into(&mut self.output, Drain::Batch);
-                    session.subscription.flush_or_step_aside(&mut self.output).await.map_err(End::from)
                 }
                 frame = read_when_allowed(&mut self.input, ready_at) => {
                     session.throttle.took_line();
@@ -275,19 +278,6 @@ async fn read_when_allowed<R: AsyncRead + Unpin>(
         tokio::time::sleep_until(at).await;
     }
     input.next().await
-}
-
-fn online_line(online: &Online) -> String {
-    let others = match online {
-        Online::Many(count) => return format!("{count} others are online; /who lists them."),
-        Online::Listed(others) => others,
-    };
-    if others.is_empty() {
-        return "Nobody else is here yet.".to_owned();
-    }
-    let names: Vec<String> =
-        others.iter().map(|m| format!("{} {}", m.theme.emoji, m.name)).collect();
-    format!("Online: {}", names.join(", "))
 }
 
 /// A first line like `GET / HTTP/1.1`: a browser or HTTP client that found our port.

@@ -8,7 +8,7 @@
 use std::io::BufRead;
 use std::sync::Arc;
 
-use chat_proto::sanitize_text;
+use chat_proto::{LOBBY, RoomKey, sanitize_text};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
@@ -16,8 +16,8 @@ use crate::context::Context;
 use crate::room::Place;
 use crate::stats::Stats;
 
-const CONSOLE_HELP: &str =
-    "console commands: /who, /kick NAME [reason], /say TEXT, /stats, /quit (or exit)";
+const CONSOLE_HELP: &str = "console commands: /who [#room], /rooms, /kick NAME [reason], \
+     /say [#room] TEXT, /stats, /quit (or exit)";
 
 /// Starts reading operator commands from stdin.
 pub fn spawn(ctx: Arc<Context>) {
@@ -61,12 +61,10 @@ pub fn execute(ctx: &Context, line: &str) -> String {
     };
     match command {
         "" => String::new(),
-        "/who" | "who" => who(ctx),
+        "/who" | "who" => who(ctx, rest),
+        "/rooms" | "rooms" => rooms(ctx),
         "/kick" | "kick" => kick(ctx, rest),
-        "/say" | "say" if !rest.is_empty() => {
-            let receivers = ctx.hub.announce(rest);
-            format!("said to {receivers} users")
-        }
+        "/say" | "say" if !rest.is_empty() => say(ctx, rest),
         "/stats" | "stats" => stats(ctx),
         "/quit" | "quit" | "exit" | "/exit" => {
             info!("shutdown requested from the console");
@@ -77,9 +75,37 @@ pub fn execute(ctx: &Context, line: &str) -> String {
     }
 }
 
-fn who(ctx: &Context) -> String {
-    let members = ctx.hub.room().who();
-    let mut out = format!("{} online", members.len());
+/// `/say TEXT` speaks in every room, `/say #room TEXT` in one.
+fn say(ctx: &Context, rest: &str) -> String {
+    let (room, text) = match rest.split_once(' ') {
+        Some((room, text)) if room.starts_with('#') && !text.trim().is_empty() => {
+            (Some(RoomKey::of(room)), text.trim())
+        }
+        _ => (None, rest),
+    };
+    match ctx.hub.announce(text, room.as_ref()) {
+        Ok(receivers) => format!("said to {receivers} users"),
+        Err(e) => format!("cannot say that: {e}"),
+    }
+}
+
+fn rooms(ctx: &Context) -> String {
+    let listings = ctx.hub.room_list();
+    let mut out = format!("{} rooms", listings.len());
+    for room in listings {
+        out.push_str(&format!("\n  {} ({} users)", room.name, room.users));
+    }
+    out
+}
+
+/// `/who` lists `#lobby` (where everyone starts); `/who #room` another room.
+fn who(ctx: &Context, room: &str) -> String {
+    let room = if room.is_empty() { LOBBY } else { room };
+    let members = match ctx.hub.who(&RoomKey::of(room)) {
+        Ok(members) => members,
+        Err(e) => return format!("cannot list {room}: {e}"),
+    };
+    let mut out = format!("{} online in {room}", members.len());
     for member in members {
         let place = match member.place {
             Place::Here(peer) => format!("from {peer}"),
@@ -103,7 +129,7 @@ fn kick(ctx: &Context, rest: &str) -> String {
     }
     let reason = if reason.is_empty() { "no reason given" } else { reason };
     match ctx.hub.kick(name, reason) {
-        Ok(member) => format!("kicked {}", member.name),
+        Ok(person) => format!("kicked {}", person.name),
         Err(e) => format!("cannot kick {name}: {e}"),
     }
 }
@@ -112,12 +138,13 @@ fn stats(ctx: &Context) -> String {
     let s = ctx.hub.stats();
     let get = Stats::get;
     format!(
-        "uptime {}s, connections {} open / {} total, users {}, messages {}, missed lines {}, \
-         overlong lines {}, slow disconnects {}, refused {}",
+        "uptime {}s, connections {} open / {} total, users {}, rooms {}, messages {}, \
+         missed lines {}, overlong lines {}, slow disconnects {}, refused {}",
         ctx.started.elapsed().as_secs(),
         ctx.connections(),
         get(&s.connections),
-        ctx.hub.room().member_count(),
+        ctx.hub.people().local_count(),
+        ctx.hub.rooms().count(),
         get(&s.messages),
         get(&s.missed),
         get(&s.too_long),

@@ -1,23 +1,27 @@
 //! The one door to the shared state: every change a user or the operator
 //! makes goes through [`Hub`].
 //!
-//! Joining, renaming, saying, acting, whispering, leaving, announcing and
-//! kicking each apply the change to the local [`Room`] and, when a
-//! backplane is configured, hand it on to the other daemons (claiming and
-//! releasing names there too). Connection and console code call the hub
-//! and never the room's writers or the backplane directly, so no call site
-//! has to remember to tell another daemon. Reads (who is here, counts) go to
-//! the room through [`Hub::room`].
+//! Arriving, joining and parting rooms, renaming, saying, acting,
+//! whispering, leaving, announcing and kicking each apply the change to
+//! [`People`] and the [`Rooms`] involved and, when a backplane is
+//! configured, hand it on to the other daemons (claiming and releasing
+//! names there too). Connection and console code call the hub and never
+//! the rooms' writers or the backplane directly, so no call site has to
+//! remember to tell another daemon. A change that concerns one person in
+//! several rooms (a rename, a departure) goes to each of their rooms with
+//! the list of them, so someone who shares several sees it once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use chat_proto::{Line, Name, Theme};
+use chat_proto::{Line, Name, RoomKey, RoomName, Theme};
 use tracing::info;
 
 use crate::backplane::Backplane;
 use crate::backplane::wire::Wire;
-use crate::room::{ConnId, Direct, Member, Membership, Message, Room, RoomError, theme_index};
+use crate::people::{Admitted, Direct, Inbox, People, Person, theme_index};
+use crate::room::{ConnId, Entry, Listing, Member, Message, Room, RoomError, Scope};
+use crate::rooms::{RoomListing, Rooms};
 use crate::stats::Stats;
 
 /// Attempts at a free `guest-NNNN` name before giving up.
@@ -29,40 +33,76 @@ pub struct Speaker {
     pub id: ConnId,
     pub name: Name,
     pub theme: Theme,
+    pub peer: SocketAddr,
+}
+
+impl Speaker {
+    fn member(&self) -> Member {
+        Member { name: self.name.clone(), theme: self.theme, peer: self.peer }
+    }
+}
+
+/// A room just joined, and what the joiner is shown of it.
+pub struct Joined {
+    pub room: Arc<Room>,
+    pub entry: Entry,
+}
+
+/// What a newcomer gets on arrival: a theme, an inbox, whether the other
+/// daemons are reachable, and `#lobby`.
+pub struct Arrival {
+    pub theme: Theme,
+    pub inbox: Arc<Inbox>,
+    pub degraded: bool,
+    pub lobby: Joined,
 }
 
 pub struct Hub {
-    room: Arc<Room>,
+    people: Arc<People>,
+    rooms: Arc<Rooms>,
     backplane: Option<Backplane>,
+    stats: Arc<Stats>,
+    rooms_per_user: usize,
 }
 
 impl Hub {
-    pub fn new(room: Arc<Room>, backplane: Option<Backplane>) -> Self {
-        Hub { room, backplane }
+    pub fn new(
+        people: Arc<People>,
+        rooms: Arc<Rooms>,
+        backplane: Option<Backplane>,
+        stats: Arc<Stats>,
+        rooms_per_user: usize,
+    ) -> Self {
+        Hub { people, rooms, backplane, stats, rooms_per_user }
     }
 
-    /// The room, for reading who is here and how many.
-    pub fn room(&self) -> &Arc<Room> {
-        &self.room
+    /// Who is connected, for reading.
+    pub fn people(&self) -> &People {
+        &self.people
+    }
+
+    /// Which rooms are open, for reading.
+    pub fn rooms(&self) -> &Rooms {
+        &self.rooms
     }
 
     pub fn backplane(&self) -> Option<&Backplane> {
         self.backplane.as_ref()
     }
 
-    pub fn stats(&self) -> &Stats {
-        &self.room.stats
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
     }
 
-    /// Joins as `name`: free here, claimed across daemons, then admitted and
-    /// announced everywhere.
-    pub async fn join(
+    /// Arrives as `name`: free here, claimed across daemons, admitted, and
+    /// in `#lobby`, announced everywhere.
+    pub async fn arrive(
         &self,
         id: ConnId,
         name: Name,
         peer: SocketAddr,
-    ) -> Result<(Name, Membership), RoomError> {
-        if !self.room.is_name_free(&name) {
+    ) -> Result<(Name, Arrival), RoomError> {
+        if !self.people.is_name_free(&name) {
             return Err(RoomError::NameTaken);
         }
         if let Some(bp) = &self.backplane
@@ -70,36 +110,48 @@ impl Hub {
         {
             return Err(RoomError::NameTaken);
         }
-        match self.room.join(id, name.clone(), peer) {
-            Ok(membership) => {
-                if let Some(bp) = &self.backplane {
-                    let theme = theme_index(&membership.theme);
-                    bp.forward(Wire::Join { node: bp.node(), name: name.clone(), theme });
-                }
-                Ok((name, membership))
-            }
+        let admitted = match self.people.admit(id, name.clone(), peer) {
+            Ok(admitted) => admitted,
             Err(error) => {
                 if let Some(bp) = &self.backplane {
                     bp.release(name);
                 }
-                Err(error)
+                return Err(error);
             }
+        };
+        let speaker = Speaker { id, name: name.clone(), theme: admitted.theme, peer };
+        let notice = |_: &Room| format!("{} {} joined", speaker.theme.emoji, speaker.name);
+        let lobby = match self.enter(&speaker, &RoomName::lobby(), notice) {
+            Ok(lobby) => lobby,
+            Err(error) => {
+                self.people.remove(id);
+                if let Some(bp) = &self.backplane {
+                    bp.release(name);
+                }
+                return Err(error);
+            }
+        };
+        if let Some(bp) = &self.backplane {
+            let theme = theme_index(&speaker.theme);
+            bp.forward(Wire::Join { node: bp.node(), name: name.clone(), theme });
         }
+        let Admitted { theme, inbox, degraded } = admitted;
+        Ok((name, Arrival { theme, inbox, degraded, lobby }))
     }
 
-    /// Joins under a free generated name (`guest-1234`).
-    pub async fn join_as_guest(
+    /// Arrives under a free generated name (`guest-1234`).
+    pub async fn arrive_as_guest(
         &self,
         id: ConnId,
         peer: SocketAddr,
-    ) -> Result<(Name, Membership), String> {
+    ) -> Result<(Name, Arrival), String> {
         for _ in 0..GUEST_ATTEMPTS {
             let number: u32 = rand::random_range(1000..10_000);
             let Ok(name) = Name::parse(&format!("guest-{number}")) else {
                 continue;
             };
-            match self.join(id, name, peer).await {
-                Ok(joined) => return Ok(joined),
+            match self.arrive(id, name, peer).await {
+                Ok(arrived) => return Ok(arrived),
                 Err(RoomError::NameTaken) => continue,
                 Err(e) => return Err(e.to_string()),
             }
@@ -107,11 +159,66 @@ impl Hub {
         Err("no guest name is free; please type a name".to_owned())
     }
 
+    /// Enters a room (opening it); its members are told `notice(room)`.
+    fn enter(
+        &self,
+        speaker: &Speaker,
+        name: &RoomName,
+        notice: impl FnOnce(&Room) -> String,
+    ) -> Result<Joined, RoomError> {
+        let joined = self.rooms.enter(name, |room| Joined {
+            room: Arc::clone(room),
+            entry: room.join(speaker.id, speaker.member(), notice(room)),
+        })?;
+        self.people.set_in_room(speaker.id, joined.room.key(), true);
+        Ok(joined)
+    }
+
+    /// Joins the room called `name` (opening it), or makes it current if
+    /// already in: `None` then. Its other members are told.
+    pub fn join_room(
+        &self,
+        speaker: &Speaker,
+        name: &RoomName,
+    ) -> Result<Option<Joined>, RoomError> {
+        let mine = self.people.rooms_of(speaker.id);
+        if mine.binary_search(&name.key()).is_ok() {
+            return Ok(None);
+        }
+        if mine.len() >= self.rooms_per_user {
+            return Err(RoomError::TooManyRoomsForYou { max: self.rooms_per_user });
+        }
+        self.enter(speaker, name, |room| {
+            format!("{} {} joined {}", speaker.theme.emoji, speaker.name, room.name())
+        })
+        .map(Some)
+    }
+
+    /// Leaves one room (not the last one); its members are told.
+    pub fn part_room(&self, speaker: &Speaker, key: &RoomKey) -> Result<RoomName, RoomError> {
+        let mine = self.people.rooms_of(speaker.id);
+        if mine.binary_search(key).is_err() {
+            return Err(RoomError::NotInRoom);
+        }
+        if mine.len() == 1 {
+            return Err(RoomError::OnlyRoom);
+        }
+        let emoji = speaker.theme.emoji;
+        let left = self.rooms.leave(key, |room| {
+            let notice = format!("{emoji} {} left {}", speaker.name, room.name());
+            room.leave(speaker.id, notice, Scope::Room);
+            room.name().clone()
+        });
+        self.people.set_in_room(speaker.id, key, false);
+        left.ok_or(RoomError::NoSuchRoom)
+    }
+
     /// Renames `speaker` to `new` here and on every daemon; on success the
-    /// speaker carries the new name.
+    /// speaker carries the new name. Each of their rooms is told, and
+    /// someone in several of them reads it once.
     pub async fn rename(&self, speaker: &mut Speaker, new: Name) -> Result<(), RoomError> {
         let same_person = new.key() == speaker.name.key();
-        if !same_person && !self.room.is_name_free(&new) {
+        if !same_person && !self.people.is_name_free(&new) {
             return Err(RoomError::NameTaken);
         }
         let backplane = self.backplane.as_ref().filter(|_| !same_person);
@@ -120,8 +227,8 @@ impl Hub {
         {
             return Err(RoomError::NameTaken);
         }
-        let old = match self.room.rename(speaker.id, new.clone()) {
-            Ok(old) => old,
+        let (old, rooms) = match self.people.rename(speaker.id, new.clone()) {
+            Ok(renamed) => renamed,
             Err(error) => {
                 if let Some(bp) = backplane {
                     bp.release(new);
@@ -129,6 +236,13 @@ impl Hub {
                 return Err(error);
             }
         };
+        let notice = format!("{} {old} is now known as {new}", speaker.theme.emoji);
+        let scope = Scope::Rooms(rooms.clone().into());
+        for key in &rooms {
+            if let Some(room) = self.rooms.get(key) {
+                room.rename(speaker.id, &new, &notice, scope.clone());
+            }
+        }
         if let Some(bp) = &self.backplane {
             let theme = theme_index(&speaker.theme);
             bp.forward(Wire::Rename { node: bp.node(), old: old.clone(), new: new.clone(), theme });
@@ -140,21 +254,21 @@ impl Hub {
         Ok(())
     }
 
-    /// A chat line (or a `/me` action) to everyone else, on every daemon.
-    /// Returns how many others are in the room.
-    pub fn say(&self, speaker: &Speaker, text: &str, action: bool) -> usize {
+    /// A chat line (or a `/me` action) to everyone else in `room`, on every
+    /// daemon. Returns how many others are in the room.
+    pub fn say(&self, speaker: &Speaker, room: &Room, text: &str, action: bool) -> usize {
         let message = Message {
             name: speaker.name.clone(),
             theme: theme_index(&speaker.theme),
             text: text.to_owned(),
             action,
         };
-        let others = self.room.say(Some(speaker.id), &message);
+        let others = room.say(Some(speaker.id), &message);
         if let Some(bp) = &self.backplane {
             let Message { name, theme, text, action } = message;
             bp.forward_remembered(Wire::Message { node: bp.node(), name, theme, text, action });
         }
-        Stats::add(&self.room.stats.messages, 1);
+        Stats::add(&self.stats.messages, 1);
         others
     }
 
@@ -162,8 +276,8 @@ impl Hub {
     /// recipient's name as spelt.
     pub fn whisper(&self, speaker: &Speaker, to: &str, text: &str) -> Result<Name, RoomError> {
         let line = Line::private(&speaker.theme, &speaker.name, text);
-        match self.room.send_direct(to, Direct::Line(line)) {
-            Ok(member) => Ok(member.name),
+        match self.people.send_direct(to, Direct::Line(line)) {
+            Ok(person) => Ok(person.name),
             Err(RoomError::NoSuchUser) => self.whisper_elsewhere(speaker, to, text),
             Err(error) => Err(error),
         }
@@ -176,7 +290,7 @@ impl Hub {
         text: &str,
     ) -> Result<Name, RoomError> {
         let bp = self.backplane.as_ref().ok_or(RoomError::NoSuchUser)?;
-        let (_, name) = self.room.remote_user(to).ok_or(RoomError::NoSuchUser)?;
+        let (_, name) = self.people.remote_person(to).ok_or(RoomError::NoSuchUser)?;
         bp.forward(Wire::Private {
             node: bp.node(),
             to: name.clone(),
@@ -187,10 +301,16 @@ impl Hub {
         Ok(name)
     }
 
-    /// `speaker` left (`how`: "left (bye)", "lost connection", ...): the room
-    /// is told here and everywhere, and the name is free again.
+    /// `speaker` left the server (`how`: "left (bye)", "lost connection",
+    /// ...): each of their rooms is told (once per reader), here and
+    /// everywhere, and the name is free again.
     pub fn leave(&self, speaker: &Speaker, how: String) {
-        self.room.leave(speaker.id, &how);
+        let Some(person) = self.people.remove(speaker.id) else { return };
+        let notice = format!("{} {} {how}", speaker.theme.emoji, speaker.name);
+        let scope = Scope::Rooms(person.rooms.clone().into());
+        for key in &person.rooms {
+            self.rooms.leave(key, |room| room.leave(speaker.id, notice.clone(), scope.clone()));
+        }
         if let Some(bp) = &self.backplane {
             let (name, theme) = (speaker.name.clone(), theme_index(&speaker.theme));
             bp.forward(Wire::Leave { node: bp.node(), name: name.clone(), theme, how });
@@ -198,27 +318,44 @@ impl Hub {
         }
     }
 
-    /// The operator's `/say`, to everyone on every daemon; returns how many
-    /// users it reached here.
-    pub fn announce(&self, text: &str) -> usize {
-        let receivers = self.room.announce(text);
+    /// The operator's `/say`, to one room or to every room (once per
+    /// reader), on every daemon; returns how many users it reached here.
+    pub fn announce(&self, text: &str, room: Option<&RoomKey>) -> Result<usize, RoomError> {
+        let rooms = match room {
+            Some(key) => vec![self.rooms.get(key).ok_or(RoomError::NoSuchRoom)?],
+            None => self.rooms.all(),
+        };
+        let mut keys: Vec<RoomKey> = rooms.iter().map(|r| r.key().clone()).collect();
+        keys.sort();
+        let scope = Scope::Rooms(keys.into());
+        let receivers = rooms.iter().map(|room| room.announce(text, scope.clone())).sum();
         if let Some(bp) = &self.backplane {
             bp.forward_remembered(Wire::Announcement { node: bp.node(), text: text.to_owned() });
         }
         info!(text, receivers, "operator announcement");
-        receivers
+        Ok(receivers)
     }
 
     /// The operator removes a local user.
-    pub fn kick(&self, name: &str, reason: &str) -> Result<Member, RoomError> {
-        let member = self.room.send_direct(name, Direct::Kick { reason: reason.to_owned() })?;
-        info!(name = %member.name, peer = %member.peer, reason, "kicked by the operator");
-        Ok(member)
+    pub fn kick(&self, name: &str, reason: &str) -> Result<Person, RoomError> {
+        let person = self.people.send_direct(name, Direct::Kick { reason: reason.to_owned() })?;
+        info!(name = %person.name, peer = %person.peer, reason, "kicked by the operator");
+        Ok(person)
     }
 
-    /// True while local readers, or the daemons behind the backplane, are
-    /// so far behind that senders should wait.
-    pub fn is_backlogged(&self) -> bool {
-        self.room.is_backlogged() || self.backplane.as_ref().is_some_and(Backplane::is_backlogged)
+    /// Who is in a room.
+    pub fn who(&self, room: &RoomKey) -> Result<Vec<Listing>, RoomError> {
+        Ok(self.rooms.get(room).ok_or(RoomError::NoSuchRoom)?.who())
+    }
+
+    /// The rooms that have members.
+    pub fn room_list(&self) -> Vec<RoomListing> {
+        self.rooms.list()
+    }
+
+    /// True while `room`'s readers, or the daemons behind the backplane,
+    /// are so far behind that senders should wait.
+    pub fn is_backlogged(&self, room: &Room) -> bool {
+        room.is_backlogged() || self.backplane.as_ref().is_some_and(Backplane::is_backlogged)
     }
 }

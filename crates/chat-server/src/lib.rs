@@ -5,8 +5,10 @@
 //! admission, shutdown), [`connection`] (one task per client: greeting,
 //! naming, the select loop, goodbye), [`session`] (a named user's state and
 //! how a session ends), [`command`] (what a user's line does), [`hub`] (the
-//! one door through which every change to the room goes, here and to other
-//! daemons), [`room`] (names, themes, history, broadcast, presence),
+//! one door through which every change goes, here and to other daemons),
+//! [`people`] (names, themes and inboxes of everyone connected), [`rooms`]
+//! (which rooms are open), [`room`] (one room's members, history, broadcast
+//! and presence),
 //! [`subscription`] (a reader's place in the room's queue), [`output`]
 //! (batched, time-bounded writes), [`throttle`] (the per-client rate),
 //! [`console`] (operator commands on stdin), [`socket`] (TCP options),
@@ -25,7 +27,9 @@ pub mod hub;
 pub mod logging;
 pub mod metrics;
 pub mod output;
+pub mod people;
 pub mod room;
+pub mod rooms;
 pub mod server;
 pub mod session;
 pub mod socket;
@@ -41,7 +45,9 @@ use tokio_util::task::TaskTracker;
 
 use backplane::Backplane;
 use hub::Hub;
-use room::Room;
+use people::People;
+use rooms::Rooms;
+use stats::Stats;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, Limits};
@@ -87,13 +93,24 @@ pub async fn run(
     console: bool,
 ) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
-    let room = Arc::new(Room::new(limits.queue, limits.history));
+    let stats = Arc::new(Stats::default());
+    let people = Arc::new(People::default());
+    let rooms = Arc::new(Rooms::new(
+        limits.max_rooms,
+        limits.queue,
+        limits.history,
+        Arc::clone(&stats),
+        shutdown.clone(),
+        tracker.clone(),
+    ));
     let backplane = backplane
         .map(|url| {
-            Backplane::start(url, Arc::clone(&room), limits.history, shutdown.clone(), &tracker)
+            let (people, rooms) = (Arc::clone(&people), Arc::clone(&rooms));
+            Backplane::start(url, people, rooms, limits.history, shutdown.clone(), &tracker)
         })
         .transpose()?;
-    let ctx = Arc::new(Context::new(Hub::new(room, backplane), limits, shutdown));
+    let hub = Hub::new(people, rooms, backplane, stats, limits.rooms_per_user);
+    let ctx = Arc::new(Context::new(hub, limits, shutdown));
     if console {
         console::spawn(Arc::clone(&ctx));
     }

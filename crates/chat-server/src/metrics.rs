@@ -75,7 +75,7 @@ pub fn render(ctx: &Context) -> String {
         Some(bp) => (1, u64::from(bp.is_connected()), bp.dropped()),
         None => (0, 0, 0),
     };
-    let metrics: [(&str, &str, &str, u64); 15] = [
+    let metrics: [(&str, &str, &str, u64); 16] = [
         (
             "chat_connections_open",
             "gauge",
@@ -86,14 +86,15 @@ pub fn render(ctx: &Context) -> String {
             "chat_users",
             "gauge",
             "Named users connected to this daemon.",
-            ctx.hub.room().member_count() as u64,
+            ctx.hub.people().local_count() as u64,
         ),
         (
             "chat_room_users",
             "gauge",
-            "Users in the room on every daemon.",
-            ctx.hub.room().user_count() as u64,
+            "Users on every daemon sharing the rooms.",
+            ctx.hub.people().count() as u64,
         ),
+        ("chat_rooms", "gauge", "Rooms open on this daemon.", ctx.hub.rooms().count() as u64),
         (
             "chat_connections_total",
             "counter",

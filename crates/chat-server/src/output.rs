@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use chat_proto::Line;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -48,6 +48,14 @@ impl<W: AsyncWrite + Unpin> Output<W> {
     pub fn push(&mut self, line: &Line) {
         self.buf.extend_from_slice(line.bytes(self.color));
         self.lines += 1;
+    }
+
+    /// Appends a line after a room tag (plain text, as `[#rust] `), if any.
+    pub fn push_tagged(&mut self, tag: Option<&Bytes>, line: &Line) {
+        if let Some(tag) = tag {
+            self.buf.extend_from_slice(tag);
+        }
+        self.push(line);
     }
 
     /// Frees the buffer; called when nothing is queued, so idle connections hold none.

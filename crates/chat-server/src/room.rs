@@ -1,20 +1,22 @@
-//! The room: who is here, their themes, recent history, and the broadcast
-//! channel every connection listens on.
+//! One room: its members, recent history, and the broadcast channel its
+//! members' connections listen on.
 //!
-//! All shared state sits in one [`RoomState`] behind a `std::sync::Mutex`
+//! A room's state sits in one [`RoomState`] behind a `std::sync::Mutex`
 //! that is held for a few map operations and never across an `.await`.
 //! Publishing a line and recording it in history happen under that lock, and
 //! so does subscribing a newcomer together with copying the history, so a
-//! joining user sees every message exactly once: in the replay or live. The
-//! same holds for the room's degraded state: a newcomer is told in the
-//! welcome or by the live notice, never both, never neither.
+//! joining member sees every message exactly once: in the replay or live.
 //! Lines travel as `Arc<Event>`: rendered once (here, for every chat line,
-//! local or remote), shared by every recipient. The room also owns the task
-//! that sends the joins and leaves a busy room gathered, and the signal that
-//! readers made progress, on which waiting senders sleep.
+//! local or remote), shared by every recipient. An event that concerns one
+//! person in several rooms (a rename, a departure, an announcement to every
+//! room) carries the rooms it went to, its [`Scope`], so a reader in several
+//! of them shows it once. The room also owns the task that sends the joins
+//! and leaves a busy room gathered, and the signal that readers made
+//! progress, on which waiting senders sleep.
 //!
-//! The room knows other daemons only as [`NodeId`]s that users belong to;
-//! how they are reached is the backplane's business.
+//! Names and themes are the daemon's (see [`crate::people`]); a room only
+//! lists who is in it. It knows other daemons only as [`NodeId`]s that
+//! members belong to; how they are reached is the backplane's business.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -22,23 +24,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use chat_proto::vocabulary::{DEGRADED, WHOLE_AGAIN};
-use chat_proto::{Line, Name, NameKey, THEMES, Theme};
-use rand::Rng;
+use bytes::Bytes;
+use chat_proto::vocabulary::room_tag;
+use chat_proto::{Line, Name, NameKey, RoomKey, RoomName, THEMES, Theme};
 use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::stats::Stats;
 
-/// Another daemon sharing the room, as the backplane names it.
+/// Another daemon sharing the rooms, as the backplane names it.
 pub type NodeId = u64;
 
 /// Identifies one connection for the lifetime of the process.
 pub type ConnId = u64;
 
-/// Direct messages a connection may have waiting before more are refused.
-const DIRECT_QUEUE: usize = 64;
 /// A newcomer is told the names of at most this many others (else a count).
 const ONLINE_LIST_MAX: usize = 20;
 /// Rooms smaller than this always announce joins and leaves at once.
@@ -49,11 +49,39 @@ pub const PRESENCE_WINDOW: Duration = Duration::from_secs(1);
 /// only past it does it say "and N more".
 const PRESENCE_LINE_BYTES: usize = 4000;
 
-/// A line on its way to the room, with its origin so the sender can skip it.
+/// A line on its way to a room's members.
 #[derive(Debug)]
 pub struct Event {
+    /// The connection that caused it, which does not receive it.
     pub from: Option<ConnId>,
     pub line: Line,
+    pub scope: Scope,
+}
+
+/// Which readers of a room show an event.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// Everyone in this room.
+    Room,
+    /// One event sent to several rooms (sorted): a reader shows it only
+    /// through the first of them it is in, so it sees it once.
+    Rooms(Arc<[RoomKey]>),
+    /// Joins and leaves gathered into one line, each with its own scope; a
+    /// reader that saw some of them through another room gets the line
+    /// without those.
+    Gathered(Arc<[(String, Scope)]>),
+}
+
+impl Scope {
+    /// True when a reader in `mine` (sorted) shows this through room `via`.
+    pub fn shows(&self, via: &RoomKey, mine: &[RoomKey]) -> bool {
+        match self {
+            Scope::Room | Scope::Gathered(_) => true,
+            Scope::Rooms(rooms) => {
+                rooms.iter().find(|room| mine.binary_search(room).is_ok()) == Some(via)
+            }
+        }
+    }
 }
 
 /// A chat message or `/me` action, as said by someone here or elsewhere.
@@ -78,58 +106,15 @@ impl Message {
     }
 }
 
-/// Something addressed to one connection rather than to the room.
-#[derive(Debug)]
-pub enum Direct {
-    /// A line only this user sees (a private message).
-    Line(Line),
-    /// The operator removes this user.
-    Kick { reason: String },
-}
-
-/// A user in the room as others see them.
+/// A member of this room on this daemon.
 #[derive(Debug, Clone)]
 pub struct Member {
     pub name: Name,
     pub theme: Theme,
     pub peer: SocketAddr,
-    inbox: Arc<Inbox>,
 }
 
-/// A connection's direct messages: a short queue and a wake-up. Lighter than
-/// an mpsc channel, whose first block of slots every idle connection would
-/// carry; this allocates nothing until a message arrives.
-#[derive(Debug, Default)]
-pub struct Inbox {
-    queue: Mutex<VecDeque<Direct>>,
-    ready: Notify,
-}
-
-impl Inbox {
-    /// Queues `what` unless [`DIRECT_QUEUE`] messages are already waiting.
-    fn push(&self, what: Direct) -> Result<(), RoomError> {
-        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        if queue.len() >= DIRECT_QUEUE {
-            return Err(RoomError::Busy);
-        }
-        queue.push_back(what);
-        drop(queue);
-        self.ready.notify_one();
-        Ok(())
-    }
-
-    /// The next direct message. Cancel-safe: a message is only taken when returned.
-    pub async fn next(&self) -> Direct {
-        loop {
-            if let Some(what) = self.queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
-                return what;
-            }
-            self.ready.notified().await;
-        }
-    }
-}
-
-/// A user as `/who` shows them, here or on another node.
+/// A member as `/who` shows them, here or on another daemon.
 #[derive(Debug, Clone)]
 pub struct Listing {
     pub name: Name,
@@ -137,7 +122,7 @@ pub struct Listing {
     pub place: Place,
 }
 
-/// Where a user is connected.
+/// Where a member is connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Place {
     Here(SocketAddr),
@@ -145,7 +130,7 @@ pub enum Place {
     Node(NodeId),
 }
 
-/// A user connected to another daemon of the room.
+/// A member connected to another daemon.
 #[derive(Debug, Clone)]
 struct RemoteMember {
     name: Name,
@@ -153,23 +138,35 @@ struct RemoteMember {
     node: NodeId,
 }
 
-/// What a newly joined connection receives.
-pub struct Membership {
-    pub theme: Theme,
+/// What a newly joined connection receives from the room.
+pub struct Entry {
     /// Who else is here, or how many when they are too many to list.
     pub online: Online,
     pub history: Vec<Arc<Event>>,
-    /// True while other daemons of the room are out of reach.
-    pub degraded: bool,
     pub events: broadcast::Receiver<Arc<Event>>,
-    pub inbox: Arc<Inbox>,
 }
 
-/// The newcomer's view of who is online.
+/// The newcomer's view of who is in the room.
 #[derive(Debug, Clone)]
 pub enum Online {
     Listed(Vec<Listing>),
     Many(usize),
+}
+
+impl Online {
+    /// The line that tells a newcomer who else is here.
+    pub fn describe(&self) -> String {
+        let others = match self {
+            Online::Many(count) => return format!("{count} others are online; /who lists them."),
+            Online::Listed(others) => others,
+        };
+        if others.is_empty() {
+            return "Nobody else is here yet.".to_owned();
+        }
+        let names: Vec<String> =
+            others.iter().map(|m| format!("{} {}", m.theme.emoji, m.name)).collect();
+        format!("Online: {}", names.join(", "))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,43 +174,58 @@ pub enum RoomError {
     NameTaken,
     NoSuchUser,
     Busy,
+    NoSuchRoom,
+    NotInRoom,
+    TooManyRooms { max: usize },
+    TooManyRoomsForYou { max: usize },
+    OnlyRoom,
 }
 
 impl std::fmt::Display for RoomError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            RoomError::NameTaken => "that name is taken (names ignore case and look-alike letters)",
-            RoomError::NoSuchUser => "nobody by that name is here",
-            RoomError::Busy => "that user is not keeping up; try again later",
-        })
+        match self {
+            RoomError::NameTaken => {
+                f.write_str("that name is taken (names ignore case and look-alike letters)")
+            }
+            RoomError::NoSuchUser => f.write_str("nobody by that name is here"),
+            RoomError::Busy => f.write_str("that user is not keeping up; try again later"),
+            RoomError::NoSuchRoom => f.write_str("there is no such room"),
+            RoomError::NotInRoom => f.write_str("you are not in that room"),
+            RoomError::TooManyRooms { max } => {
+                write!(f, "this server has {max} rooms already, its limit; join one of them")
+            }
+            RoomError::TooManyRoomsForYou { max } => {
+                write!(f, "you are in {max} rooms already, the limit; /part one first")
+            }
+            RoomError::OnlyRoom => f.write_str("that is your only room; /quit to leave the server"),
+        }
     }
 }
 
 #[derive(Debug, Default)]
 struct RoomState {
     members: HashMap<ConnId, Member>,
-    by_key: HashMap<NameKey, ConnId>,
-    /// How many members wear each theme of [`THEMES`].
-    theme_use: [u32; THEMES.len()],
+    /// Members of other daemons, known from the backplane; empty without one.
+    remote: HashMap<NameKey, RemoteMember>,
     history: VecDeque<Arc<Event>>,
     presence: Presence,
-    /// Events published since start; a reader that steps out of the queue
-    /// uses it to count what it missed.
+    /// Events published since the room opened; a reader that steps out of
+    /// the queue uses it to count what it missed.
     published: u64,
-    /// Users of other nodes, known from the backplane; empty without one.
-    remote: HashMap<NameKey, RemoteMember>,
-    /// True while other daemons of the room cannot be reached.
-    degraded: bool,
 }
 
 /// Joins and leaves waiting to be announced together.
 #[derive(Debug, Default)]
 struct Presence {
     last_sent: Option<Instant>,
-    pending: Vec<String>,
+    pending: Vec<(String, Scope)>,
 }
 
 pub struct Room {
+    name: RoomName,
+    key: RoomKey,
+    /// `[#rust] `, put before this room's lines for readers elsewhere.
+    tag: Bytes,
     state: Mutex<RoomState>,
     /// Senders wait while readers are this many lines behind.
     high_water: usize,
@@ -224,24 +236,52 @@ pub struct Room {
     senders_waiting: AtomicUsize,
     events: broadcast::Sender<Arc<Event>>,
     history_len: usize,
+    /// Ends the room's presence task when the room closes.
+    closed: CancellationToken,
     pub stats: Arc<Stats>,
 }
 
 impl Room {
     /// A room whose slowest reader may fall `queue` lines behind, replaying
-    /// the last `history_len` messages to newcomers.
-    pub fn new(queue: usize, history_len: usize) -> Self {
+    /// the last `history_len` messages (starting from `history`) to newcomers.
+    pub fn new(
+        name: RoomName,
+        queue: usize,
+        history_len: usize,
+        history: VecDeque<Arc<Event>>,
+        stats: Arc<Stats>,
+        closed: CancellationToken,
+    ) -> Self {
         let (events, _) = broadcast::channel(queue.max(1));
+        let tag = Bytes::from(room_tag(&name));
+        let state = RoomState { history, ..RoomState::default() };
         Room {
-            state: Mutex::default(),
+            key: name.key(),
+            name,
+            tag,
+            state: Mutex::new(state),
             high_water: (queue / 2).max(1),
             presence_due: Notify::new(),
             readers_progressed: Notify::new(),
             senders_waiting: AtomicUsize::new(0),
             events,
             history_len,
-            stats: Arc::default(),
+            closed,
+            stats,
         }
+    }
+
+    pub fn name(&self) -> &RoomName {
+        &self.name
+    }
+
+    pub fn key(&self) -> &RoomKey {
+        &self.key
+    }
+
+    /// The tag for this room's lines shown outside it.
+    pub fn tag(&self) -> &Bytes {
+        &self.tag
     }
 
     fn lock(&self) -> MutexGuard<'_, RoomState> {
@@ -250,60 +290,83 @@ impl Room {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Admits `name`, picks a theme, subscribes, and announces the join.
-    pub fn join(&self, id: ConnId, name: Name, peer: SocketAddr) -> Result<Membership, RoomError> {
+    /// Adds a member, subscribes them, and announces `notice` ("🦊 alice
+    /// joined") to the others.
+    pub fn join(&self, id: ConnId, member: Member, notice: String) -> Entry {
         let mut state = self.lock();
-        let key = name.key();
-        if state.is_taken(&key) {
-            return Err(RoomError::NameTaken);
-        }
-        let theme_index = state.pick_theme();
-        let theme = THEMES[theme_index];
-        state.theme_use[theme_index] += 1;
-        let inbox = Arc::new(Inbox::default());
         let online = state.online_summary();
         let history = state.history.iter().cloned().collect();
         let events = self.events.subscribe();
-        let change = format!("{} {name} joined", theme.emoji);
-        state.by_key.insert(key, id);
-        let member = Member { name, theme, peer, inbox: Arc::clone(&inbox) };
         state.members.insert(id, member);
-        self.announce_presence(&mut state, Some(id), change);
-        let degraded = state.degraded;
-        Ok(Membership { theme, online, history, degraded, events, inbox })
+        self.announce_presence(&mut state, Some(id), notice, Scope::Room);
+        Entry { online, history, events }
     }
 
-    /// Removes a member and tells the others, with the reason if any.
-    pub fn leave(&self, id: ConnId, how: &str) {
+    /// Removes a member, telling the others `notice` with its scope; false
+    /// when they were not a member.
+    pub fn leave(&self, id: ConnId, notice: String, scope: Scope) -> bool {
         let mut state = self.lock();
-        let Some(member) = state.remove(id) else {
-            return;
-        };
-        let change = format!("{} {} {how}", member.theme.emoji, member.name);
-        self.announce_presence(&mut state, Some(id), change);
+        if state.members.remove(&id).is_none() {
+            return false;
+        }
+        self.announce_presence(&mut state, Some(id), notice, scope);
+        true
+    }
+
+    /// A member changed name: the room's list follows, and `notice` goes out
+    /// with its scope.
+    pub fn rename(&self, id: ConnId, new: &Name, notice: &str, scope: Scope) {
+        let mut state = self.lock();
+        let Some(member) = state.members.get_mut(&id) else { return };
+        member.name = new.clone();
+        let event = Event { from: Some(id), line: Line::notice(notice), scope };
+        self.publish_locked(&mut state, event, false);
+    }
+
+    /// True while nobody, here or elsewhere, is in the room.
+    pub fn is_empty(&self) -> bool {
+        let state = self.lock();
+        state.members.is_empty() && state.remote.is_empty()
+    }
+
+    /// Takes the history out of a closing room (it outlives the room).
+    pub fn take_history(&self) -> VecDeque<Arc<Event>> {
+        std::mem::take(&mut self.lock().history)
+    }
+
+    /// Ends the room's background task.
+    pub fn close(&self) {
+        self.closed.cancel();
     }
 
     /// Publishes a join or leave at once in a small or quiet room; otherwise
     /// gathers it into one notice sent when the window ends, so that N joins
     /// cost O(N) deliveries per window instead of O(N) each.
-    fn announce_presence(&self, state: &mut RoomState, from: Option<ConnId>, change: String) {
+    fn announce_presence(
+        &self,
+        state: &mut RoomState,
+        from: Option<ConnId>,
+        change: String,
+        scope: Scope,
+    ) {
         let now = Instant::now();
         let quiet = state.presence.pending.is_empty()
             && state.presence.last_sent.is_none_or(|at| now.duration_since(at) >= PRESENCE_WINDOW);
-        if quiet || state.members.len() < COALESCE_FROM_MEMBERS {
+        let members = state.members.len() + state.remote.len();
+        if quiet || members < COALESCE_FROM_MEMBERS {
             state.presence.last_sent = Some(now);
             let line = Line::notice(&change);
-            self.publish_locked(state, Event { from, line }, false);
+            self.publish_locked(state, Event { from, line, scope }, false);
             return;
         }
         if state.presence.pending.is_empty() {
             self.presence_due.notify_one();
         }
-        state.presence.pending.push(change);
+        state.presence.pending.push((change, scope));
     }
 
     /// Sends the joins and leaves this room gathered, each batch when its
-    /// window ends, until `shutdown`.
+    /// window ends, until the room closes or `shutdown`.
     pub async fn announce_gathered_presence(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             let wait = async {
@@ -314,6 +377,7 @@ impl Room {
             };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = self.closed.cancelled() => return,
                 _ = wait => {}
             }
             if self.presence_due().is_some_and(|due| due <= Instant::now()) {
@@ -340,46 +404,37 @@ impl Room {
             return;
         }
         state.presence.last_sent = Some(Instant::now());
-        let line = Line::notice(&summarise_changes(&pending));
-        self.publish_locked(&mut state, Event { from: None, line }, false);
+        let line = Line::notice(&summarise_changes(pending.iter().map(|(c, _)| c.as_str())));
+        let every_change_for_everyone = pending.iter().all(|(_, s)| matches!(s, Scope::Room));
+        let scope =
+            if every_change_for_everyone { Scope::Room } else { Scope::Gathered(pending.into()) };
+        self.publish_locked(&mut state, Event { from: None, line, scope }, false);
     }
 
     /// Adds a message to history without sending it (history from other nodes at start-up).
     pub fn remember(&self, message: &Message) {
         let mut state = self.lock();
-        let event = Event { from: None, line: message.line() };
+        let event = Event { from: None, line: message.line(), scope: Scope::Room };
         self.remember_locked(&mut state, Arc::new(event));
     }
 
     /// Adds an announcement to history without sending it.
     pub fn remember_announcement(&self, text: &str) {
         let mut state = self.lock();
-        let event = Event { from: None, line: Line::announcement(text) };
+        let event = Event { from: None, line: Line::announcement(text), scope: Scope::Room };
         self.remember_locked(&mut state, Arc::new(event));
     }
 
     /// Sends a chat message to everyone but its author (`from`, when local)
     /// and keeps it in history. Returns how many others are in the room.
     pub fn say(&self, from: Option<ConnId>, message: &Message) -> usize {
-        self.publish(Event { from, line: message.line() }, true)
+        self.publish(Event { from, line: message.line(), scope: Scope::Room }, true)
     }
 
-    /// An operator's announcement to everyone, kept in history.
-    pub fn announce(&self, text: &str) -> usize {
-        self.publish(Event { from: None, line: Line::announcement(text) }, true)
-    }
-
-    /// Marks the room degraded (other daemons out of reach) or whole again,
-    /// telling everyone here once per change. Newcomers learn it from
-    /// [`Membership::degraded`].
-    pub fn set_degraded(&self, degraded: bool) {
-        let mut state = self.lock();
-        if state.degraded == degraded {
-            return;
-        }
-        state.degraded = degraded;
-        let text = if degraded { DEGRADED } else { WHOLE_AGAIN };
-        self.publish_locked(&mut state, Event { from: None, line: Line::notice(text) }, false);
+    /// An operator's announcement, kept in history; `scope` says which other
+    /// rooms it went to. Returns how many members it reached here.
+    pub fn announce(&self, text: &str, scope: Scope) -> usize {
+        self.publish(Event { from: None, line: Line::announcement(text), scope }, true)
     }
 
     fn remember_locked(&self, state: &mut RoomState, event: Arc<Event>) {
@@ -412,7 +467,7 @@ impl Room {
         others
     }
 
-    /// Events published since start.
+    /// Events published since the room opened.
     pub fn published(&self) -> u64 {
         self.lock().published
     }
@@ -459,32 +514,7 @@ impl Room {
         }
     }
 
-    /// Changes a member's name; returns the old one.
-    pub fn rename(&self, id: ConnId, new: Name) -> Result<Name, RoomError> {
-        let mut state = self.lock();
-        let key = new.key();
-        if state.by_key.get(&key).is_some_and(|&owner| owner != id) {
-            return Err(RoomError::NameTaken);
-        }
-        let member = state.members.get_mut(&id).ok_or(RoomError::NoSuchUser)?;
-        let old = std::mem::replace(&mut member.name, new.clone());
-        let emoji = member.theme.emoji;
-        state.by_key.remove(&old.key());
-        state.by_key.insert(key, id);
-        let notice = Line::notice(&format!("{emoji} {old} is now known as {new}"));
-        self.publish_locked(&mut state, Event { from: Some(id), line: notice }, false);
-        Ok(old)
-    }
-
-    /// Delivers something to one member by name (any case or look-alike spelling).
-    pub fn send_direct(&self, to: &str, what: Direct) -> Result<Member, RoomError> {
-        let state = self.lock();
-        let member = state.find(to).ok_or(RoomError::NoSuchUser)?;
-        member.inbox.push(what)?;
-        Ok(member.clone())
-    }
-
-    /// Everyone in the room, on every node, sorted by name.
+    /// Everyone in the room, on every daemon, sorted by name.
     pub fn who(&self) -> Vec<Listing> {
         let mut listings = self.lock().unsorted_listings();
         // Sorted outside the lock, each name's key computed once.
@@ -492,133 +522,57 @@ impl Room {
         listings
     }
 
-    /// How many users the room has, here and on other nodes.
+    /// How many members the room has, here and on other daemons.
     pub fn user_count(&self) -> usize {
         let state = self.lock();
         state.members.len() + state.remote.len()
     }
 
-    /// Users connected to this node.
+    /// Members connected to this daemon.
     pub fn member_count(&self) -> usize {
         self.lock().members.len()
     }
 
-    /// True when no user here or on another node has this name (or a look-alike).
-    pub fn is_name_free(&self, name: &Name) -> bool {
-        !self.lock().is_taken(&name.key())
+    /// A member of another daemon joined; `notice` (if any) tells everyone here.
+    pub fn remote_join(&self, node: NodeId, name: Name, theme: Theme, notice: Option<String>) {
+        let mut state = self.lock();
+        state.remote.insert(name.key(), RemoteMember { name, theme, node });
+        if let Some(notice) = notice {
+            self.announce_presence(&mut state, None, notice, Scope::Room);
+        }
     }
 
-    /// This node's users and their theme numbers, for the backplane.
-    pub fn local_roster(&self) -> Vec<(Name, usize)> {
-        let state = self.lock();
-        state.members.values().map(|m| (m.name.clone(), theme_index(&m.theme))).collect()
-    }
-
-    /// The node and spelling of a user on another node, if there is one by that name.
-    pub fn remote_user(&self, name: &str) -> Option<(NodeId, Name)> {
-        let state = self.lock();
-        let remote = state.remote.get(&NameKey::of(name.trim()))?;
-        Some((remote.node, remote.name.clone()))
-    }
-
-    /// A user joined on another node; `announce` says whether to tell everyone here.
-    pub fn remote_join(&self, node: NodeId, name: Name, theme: usize, announce: bool) {
+    /// A member of another daemon left; `notice` tells everyone here.
+    pub fn remote_leave(&self, node: NodeId, name: &Name, notice: String) {
         let mut state = self.lock();
         let key = name.key();
-        if state.by_key.contains_key(&key) {
-            // Both nodes admitted the name while Redis could not arbitrate; ours stays local.
+        if state.remote.get(&key).is_none_or(|m| m.node != node) {
             return;
         }
-        let theme = THEMES[theme];
-        let change = format!("{} {name} joined", theme.emoji);
-        if let Some(old) = state.remote.insert(key, RemoteMember { name, theme, node }) {
-            state.release_theme(&old.theme);
-        }
-        state.use_theme(&theme);
-        if announce {
-            self.announce_presence(&mut state, None, change);
-        }
+        state.remote.remove(&key);
+        self.announce_presence(&mut state, None, notice, Scope::Room);
     }
 
-    /// A user of another node left.
-    pub fn remote_leave(&self, node: NodeId, name: &Name, how: &str) {
-        let mut state = self.lock();
-        let Some(member) = state.remove_remote(node, &name.key()) else { return };
-        let change = format!("{} {} {how}", member.theme.emoji, member.name);
-        self.announce_presence(&mut state, None, change);
-    }
-
-    /// A user of another node changed name.
-    pub fn remote_rename(&self, node: NodeId, old: &Name, new: Name) {
+    /// A member of another daemon changed name.
+    pub fn remote_rename(&self, node: NodeId, old: &Name, new: Name, notice: &str) {
         let mut state = self.lock();
         let Some(mut member) = state.remote.remove(&old.key()).filter(|m| m.node == node) else {
             return;
         };
-        let notice = format!("{} {old} is now known as {new}", member.theme.emoji);
         member.name = new;
         state.remote.insert(member.name.key(), member);
-        self.publish_locked(&mut state, Event { from: None, line: Line::notice(&notice) }, false);
+        let event = Event { from: None, line: Line::notice(notice), scope: Scope::Room };
+        self.publish_locked(&mut state, event, false);
     }
 
-    /// Another node's users, as it listed them; `first` starts its list afresh.
-    pub fn remote_roster(&self, node: NodeId, first: bool, members: Vec<(Name, usize)>) {
-        if first {
-            let mut state = self.lock();
-            for key in state.remote_keys_of(node) {
-                state.remove_remote(node, &key);
-            }
-        }
-        for (name, theme) in members {
-            self.remote_join(node, name, theme, false);
-        }
-    }
-
-    /// Another node is gone (shut down or silent): its users leave the room.
-    pub fn remote_node_gone(&self, node: NodeId, how: &str) {
-        let mut state = self.lock();
-        for key in state.remote_keys_of(node) {
-            if let Some(member) = state.remove_remote(node, &key) {
-                let change = format!("{} {} {how}", member.theme.emoji, member.name);
-                self.announce_presence(&mut state, None, change);
-            }
-        }
+    /// Forgets the members of another daemon without announcing (before its
+    /// roster is read afresh).
+    pub fn forget_remote_node(&self, node: NodeId) {
+        self.lock().remote.retain(|_, m| m.node != node);
     }
 }
 
 impl RoomState {
-    fn remove(&mut self, id: ConnId) -> Option<Member> {
-        let member = self.members.remove(&id)?;
-        self.by_key.remove(&member.name.key());
-        self.release_theme(&member.theme);
-        Some(member)
-    }
-
-    fn remove_remote(&mut self, node: NodeId, key: &NameKey) -> Option<RemoteMember> {
-        if self.remote.get(key).is_none_or(|m| m.node != node) {
-            return None;
-        }
-        let member = self.remote.remove(key)?;
-        self.release_theme(&member.theme);
-        Some(member)
-    }
-
-    fn remote_keys_of(&self, node: NodeId) -> Vec<NameKey> {
-        self.remote.iter().filter(|(_, m)| m.node == node).map(|(k, _)| k.clone()).collect()
-    }
-
-    fn is_taken(&self, key: &NameKey) -> bool {
-        self.by_key.contains_key(key) || self.remote.contains_key(key)
-    }
-
-    fn use_theme(&mut self, theme: &Theme) {
-        self.theme_use[theme_index(theme)] += 1;
-    }
-
-    fn release_theme(&mut self, theme: &Theme) {
-        let index = theme_index(theme);
-        self.theme_use[index] = self.theme_use[index].saturating_sub(1);
-    }
-
     fn unsorted_listings(&self) -> Vec<Listing> {
         let here = self.members.values().map(|m| Listing {
             name: m.name.clone(),
@@ -642,24 +596,6 @@ impl RoomState {
         listings.sort_by_cached_key(|l| l.name.key());
         Online::Listed(listings)
     }
-
-    fn find(&self, name: &str) -> Option<&Member> {
-        let id = self.by_key.get(&NameKey::of(name.trim()))?;
-        self.members.get(id)
-    }
-
-    /// A random theme among the least used, so themes are unique while the pool lasts.
-    fn pick_theme(&self) -> usize {
-        let fewest = self.theme_use.iter().copied().min().unwrap_or(0);
-        let candidates: Vec<usize> =
-            (0..THEMES.len()).filter(|&i| self.theme_use[i] == fewest).collect();
-        candidates[rand::rng().random_range(0..candidates.len())]
-    }
-}
-
-/// The position of a theme in [`THEMES`].
-pub fn theme_index(theme: &Theme) -> usize {
-    THEMES.iter().position(|t| t == theme).unwrap_or(0)
 }
 
 /// Decrements the count of waiting senders when a wait ends, however it ends.
@@ -673,11 +609,12 @@ impl Drop for WaitingSender<'_> {
 
 /// One line for many joins and leaves: everyone named, up to a line of about
 /// [`PRESENCE_LINE_BYTES`]; only past that, a count of the rest.
-fn summarise_changes(changes: &[String]) -> String {
+pub fn summarise_changes<'a>(changes: impl ExactSizeIterator<Item = &'a str>) -> String {
+    let total = changes.len();
     let mut line = String::new();
-    for (listed, change) in changes.iter().enumerate() {
+    for (listed, change) in changes.enumerate() {
         if !line.is_empty() && line.len() + change.len() + 2 > PRESENCE_LINE_BYTES {
-            let more = changes.len() - listed;
+            let more = total - listed;
             line.push_str(&format!(" and {more} more joined or left (/who lists everyone)"));
             return line;
         }
@@ -692,66 +629,45 @@ fn summarise_changes(changes: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
 
-    fn peer() -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], 9))
+    fn room(history_len: usize) -> Room {
+        let stats = Arc::new(Stats::default());
+        Room::new(RoomName::lobby(), 16, history_len, VecDeque::new(), stats, Default::default())
     }
 
-    fn name(s: &str) -> Name {
-        Name::parse(s).expect("valid name")
-    }
-
-    #[test]
-    fn themes_are_unique_while_the_pool_lasts() {
-        let room = Room::new(16, 0);
-        let themes: HashSet<&str> = (0..THEMES.len() as u64)
-            .map(|i| room.join(i, name(&format!("user{i}")), peer()).expect("joins").theme.emoji)
-            .collect();
-        assert_eq!(themes.len(), THEMES.len());
-    }
-
-    #[test]
-    fn names_clash_ignoring_case_and_lookalikes() {
-        let room = Room::new(16, 0);
-        room.join(1, name("alice"), peer()).expect("joins");
-        assert_eq!(room.join(2, name("ALICE"), peer()).err(), Some(RoomError::NameTaken));
-        assert_eq!(room.join(3, name("\u{0430}lice"), peer()).err(), Some(RoomError::NameTaken));
-        room.leave(1, "left");
-        assert!(room.join(4, name("Alice"), peer()).is_ok());
+    fn member(name: &str) -> Member {
+        let name = Name::parse(name).expect("valid name");
+        Member { name, theme: THEMES[0], peer: SocketAddr::from(([127, 0, 0, 1], 9)) }
     }
 
     #[test]
     fn history_keeps_only_the_last_messages() {
-        let room = Room::new(16, 2);
+        let room = room(2);
         for text in ["one", "two", "three"] {
-            room.announce(text);
+            room.announce(text, Scope::Room);
         }
-        let joined = room.join(1, name("late"), peer()).expect("joins");
-        let replay: Vec<_> = joined.history.iter().map(|e| e.line.bytes(false).clone()).collect();
+        let entry = room.join(1, member("late"), "late joined".into());
+        let replay: Vec<_> = entry.history.iter().map(|e| e.line.bytes(false).clone()).collect();
         let expected: Vec<_> =
             ["two", "three"].map(|t| Line::announcement(t).bytes(false).clone()).into();
-        assert_eq!(replay, expected.iter().collect::<Vec<_>>());
+        assert_eq!(replay, expected);
     }
 
     #[test]
-    fn rename_frees_the_old_name() {
-        let room = Room::new(16, 0);
-        room.join(1, name("alice"), peer()).expect("joins");
-        assert_eq!(room.rename(1, name("alicia")), Ok(name("alice")));
-        assert!(room.join(2, name("alice"), peer()).is_ok());
-        assert_eq!(room.rename(1, name("ALICE")), Err(RoomError::NameTaken));
+    fn an_event_for_several_rooms_shows_through_the_first_one_the_reader_is_in() {
+        let [a, b, c] = ["#a", "#b", "#c"].map(RoomKey::of);
+        let scope = Scope::Rooms(vec![a.clone(), b.clone(), c.clone()].into());
+        assert!(scope.shows(&a, &[a.clone(), b.clone()]));
+        assert!(!scope.shows(&b, &[a.clone(), b.clone()]));
+        assert!(scope.shows(&b, &[b.clone(), c.clone()]));
+        assert!(scope.shows(&c, std::slice::from_ref(&c)));
+        assert!(Scope::Room.shows(&b, &[a, b.clone()]));
     }
-}
-
-#[cfg(test)]
-mod presence_tests {
-    use super::*;
 
     #[test]
     fn a_gathered_notice_names_everyone_up_to_about_four_kilobytes() {
         let changes: Vec<String> = (0..48).map(|i| format!("🦊 user{i} joined")).collect();
-        let line = summarise_changes(&changes);
+        let line = summarise_changes(changes.iter().map(String::as_str));
         for i in 0..48 {
             assert!(line.contains(&format!("user{i} joined")), "user{i} missing from {line}");
         }
@@ -761,7 +677,7 @@ mod presence_tests {
     #[test]
     fn only_past_the_limit_does_it_count_the_rest() {
         let changes: Vec<String> = (0..1000).map(|i| format!("🦊 user{i} joined")).collect();
-        let line = summarise_changes(&changes);
+        let line = summarise_changes(changes.iter().map(String::as_str));
         assert!(line.len() <= PRESENCE_LINE_BYTES + 64, "{} bytes", line.len());
         let named = line.matches(" joined").count() - 1;
         assert!(named > 100, "only {named} named");

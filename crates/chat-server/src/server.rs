@@ -46,8 +46,6 @@ pub async fn run(ctx: Arc<Context>, listeners: Vec<Listener>, tracker: TaskTrack
         }
         tracker.spawn(accept_loop(Arc::clone(&ctx), listener, tracker.clone()));
     }
-    let room = Arc::clone(ctx.hub.room());
-    tracker.spawn(room.announce_gathered_presence(ctx.shutdown.clone()));
     ctx.shutdown.cancelled().await;
     info!(connections = ctx.connections(), "shutting down");
     tracker.close();
@@ -204,7 +202,7 @@ mod tests {
     use super::*;
     use crate::config::Limits;
     use crate::hub::Hub;
-    use crate::room::Room;
+    use crate::rooms::Rooms;
     use tokio_util::sync::CancellationToken;
 
     /// Every idle connection is one task; its size is most of the daemon's
@@ -215,8 +213,11 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let _client = TcpStream::connect(addr).await.expect("connect");
         let (stream, peer) = listener.accept().await.expect("accept");
-        let hub = Hub::new(Arc::new(Room::new(16, 0)), None);
-        let ctx = Arc::new(Context::new(hub, Limits::default(), CancellationToken::new()));
+        let (limits, shutdown, stats) =
+            (Limits::default(), CancellationToken::new(), Arc::default());
+        let rooms = Rooms::new(16, 16, 0, Arc::clone(&stats), shutdown.clone(), TaskTracker::new());
+        let hub = Hub::new(Arc::default(), Arc::new(rooms), None, stats, 20);
+        let ctx = Arc::new(Context::new(hub, limits, shutdown));
         let admission = ctx.admit(peer.ip()).expect("admitted");
         let task = serve_socket(ctx, 1, peer, stream, None, admission);
         let size = std::mem::size_of_val(&task);

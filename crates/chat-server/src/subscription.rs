@@ -6,12 +6,14 @@
 //! lines it missed, stepping out of the queue while its socket is slow so it
 //! holds no sender back, rejoining, and pacing the connection's own sends by
 //! the room's slowest readers. Senders wait on the room's progress signal,
-//! not on a timer.
+//! not on a timer. What a reader shows depends on its [`View`]: lines from
+//! a room other than its current one carry the room's tag, and an event
+//! sent to several rooms is shown through the first of them it is in.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_proto::{Line, vocabulary};
+use chat_proto::{Line, RoomKey, vocabulary};
 use tokio::io::AsyncWrite;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -19,7 +21,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::output::{Output, WriteError};
-use crate::room::{ConnId, Event, Room};
+use crate::room::{ConnId, Event, Room, Scope, summarise_changes};
 use crate::stats::Stats;
 
 /// A reader whose write has waited this long steps out of the room's queue
@@ -47,7 +49,16 @@ pub enum Drain {
     All,
 }
 
-/// One connection's place in the room's broadcast queue.
+/// Where a reader stands when it shows a room's lines.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    /// This room is the reader's current one: its lines carry no tag.
+    pub current: bool,
+    /// Every room the reader is in, sorted.
+    pub rooms: &'a [RoomKey],
+}
+
+/// One connection's place in a room's broadcast queue.
 pub struct Subscription {
     events: broadcast::Receiver<Arc<Event>>,
     room: Arc<Room>,
@@ -58,6 +69,10 @@ pub struct Subscription {
 impl Subscription {
     pub fn new(room: Arc<Room>, events: broadcast::Receiver<Arc<Event>>, me: ConnId) -> Self {
         Subscription { events, room, me }
+    }
+
+    pub fn room(&self) -> &Arc<Room> {
+        &self.room
     }
 
     /// True when nothing is queued for this reader.
@@ -75,21 +90,61 @@ impl Subscription {
     }
 
     /// Puts one delivery in `out`; `false` when the room is gone.
-    pub fn push<W: AsyncWrite + Unpin>(&self, delivery: Delivery, out: &mut Output<W>) -> bool {
+    pub fn push<W: AsyncWrite + Unpin>(
+        &self,
+        delivery: Delivery,
+        out: &mut Output<W>,
+        view: View<'_>,
+    ) -> bool {
         match delivery {
             Delivery::Event(event) => {
                 if event.from != Some(self.me) {
-                    out.push(&event.line);
+                    self.show(&event, out, view);
                 }
             }
-            Delivery::Missed(missed) => self.push_missed(missed, out),
+            Delivery::Missed(missed) => self.push_missed(missed, out, view),
             Delivery::Closed => return false,
         }
         true
     }
 
+    /// Shows an event as this reader should see it: tagged when from a room
+    /// other than the current one, once when sent to several rooms.
+    fn show<W: AsyncWrite + Unpin>(&self, event: &Event, out: &mut Output<W>, view: View<'_>) {
+        let tag = (!view.current).then(|| self.room.tag());
+        let key = self.room.key();
+        match &event.scope {
+            Scope::Room => out.push_tagged(tag, &event.line),
+            scope @ Scope::Rooms(_) => {
+                if scope.shows(key, view.rooms) {
+                    out.push_tagged(tag, &event.line);
+                }
+            }
+            Scope::Gathered(changes) => {
+                if changes.iter().all(|(_, scope)| scope.shows(key, view.rooms)) {
+                    out.push_tagged(tag, &event.line);
+                    return;
+                }
+                // Some of these the reader saw through another room: the rest only.
+                let kept: Vec<&str> = changes
+                    .iter()
+                    .filter(|(_, scope)| scope.shows(key, view.rooms))
+                    .map(|(change, _)| change.as_str())
+                    .collect();
+                if !kept.is_empty() {
+                    out.push_tagged(tag, &Line::notice(&summarise_changes(kept.into_iter())));
+                }
+            }
+        }
+    }
+
     /// Moves what is queued into `out`; returns whether there was anything.
-    pub fn drain_into<W: AsyncWrite + Unpin>(&mut self, out: &mut Output<W>, drain: Drain) -> bool {
+    pub fn drain_into<W: AsyncWrite + Unpin>(
+        &mut self,
+        out: &mut Output<W>,
+        drain: Drain,
+        view: View<'_>,
+    ) -> bool {
         let mut any = false;
         while drain == Drain::All || !out.is_batch_full() {
             let delivery = match self.events.try_recv() {
@@ -97,7 +152,7 @@ impl Subscription {
                 Err(TryRecvError::Lagged(missed)) => Delivery::Missed(missed),
                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
             };
-            self.push(delivery, out);
+            self.push(delivery, out, view);
             any = true;
         }
         any
@@ -111,6 +166,7 @@ impl Subscription {
     pub async fn flush_or_step_aside<W: AsyncWrite + Unpin>(
         &mut self,
         out: &mut Output<W>,
+        view: View<'_>,
     ) -> Result<(), WriteError> {
         let mut last_progress = Instant::now();
         let mut pending = out.pending();
@@ -139,7 +195,7 @@ impl Subscription {
         self.events = events;
         let missed = unread + published.saturating_sub(stepped_out_at);
         if missed > 0 {
-            self.push_missed(missed, out);
+            self.push_missed(missed, out, view);
         }
         out.flush().await
     }
@@ -152,30 +208,32 @@ impl Subscription {
     pub async fn pace<W: AsyncWrite + Unpin>(
         &mut self,
         out: &mut Output<W>,
+        view: View<'_>,
         backlogged: impl Fn() -> bool,
     ) -> Result<(), WriteError> {
         let deadline = Instant::now() + MAX_PACING;
         while backlogged() && Instant::now() < deadline {
-            if self.drain_into(out, Drain::Batch) {
-                self.flush_or_step_aside(out).await?;
+            if self.drain_into(out, Drain::Batch, view) {
+                self.flush_or_step_aside(out, view).await?;
                 continue;
             }
             let room = Arc::clone(&self.room);
             tokio::select! {
                 () = room.wait_for_readers(deadline) => {}
                 delivery = self.next() => {
-                    self.push(delivery, out);
-                    self.drain_into(out, Drain::Batch);
-                    self.flush_or_step_aside(out).await?;
+                    self.push(delivery, out, view);
+                    self.drain_into(out, Drain::Batch, view);
+                    self.flush_or_step_aside(out, view).await?;
                 }
             }
         }
         Ok(())
     }
 
-    fn push_missed<W: AsyncWrite + Unpin>(&self, missed: u64, out: &mut Output<W>) {
+    fn push_missed<W: AsyncWrite + Unpin>(&self, missed: u64, out: &mut Output<W>, view: View<'_>) {
         Stats::add(&self.room.stats.missed, missed);
         debug!(id = self.me, missed, "slow reader skipped ahead");
-        out.push(&Line::notice(&vocabulary::missed(missed)));
+        let tag = (!view.current).then(|| self.room.tag());
+        out.push_tagged(tag, &Line::notice(&vocabulary::missed(missed)));
     }
 }

@@ -34,7 +34,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::room::{Direct, Message, Room};
+use chat_proto::{RoomKey, RoomName};
+
+use crate::people::{Direct, People};
+use crate::room::{Message, Room, Scope};
+use crate::rooms::Rooms;
 use wire::{NodeId, ROSTER_CHUNK, Wire};
 
 /// Events waiting for Redis; past this, new ones are dropped (and counted)
@@ -124,7 +128,8 @@ impl Backplane {
     /// Checks the URL and starts the backplane task for `room`.
     pub fn start(
         url: &str,
-        room: Arc<Room>,
+        people: Arc<People>,
+        rooms: Arc<Rooms>,
         history_len: usize,
         shutdown: CancellationToken,
         tracker: &tokio_util::task::TaskTracker,
@@ -143,7 +148,8 @@ impl Backplane {
             }),
         };
         info!(node = format!("{:x}", backplane.node()), url, "backplane configured");
-        let task = Task { bp: backplane.clone(), client, room, history_len, outgoing, shutdown };
+        let task =
+            Task { bp: backplane.clone(), client, people, rooms, history_len, outgoing, shutdown };
         tracker.spawn(task.run());
         Ok(backplane)
     }
@@ -227,7 +233,8 @@ impl Backplane {
 struct Task {
     bp: Backplane,
     client: redis::Client,
-    room: Arc<Room>,
+    people: Arc<People>,
+    rooms: Arc<Rooms>,
     history_len: usize,
     outgoing: mpsc::Receiver<Outgoing>,
     shutdown: CancellationToken,
@@ -251,7 +258,7 @@ impl Task {
                     backoff = MIN_BACKOFF;
                     last_error_log = None;
                     if degraded_told {
-                        self.room.set_degraded(false);
+                        self.people.set_degraded(false);
                         degraded_told = false;
                     }
                     info!("backplane connected");
@@ -264,7 +271,7 @@ impl Task {
             let SessionEnd::Lost(error) = end else { return };
             if !degraded_told {
                 warn!(%error, "backplane lost; serving local users only");
-                self.room.set_degraded(true);
+                self.people.set_degraded(true);
                 degraded_told = true;
                 last_error_log = Some(Instant::now());
             } else if last_error_log.is_none_or(|at| at.elapsed() >= ERROR_LOG_PERIOD) {
@@ -341,7 +348,9 @@ impl Task {
                         return SessionEnd::Lost(error);
                     }
                     // Senders paced by this queue may go on.
-                    self.room.note_reader_progress();
+                    if let Some(lobby) = self.lobby() {
+                        lobby.note_reader_progress();
+                    }
                 }
                 message = messages.next() => {
                     let Some(message) = message else {
@@ -412,7 +421,7 @@ impl Task {
     /// Private messages go to the recipient's node only; the rest to the room.
     fn channel_of(&self, event: &Wire) -> String {
         if let Wire::Private { to, .. } = event
-            && let Some((node, _)) = self.room.remote_user(to.as_str())
+            && let Some((node, _)) = self.people.remote_person(to.as_str())
         {
             return self.bp.inner.keys.node(node);
         }
@@ -445,18 +454,29 @@ impl Task {
         nodes.insert(node, Instant::now());
         match event {
             Wire::Message { name, theme, text, action, .. } => {
-                self.room.say(None, &Message { name, theme, text, action });
+                if let Some(lobby) = self.lobby() {
+                    lobby.say(None, &Message { name, theme, text, action });
+                }
                 self.wait_for_local_readers().await;
             }
-            Wire::Join { name, theme, .. } => self.room.remote_join(node, name, theme, true),
-            Wire::Leave { name, how, .. } => self.room.remote_leave(node, &name, &how),
-            Wire::Rename { old, new, .. } => self.room.remote_rename(node, &old, new),
+            Wire::Join { name, theme, .. } => self.remote_join(node, name, theme, true),
+            Wire::Leave { name, how, .. } => self.remote_leave(node, &name, &how),
+            Wire::Rename { old, new, .. } => {
+                if let Some(theme) = self.people.remote_rename(node, &old, new.clone())
+                    && let Some(lobby) = self.lobby()
+                {
+                    let notice = format!("{} {old} is now known as {new}", theme.emoji);
+                    lobby.remote_rename(node, &old, new, &notice);
+                }
+            }
             Wire::Announcement { text, .. } => {
-                self.room.announce(&text);
+                if let Some(lobby) = self.lobby() {
+                    lobby.announce(&text, Scope::Room);
+                }
             }
             Wire::Private { to, from, theme, text, .. } => {
                 let line = chat_proto::Line::private(&chat_proto::THEMES[theme], &from, &text);
-                let _ = self.room.send_direct(to.as_str(), Direct::Line(line));
+                let _ = self.people.send_direct(to.as_str(), Direct::Line(line));
             }
             Wire::Heartbeat { .. } => {}
             Wire::Hello { .. } => {
@@ -465,10 +485,20 @@ impl Task {
                     warn!(%error, "could not send our roster");
                 }
             }
-            Wire::Roster { first, members, .. } => self.room.remote_roster(node, first, members),
+            Wire::Roster { first, members, .. } => {
+                if first {
+                    self.people.remote_node_gone(node);
+                    if let Some(lobby) = self.lobby() {
+                        lobby.forget_remote_node(node);
+                    }
+                }
+                for (name, theme) in members {
+                    self.remote_join(node, name, theme, false);
+                }
+            }
             Wire::Goodbye { .. } => {
                 nodes.remove(&node);
-                self.room.remote_node_gone(node, "left (their server shut down)");
+                self.remote_node_gone(node, "left (their server shut down)");
             }
         }
     }
@@ -477,8 +507,9 @@ impl Task {
     /// a burst from another node does not lap them; Redis holds the rest.
     async fn wait_for_local_readers(&self) {
         let deadline = Instant::now() + REMOTE_PACING;
-        while self.room.is_backlogged() && Instant::now() < deadline {
-            self.room.wait_for_readers(deadline).await;
+        let Some(lobby) = self.lobby() else { return };
+        while lobby.is_backlogged() && Instant::now() < deadline {
+            lobby.wait_for_readers(deadline).await;
         }
     }
 
@@ -488,7 +519,7 @@ impl Task {
             let alive = now.duration_since(*last_seen) < NODE_TIMEOUT;
             if !alive {
                 warn!(node = format!("{node:x}"), "node went silent; its users leave the room");
-                self.room.remote_node_gone(node, "lost connection (their server is gone)");
+                self.remote_node_gone(node, "lost connection (their server is gone)");
             }
             alive
         });
@@ -497,7 +528,7 @@ impl Task {
     /// Our users as roster messages, in chunks.
     fn roster(&self) -> Vec<Wire> {
         let node = self.bp.node();
-        let members = self.room.local_roster();
+        let members = self.people.local_roster();
         if members.is_empty() {
             return vec![Wire::Roster { node, first: true, members }];
         }
@@ -511,7 +542,7 @@ impl Task {
     /// Re-claims (and so refreshes) every local name; a name another node
     /// took while we were apart is logged, and both users keep it locally.
     async fn refresh_names(&self, conn: &mut MultiplexedConnection) -> Result<(), String> {
-        let names: Vec<Name> = self.room.local_roster().into_iter().map(|(n, _)| n).collect();
+        let names: Vec<Name> = self.people.local_roster().into_iter().map(|(n, _)| n).collect();
         for chunk in names.chunks(1000) {
             let mut pipe = redis::pipe();
             for name in chunk {
@@ -548,9 +579,14 @@ impl Task {
         for entry in entries {
             match Wire::decode(&entry) {
                 Ok(Wire::Message { name, theme, text, action, .. }) => {
-                    self.room.remember(&Message { name, theme, text, action });
+                    let message = Message { name, theme, text, action };
+                    let _ = self.rooms.enter(&RoomName::lobby(), |lobby| lobby.remember(&message));
                 }
-                Ok(Wire::Announcement { text, .. }) => self.room.remember_announcement(&text),
+                Ok(Wire::Announcement { text, .. }) => {
+                    let _ = self
+                        .rooms
+                        .enter(&RoomName::lobby(), |lobby| lobby.remember_announcement(&text));
+                }
                 _ => {}
             }
         }
@@ -566,7 +602,7 @@ impl Task {
             farewell.push(outgoing);
         }
         farewell.push(Outgoing::Event(Wire::Goodbye { node }));
-        let names = self.room.local_roster().into_iter().map(|(n, _)| Outgoing::Release(n));
+        let names = self.people.local_roster().into_iter().map(|(n, _)| Outgoing::Release(n));
         farewell.extend(names);
         let said = self.publish(conn, farewell.into_iter());
         if let Err(error) =
@@ -574,6 +610,39 @@ impl Task {
         {
             warn!(%error, "could not say goodbye on the backplane");
         }
+    }
+
+    /// `#lobby`, the one room shared between daemons, if open here.
+    fn lobby(&self) -> Option<Arc<Room>> {
+        self.rooms.get(&RoomKey::of(chat_proto::LOBBY))
+    }
+
+    /// A user of another daemon arrived (or is listed in its roster).
+    fn remote_join(&self, node: NodeId, name: Name, theme: usize, announce: bool) {
+        let Some(theme) = self.people.remote_join(node, name.clone(), theme) else { return };
+        let notice = announce.then(|| format!("{} {name} joined", theme.emoji));
+        let _ = self
+            .rooms
+            .enter(&RoomName::lobby(), |lobby| lobby.remote_join(node, name, theme, notice));
+    }
+
+    /// A user of another daemon left, as `how` says.
+    fn remote_leave(&self, node: NodeId, name: &Name, how: &str) {
+        let Some(theme) = self.people.remote_leave(node, name) else { return };
+        let notice = format!("{} {name} {how}", theme.emoji);
+        self.rooms.leave(&RoomKey::of(chat_proto::LOBBY), |lobby| {
+            lobby.remote_leave(node, name, notice);
+        });
+    }
+
+    /// Another daemon is gone (shut down or silent): its users leave.
+    fn remote_node_gone(&self, node: NodeId, how: &str) {
+        let gone = self.people.remote_node_gone(node);
+        self.rooms.leave(&RoomKey::of(chat_proto::LOBBY), |lobby| {
+            for (name, theme) in gone {
+                lobby.remote_leave(node, &name, format!("{} {name} {how}", theme.emoji));
+            }
+        });
     }
 
     fn discard_queued(&mut self) {
