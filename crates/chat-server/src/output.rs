@@ -1,11 +1,17 @@
-//! The sending side of one connection: a reusable buffer and a writer.
+//! The sending side of one connection: what waits to be written, and the writer.
 //!
-//! Lines are appended to one buffer and written with as few syscalls as the
-//! socket allows; a write that makes no progress for the write timeout ends
-//! the connection, so a client that stops reading costs the server one
-//! bounded buffer and no more. The buffer is released when it grew large, so
+//! Small lines are copied into one reusable buffer; a long line (a gathered
+//! presence notice of a few KiB, say) is queued by reference to the one
+//! copy every recipient shares, so a notice to 19,000 readers costs 19,000
+//! handles rather than 19,000 copies. Everything pending is written with as
+//! few (vectored) syscalls as the socket allows; a write that makes no
+//! progress for the write timeout ends the connection, so a client that
+//! stops reading costs the server one bounded queue and no more. The buffer
+//! is released when it grew large, and whenever the connection is idle, so
 //! idle connections stay small.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +25,10 @@ use crate::stats::Stats;
 pub const BATCH_BYTES: usize = 64 * 1024;
 /// A buffer that grew beyond this is dropped after a flush instead of kept.
 const RETAINED_CAPACITY: usize = 4 * 1024;
+/// Lines at least this long are queued by reference instead of copied.
+const SHARED_FROM: usize = 512;
+/// Slices handed to one vectored write at most.
+const MAX_SLICES: usize = 64;
 
 /// Why output could not be delivered.
 #[derive(Debug)]
@@ -31,8 +41,14 @@ pub enum WriteError {
 
 pub struct Output<W> {
     writer: W,
-    buf: BytesMut,
-    /// Lines in `buf`, counted into `stats` once written.
+    /// Written before `tail`, in order: earlier small lines, frozen, and
+    /// long lines shared with every other recipient.
+    queue: VecDeque<Bytes>,
+    /// Small lines being gathered after everything in `queue`.
+    tail: BytesMut,
+    /// Bytes in `queue` and `tail`.
+    pending: usize,
+    /// Lines pending, counted into `stats` once written.
     lines: u64,
     stats: Arc<Stats>,
     pub color: bool,
@@ -41,27 +57,53 @@ pub struct Output<W> {
 
 impl<W: AsyncWrite + Unpin> Output<W> {
     pub fn new(writer: W, color: bool, write_timeout: Duration, stats: Arc<Stats>) -> Self {
-        Output { writer, buf: BytesMut::new(), lines: 0, stats, color, write_timeout }
+        Output {
+            writer,
+            queue: VecDeque::new(),
+            tail: BytesMut::new(),
+            pending: 0,
+            lines: 0,
+            stats,
+            color,
+            write_timeout,
+        }
     }
 
     /// Appends a line in this connection's colour setting.
     pub fn push(&mut self, line: &Line) {
-        self.buf.extend_from_slice(line.bytes(self.color));
+        self.append(line.bytes(self.color));
         self.lines += 1;
     }
 
     /// Appends a line after a room tag (plain text, as `[#rust] `), if any.
     pub fn push_tagged(&mut self, tag: Option<&Bytes>, line: &Line) {
         if let Some(tag) = tag {
-            self.buf.extend_from_slice(tag);
+            self.append(tag);
         }
         self.push(line);
     }
 
-    /// Frees the buffer; called when nothing is queued, so idle connections hold none.
+    fn append(&mut self, bytes: &Bytes) {
+        self.pending += bytes.len();
+        if bytes.len() < SHARED_FROM {
+            self.tail.extend_from_slice(bytes);
+            return;
+        }
+        if !self.tail.is_empty() {
+            self.queue.push_back(self.tail.split().freeze());
+        }
+        self.queue.push_back(bytes.clone());
+    }
+
+    /// Frees the buffers; called when nothing is queued, so idle connections hold none.
     pub fn release(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > 0 {
-            self.buf = BytesMut::new();
+        if self.pending == 0 {
+            if self.tail.capacity() > 0 {
+                self.tail = BytesMut::new();
+            }
+            if self.queue.capacity() > 0 {
+                self.queue = VecDeque::new();
+            }
         }
     }
 
@@ -72,11 +114,11 @@ impl<W: AsyncWrite + Unpin> Output<W> {
 
     /// Bytes waiting to be written.
     pub fn pending(&self) -> usize {
-        self.buf.len()
+        self.pending
     }
 
     pub fn is_batch_full(&self) -> bool {
-        self.buf.len() >= BATCH_BYTES
+        self.pending >= BATCH_BYTES
     }
 
     /// Appends a line and writes everything pending.
@@ -88,23 +130,47 @@ impl<W: AsyncWrite + Unpin> Output<W> {
     /// Writes everything pending; fails if the peer takes no bytes for the write timeout.
     pub async fn flush(&mut self) -> Result<(), WriteError> {
         Stats::add(&self.stats.lines_out, std::mem::take(&mut self.lines));
-        Stats::add(&self.stats.bytes_out, self.buf.len() as u64);
-        while !self.buf.is_empty() {
-            match tokio::time::timeout(self.write_timeout, self.writer.write(&self.buf)).await {
+        Stats::add(&self.stats.bytes_out, self.pending as u64);
+        while self.pending > 0 {
+            let written = if self.queue.is_empty() {
+                // The common case (short lines only): one plain write, no slice list.
+                tokio::time::timeout(self.write_timeout, self.writer.write(&self.tail)).await
+            } else {
+                let slices = slices(&self.queue, &self.tail);
+                tokio::time::timeout(self.write_timeout, self.writer.write_vectored(&slices)).await
+            };
+            match written {
                 Err(_) => return Err(WriteError::Stalled),
                 Ok(Err(e)) => return Err(WriteError::Io(e)),
                 Ok(Ok(0)) => return Err(WriteError::Io(std::io::ErrorKind::WriteZero.into())),
-                Ok(Ok(n)) => self.buf.advance(n),
+                Ok(Ok(n)) => self.advance(n),
             }
         }
         tokio::time::timeout(self.write_timeout, self.writer.flush())
             .await
             .map_err(|_| WriteError::Stalled)?
             .map_err(WriteError::Io)?;
-        if self.buf.capacity() > RETAINED_CAPACITY {
-            self.buf = BytesMut::new();
+        if self.tail.capacity() > RETAINED_CAPACITY {
+            self.tail = BytesMut::new();
         }
         Ok(())
+    }
+
+    /// Drops `written` bytes from the front of what is pending.
+    fn advance(&mut self, mut written: usize) {
+        self.pending -= written;
+        while written > 0 {
+            let Some(front) = self.queue.front_mut() else {
+                self.tail.advance(written);
+                return;
+            };
+            let taken = written.min(front.len());
+            front.advance(taken);
+            written -= taken;
+            if front.is_empty() {
+                self.queue.pop_front();
+            }
+        }
     }
 
     /// Closes the sending direction after what is pending, within `grace`.
@@ -115,5 +181,94 @@ impl<W: AsyncWrite + Unpin> Output<W> {
             }
         })
         .await;
+    }
+}
+
+/// What is pending, in order, as slices for one vectored write.
+fn slices<'a>(queue: &'a VecDeque<Bytes>, tail: &'a BytesMut) -> Vec<IoSlice<'a>> {
+    let queued = queue.iter().take(MAX_SLICES).map(|b| IoSlice::new(b));
+    // The tail comes after every queued slice, so only once they all fit.
+    let tail = (queue.len() < MAX_SLICES && !tail.is_empty()).then(|| IoSlice::new(tail));
+    queued.chain(tail).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most `chunk` bytes per call, vectored or not.
+    struct Trickle {
+        written: Vec<u8>,
+        chunk: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let n = buf.len().min(self.chunk);
+            self.written.extend_from_slice(&buf[..n]);
+            std::task::Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            slices: &[IoSlice<'_>],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let mut taken = 0;
+            for slice in slices {
+                let n = slice.len().min(self.chunk - taken);
+                self.written.extend_from_slice(&slice[..n]);
+                taken += n;
+                if taken == self.chunk {
+                    break;
+                }
+            }
+            std::task::Poll::Ready(Ok(taken))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn short_and_shared_lines_go_out_in_order_whatever_the_write_sizes() {
+        for chunk in [1, 7, 100, 5000, 1 << 20] {
+            let writer = Trickle { written: Vec::new(), chunk };
+            let mut out = Output::new(writer, false, Duration::from_secs(1), Arc::default());
+            let long = "x".repeat(SHARED_FROM * 3);
+            let tag = Bytes::from_static(b"[#rust] ");
+            let mut expected = String::new();
+            for i in 0..(MAX_SLICES * 5) {
+                let text = if i % 3 == 0 { long.clone() } else { format!("line {i}") };
+                out.push_tagged((i % 2 == 0).then_some(&tag), &Line::plain(&text));
+                if i % 2 == 0 {
+                    expected.push_str("[#rust] ");
+                }
+                expected.push_str(&format!("{text}\r\n"));
+            }
+            assert_eq!(out.pending(), expected.len());
+            out.flush().await.expect("flushed");
+            assert_eq!(out.pending(), 0);
+            assert_eq!(String::from_utf8(out.writer.written.clone()).expect("utf-8"), expected);
+        }
     }
 }
