@@ -179,13 +179,44 @@ async fn json_logs_are_one_object_per_line() {
 #[tokio::test]
 async fn listens_on_several_addresses_including_ipv6() {
     let server = Server::start(&["--listen", "127.0.0.1:0", "--listen", "[::1]:0"]);
-    let v6 =
-        server.log.wait_for("ipv6 listener", |l| l.contains("listening") && l.contains("[::1]"));
+    let v6 = server
+        .log
+        .wait_for("ipv6 listener", |l| support::is_chat_listener(l, false) && l.contains("[::1]"));
     let addr = support::listening_addr(&v6);
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(addr, "bob").await;
     bob.send("over ipv6").await;
     alice.expect_line(|l| l.contains("over ipv6")).await;
+}
+
+/// The metrics endpoint logs `metrics listening` too, and may do so before
+/// the chat listener: the chat address is the chat listener's.
+#[tokio::test]
+async fn the_chat_address_is_never_the_metrics_address() {
+    let server = Server::start(&["--metrics", "127.0.0.1:0", "--log-format", "json"]);
+    let metrics = server.log.wait_for("metrics listener", |l| l.contains("metrics listening"));
+    assert!(!support::is_chat_listener(&metrics, false), "{metrics}");
+    assert_ne!(support::listening_addr(&metrics), server.addr);
+    let _alice = Client::named(server.addr, "alice").await;
+}
+
+#[test]
+fn only_a_chat_listeners_log_line_is_taken_for_its_address() {
+    let text = "2026-01-01T00:00:00.000000Z  INFO chat_server::server: listening addr=127.0.0.1:4001 tls=false";
+    let text_tls = "2026-01-01T00:00:00.000000Z  INFO chat_server::server: listening addr=127.0.0.1:4002 tls=true";
+    let text_metrics = "2026-01-01T00:00:00.000000Z  INFO chat_server::metrics: metrics listening addr=127.0.0.1:4003";
+    let json = r#"{"timestamp":"2026-01-01T00:00:00.000000Z","level":"INFO","fields":{"message":"listening","addr":"127.0.0.1:4001","tls":false},"target":"chat_server::server"}"#;
+    let json_metrics = r#"{"timestamp":"2026-01-01T00:00:00.000000Z","level":"INFO","fields":{"message":"metrics listening","addr":"127.0.0.1:4003"},"target":"chat_server::metrics"}"#;
+    assert!(support::is_chat_listener(text, false) && support::is_chat_listener(json, false));
+    assert!(
+        support::is_chat_listener(text_tls, true) && !support::is_chat_listener(text_tls, false)
+    );
+    assert!(!support::is_chat_listener(text, true));
+    for metrics in [text_metrics, json_metrics] {
+        assert!(!support::is_chat_listener(metrics, false), "{metrics}");
+        assert!(!support::is_chat_listener(metrics, true), "{metrics}");
+    }
+    assert_eq!(support::listening_addr(json), support::listening_addr(text));
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 
-use support::{Client, Server, WAIT, bin_path, listening_addr, strip_ansi};
+use support::{Client, Server, WAIT, bin_path, is_chat_listener, listening_addr, strip_ansi};
 
 /// A self-signed certificate for localhost and 127.0.0.1, in a temp dir.
 struct TestCert {
@@ -57,8 +57,7 @@ fn start_tls_server(cert: &TestCert) -> (Server, SocketAddr) {
         &k,
     ];
     let server = Server::start(&args);
-    let line =
-        server.log.wait_for("TLS listener", |l| l.contains("listening") && l.contains("tls=true"));
+    let line = server.log.wait_for("TLS listener", |l| is_chat_listener(l, true));
     let tls_addr = listening_addr(&line);
     assert_ne!(tls_addr, server.addr, "plain and TLS listeners side by side");
     (server, tls_addr)

@@ -129,7 +129,8 @@ impl Server {
         let log = Captured::follow(child.stderr.take().expect("stderr piped"));
         let console = Captured::follow(child.stdout.take().expect("stdout piped"));
         let stdin = child.stdin.take();
-        let listening = log.wait_for("the listening log line", |l| l.contains("listening"));
+        let listening =
+            log.wait_for("the plain chat listener's log line", |l| is_chat_listener(l, false));
         let addr = listening_addr(&listening);
         Server { addr, child, stdin, log, console }
     }
@@ -182,6 +183,23 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Whether `line` is the log line of a chat listener (plain, or TLS when
+/// `tls`), text or JSON. Only the chat listeners log the message `listening`
+/// with the fields `addr` and `tls`; the metrics endpoint logs `metrics
+/// listening`, which may come first and must not be taken for the chat address.
+pub fn is_chat_listener(line: &str, tls: bool) -> bool {
+    let json =
+        line.contains("\"message\":\"listening\"") && line.contains(&format!("\"tls\":{tls}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let text = words.iter().enumerate().any(|(at, word)| {
+        *word == "listening"
+            && at.checked_sub(1).is_none_or(|before| words[before] != "metrics")
+            && words.get(at + 1).is_some_and(|next| next.starts_with("addr="))
+            && words[at + 1..].contains(&format!("tls={tls}").as_str())
+    });
+    json || text
 }
 
 /// The address in a `listening` log line, text (`addr=...`) or JSON (`"addr":"..."`).
