@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::process::Command;
 use std::time::Duration;
 
 use support::{Client, Server, strip_ansi};
@@ -221,12 +222,9 @@ fn only_a_chat_listeners_log_line_is_taken_for_its_address() {
 
 #[test]
 fn help_describes_every_flag() {
-    let output = std::process::Command::new(support::bin_path("chat-server"))
-        .arg("--help")
-        .output()
-        .expect("chat-server --help runs");
-    assert!(output.status.success());
-    let help = String::from_utf8_lossy(&output.stdout);
+    let output = support::run(Command::new(support::bin_path("chat-server")).arg("--help"));
+    assert!(output.status.success(), "{}", output.stderr);
+    let help = output.stdout;
     for flag in [
         "--listen",
         "--max-clients",
@@ -247,13 +245,11 @@ fn help_describes_every_flag() {
 fn a_port_in_use_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr");
-    let output = std::process::Command::new(support::bin_path("chat-server"))
-        .args(["--listen", &addr.to_string()])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("chat-server runs");
+    let output = support::run(
+        Command::new(support::bin_path("chat-server")).args(["--listen", &addr.to_string()]),
+    );
     assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = output.stderr;
     assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
 }
 
@@ -314,11 +310,8 @@ async fn accepted_sockets_have_tcp_keepalive_on() {
     // ss shows one timer per socket: keepalive's once nothing is in flight.
     let deadline = std::time::Instant::now() + support::WAIT;
     loop {
-        let output = std::process::Command::new("ss")
-            .args(["-tno", "state", "established", &filter])
-            .output()
-            .expect("`ss` (iproute2) must be installed for this test (scripts/test installs it)");
-        let table = String::from_utf8_lossy(&output.stdout).into_owned();
+        let table =
+            support::run(Command::new("ss").args(["-tno", "state", "established", &filter])).stdout;
         if table.contains("timer:(keepalive") {
             break;
         }

@@ -67,10 +67,9 @@ async fn every_setting_can_come_from_the_environment() {
 
 #[test]
 fn help_names_the_environment_variable_of_each_flag() {
-    let output = Command::new(bin_path("chat-server")).arg("--help").output().expect("runs");
+    let output = support::run(Command::new(bin_path("chat-server")).arg("--help"));
     // Help text wraps; compare with the line breaks folded away.
-    let help =
-        String::from_utf8_lossy(&output.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    let help = output.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
     for var in [
         "CHAT_LISTEN",
         "CHAT_LISTEN_TLS",
@@ -96,8 +95,8 @@ fn help_names_the_environment_variable_of_each_flag() {
 
 #[test]
 fn version_is_printed() {
-    let output = Command::new(bin_path("chat-server")).arg("--version").output().expect("runs");
-    assert!(output.status.success());
-    let version = String::from_utf8_lossy(&output.stdout);
+    let output = support::run(Command::new(bin_path("chat-server")).arg("--version"));
+    assert!(output.status.success(), "{}", output.stderr);
+    let version = output.stdout;
     assert_eq!(version.trim(), format!("chat-server {}", env!("CARGO_PKG_VERSION")));
 }

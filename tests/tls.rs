@@ -100,13 +100,14 @@ async fn the_client_chats_over_tls_with_a_plain_user() {
 fn an_untrusted_certificate_is_refused_by_the_client() {
     let cert = TestCert::new("untrusted");
     let (_server, tls_addr) = start_tls_server(&cert);
-    let output = Command::new(bin_path("chat-client"))
-        .args([&tls_addr.to_string(), "--name", "alice", "--tls"])
-        .stdin(Stdio::piped())
-        .output()
-        .expect("chat-client runs");
-    assert_eq!(output.status.code(), Some(3), "unreachable exit code");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let output = support::run(Command::new(bin_path("chat-client")).args([
+        &tls_addr.to_string(),
+        "--name",
+        "alice",
+        "--tls",
+    ]));
+    assert_eq!(output.status.code(), Some(3), "unreachable exit code: {}", output.stderr);
+    let stderr = output.stderr;
     assert!(stderr.contains("cannot connect") && stderr.contains("certificate"), "{stderr}");
 }
 

@@ -50,7 +50,14 @@ fn build_binaries() -> PathBuf {
 /// Lines a child process wrote to one of its streams, shared with a reader thread.
 #[derive(Clone, Default)]
 pub struct Captured {
-    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+    stream: Arc<(Mutex<Stream>, Condvar)>,
+}
+
+#[derive(Default)]
+struct Stream {
+    lines: Vec<String>,
+    /// The writer closed its end (or wrote something that is not UTF-8).
+    ended: bool,
 }
 
 impl Captured {
@@ -58,34 +65,158 @@ impl Captured {
         let captured = Captured::default();
         let sink = captured.clone();
         std::thread::spawn(move || {
+            let (state, changed) = &*sink.stream;
             for line in BufReader::new(stream).lines() {
                 let Ok(line) = line else { break };
-                let (lines, changed) = &*sink.lines;
-                lines.lock().expect("capture lock").push(line);
+                state.lock().expect("capture lock").lines.push(line);
                 changed.notify_all();
             }
+            state.lock().expect("capture lock").ended = true;
+            changed.notify_all();
         });
+        captured
+    }
+
+    /// A stream that was never piped: empty, and already ended.
+    fn absent() -> Self {
+        let captured = Captured::default();
+        captured.stream.0.lock().expect("capture lock").ended = true;
         captured
     }
 
     /// Waits until a line matches, returning it; panics with all lines after [`WAIT`].
     pub fn wait_for(&self, what: &str, matches: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;
-        let (lines, changed) = &*self.lines;
-        let mut guard = lines.lock().expect("capture lock");
+        let (state, changed) = &*self.stream;
+        let mut guard = state.lock().expect("capture lock");
         loop {
-            if let Some(line) = guard.iter().find(|l| matches(l)) {
+            if let Some(line) = guard.lines.iter().find(|l| matches(l)) {
                 return line.clone();
             }
             let now = Instant::now();
-            assert!(now < deadline, "timed out waiting for {what}; got:\n{}", guard.join("\n"));
+            assert!(
+                now < deadline,
+                "timed out waiting for {what}; got:\n{}",
+                guard.lines.join("\n")
+            );
             guard = changed.wait_timeout(guard, deadline - now).expect("capture lock").0;
         }
     }
 
     pub fn snapshot(&self) -> Vec<String> {
-        self.lines.0.lock().expect("capture lock").clone()
+        self.stream.0.lock().expect("capture lock").lines.clone()
     }
+
+    /// Every line, once the writer has closed the stream; panics after [`WAIT`].
+    pub fn until_ended(&self) -> Vec<String> {
+        let deadline = Instant::now() + WAIT;
+        let (state, changed) = &*self.stream;
+        let mut guard = state.lock().expect("capture lock");
+        while !guard.ended {
+            let now = Instant::now();
+            assert!(now < deadline, "stream still open; got:\n{}", guard.lines.join("\n"));
+            guard = changed.wait_timeout(guard, deadline - now).expect("capture lock").0;
+        }
+        guard.lines.clone()
+    }
+}
+
+/// A child process whose stdout and stderr are captured line by line, with
+/// its stdin kept for typing; killed when dropped, so a failed test leaves
+/// nothing running.
+pub struct Process {
+    what: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub stdout: Captured,
+    pub stderr: Captured,
+}
+
+/// How a process ended and everything it printed.
+pub struct Finished {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Process {
+    /// Spawns `command` with stdin, stdout and stderr piped.
+    pub fn spawn(command: &mut Command) -> Process {
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let what = command.get_program().to_string_lossy().into_owned();
+        let child = command.spawn().unwrap_or_else(|e| {
+            panic!("`{what}` must start (scripts/test installs the tools tests use): {e}")
+        });
+        Self::adopt(&what, child)
+    }
+
+    /// Takes over a child spawned by the caller (with some stream redirected
+    /// elsewhere, say); the streams it did not pipe read as empty.
+    pub fn adopt(what: &str, mut child: Child) -> Process {
+        let stdout = child.stdout.take().map_or_else(Captured::absent, Captured::follow);
+        let stderr = child.stderr.take().map_or_else(Captured::absent, Captured::follow);
+        let stdin = child.stdin.take();
+        Process { what: what.to_owned(), child, stdin, stdout, stderr }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Types a line on the process's stdin.
+    pub fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin piped and still open");
+        writeln!(stdin, "{line}").expect("the process reads stdin");
+        stdin.flush().expect("stdin flushed");
+    }
+
+    /// Ends the process's stdin, as the end of a piped file would.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the process to exit and for its output to end. After
+    /// `within` it is killed, and the test fails with what it printed.
+    pub fn finish(&mut self, within: Duration) -> Finished {
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "`{}` still running after {within:?}, killed; stdout:\n{}\nstderr:\n{}",
+                    self.what,
+                    self.stdout.snapshot().join("\n"),
+                    self.stderr.snapshot().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let text = |lines: Vec<String>| lines.iter().map(|l| format!("{l}\n")).collect();
+        Finished {
+            status,
+            stdout: text(self.stdout.until_ended()),
+            stderr: text(self.stderr.until_ended()),
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `command` to the end with its stdin closed, as `Command::output`
+/// does, but killed and failing with what it printed after [`WAIT`].
+pub fn run(command: &mut Command) -> Finished {
+    let mut process = Process::spawn(command);
+    process.close_stdin();
+    process.finish(WAIT)
 }
 
 /// A `chat-server` process on a free loopback port, killed when dropped.
