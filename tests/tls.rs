@@ -4,13 +4,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 
-use support::{Client, Server, WAIT, bin_path, is_chat_listener, listening_addr, strip_ansi};
+use support::{
+    Client, Process, Server, WAIT, bin_path, is_chat_listener, listening_addr, strip_ansi,
+};
 
 /// A self-signed certificate for localhost and 127.0.0.1, in a temp dir.
 struct TestCert {
@@ -68,32 +68,26 @@ async fn the_client_chats_over_tls_with_a_plain_user() {
     let cert = TestCert::new("client");
     let (server, tls_addr) = start_tls_server(&cert);
     let mut bob = Client::named(server.addr, "bob").await;
-    let mut client = tokio::process::Command::new(bin_path("chat-client"))
-        .args([&tls_addr.to_string(), "--name", "alice", "--no-color", "--ca", &cert.cert()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("chat-client starts");
+    let mut alice = Process::spawn(Command::new(bin_path("chat-client")).args([
+        &tls_addr.to_string(),
+        "--name",
+        "alice",
+        "--no-color",
+        "--ca",
+        &cert.cert(),
+    ]));
     bob.expect_line(|l| l.contains("alice joined")).await;
-    let mut stdin = client.stdin.take().expect("stdin");
-    tokio::io::AsyncWriteExt::write_all(&mut stdin, b"secret hello\n").await.expect("typed");
+    alice.type_line("secret hello");
     let line = strip_ansi(&bob.expect_line(|l| l.contains("secret hello")).await);
     assert!(line.ends_with("alice: secret hello"), "{line}");
     bob.send("hello over tls").await;
-    drop(stdin);
-    let output = tokio::time::timeout(WAIT, client.wait_with_output())
-        .await
-        .expect("exits")
-        .expect("output");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{:?} {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.contains("bob: hello over tls"), "{stdout}");
+    // Closing stdin makes the client say /quit: only once bob's line is on
+    // its screen, or the goodbye could end the session before it arrives.
+    alice.stdout.wait_for("bob's line", |l| l.contains("bob: hello over tls"));
+    alice.close_stdin();
+    let output = alice.finish(WAIT);
+    assert!(output.status.success(), "{:?} {}", output.status, output.stderr);
+    assert!(output.stdout.contains("bob: hello over tls"), "{}", output.stdout);
 }
 
 #[test]
@@ -116,38 +110,20 @@ async fn openssl_s_client_can_chat() {
     let cert = TestCert::new("openssl");
     let (server, tls_addr) = start_tls_server(&cert);
     let mut bob = Client::named(server.addr, "bob").await;
-    let mut openssl = Command::new("openssl")
-        .args(["s_client", "-connect", &tls_addr.to_string(), "-CAfile", &cert.cert(), "-quiet"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("`openssl` must be installed for this test (scripts/test installs it)");
-    let (tx, lines) = mpsc::channel();
-    let stdout = openssl.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let expect = |what: &str| loop {
-        let line =
-            lines.recv_timeout(WAIT).unwrap_or_else(|_| panic!("openssl never showed {what:?}"));
-        if line.contains(what) {
-            return line;
-        }
-    };
-    expect("name");
-    let mut stdin = openssl.stdin.take().expect("stdin");
-    writeln!(stdin, "carol").expect("typed");
-    expect("Welcome, carol");
-    writeln!(stdin, "hi from openssl").expect("typed");
+    let mut openssl = Process::spawn(Command::new("openssl").args([
+        "s_client",
+        "-connect",
+        &tls_addr.to_string(),
+        "-CAfile",
+        &cert.cert(),
+        "-quiet",
+    ]));
+    openssl.stdout.wait_for("the name prompt", |l| l.contains("name"));
+    openssl.type_line("carol");
+    openssl.stdout.wait_for("the welcome", |l| l.contains("Welcome, carol"));
+    openssl.type_line("hi from openssl");
     let line = strip_ansi(&bob.expect_line(|l| l.contains("hi from openssl")).await);
     assert!(line.ends_with("carol: hi from openssl"), "{line}");
     bob.send("hi carol").await;
-    expect("bob: hi carol");
-    let _ = openssl.kill();
-    let _ = openssl.wait();
+    openssl.stdout.wait_for("bob's line", |l| l.contains("bob: hi carol"));
 }
