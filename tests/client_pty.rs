@@ -179,15 +179,20 @@ async fn a_half_typed_line_survives_an_incoming_message() {
     alice.type_keys("half-typed");
     alice.wait_for_input_row("alice> half-typed").await;
     bob.send("hello from bob").await;
-    alice.wait_for_text("bob: hello from bob").await;
-
+    // The message appears before the prompt is redrawn below it: wait for
+    // the whole screen as it settles, not for the first sight of the text.
+    alice
+        .wait_for("the message above the intact half-typed line", |screen| {
+            let (input_row, cursor_col) = screen.cursor_position();
+            let Some(message_row) = row_of(screen, "bob: hello from bob") else { return false };
+            message_row < input_row
+                && row_text(screen, input_row) == "alice> half-typed"
+                && usize::from(cursor_col) == "alice> half-typed".len()
+                && !row_text(screen, message_row).contains("half-typed")
+        })
+        .await;
     alice.with_screen(|screen| {
-        let (input_row, cursor_col) = screen.cursor_position();
         let message_row = row_of(screen, "bob: hello from bob").expect("message on screen");
-        assert!(message_row < input_row, "message above the input row");
-        assert_eq!(row_text(screen, input_row), "alice> half-typed", "the typed line is intact");
-        assert_eq!(usize::from(cursor_col), "alice> half-typed".len(), "cursor after it");
-        assert!(!row_text(screen, message_row).contains("half-typed"));
         // The emoji in column 0 wears the speaker's theme colour, like the rest of the line.
         let colour = screen.cell(message_row, 0).expect("cell").fgcolor();
         assert_ne!(colour, vt100::Color::Default, "the theme colour reaches the screen");
