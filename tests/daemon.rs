@@ -115,9 +115,46 @@ async fn a_reader_that_never_reads_slows_nobody_and_is_told_what_it_missed() {
             next += 1;
         }
     }
-    let _alice = sender.await.expect("sender finished");
-    let missed = slow.expect_line(|l| l.contains("You missed")).await;
-    assert!(missed.contains("messages"), "{missed}");
+    let mut alice = sender.await.expect("sender finished");
+    // Each line of the flood must reach the slow reader or be counted in a
+    // notice: read until they are all accounted for (each read has its
+    // deadline, so silent loss fails the test).
+    let mut received = Vec::new();
+    let mut missed = Vec::new();
+    while received.len() + missed.iter().sum::<usize>() < total {
+        let line = strip_ansi(&slow.next_line().await.expect("the slow reader stays connected"));
+        tally_flood_line(&line, &mut received, &mut missed);
+    }
+    // Then nothing more about the flood comes before a later line.
+    alice.send("after the flood").await;
+    for line in slow.lines_until(|l| l.contains("alice: after the flood")).await {
+        tally_flood_line(&strip_ansi(&line), &mut received, &mut missed);
+    }
+    assert!(received.windows(2).all(|w| w[0] < w[1]), "out of order or twice: {received:?}");
+    assert!(!missed.is_empty(), "never told it missed anything");
+    assert!(missed.iter().all(|&n| n > 0), "a notice of nothing missed: {missed:?}");
+    // The counts may also include the two join notices published after the
+    // slow reader came in, and nothing else.
+    let (got, told) = (received.len(), missed.iter().sum::<usize>());
+    assert!(got < total, "the slow reader got all {total} lines: nothing to miss");
+    assert!(
+        got + told <= total + 2,
+        "received {got} + told missed {told} for {total} sent: {missed:?}"
+    );
+}
+
+/// Sorts a line the slow reader got: a numbered line of the flood, or a
+/// "You missed N messages" notice.
+fn tally_flood_line(line: &str, received: &mut Vec<usize>, missed: &mut Vec<usize>) {
+    if let Some(text) = line.split("alice: ").nth(1).filter(|t| *t != "after the flood") {
+        let number = text.split(' ').next().and_then(|n| n.parse().ok());
+        received.push(number.unwrap_or_else(|| panic!("not numbered: {line:?}")));
+    } else if let Some(rest) = line.split("You missed ").nth(1) {
+        let count = rest.strip_suffix(" messages: your connection is not keeping up.");
+        missed.push(
+            count.and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no count: {line:?}")),
+        );
+    }
 }
 
 #[tokio::test]
