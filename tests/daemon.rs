@@ -4,7 +4,7 @@
 mod support;
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::{Client, Server, strip_ansi};
 
@@ -183,15 +183,23 @@ async fn a_client_that_accepts_no_bytes_is_disconnected_after_the_write_timeout(
 
 #[tokio::test]
 async fn rate_limit_slows_a_flooder_without_dropping_lines() {
-    let server = Server::start(&["--rate", "50", "--burst", "5"]);
+    const LINES: u32 = 45;
+    let server = Server::start(&["--rate", "20", "--burst", "5"]);
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(server.addr, "bob").await;
-    let batch: String = (0..60).map(|i| format!("line {i}\n")).collect();
+    let batch: String = (0..LINES).map(|i| format!("line {i}\n")).collect();
+    let sent = Instant::now();
     alice.send_raw(batch.as_bytes()).await;
-    for i in 0..60 {
+    for i in 0..LINES {
         let line = strip_ansi(&bob.expect_line(|l| l.contains("alice: line")).await);
         assert!(line.ends_with(&format!("line {i}")), "expected line {i}, got {line}");
     }
+    // 5 lines pass at once, the other 40 at 20 a second: the server cannot
+    // have read the last one sooner than 2 s after the first. A lower bound
+    // only, which a loaded machine can only make easier to meet.
+    let least = Duration::from_secs_f64(f64::from(LINES - 5) / 20.0);
+    let took = sent.elapsed();
+    assert!(took >= least, "{LINES} lines in {took:?}: --rate 20 --burst 5 was not applied");
 }
 
 #[tokio::test]
