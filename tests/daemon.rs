@@ -83,6 +83,20 @@ async fn console_who_say_kick_stats_and_quit() {
 }
 
 #[tokio::test]
+async fn console_quit_tells_every_client_and_exits_zero() {
+    let mut server = Server::start(&[]);
+    let mut alice = Client::named(server.addr, "alice").await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    server.console_command("/quit");
+    for client in [&mut alice, &mut bob] {
+        let lines = client.until_closed().await;
+        assert!(lines.iter().any(|l| l.contains("shutting down")), "{lines:?}");
+    }
+    let (status, _) = server.wait_exit(Duration::from_secs(5));
+    assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test]
 async fn a_reader_that_never_reads_slows_nobody_and_is_told_what_it_missed() {
     let server = Server::start(&["--rate", "0", "--queue", "64"]);
     let mut slow = Client::named(server.addr, "slow").await;
