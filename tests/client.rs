@@ -32,16 +32,18 @@ impl PipedClient {
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         adjust(&mut command);
         let mut child = command.spawn().expect("chat-client starts");
-        let stdout = child.stdout.take().expect("stdout piped");
         let (sender, receiver) = mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
+        // Not piped when the caller redirected it: the receiver then ends at once.
+        if let Some(stdout) = child.stdout.take() {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if sender.send(line).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            });
+        }
         let stdin = child.stdin.take();
         PipedClient { child, stdin, stdout: receiver, seen: Vec::new() }
     }
@@ -304,4 +306,21 @@ async fn every_spelling_of_quit_is_a_clean_exit() {
         assert_eq!(status.code(), Some(0), "{quit}: {stderr}");
         assert!(!stderr.contains("lost"), "{quit}: {stderr}");
     }
+}
+
+/// A local failure is exit 1: here stdout is /dev/full, where every write
+/// fails (ENOSPC) as soon as the first line from the server is printed.
+#[tokio::test]
+async fn a_stdout_that_cannot_be_written_exits_1_with_one_line() {
+    let server = Server::start(&[]);
+    let mut bob = Client::named(server.addr, "bob").await;
+    let alice = PipedClient::start_with(&[&server.addr.to_string(), "--name", "alice"], |c| {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+        c.stdout(full);
+    });
+    // stdin stays open: only the failed write may end the client.
+    let (status, stderr) = alice.exit().await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_one_error_line(&stderr, "cannot write to stdout");
+    bob.expect_line(|l| l.contains("alice") && (l.contains("left") || l.contains("lost"))).await;
 }
