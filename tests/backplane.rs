@@ -172,6 +172,15 @@ async fn redis_down_degrades_to_local_then_the_room_is_whole_again() {
     // Each node says the room is whole only once it is subscribed again.
     alice.send("after the outage").await;
     bob.expect_line(|l| l.contains("alice: after the outage")).await;
+    carol.expect_line(|l| l.contains("alice: after the outage")).await;
+    support::barrier(&mut bob, &mut alice).await;
+    // Everyone has read past the outage: each was told of it exactly once.
+    for (name, user) in [("alice", &alice), ("bob", &bob), ("carol", &carol)] {
+        for notice in ["degraded", "whole again"] {
+            let told = user.seen.iter().filter(|l| l.contains(notice)).count();
+            assert_eq!(told, 1, "{name} told {notice:?} {told} times: {:#?}", user.seen);
+        }
+    }
     assert!(
         a.log
             .snapshot()
