@@ -211,3 +211,70 @@ async fn newcomers_to_a_degraded_room_are_told_in_the_welcome() {
         assert!(after.iter().all(|l| !l.contains("degraded")), "{after:#?}");
     }
 }
+
+/// Joins `room` and waits until told it is current there.
+async fn join_room(client: &mut Client, room: &str) {
+    client.send(&format!("/join {room}")).await;
+    client.expect_line(|l| l.contains(&format!("You are now in {room}"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_spans_daemons_that_carry_it_only_while_their_users_are_in_it() {
+    let redis = RedisServer::start();
+    let (one, two, three) = (node(&redis), node(&redis), node(&redis));
+    let mut alice = Client::named(one.addr, "alice").await;
+    let mut bob = join_seen_by(&two, "bob", &mut alice).await;
+    let _carol = join_seen_by(&three, "carol", &mut alice).await;
+    let channel = "chat:room:rust";
+    join_room(&mut alice, "#rust").await;
+    join_room(&mut bob, "#rust").await;
+    let notice = strip_ansi(&alice.expect_line(|l| l.contains("bob joined")).await);
+    assert!(notice.contains("bob joined #rust"), "{notice}");
+    bob.send("hello from two").await;
+    let line = strip_ansi(&alice.expect_line(|l| l.contains("hello from two")).await);
+    assert!(line.ends_with("bob: hello from two") && !line.starts_with('['), "{line}");
+    // Two daemons carry #rust; the third, with nobody in it, does not.
+    support::poll_until("two daemons on #rust", support::WAIT, || {
+        let n = redis.subscribers(channel);
+        if n == 2 { Ok(()) } else { Err(n) }
+    })
+    .await;
+    alice.send("/who #rust").await;
+    let who = alice.lines_until(|l| l.contains("(you)")).await;
+    assert!(who.iter().any(|l| l.contains("2 online in #rust")), "{who:#?}");
+    alice.send("/rooms").await;
+    let rooms = alice.lines_until(|l| l.contains("#rust")).await;
+    let listing = rooms.iter().map(|l| strip_ansi(l)).collect::<Vec<_>>().join("\n");
+    assert!(listing.contains("#lobby (3)") && listing.contains("#rust (2)"), "{listing}");
+    bob.send("/part").await;
+    alice.expect_line(|l| l.contains("bob left #rust")).await;
+    support::poll_until("one daemon on #rust", support::WAIT, || {
+        let n = redis.subscribers(channel);
+        if n == 1 { Ok(()) } else { Err(n) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_departure_reaches_each_user_once_across_shared_rooms() {
+    let redis = RedisServer::start();
+    let (one, two) = (node(&redis), node(&redis));
+    let mut alice = Client::named(one.addr, "alice").await;
+    let mut bob = join_seen_by(&two, "bob", &mut alice).await;
+    for room in ["#a", "#b"] {
+        join_room(&mut alice, room).await;
+        join_room(&mut bob, room).await;
+        alice.expect_line(|l| l.contains(&format!("bob joined {room}"))).await;
+    }
+    bob.send("/nick robert").await;
+    bob.expect_line(|l| l.contains("You are now known as robert")).await;
+    bob.send("/quit bye").await;
+    let seen = alice.lines_until(|l| l.contains("robert left")).await;
+    let mut carol = Client::named(one.addr, "carol").await;
+    join_room(&mut carol, "#b").await;
+    let later = support::barrier(&mut carol, &mut alice).await;
+    let all: Vec<&String> = seen.iter().chain(&later).collect();
+    let renames = all.iter().filter(|l| l.contains("is now known as robert")).count();
+    let leaves = all.iter().filter(|l| l.contains("robert left")).count();
+    assert_eq!((renames, leaves), (1, 1), "{all:#?}");
+}

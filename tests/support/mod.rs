@@ -524,6 +524,29 @@ impl Drop for RedisServer {
     }
 }
 
+impl RedisServer {
+    /// How many clients (daemons) subscribe to `channel` (`PUBSUB NUMSUB`).
+    pub fn subscribers(&self, channel: &str) -> u64 {
+        use std::io::Read;
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("redis accepts");
+        stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+        let command =
+            format!("*3\r\n$6\r\nPUBSUB\r\n$6\r\nNUMSUB\r\n${}\r\n{channel}\r\n", channel.len());
+        stream.write_all(command.as_bytes()).expect("redis takes the command");
+        // Four lines: `*2`, `$len`, the channel, `:N`.
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while reply.windows(2).filter(|w| w == b"\r\n").count() < 4 {
+            stream.read_exact(&mut byte).expect("a PUBSUB NUMSUB reply");
+            reply.push(byte[0]);
+        }
+        let text = String::from_utf8_lossy(&reply);
+        let count = text.trim_end().rsplit(':').next().unwrap_or_default().trim();
+        count.parse().unwrap_or_else(|_| panic!("no count in {text:?}"))
+    }
+}
+
 fn redis_answers(port: u16) -> bool {
     use std::io::Read;
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };

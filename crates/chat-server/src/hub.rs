@@ -20,7 +20,7 @@ use tracing::info;
 use crate::backplane::Backplane;
 use crate::backplane::wire::Wire;
 use crate::people::{Admitted, Direct, Inbox, People, Person, theme_index};
-use crate::room::{ConnId, Entry, Listing, Member, Message, Room, RoomError, Scope};
+use crate::room::{ConnId, Entry, Listing, Member, Message, Place, Room, RoomError, Scope};
 use crate::rooms::{RoomListing, Rooms};
 use crate::stats::Stats;
 
@@ -131,10 +131,7 @@ impl Hub {
                 return Err(error);
             }
         };
-        if let Some(bp) = &self.backplane {
-            let theme = theme_index(&speaker.theme);
-            bp.forward(Wire::Join { node: bp.node(), name: name.clone(), theme });
-        }
+        self.forward_join(&speaker, &RoomName::lobby());
         let Admitted { theme, inbox, degraded } = admitted;
         Ok((name, Arrival { theme, inbox, degraded, lobby }))
     }
@@ -166,7 +163,12 @@ impl Hub {
         name: &RoomName,
         notice: impl FnOnce(&Room) -> String,
     ) -> Result<Joined, RoomError> {
-        let joined = self.rooms.enter(name, |room| Joined {
+        let seed = |room: &Room| {
+            for (name, theme, node) in self.people.remote_in(room.key()) {
+                room.remote_join(node, name, theme, None);
+            }
+        };
+        let joined = self.rooms.enter(name, seed, |room| Joined {
             room: Arc::clone(room),
             entry: room.join(speaker.id, speaker.member(), notice(room)),
         })?;
@@ -188,10 +190,11 @@ impl Hub {
         if mine.len() >= self.rooms_per_user {
             return Err(RoomError::TooManyRoomsForYou { max: self.rooms_per_user });
         }
-        self.enter(speaker, name, |room| {
+        let joined = self.enter(speaker, name, |room| {
             format!("{} {} joined {}", speaker.theme.emoji, speaker.name, room.name())
-        })
-        .map(Some)
+        })?;
+        self.forward_join(speaker, joined.room.name());
+        Ok(Some(joined))
     }
 
     /// Leaves one room (not the last one); its members are told.
@@ -210,7 +213,12 @@ impl Hub {
             room.name().clone()
         });
         self.people.set_in_room(speaker.id, key, false);
-        left.ok_or(RoomError::NoSuchRoom)
+        let name = left.ok_or(RoomError::NoSuchRoom)?;
+        if let Some(bp) = &self.backplane {
+            let (node, who) = (bp.node(), speaker.name.clone());
+            bp.forward(Wire::Part { node, name: who, room: name.clone() });
+        }
+        Ok(name)
     }
 
     /// Renames `speaker` to `new` here and on every daemon; on success the
@@ -266,7 +274,9 @@ impl Hub {
         let others = room.say(Some(speaker.id), &message);
         if let Some(bp) = &self.backplane {
             let Message { name, theme, text, action } = message;
-            bp.forward_remembered(Wire::Message { node: bp.node(), name, theme, text, action });
+            let room = room.name().clone();
+            let message = Wire::Message { node: bp.node(), room, name, theme, text, action };
+            bp.forward_remembered(message);
         }
         Stats::add(&self.stats.messages, 1);
         others
@@ -330,7 +340,9 @@ impl Hub {
         let scope = Scope::Rooms(keys.into());
         let receivers = rooms.iter().map(|room| room.announce(text, scope.clone())).sum();
         if let Some(bp) = &self.backplane {
-            bp.forward_remembered(Wire::Announcement { node: bp.node(), text: text.to_owned() });
+            let rooms = rooms.iter().map(|r| r.name().clone()).collect();
+            let text = text.to_owned();
+            bp.forward_remembered(Wire::Announcement { node: bp.node(), rooms, text });
         }
         info!(text, receivers, "operator announcement");
         Ok(receivers)
@@ -343,14 +355,44 @@ impl Hub {
         Ok(person)
     }
 
-    /// Who is in a room.
+    /// Who is in a room, here and on other daemons.
     pub fn who(&self, room: &RoomKey) -> Result<Vec<Listing>, RoomError> {
-        Ok(self.rooms.get(room).ok_or(RoomError::NoSuchRoom)?.who())
+        if let Some(room) = self.rooms.get(room) {
+            return Ok(room.who());
+        }
+        // Nobody here is in it: only other daemons' people can be.
+        let mut listings: Vec<Listing> = self
+            .people
+            .remote_in(room)
+            .into_iter()
+            .map(|(name, theme, node)| Listing { name, theme, place: Place::Node(node) })
+            .collect();
+        if listings.is_empty() {
+            return Err(RoomError::NoSuchRoom);
+        }
+        listings.sort_by_cached_key(|l| l.name.key());
+        Ok(listings)
     }
 
-    /// The rooms that have members.
+    /// The rooms that have members, here or on other daemons, with counts.
     pub fn room_list(&self) -> Vec<RoomListing> {
-        self.rooms.list()
+        let mut listings = self.rooms.list();
+        for (name, users) in self.people.remote_rooms() {
+            let key = name.key();
+            if !listings.iter().any(|l| l.key == key) {
+                listings.push(RoomListing { name, key, users });
+            }
+        }
+        listings.sort_by(|a, b| a.key.cmp(&b.key));
+        listings
+    }
+
+    fn forward_join(&self, speaker: &Speaker, room: &RoomName) {
+        if let Some(bp) = &self.backplane {
+            let theme = theme_index(&speaker.theme);
+            let (node, name, room) = (bp.node(), speaker.name.clone(), room.clone());
+            bp.forward(Wire::Join { node, name, theme, room });
+        }
     }
 
     /// True while `room`'s readers, or the daemons behind the backplane,

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chat_proto::vocabulary::{DEGRADED, WHOLE_AGAIN};
-use chat_proto::{Line, Name, NameKey, RoomKey, THEMES, Theme};
+use chat_proto::{Line, Name, NameKey, RoomKey, RoomName, THEMES, Theme};
 use rand::Rng;
 use tokio::sync::Notify;
 
@@ -77,12 +77,21 @@ pub struct Person {
     inbox: Arc<Inbox>,
 }
 
-/// A person connected to another daemon of the room.
+/// A person connected to another daemon.
 #[derive(Debug, Clone)]
 struct RemotePerson {
     name: Name,
     theme: Theme,
     node: NodeId,
+    rooms: Vec<RoomName>,
+}
+
+/// What a person of another daemon was, when they leave or change.
+#[derive(Debug, Clone)]
+pub struct Departed {
+    pub theme: Theme,
+    /// Their rooms, sorted by key.
+    pub rooms: Vec<RoomKey>,
 }
 
 /// What a newly admitted person receives.
@@ -200,10 +209,16 @@ impl People {
         state.local.len() + state.remote.len()
     }
 
-    /// This daemon's people and their theme numbers, for the backplane.
-    pub fn local_roster(&self) -> Vec<(Name, usize)> {
+    /// This daemon's people, their theme numbers and rooms, for the backplane.
+    pub fn local_roster(&self) -> Vec<(Name, usize, Vec<RoomKey>)> {
         let state = self.lock();
-        state.local.values().map(|p| (p.name.clone(), theme_index(&p.theme))).collect()
+        let roster = state.local.values();
+        roster.map(|p| (p.name.clone(), theme_index(&p.theme), p.rooms.clone())).collect()
+    }
+
+    /// This daemon's people's names.
+    pub fn local_names(&self) -> Vec<Name> {
+        self.lock().local.values().map(|p| p.name.clone()).collect()
     }
 
     /// The daemon and spelling of a person on another daemon, if there is one by that name.
@@ -213,24 +228,48 @@ impl People {
         Some((remote.node, remote.name.clone()))
     }
 
-    /// A person joined on another daemon; false when the name is ours here
-    /// (both daemons admitted it while Redis could not arbitrate).
-    pub fn remote_join(&self, node: NodeId, name: Name, theme: usize) -> Option<Theme> {
+    /// A person of another daemon entered `room` (arriving there first, if
+    /// new); their theme, or `None` when the name is ours here (both
+    /// daemons admitted it while Redis could not arbitrate).
+    pub fn remote_enter(
+        &self,
+        node: NodeId,
+        name: Name,
+        theme: usize,
+        room: &RoomName,
+    ) -> Option<Theme> {
         let mut state = self.lock();
         let key = name.key();
         if state.by_key.contains_key(&key) {
             return None;
         }
-        let theme = THEMES[theme.min(THEMES.len() - 1)];
-        if let Some(old) = state.remote.insert(key, RemotePerson { name, theme, node }) {
-            state.release_theme(&old.theme);
+        let known = state.remote.get(&key).is_some_and(|p| p.node == node);
+        if !known {
+            let theme = THEMES[theme.min(THEMES.len() - 1)];
+            let person = RemotePerson { name, theme, node, rooms: Vec::new() };
+            if let Some(old) = state.remote.insert(key.clone(), person) {
+                state.release_theme(&old.theme);
+            }
+            state.use_theme(&theme);
         }
-        state.use_theme(&theme);
-        Some(theme)
+        let person = state.remote.get_mut(&key)?;
+        if !person.rooms.iter().any(|r| r.key() == room.key()) {
+            person.rooms.push(room.clone());
+        }
+        Some(person.theme)
     }
 
-    /// A person of another daemon left; their theme, if they were known.
-    pub fn remote_leave(&self, node: NodeId, name: &Name) -> Option<Theme> {
+    /// A person of another daemon left one room; their theme, if known there.
+    pub fn remote_part(&self, node: NodeId, name: &Name, room: &RoomKey) -> Option<Theme> {
+        let mut state = self.lock();
+        let person = state.remote.get_mut(&name.key()).filter(|p| p.node == node)?;
+        let before = person.rooms.len();
+        person.rooms.retain(|r| r.key() != *room);
+        (person.rooms.len() < before).then_some(person.theme)
+    }
+
+    /// A person of another daemon left their server.
+    pub fn remote_leave(&self, node: NodeId, name: &Name) -> Option<Departed> {
         let mut state = self.lock();
         let key = name.key();
         if state.remote.get(&key).is_none_or(|p| p.node != node) {
@@ -238,22 +277,22 @@ impl People {
         }
         let person = state.remote.remove(&key)?;
         state.release_theme(&person.theme);
-        Some(person.theme)
+        Some(departed(&person))
     }
 
-    /// A person of another daemon changed name; their theme, if they were known.
-    pub fn remote_rename(&self, node: NodeId, old: &Name, new: Name) -> Option<Theme> {
+    /// A person of another daemon changed name.
+    pub fn remote_rename(&self, node: NodeId, old: &Name, new: Name) -> Option<Departed> {
         let mut state = self.lock();
         let mut person = state.remote.remove(&old.key()).filter(|p| p.node == node)?;
         person.name = new;
-        let theme = person.theme;
+        let was = departed(&person);
         state.remote.insert(person.name.key(), person);
-        Some(theme)
+        Some(was)
     }
 
     /// The people of another daemon, all removed (it shut down or went
-    /// silent); returns them with their themes.
-    pub fn remote_node_gone(&self, node: NodeId) -> Vec<(Name, Theme)> {
+    /// silent), with what they were.
+    pub fn remote_node_gone(&self, node: NodeId) -> Vec<(Name, Departed)> {
         let mut state = self.lock();
         let keys: Vec<NameKey> =
             state.remote.iter().filter(|(_, p)| p.node == node).map(|(k, _)| k.clone()).collect();
@@ -261,10 +300,27 @@ impl People {
         for key in keys {
             if let Some(person) = state.remote.remove(&key) {
                 state.release_theme(&person.theme);
-                gone.push((person.name, person.theme));
+                gone.push((person.name.clone(), departed(&person)));
             }
         }
         gone
+    }
+
+    /// The people of other daemons in `room`: name, theme, daemon.
+    pub fn remote_in(&self, room: &RoomKey) -> Vec<(Name, Theme, NodeId)> {
+        let state = self.lock();
+        let inside = state.remote.values().filter(|p| p.rooms.iter().any(|r| r.key() == *room));
+        inside.map(|p| (p.name.clone(), p.theme, p.node)).collect()
+    }
+
+    /// The rooms people of other daemons are in, with how many of them.
+    pub fn remote_rooms(&self) -> Vec<(RoomName, usize)> {
+        let state = self.lock();
+        let mut counts: HashMap<RoomKey, (RoomName, usize)> = HashMap::new();
+        for room in state.remote.values().flat_map(|p| &p.rooms) {
+            counts.entry(room.key()).or_insert_with(|| (room.clone(), 0)).1 += 1;
+        }
+        counts.into_values().collect()
     }
 
     /// Marks the other daemons unreachable (or reachable again), telling
@@ -310,6 +366,12 @@ impl PeopleState {
             (0..THEMES.len()).filter(|&i| self.theme_use[i] == fewest).collect();
         candidates[rand::rng().random_range(0..candidates.len())]
     }
+}
+
+fn departed(person: &RemotePerson) -> Departed {
+    let mut rooms: Vec<RoomKey> = person.rooms.iter().map(RoomName::key).collect();
+    rooms.sort();
+    Departed { theme: person.theme, rooms }
 }
 
 /// The position of a theme in [`THEMES`].
@@ -365,7 +427,8 @@ mod tests {
     #[test]
     fn a_remote_name_is_taken_here_too() {
         let people = People::default();
-        assert!(people.remote_join(7, name("bob"), 2).is_some());
+        let lobby = RoomName::lobby();
+        assert!(people.remote_enter(7, name("bob"), 2, &lobby).is_some());
         assert_eq!(people.admit(1, name("Bob"), peer()).err(), Some(RoomError::NameTaken));
         assert!(people.remote_leave(8, &name("bob")).is_none(), "only bob's own daemon");
         assert!(people.remote_leave(7, &name("bob")).is_some());

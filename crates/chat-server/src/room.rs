@@ -323,12 +323,6 @@ impl Room {
         self.publish_locked(&mut state, event, false);
     }
 
-    /// True while nobody, here or elsewhere, is in the room.
-    pub fn is_empty(&self) -> bool {
-        let state = self.lock();
-        state.members.is_empty() && state.remote.is_empty()
-    }
-
     /// Takes the history out of a closing room (it outlives the room).
     pub fn take_history(&self) -> VecDeque<Arc<Event>> {
         std::mem::take(&mut self.lock().history)
@@ -411,18 +405,18 @@ impl Room {
         self.publish_locked(&mut state, Event { from: None, line, scope }, false);
     }
 
-    /// Adds a message to history without sending it (history from other nodes at start-up).
-    pub fn remember(&self, message: &Message) {
+    /// Adds lines to history without sending them (history shared by other daemons).
+    pub fn remember_lines(&self, lines: impl Iterator<Item = Line>) {
         let mut state = self.lock();
-        let event = Event { from: None, line: message.line(), scope: Scope::Room };
-        self.remember_locked(&mut state, Arc::new(event));
+        for line in lines {
+            let event = Event { from: None, line, scope: Scope::Room };
+            self.remember_locked(&mut state, Arc::new(event));
+        }
     }
 
-    /// Adds an announcement to history without sending it.
-    pub fn remember_announcement(&self, text: &str) {
-        let mut state = self.lock();
-        let event = Event { from: None, line: Line::announcement(text), scope: Scope::Room };
-        self.remember_locked(&mut state, Arc::new(event));
+    /// True while the room has nothing to replay.
+    pub fn has_no_history(&self) -> bool {
+        self.lock().history.is_empty()
     }
 
     /// Sends a chat message to everyone but its author (`from`, when local)
@@ -477,6 +471,12 @@ impl Room {
     pub fn rejoin_queue(&self) -> (broadcast::Receiver<Arc<Event>>, u64) {
         let state = self.lock();
         (self.events.subscribe(), state.published)
+    }
+
+    /// A receiver of a channel nobody sends on: a place outside the room's
+    /// queue, for a reader stepping aside or going.
+    pub fn idle_receiver(&self) -> broadcast::Receiver<Arc<Event>> {
+        broadcast::channel(1).1
     }
 
     /// True while the slowest reader in the queue is past the high-water
@@ -542,26 +542,26 @@ impl Room {
         }
     }
 
-    /// A member of another daemon left; `notice` tells everyone here.
-    pub fn remote_leave(&self, node: NodeId, name: &Name, notice: String) {
+    /// A member of another daemon left; `notice` tells everyone here, with its scope.
+    pub fn remote_leave(&self, node: NodeId, name: &Name, notice: String, scope: Scope) {
         let mut state = self.lock();
         let key = name.key();
         if state.remote.get(&key).is_none_or(|m| m.node != node) {
             return;
         }
         state.remote.remove(&key);
-        self.announce_presence(&mut state, None, notice, Scope::Room);
+        self.announce_presence(&mut state, None, notice, scope);
     }
 
-    /// A member of another daemon changed name.
-    pub fn remote_rename(&self, node: NodeId, old: &Name, new: Name, notice: &str) {
+    /// A member of another daemon changed name; `notice` tells everyone here.
+    pub fn remote_rename(&self, node: NodeId, old: &Name, new: Name, notice: &str, scope: Scope) {
         let mut state = self.lock();
         let Some(mut member) = state.remote.remove(&old.key()).filter(|m| m.node == node) else {
             return;
         };
         member.name = new;
         state.remote.insert(member.name.key(), member);
-        let event = Event { from: None, line: Line::notice(notice), scope: Scope::Room };
+        let event = Event { from: None, line: Line::notice(notice), scope };
         self.publish_locked(&mut state, event, false);
     }
 

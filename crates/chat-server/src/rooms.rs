@@ -5,16 +5,19 @@
 //! its last member, here or on another daemon, leaves; its history is kept
 //! for when it opens again. Entering and leaving happen under the map's
 //! lock, so nobody joins a room that is closing. Lock order: the map, then
-//! a room.
+//! a room (or the people). A room is open only while someone on this
+//! daemon is in it, which is what the backplane follows to carry a room's
+//! traffic only then ([`Rooms::changed`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chat_proto::{RoomKey, RoomName};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::room::{Event, Room, RoomError};
+use crate::room::{Event, Room, RoomError, Scope};
 use crate::stats::Stats;
 
 /// Closed rooms whose history is kept; past this, the oldest is forgotten.
@@ -45,6 +48,7 @@ pub struct Rooms {
     stats: Arc<Stats>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    changed: Notify,
 }
 
 impl Rooms {
@@ -59,7 +63,16 @@ impl Rooms {
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Self {
-        Rooms { state: Mutex::default(), max_rooms, queue, history_len, stats, shutdown, tracker }
+        Rooms {
+            state: Mutex::default(),
+            max_rooms,
+            queue,
+            history_len,
+            stats,
+            shutdown,
+            tracker,
+            changed: Notify::new(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, RoomsState> {
@@ -67,11 +80,13 @@ impl Rooms {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs `enter` on the room called `name`, opening it if needed, under
-    /// the map's lock so the room cannot close meanwhile.
+    /// Runs `enter` on the room called `name`, opening it if needed (then
+    /// `open` first, to fill it in), under the map's lock so the room cannot
+    /// close meanwhile.
     pub fn enter<T>(
         &self,
         name: &RoomName,
+        open: impl FnOnce(&Room),
         enter: impl FnOnce(&Arc<Room>) -> T,
     ) -> Result<T, RoomError> {
         let mut state = self.lock();
@@ -93,8 +108,10 @@ impl Rooms {
             Arc::clone(&self.stats),
             closed,
         ));
+        open(&room);
         self.tracker.spawn(Arc::clone(&room).announce_gathered_presence(self.shutdown.clone()));
         state.open.insert(key, Arc::clone(&room));
+        self.changed.notify_one();
         Ok(enter(&room))
     }
 
@@ -104,7 +121,7 @@ impl Rooms {
         let mut state = self.lock();
         let room = Arc::clone(state.open.get(key)?);
         let result = leave(&room);
-        if room.is_empty() {
+        if room.member_count() == 0 {
             self.close(&mut state, &room);
         }
         Some(result)
@@ -113,6 +130,7 @@ impl Rooms {
     fn close(&self, state: &mut RoomsState, room: &Room) {
         state.open.remove(room.key());
         room.close();
+        self.changed.notify_one();
         let history = room.take_history();
         if history.is_empty() {
             return;
@@ -124,6 +142,39 @@ impl Rooms {
         }
         state.kept_order.push_back(room.key().clone());
         state.kept.insert(room.key().clone(), history);
+    }
+
+    /// Adds lines to a room's history without sending them: to the room if
+    /// open, else to what it replays when it opens.
+    pub fn remember(&self, key: &RoomKey, lines: impl Iterator<Item = chat_proto::Line>) {
+        let mut state = self.lock();
+        if let Some(room) = state.open.get(key) {
+            room.remember_lines(lines);
+            return;
+        }
+        if self.history_len == 0 {
+            return;
+        }
+        if !state.kept.contains_key(key) {
+            state.kept_order.push_back(key.clone());
+        }
+        let kept = state.kept.entry(key.clone()).or_default();
+        for line in lines {
+            if kept.len() == self.history_len {
+                kept.pop_front();
+            }
+            kept.push_back(Arc::new(Event { from: None, line, scope: Scope::Room }));
+        }
+    }
+
+    /// Resolves when a room opened or closed since the last call.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// The keys of the open rooms.
+    pub fn open_keys(&self) -> Vec<RoomKey> {
+        self.lock().open.keys().cloned().collect()
     }
 
     /// The open room with this key.

@@ -49,6 +49,15 @@ pub enum Drain {
     All,
 }
 
+impl Drop for Subscription {
+    /// A reader that goes (a connection ending, a `/part`) may have been the
+    /// one senders waited for: its place is given up first, then they are woken.
+    fn drop(&mut self) {
+        drop(std::mem::replace(&mut self.events, self.room.idle_receiver()));
+        self.room.note_reader_progress();
+    }
+}
+
 /// Where a reader stands when it shows a room's lines.
 #[derive(Debug, Clone, Copy)]
 pub struct View<'a> {
@@ -186,8 +195,7 @@ impl Subscription {
         }
         let unread = self.events.len() as u64;
         let stepped_out_at = self.room.published();
-        // A receiver of a channel nobody sends on: out of the room's queue.
-        self.events = broadcast::channel(1).1;
+        self.events = self.room.idle_receiver();
         self.room.note_reader_progress();
         debug!(id = self.me, "slow reader stepped out of the queue");
         out.flush().await?;

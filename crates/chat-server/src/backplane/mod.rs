@@ -2,14 +2,20 @@
 //!
 //! Each daemon is a node with a random id. Local traffic never waits for
 //! Redis: a local line reaches local users directly, and a copy goes into a
-//! bounded queue that one backplane task publishes (pipelined, in order) on
-//! the room's channel. The same task reads the channel, skips its own
-//! events, renders each remote event once, and hands it to the [`Room`] like
-//! any other line. Names are claimed in Redis (`name:<key>`, set only if
+//! bounded queue that one backplane task publishes (pipelined, in order).
+//! Chat lines go on their room's channel, and a node subscribes to a room's
+//! channel only while one of its own users is in the room (it follows
+//! [`Rooms::changed`]), so a node with nobody in `#rust` receives none of
+//! `#rust`'s lines. Who is where (arrivals, joins, parts, renames,
+//! departures, rosters, heartbeats) goes on one channel every node reads,
+//! so `/rooms` and `/who #room` count everyone. The same task reads the
+//! channels, skips its own events, renders each remote line once, and hands
+//! it to the [`Room`] like any other line. Names are claimed in Redis (`name:<key>`, set only if
 //! absent, with an expiry this node refreshes), so they are unique across
 //! nodes and a crashed node's names free themselves. Nodes send heartbeats;
-//! one silent for [`NODE_TIMEOUT`] is gone and its users leave. History is a
-//! capped Redis list read once at start. When Redis is unreachable the node
+//! one silent for [`NODE_TIMEOUT`] is gone and its users leave. Each room's
+//! history is a capped Redis list, read when the node starts carrying the
+//! room. When Redis is unreachable the node
 //! serves its own users, tells them once that the room is degraded, and
 //! reconnects with backoff; on return it re-claims its names and the nodes
 //! exchange rosters, and the room is whole again.
@@ -20,7 +26,7 @@
 
 pub mod wire;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,10 +42,10 @@ use tracing::{info, warn};
 
 use chat_proto::{RoomKey, RoomName};
 
-use crate::people::{Direct, People};
+use crate::people::{Departed, Direct, People};
 use crate::room::{Message, Room, Scope};
 use crate::rooms::Rooms;
-use wire::{NodeId, ROSTER_CHUNK, Wire};
+use wire::{NodeId, ROSTER_CHUNK, RosterEntry, Wire};
 
 /// Events waiting for Redis; past this, new ones are dropped (and counted)
 /// rather than ever slowing local traffic.
@@ -72,32 +78,35 @@ const CLAIM_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
 const RELEASE_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
     return redis.call('DEL', KEYS[1]) else return 0 end";
 
-/// Redis keys and channels of one room.
+/// Redis keys and channels of the daemons that share rooms.
 #[derive(Debug, Clone)]
 struct Keys {
+    /// Who is where: every node reads it.
     events: String,
-    history: String,
-    node_prefix: String,
-    name_prefix: String,
 }
 
 impl Keys {
-    fn new(room: &str) -> Self {
-        Keys {
-            events: format!("chat:{room}:events"),
-            history: format!("chat:{room}:history"),
-            node_prefix: format!("chat:{room}:node:"),
-            name_prefix: format!("chat:{room}:name:"),
-        }
+    fn new() -> Self {
+        Keys { events: "chat:events".to_owned() }
     }
 
+    /// A node's own channel (private messages to its users).
     fn node(&self, node: NodeId) -> String {
-        format!("{}{node:x}", self.node_prefix)
+        format!("chat:node:{node:x}")
+    }
+
+    /// A room's chat lines.
+    fn room(&self, room: &RoomKey) -> String {
+        format!("chat:room:{}", room.as_str())
+    }
+
+    /// A room's capped history list.
+    fn history(&self, room: &RoomKey) -> String {
+        format!("chat:history:{}", room.as_str())
     }
 
     fn name(&self, name: &Name) -> String {
-        let key = name.key();
-        format!("{}{}", self.name_prefix, key.as_str())
+        format!("chat:name:{}", name.key().as_str())
     }
 }
 
@@ -140,7 +149,7 @@ impl Backplane {
         let backplane = Backplane {
             inner: Arc::new(Inner {
                 node: rand::random(),
-                keys: Keys::new("lobby"),
+                keys: Keys::new(),
                 queue,
                 commands: Mutex::new(None),
                 connected: AtomicBool::new(false),
@@ -254,7 +263,7 @@ impl Task {
         let mut first_session = true;
         loop {
             let end = match self.open().await {
-                Ok((conn, pubsub)) => {
+                Ok((conn, sink, stream)) => {
                     backoff = MIN_BACKOFF;
                     last_error_log = None;
                     if degraded_told {
@@ -262,7 +271,8 @@ impl Task {
                         degraded_told = false;
                     }
                     info!("backplane connected");
-                    let end = self.session(conn, pubsub, std::mem::take(&mut first_session)).await;
+                    let first = std::mem::take(&mut first_session);
+                    let end = self.session(conn, sink, stream, first).await;
                     self.bp.set_commands(None);
                     end
                 }
@@ -287,7 +297,10 @@ impl Task {
         }
     }
 
-    async fn open(&self) -> Result<(MultiplexedConnection, redis::aio::PubSub), String> {
+    async fn open(
+        &self,
+    ) -> Result<(MultiplexedConnection, redis::aio::PubSubSink, redis::aio::PubSubStream), String>
+    {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
@@ -303,17 +316,24 @@ impl Task {
         let keys = &self.bp.inner.keys;
         pubsub.subscribe(&keys.events).await.map_err(|e| e.to_string())?;
         pubsub.subscribe(keys.node(self.bp.node())).await.map_err(|e| e.to_string())?;
-        Ok((conn, pubsub))
+        let (sink, stream) = pubsub.split();
+        Ok((conn, sink, stream))
     }
 
     async fn session(
         &mut self,
         mut conn: MultiplexedConnection,
-        pubsub: redis::aio::PubSub,
+        mut sink: redis::aio::PubSubSink,
+        mut messages: redis::aio::PubSubStream,
         first: bool,
     ) -> SessionEnd {
-        if first && let Err(error) = self.seed_history(&mut conn).await {
+        let lobby = RoomName::lobby();
+        if first && let Err(error) = self.seed_history(&mut conn, &lobby).await {
             warn!(%error, "could not read the shared history");
+        }
+        let mut carried = HashSet::new();
+        if let Err(error) = self.follow_rooms(&mut conn, &mut sink, &mut carried).await {
+            return SessionEnd::Lost(error);
         }
         // What was queued while disconnected stayed local by design.
         self.discard_queued();
@@ -330,7 +350,6 @@ impl Task {
         }
         let mut nodes: HashMap<NodeId, Instant> = HashMap::new();
         let mut own_heartbeat_seen = Instant::now();
-        let mut messages = pubsub.into_on_message();
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         let mut refresh = tokio::time::interval(NAME_REFRESH);
         let mut batch = Vec::with_capacity(BATCH);
@@ -348,8 +367,8 @@ impl Task {
                         return SessionEnd::Lost(error);
                     }
                     // Senders paced by this queue may go on.
-                    if let Some(lobby) = self.lobby() {
-                        lobby.note_reader_progress();
+                    for room in self.rooms.all() {
+                        room.note_reader_progress();
                     }
                 }
                 message = messages.next() => {
@@ -375,6 +394,11 @@ impl Task {
                         return SessionEnd::Lost(error);
                     }
                 }
+                () = self.rooms.changed() => {
+                    if let Err(error) = self.follow_rooms(&mut conn, &mut sink, &mut carried).await {
+                        return SessionEnd::Lost(error);
+                    }
+                }
             }
         }
     }
@@ -396,10 +420,13 @@ impl Task {
                 }
                 Outgoing::Remembered(event) => {
                     let encoded = event.encode();
-                    pipe.publish(&keys.events, &encoded).ignore();
+                    pipe.publish(self.channel_of(&event), &encoded).ignore();
                     if self.history_len > 0 {
-                        pipe.lpush(&keys.history, &encoded).ignore();
-                        pipe.ltrim(&keys.history, 0, self.history_len as isize - 1).ignore();
+                        for room in rooms_of(&event) {
+                            let history = keys.history(&room);
+                            pipe.lpush(&history, &encoded).ignore();
+                            pipe.ltrim(&history, 0, self.history_len as isize - 1).ignore();
+                        }
                     }
                 }
                 Outgoing::Release(name) => {
@@ -418,14 +445,46 @@ impl Task {
         pipe.query_async::<()>(conn).await.map_err(|e| e.to_string())
     }
 
-    /// Private messages go to the recipient's node only; the rest to the room.
+    /// Chat lines go to their room's channel, private messages to the
+    /// recipient's node only, the rest to every node.
     fn channel_of(&self, event: &Wire) -> String {
-        if let Wire::Private { to, .. } = event
-            && let Some((node, _)) = self.people.remote_person(to.as_str())
-        {
-            return self.bp.inner.keys.node(node);
+        let keys = &self.bp.inner.keys;
+        match event {
+            Wire::Message { room, .. } => keys.room(&room.key()),
+            Wire::Private { to, .. } => match self.people.remote_person(to.as_str()) {
+                Some((node, _)) => keys.node(node),
+                None => keys.events.clone(),
+            },
+            _ => keys.events.clone(),
         }
-        self.bp.inner.keys.events.clone()
+    }
+
+    /// Subscribes to the channels of the rooms open here and drops the
+    /// rest, so the node carries a room's lines only while one of its own
+    /// users is in it; reads the history of a room it starts carrying.
+    async fn follow_rooms(
+        &self,
+        conn: &mut MultiplexedConnection,
+        sink: &mut redis::aio::PubSubSink,
+        carried: &mut HashSet<RoomKey>,
+    ) -> Result<(), String> {
+        let open: HashSet<RoomKey> = self.rooms.open_keys().into_iter().collect();
+        let keys = &self.bp.inner.keys;
+        for gone in carried.difference(&open).cloned().collect::<Vec<_>>() {
+            sink.unsubscribe(keys.room(&gone)).await.map_err(|e| e.to_string())?;
+            carried.remove(&gone);
+        }
+        for new in open.difference(carried).cloned().collect::<Vec<_>>() {
+            sink.subscribe(keys.room(&new)).await.map_err(|e| e.to_string())?;
+            carried.insert(new.clone());
+            if let Some(room) = self.rooms.get(&new)
+                && room.has_no_history()
+                && let Err(error) = self.seed_history(conn, room.name()).await
+            {
+                warn!(%error, room = %room.name(), "could not read the shared history");
+            }
+        }
+        Ok(())
     }
 
     async fn receive(
@@ -453,25 +512,40 @@ impl Task {
         let node = event.node();
         nodes.insert(node, Instant::now());
         match event {
-            Wire::Message { name, theme, text, action, .. } => {
-                if let Some(lobby) = self.lobby() {
-                    lobby.say(None, &Message { name, theme, text, action });
+            Wire::Message { room, name, theme, text, action, .. } => {
+                if let Some(room) = self.rooms.get(&room.key()) {
+                    room.say(None, &Message { name, theme, text, action });
+                    wait_for_local_readers(&room).await;
                 }
-                self.wait_for_local_readers().await;
             }
-            Wire::Join { name, theme, .. } => self.remote_join(node, name, theme, true),
-            Wire::Leave { name, how, .. } => self.remote_leave(node, &name, &how),
+            Wire::Join { name, theme, room, .. } => {
+                self.remote_enter(node, name, theme, &room, true)
+            }
+            Wire::Part { name, room, .. } => self.remote_part(node, &name, &room),
+            Wire::Leave { name, how, .. } => {
+                if let Some(departed) = self.people.remote_leave(node, &name) {
+                    self.remote_departed(node, &name, departed, &how);
+                }
+            }
             Wire::Rename { old, new, .. } => {
-                if let Some(theme) = self.people.remote_rename(node, &old, new.clone())
-                    && let Some(lobby) = self.lobby()
-                {
-                    let notice = format!("{} {old} is now known as {new}", theme.emoji);
-                    lobby.remote_rename(node, &old, new, &notice);
+                if let Some(departed) = self.people.remote_rename(node, &old, new.clone()) {
+                    let notice = format!("{} {old} is now known as {new}", departed.theme.emoji);
+                    let scope = Scope::Rooms(departed.rooms.clone().into());
+                    for key in &departed.rooms {
+                        if let Some(room) = self.rooms.get(key) {
+                            room.remote_rename(node, &old, new.clone(), &notice, scope.clone());
+                        }
+                    }
                 }
             }
-            Wire::Announcement { text, .. } => {
-                if let Some(lobby) = self.lobby() {
-                    lobby.announce(&text, Scope::Room);
+            Wire::Announcement { rooms, text, .. } => {
+                let mut keys: Vec<RoomKey> = rooms.iter().map(RoomName::key).collect();
+                keys.sort();
+                let scope = Scope::Rooms(keys.clone().into());
+                for key in &keys {
+                    if let Some(room) = self.rooms.get(key) {
+                        room.announce(&text, scope.clone());
+                    }
                 }
             }
             Wire::Private { to, from, theme, text, .. } => {
@@ -488,28 +562,20 @@ impl Task {
             Wire::Roster { first, members, .. } => {
                 if first {
                     self.people.remote_node_gone(node);
-                    if let Some(lobby) = self.lobby() {
-                        lobby.forget_remote_node(node);
+                    for room in self.rooms.all() {
+                        room.forget_remote_node(node);
                     }
                 }
-                for (name, theme) in members {
-                    self.remote_join(node, name, theme, false);
+                for RosterEntry { name, theme, rooms } in members {
+                    for room in &rooms {
+                        self.remote_enter(node, name.clone(), theme, room, false);
+                    }
                 }
             }
             Wire::Goodbye { .. } => {
                 nodes.remove(&node);
                 self.remote_node_gone(node, "left (their server shut down)");
             }
-        }
-    }
-
-    /// Remote lines are paced by the local readers too, within a bound, so
-    /// a burst from another node does not lap them; Redis holds the rest.
-    async fn wait_for_local_readers(&self) {
-        let deadline = Instant::now() + REMOTE_PACING;
-        let Some(lobby) = self.lobby() else { return };
-        while lobby.is_backlogged() && Instant::now() < deadline {
-            lobby.wait_for_readers(deadline).await;
         }
     }
 
@@ -528,7 +594,15 @@ impl Task {
     /// Our users as roster messages, in chunks.
     fn roster(&self) -> Vec<Wire> {
         let node = self.bp.node();
-        let members = self.people.local_roster();
+        let members: Vec<RosterEntry> = self
+            .people
+            .local_roster()
+            .into_iter()
+            .map(|(name, theme, keys)| {
+                let rooms = keys.iter().filter_map(|k| self.rooms.get(k)).map(|r| r.name().clone());
+                RosterEntry { name, theme, rooms: rooms.collect() }
+            })
+            .collect();
         if members.is_empty() {
             return vec![Wire::Roster { node, first: true, members }];
         }
@@ -542,7 +616,7 @@ impl Task {
     /// Re-claims (and so refreshes) every local name; a name another node
     /// took while we were apart is logged, and both users keep it locally.
     async fn refresh_names(&self, conn: &mut MultiplexedConnection) -> Result<(), String> {
-        let names: Vec<Name> = self.people.local_roster().into_iter().map(|(n, _)| n).collect();
+        let names: Vec<Name> = self.people.local_names();
         for chunk in names.chunks(1000) {
             let mut pipe = redis::pipe();
             for name in chunk {
@@ -563,11 +637,17 @@ impl Task {
         Ok(())
     }
 
-    async fn seed_history(&self, conn: &mut MultiplexedConnection) -> Result<(), String> {
+    /// Reads a room's shared history into the room here (or into what the
+    /// room will replay when it opens).
+    async fn seed_history(
+        &self,
+        conn: &mut MultiplexedConnection,
+        room: &RoomName,
+    ) -> Result<(), String> {
         if self.history_len == 0 {
             return Ok(());
         }
-        let key = &self.bp.inner.keys.history;
+        let key = self.bp.inner.keys.history(&room.key());
         let mut entries: Vec<Vec<u8>> = redis::cmd("LRANGE")
             .arg(key)
             .arg(0)
@@ -576,20 +656,14 @@ impl Task {
             .await
             .map_err(|e| e.to_string())?;
         entries.reverse();
-        for entry in entries {
-            match Wire::decode(&entry) {
-                Ok(Wire::Message { name, theme, text, action, .. }) => {
-                    let message = Message { name, theme, text, action };
-                    let _ = self.rooms.enter(&RoomName::lobby(), |lobby| lobby.remember(&message));
-                }
-                Ok(Wire::Announcement { text, .. }) => {
-                    let _ = self
-                        .rooms
-                        .enter(&RoomName::lobby(), |lobby| lobby.remember_announcement(&text));
-                }
-                _ => {}
+        let lines = entries.iter().filter_map(|entry| match Wire::decode(entry) {
+            Ok(Wire::Message { name, theme, text, action, .. }) => {
+                Some(Message { name, theme, text, action }.line())
             }
-        }
+            Ok(Wire::Announcement { text, .. }) => Some(chat_proto::Line::announcement(&text)),
+            _ => None,
+        });
+        self.rooms.remember(&room.key(), lines);
         Ok(())
     }
 
@@ -602,7 +676,7 @@ impl Task {
             farewell.push(outgoing);
         }
         farewell.push(Outgoing::Event(Wire::Goodbye { node }));
-        let names = self.people.local_roster().into_iter().map(|(n, _)| Outgoing::Release(n));
+        let names = self.people.local_names().into_iter().map(Outgoing::Release);
         farewell.extend(names);
         let said = self.publish(conn, farewell.into_iter());
         if let Err(error) =
@@ -612,42 +686,75 @@ impl Task {
         }
     }
 
-    /// `#lobby`, the one room shared between daemons, if open here.
-    fn lobby(&self) -> Option<Arc<Room>> {
-        self.rooms.get(&RoomKey::of(chat_proto::LOBBY))
-    }
-
-    /// A user of another daemon arrived (or is listed in its roster).
-    fn remote_join(&self, node: NodeId, name: Name, theme: usize, announce: bool) {
-        let Some(theme) = self.people.remote_join(node, name.clone(), theme) else { return };
-        let notice = announce.then(|| format!("{} {name} joined", theme.emoji));
-        let _ = self
-            .rooms
-            .enter(&RoomName::lobby(), |lobby| lobby.remote_join(node, name, theme, notice));
-    }
-
-    /// A user of another daemon left, as `how` says.
-    fn remote_leave(&self, node: NodeId, name: &Name, how: &str) {
-        let Some(theme) = self.people.remote_leave(node, name) else { return };
-        let notice = format!("{} {name} {how}", theme.emoji);
-        self.rooms.leave(&RoomKey::of(chat_proto::LOBBY), |lobby| {
-            lobby.remote_leave(node, name, notice);
+    /// A user of another daemon entered a room (or is listed in its roster there).
+    fn remote_enter(
+        &self,
+        node: NodeId,
+        name: Name,
+        theme: usize,
+        room: &RoomName,
+        announce: bool,
+    ) {
+        let Some(theme) = self.people.remote_enter(node, name.clone(), theme, room) else {
+            return;
+        };
+        let Some(open) = self.rooms.get(&room.key()) else { return };
+        let notice = announce.then(|| match room.as_str() {
+            chat_proto::LOBBY => format!("{} {name} joined", theme.emoji),
+            _ => format!("{} {name} joined {room}", theme.emoji),
         });
+        open.remote_join(node, name, theme, notice);
+    }
+
+    /// A user of another daemon left one room.
+    fn remote_part(&self, node: NodeId, name: &Name, room: &RoomName) {
+        let Some(theme) = self.people.remote_part(node, name, &room.key()) else { return };
+        if let Some(open) = self.rooms.get(&room.key()) {
+            let notice = format!("{} {name} left {room}", theme.emoji);
+            open.remote_leave(node, name, notice, Scope::Room);
+        }
+    }
+
+    /// A user of another daemon is gone, as `how` says: each of their rooms
+    /// here is told, once per reader.
+    fn remote_departed(&self, node: NodeId, name: &Name, departed: Departed, how: &str) {
+        let notice = format!("{} {name} {how}", departed.theme.emoji);
+        let scope = Scope::Rooms(departed.rooms.clone().into());
+        for key in &departed.rooms {
+            if let Some(room) = self.rooms.get(key) {
+                room.remote_leave(node, name, notice.clone(), scope.clone());
+            }
+        }
     }
 
     /// Another daemon is gone (shut down or silent): its users leave.
     fn remote_node_gone(&self, node: NodeId, how: &str) {
-        let gone = self.people.remote_node_gone(node);
-        self.rooms.leave(&RoomKey::of(chat_proto::LOBBY), |lobby| {
-            for (name, theme) in gone {
-                lobby.remote_leave(node, &name, format!("{} {name} {how}", theme.emoji));
-            }
-        });
+        for (name, departed) in self.people.remote_node_gone(node) {
+            self.remote_departed(node, &name, departed, how);
+        }
     }
 
     fn discard_queued(&mut self) {
         while self.outgoing.try_recv().is_ok() {
             self.bp.inner.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Remote lines are paced by the local readers too, within a bound, so a
+/// burst from another node does not lap them; Redis holds the rest.
+async fn wait_for_local_readers(room: &Room) {
+    let deadline = Instant::now() + REMOTE_PACING;
+    while room.is_backlogged() && Instant::now() < deadline {
+        room.wait_for_readers(deadline).await;
+    }
+}
+
+/// The rooms whose history a remembered event joins.
+fn rooms_of(event: &Wire) -> Vec<RoomKey> {
+    match event {
+        Wire::Message { room, .. } => vec![room.key()],
+        Wire::Announcement { rooms, .. } => rooms.iter().map(RoomName::key).collect(),
+        _ => Vec::new(),
     }
 }

@@ -2,11 +2,12 @@
 //!
 //! One Redis message is one [`Wire`] event: a tag, the sending node's id, and
 //! tab-separated fields, the free text last. Sanitised text holds no tab or
-//! newline, so no escaping is needed. Decoding trusts nothing: names are
-//! validated again, themes are bounds-checked, text is sanitised again, so a
-//! stranger with access to Redis cannot make a node emit an escape sequence.
+//! newline, so no escaping is needed. Decoding trusts nothing: names and
+//! room names are validated again, themes are bounds-checked, text is
+//! sanitised again, so a stranger with access to Redis cannot make a node
+//! emit an escape sequence.
 
-use chat_proto::{Name, THEMES, sanitize_text};
+use chat_proto::{Name, RoomName, THEMES, sanitize_text};
 
 /// A daemon's identity on the backplane, random per process.
 pub use crate::room::NodeId;
@@ -16,19 +17,29 @@ pub const ROSTER_CHUNK: usize = 500;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wire {
-    /// A chat line (`action`: from `/me`).
+    /// A chat line (`action`: from `/me`) in a room.
     Message {
         node: NodeId,
+        room: RoomName,
         name: Name,
         theme: usize,
         text: String,
         action: bool,
     },
+    /// A user entered a room (arriving on their server means entering `#lobby`).
     Join {
         node: NodeId,
         name: Name,
         theme: usize,
+        room: RoomName,
     },
+    /// A user left one room.
+    Part {
+        node: NodeId,
+        name: Name,
+        room: RoomName,
+    },
+    /// A user left their server, so every room.
     Leave {
         node: NodeId,
         name: Name,
@@ -41,9 +52,10 @@ pub enum Wire {
         new: Name,
         theme: usize,
     },
-    /// An operator's `/say`.
+    /// An operator's `/say`, to these rooms.
     Announcement {
         node: NodeId,
+        rooms: Vec<RoomName>,
         text: String,
     },
     /// A private message for a user on the receiving node.
@@ -62,16 +74,24 @@ pub enum Wire {
     Hello {
         node: NodeId,
     },
-    /// Some of a node's members (one chunk of at most [`ROSTER_CHUNK`]).
+    /// Some of a node's users and their rooms (one chunk of at most [`ROSTER_CHUNK`]).
     Roster {
         node: NodeId,
         first: bool,
-        members: Vec<(Name, usize)>,
+        members: Vec<RosterEntry>,
     },
     /// A node is shutting down; its members are gone.
     Goodbye {
         node: NodeId,
     },
+}
+
+/// One user of a node's roster: name, theme and rooms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterEntry {
+    pub name: Name,
+    pub theme: usize,
+    pub rooms: Vec<RoomName>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +108,7 @@ impl Wire {
         match self {
             Wire::Message { node, .. }
             | Wire::Join { node, .. }
+            | Wire::Part { node, .. }
             | Wire::Leave { node, .. }
             | Wire::Rename { node, .. }
             | Wire::Announcement { node, .. }
@@ -101,23 +122,31 @@ impl Wire {
 
     pub fn encode(&self) -> String {
         match self {
-            Wire::Message { node, name, theme, text, action } => {
+            Wire::Message { node, room, name, theme, text, action } => {
                 let tag = if *action { "A" } else { "M" };
-                format!("{tag}\t{node:x}\t{name}\t{theme}\t{text}")
+                format!("{tag}\t{node:x}\t{room}\t{name}\t{theme}\t{text}")
             }
-            Wire::Join { node, name, theme } => format!("J\t{node:x}\t{name}\t{theme}"),
+            Wire::Join { node, name, theme, room } => {
+                format!("J\t{node:x}\t{name}\t{theme}\t{room}")
+            }
+            Wire::Part { node, name, room } => format!("D\t{node:x}\t{name}\t{room}"),
             Wire::Leave { node, name, theme, how } => {
                 format!("L\t{node:x}\t{name}\t{theme}\t{how}")
             }
             Wire::Rename { node, old, new, theme } => format!("N\t{node:x}\t{old}\t{new}\t{theme}"),
-            Wire::Announcement { node, text } => format!("S\t{node:x}\t{text}"),
+            Wire::Announcement { node, rooms, text } => {
+                format!("S\t{node:x}\t{}\t{text}", room_list(rooms))
+            }
             Wire::Private { node, to, from, theme, text } => {
                 format!("P\t{node:x}\t{to}\t{from}\t{theme}\t{text}")
             }
             Wire::Heartbeat { node } => format!("H\t{node:x}"),
             Wire::Hello { node } => format!("O\t{node:x}"),
             Wire::Roster { node, first, members } => {
-                let list: Vec<String> = members.iter().map(|(n, t)| format!("{n} {t}")).collect();
+                let list: Vec<String> = members
+                    .iter()
+                    .map(|m| format!("{} {} {}", m.name, m.theme, room_list(&m.rooms)))
+                    .collect();
                 format!("R\t{node:x}\t{}\t{}", u8::from(*first), list.join("\t"))
             }
             Wire::Goodbye { node } => format!("G\t{node:x}"),
@@ -142,12 +171,19 @@ impl Wire {
         let wire = match tag {
             "M" | "A" => Wire::Message {
                 node,
+                room: fields.room()?,
                 name: fields.name()?,
                 theme: fields.theme()?,
                 text: fields.rest(),
                 action: tag == "A",
             },
-            "J" => Wire::Join { node, name: fields.name()?, theme: fields.theme()? },
+            "J" => Wire::Join {
+                node,
+                name: fields.name()?,
+                theme: fields.theme()?,
+                room: fields.room()?,
+            },
+            "D" => Wire::Part { node, name: fields.name()?, room: fields.room()? },
             "L" => Wire::Leave {
                 node,
                 name: fields.name()?,
@@ -160,7 +196,11 @@ impl Wire {
                 new: fields.name()?,
                 theme: fields.theme()?,
             },
-            "S" => Wire::Announcement { node, text: fields.rest() },
+            "S" => Wire::Announcement {
+                node,
+                rooms: parse_rooms(fields.next("rooms")?)?,
+                text: fields.rest(),
+            },
             "P" => Wire::Private {
                 node,
                 to: fields.name()?,
@@ -183,10 +223,34 @@ impl Wire {
     }
 }
 
-fn parse_member(entry: &str) -> Result<(Name, usize), WireError> {
-    let (name, theme) =
-        entry.rsplit_once(' ').ok_or_else(|| WireError("bad roster entry".into()))?;
-    Ok((parse_name(name)?, parse_theme(theme)?))
+fn parse_member(entry: &str) -> Result<RosterEntry, WireError> {
+    let mut parts = entry.split(' ');
+    let (Some(name), Some(theme), Some(rooms), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(WireError("bad roster entry".into()));
+    };
+    Ok(RosterEntry {
+        name: parse_name(name)?,
+        theme: parse_theme(theme)?,
+        rooms: parse_rooms(rooms)?,
+    })
+}
+
+/// Rooms as one field: `#a,#b` (room names hold no commas).
+fn room_list(rooms: &[RoomName]) -> String {
+    rooms.iter().map(RoomName::as_str).collect::<Vec<_>>().join(",")
+}
+
+fn parse_rooms(field: &str) -> Result<Vec<RoomName>, WireError> {
+    field.split(',').filter(|r| !r.is_empty()).map(parse_room).collect()
+}
+
+fn parse_room(field: &str) -> Result<RoomName, WireError> {
+    if !field.starts_with('#') {
+        return Err(WireError(format!("bad room {field:?}")));
+    }
+    RoomName::parse(field).map_err(|e| WireError(format!("bad room {field:?}: {e}")))
 }
 
 fn parse_name(field: &str) -> Result<Name, WireError> {
@@ -213,6 +277,11 @@ impl<'a> Fields<'a> {
         parse_name(field)
     }
 
+    fn room(&mut self) -> Result<RoomName, WireError> {
+        let field = self.next("room")?;
+        parse_room(field)
+    }
+
     fn theme(&mut self) -> Result<usize, WireError> {
         let field = self.next("theme")?;
         parse_theme(field)
@@ -233,12 +302,17 @@ mod tests {
         Name::parse(s).expect("valid")
     }
 
+    fn room(s: &str) -> RoomName {
+        RoomName::parse(s).expect("valid")
+    }
+
     #[test]
     fn every_event_survives_a_round_trip() {
         let node = 0xdead_beef;
         let events = [
             Wire::Message {
                 node,
+                room: room("#lobby"),
                 name: name("alice"),
                 theme: 3,
                 text: "hi: there".into(),
@@ -246,15 +320,21 @@ mod tests {
             },
             Wire::Message {
                 node,
+                room: room("#rust"),
                 name: name("alice"),
                 theme: 3,
                 text: "waves".into(),
                 action: true,
             },
-            Wire::Join { node, name: name("bob"), theme: 0 },
+            Wire::Join { node, name: name("bob"), theme: 0, room: room("#lobby") },
+            Wire::Part { node, name: name("bob"), room: room("#go") },
             Wire::Leave { node, name: name("bob"), theme: 0, how: "left (bye now)".into() },
             Wire::Rename { node, old: name("bob"), new: name("robert"), theme: 0 },
-            Wire::Announcement { node, text: "maintenance".into() },
+            Wire::Announcement {
+                node,
+                rooms: vec![room("#a"), room("#b")],
+                text: "maintenance".into(),
+            },
             Wire::Private {
                 node,
                 to: name("carol"),
@@ -264,7 +344,14 @@ mod tests {
             },
             Wire::Heartbeat { node },
             Wire::Hello { node },
-            Wire::Roster { node, first: true, members: vec![(name("a"), 1), (name("b"), 2)] },
+            Wire::Roster {
+                node,
+                first: true,
+                members: vec![
+                    RosterEntry { name: name("a"), theme: 1, rooms: vec![room("#lobby")] },
+                    RosterEntry { name: name("b"), theme: 2, rooms: vec![room("#x"), room("#y")] },
+                ],
+            },
             Wire::Roster { node, first: false, members: vec![] },
             Wire::Goodbye { node },
         ];
@@ -276,12 +363,14 @@ mod tests {
 
     #[test]
     fn forged_messages_are_refused_or_sanitised() {
-        assert!(Wire::decode(b"M\t1\tserver\t0\thi").is_err(), "reserved name");
-        assert!(Wire::decode(b"M\t1\talice\t99\thi").is_err(), "theme out of range");
+        assert!(Wire::decode(b"M\t1\t#lobby\tserver\t0\thi").is_err(), "reserved name");
+        assert!(Wire::decode(b"M\t1\t#lobby\talice\t99\thi").is_err(), "theme out of range");
+        assert!(Wire::decode(b"M\t1\tlobby\talice\t0\thi").is_err(), "room without #");
+        assert!(Wire::decode(b"M\t1\t#a b\talice\t0\thi").is_err(), "bad room");
         assert!(Wire::decode(b"X\t1").is_err());
-        assert!(Wire::decode(b"M\tzz\talice\t0\thi").is_err());
+        assert!(Wire::decode(b"M\tzz\t#lobby\talice\t0\thi").is_err());
         assert!(Wire::decode(b"\xff").is_err());
-        let forged = Wire::decode(b"M\t1\talice\t0\t\x1b[2Jboom\tmore").expect("decodes");
+        let forged = Wire::decode(b"M\t1\t#lobby\talice\t0\t\x1b[2Jboom\tmore").expect("decodes");
         let Wire::Message { text, .. } = forged else { panic!("a message") };
         assert_eq!(text, "[2Jboom more");
     }
