@@ -100,6 +100,18 @@ mod tests {
     }
 
     #[test]
+    fn a_mention_from_another_room_is_highlighted_tag_and_all() {
+        let line = "[#rust] \x1b[38;5;208m🦊 bob: hi alice\x1b[0m";
+        assert_eq!(
+            for_terminal(line, COLOR, Some("alice")),
+            "\x1b[1;7m[#rust] 🦊 bob: hi alice\x1b[0m"
+        );
+        assert!(mentions("[#rust] 🐼 * bob waves at alice", "alice"));
+        assert!(!mentions("[#rust] 🦊 alice: I am alice", "alice"));
+        assert!(!mentions("[#rust] *** alice joined #rust.", "alice"));
+    }
+
+    #[test]
     fn a_server_cannot_smuggle_a_bell() {
         let shown = for_terminal("🦊 bob: ding\x07", COLOR, Some("alice"));
         assert!(!shown.contains(BELL));
