@@ -91,6 +91,20 @@ impl Terminal {
         self.wait_for(&format!("input row {text:?}"), |s| cursor_row(s) == text).await;
     }
 
+    /// Waits until the screen has settled with every one of `lines` on a row
+    /// above the input row, the input row reading `input` (ASCII, the
+    /// prompt's trailing space included when nothing is typed) and the
+    /// cursor right after it.
+    async fn wait_for_input_below(&self, lines: &[&str], input: &str) {
+        let what = format!("{lines:?} above the input row {input:?}, cursor at its end");
+        self.wait_for(&what, |screen| {
+            let (row, col) = screen.cursor_position();
+            let above = lines.iter().all(|line| row_of(screen, line).is_some_and(|r| r < row));
+            above && row_text(screen, row) == input.trim_end() && usize::from(col) == input.len()
+        })
+        .await;
+    }
+
     fn screen_text(&self) -> String {
         self.emulator.lock().expect("emulator").screen().contents()
     }
@@ -173,26 +187,18 @@ async fn a_half_typed_line_survives_an_incoming_message() {
     let mut bob = Client::named(server.addr, "bob").await;
     let mut alice = Terminal::start(&[&server.addr.to_string(), "--name", "alice"]);
     alice.wait_for_text("Welcome, alice!").await;
-    alice.wait_for_input_row("alice>").await;
+    alice.wait_for_input_row("alice #lobby>").await;
     assert!(!alice.is_cooked(), "the line editor runs the terminal raw");
 
     alice.type_keys("half-typed");
-    alice.wait_for_input_row("alice> half-typed").await;
+    alice.wait_for_input_row("alice #lobby> half-typed").await;
     bob.send("hello from bob").await;
-    // The message appears before the prompt is redrawn below it: wait for
-    // the whole screen as it settles, not for the first sight of the text.
-    alice
-        .wait_for("the message above the intact half-typed line", |screen| {
-            let (input_row, cursor_col) = screen.cursor_position();
-            let Some(message_row) = row_of(screen, "bob: hello from bob") else { return false };
-            message_row < input_row
-                && row_text(screen, input_row) == "alice> half-typed"
-                && usize::from(cursor_col) == "alice> half-typed".len()
-                && !row_text(screen, message_row).contains("half-typed")
-        })
-        .await;
+    // The message above, the typed line intact below it, the cursor after it.
+    alice.wait_for_input_below(&["bob: hello from bob"], "alice #lobby> half-typed").await;
+
     alice.with_screen(|screen| {
         let message_row = row_of(screen, "bob: hello from bob").expect("message on screen");
+        assert!(!row_text(screen, message_row).contains("half-typed"));
         // The emoji in column 0 wears the speaker's theme colour, like the rest of the line.
         let colour = screen.cell(message_row, 0).expect("cell").fgcolor();
         assert_ne!(colour, vt100::Color::Default, "the theme colour reaches the screen");
@@ -213,7 +219,7 @@ async fn a_mention_is_highlighted_and_rings_the_bell() {
     let server = Server::start(&[]);
     let mut bob = Client::named(server.addr, "bob").await;
     let mut alice = Terminal::start(&[&server.addr.to_string(), "--name", "alice", "--bell"]);
-    alice.wait_for_input_row("alice>").await;
+    alice.wait_for_input_row("alice #lobby>").await;
 
     bob.send("hey ALICE, look").await;
     alice.wait_for_text("bob: hey ALICE, look").await;
@@ -246,12 +252,12 @@ async fn missing_address_and_name_are_asked_for() {
     carol.wait_for_input_row("name:").await;
     carol.type_keys("carol\r");
     carol.wait_for_text("Welcome, carol!").await;
-    carol.wait_for_input_row("carol>").await;
+    carol.wait_for_input_row("carol #lobby>").await;
 
     carol.type_keys("first words\r");
     carol.wait_for_text("You are alone here").await;
     carol.type_keys("\x1b[A"); // Up
-    carol.wait_for_input_row("carol> first words").await;
+    carol.wait_for_input_row("carol #lobby> first words").await;
 
     carol.type_keys("\x15/quit\r"); // Ctrl-U clears the recalled line
     assert_eq!(carol.exit_code().await, 0);
@@ -262,9 +268,9 @@ async fn missing_address_and_name_are_asked_for() {
 async fn a_lost_connection_exits_4_with_the_terminal_restored() {
     let mut server = Server::start(&[]);
     let mut alice = Terminal::start(&[&server.addr.to_string(), "--name", "alice"]);
-    alice.wait_for_input_row("alice>").await;
+    alice.wait_for_input_row("alice #lobby>").await;
     alice.type_keys("unsent");
-    alice.wait_for_input_row("alice> unsent").await;
+    alice.wait_for_input_row("alice #lobby> unsent").await;
     server.kill();
 
     assert_eq!(alice.exit_code().await, 4);
@@ -278,7 +284,7 @@ async fn sigterm_leaves_cleanly_like_ctrl_d() {
     let server = Server::start(&[]);
     let mut bob = Client::named(server.addr, "bob").await;
     let mut alice = Terminal::start(&[&server.addr.to_string(), "--name", "alice"]);
-    alice.wait_for_input_row("alice>").await;
+    alice.wait_for_input_row("alice #lobby>").await;
     let pid = alice.child.process_id().expect("client pid");
     // SAFETY: kill(2) on the child we spawned, which has not been reaped yet.
     let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };

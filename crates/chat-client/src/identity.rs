@@ -1,14 +1,16 @@
-//! Who we are in the room, learnt from the conversation with the server.
+//! Who we are and where we talk, learnt from the conversation with the server.
 //!
 //! [`Identity`] reads received lines through [`chat_proto::classify`], the
 //! vocabulary the server writes with: after the name prompt, a welcome
 //! naming us means our name was accepted, a refusal means it was not (with
-//! the server's reason); later, the confirmation of `/nick` renames us. The
-//! name is what mention highlighting looks for and piped mode waits for; a
-//! server that words things differently costs only the highlighting and a
-//! short wait.
+//! the server's reason); later, the confirmation of `/nick` renames us, and
+//! the server's word that we are now in a room makes it our current room.
+//! What we typed is never read for either: a `/join` the server refused
+//! moves us nowhere. The name is what mention highlighting looks for and
+//! piped mode waits for, the room what the terminal prompt shows; a server
+//! that words things differently costs only those and a short wait.
 
-use chat_proto::Heard;
+use chat_proto::{Heard, LOBBY};
 
 /// What a received line told us about our name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,20 +23,33 @@ pub enum NameEvent {
     Refused { name: String, reason: String },
 }
 
-/// Our name, or where we are in obtaining one.
-#[derive(Debug, Default)]
+/// Our name, or where we are in obtaining one, and our current room.
+#[derive(Debug)]
 pub struct Identity {
     /// Whether the server has asked for a name yet.
     prompt_seen: bool,
     /// The name sent and not yet answered.
     candidate: Option<String>,
     me: Option<String>,
+    /// Where our plain lines go: [`LOBBY`] until the server says otherwise.
+    room: String,
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Identity { prompt_seen: false, candidate: None, me: None, room: LOBBY.to_owned() }
+    }
 }
 
 impl Identity {
     /// Our accepted name, once the server has welcomed us.
     pub fn me(&self) -> Option<&str> {
         self.me.as_deref()
+    }
+
+    /// The room our plain lines go to, as the server last named it.
+    pub fn room(&self) -> &str {
+        &self.room
     }
 
     /// Records a line we sent: a name attempt, before we are named.
@@ -44,10 +59,12 @@ impl Identity {
         }
     }
 
-    /// Reads a received line (escapes already stripped) for news about our name.
+    /// Reads a received line (escapes already stripped) for news about our
+    /// name, which it returns, and our current room, which [`Self::room`] shows.
     pub fn on_received(&mut self, plain: &str) -> NameEvent {
         match chat_proto::classify(plain) {
             Heard::NamePrompt => self.prompt_seen = true,
+            Heard::CurrentRoom { room } if self.me.is_some() => self.room = room.to_owned(),
             Heard::Welcome { name } if self.me.is_none() && self.prompt_seen => {
                 self.candidate = None;
                 self.me = Some(name.to_owned());
@@ -72,7 +89,7 @@ impl Identity {
 mod tests {
     use super::*;
     use chat_proto::vocabulary::{self, ANOTHER_NAME_PROMPT, GREETING, NAME_PROMPT};
-    use chat_proto::{Name, THEMES};
+    use chat_proto::{Name, RoomName, THEMES};
 
     fn notice(text: &str) -> String {
         format!("*** {text}")
@@ -159,5 +176,41 @@ mod tests {
         let renamed = notice(&vocabulary::renamed(&Name::parse("Alicia").expect("valid")));
         assert_eq!(id.on_received(&renamed), NameEvent::Accepted("Alicia".into()));
         assert_eq!(id.me(), Some("Alicia"));
+    }
+
+    fn now_in(room: &str) -> String {
+        notice(&vocabulary::now_in(&RoomName::parse(room).expect("valid")))
+    }
+
+    #[test]
+    fn the_room_is_the_lobby_until_the_server_says_otherwise() {
+        let mut id = greeted();
+        id.on_sent("alice");
+        id.on_received(&welcome("alice"));
+        assert_eq!(id.room(), LOBBY);
+        id.on_sent("/join #rust");
+        assert_eq!(id.room(), LOBBY, "what we type moves us nowhere");
+        assert_eq!(id.on_received(&now_in("#rust")), NameEvent::Unchanged);
+        assert_eq!(id.room(), "#rust");
+        let renamed = notice(&vocabulary::renamed(&Name::parse("Alicia").expect("valid")));
+        id.on_received(&renamed);
+        assert_eq!((id.me(), id.room()), (Some("Alicia"), "#rust"), "a rename keeps the room");
+    }
+
+    #[test]
+    fn only_the_servers_notice_moves_us() {
+        let mut id = greeted();
+        id.on_sent("alice");
+        id.on_received(&welcome("alice"));
+        id.on_received("🦊 bob: *** You are now in #trap.");
+        id.on_received(&format!("[#rust] 🦊 bob: {}", now_in("#trap")));
+        assert_eq!(id.room(), LOBBY);
+    }
+
+    #[test]
+    fn no_room_before_we_are_named() {
+        let mut id = greeted();
+        id.on_received(&now_in("#rust"));
+        assert_eq!(id.room(), LOBBY);
     }
 }

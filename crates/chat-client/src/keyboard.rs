@@ -13,6 +13,8 @@ use crate::error::Error;
 /// The line editor plus the signals that ask us to stop.
 pub struct Keyboard {
     editor: Readline,
+    /// What the editor shows before the line being typed.
+    prompt: String,
     stop: StopSignals,
 }
 
@@ -24,7 +26,7 @@ impl Keyboard {
         // Enter leaves the typed line on screen (the server does not echo our
         // own lines); Ctrl-C leaves the session, so its line need not stay.
         editor.should_print_line_on(true, false);
-        Ok((Keyboard { editor, stop: StopSignals::new() }, writer))
+        Ok((Keyboard { editor, prompt: String::new(), stop: StopSignals::new() }, writer))
     }
 
     /// The next thing the user does: a line, Ctrl-D (`Eof`, also for a stop
@@ -38,8 +40,16 @@ impl Keyboard {
         }
     }
 
+    /// Shows `prompt` before the line being typed, which stays as it is
+    /// (text and cursor). The editor redraws the input row only when the
+    /// prompt really changes, so this may be called for every received line.
     pub fn set_prompt(&mut self, prompt: &str) -> Result<(), Error> {
-        self.editor.update_prompt(prompt).map_err(terminal_error)
+        if prompt == self.prompt {
+            return Ok(());
+        }
+        self.editor.update_prompt(prompt).map_err(terminal_error)?;
+        self.prompt = prompt.to_owned();
+        Ok(())
     }
 
     /// Makes `line` reachable with Up (empty lines are not kept).

@@ -22,7 +22,7 @@ use chat_proto::command::is_quit;
 use crate::connection::{Connection, GOODBYE_TIMEOUT};
 use crate::display::{Style, for_terminal, sanitized};
 use crate::error::Error;
-use crate::identity::{Identity, NameEvent};
+use crate::identity::Identity;
 use crate::keyboard::Keyboard;
 use crate::parse_addr;
 use crate::tls::Tls;
@@ -53,8 +53,8 @@ async fn session(
     let Some(conn) = connect(keyboard, &addr, settings.tls.as_ref()).await? else {
         return Ok(());
     };
-    keyboard.set_prompt(NAME_PROMPT)?;
     let identity = Identity::default();
+    keyboard.set_prompt(&prompt_for(&identity))?;
     let mut chat = Chat { keyboard, writer, conn, identity, style: settings.style };
     if let Some(name) = &settings.name {
         chat.send(name).await?;
@@ -73,6 +73,15 @@ async fn ask_address(keyboard: &mut Keyboard) -> Result<Option<ServerAddr>, Erro
         ReadlineEvent::Line(line) if line.trim().is_empty() => parse_addr(DEFAULT_ADDR).map(Some),
         ReadlineEvent::Line(line) => parse_addr(&line).map(Some),
         ReadlineEvent::Eof | ReadlineEvent::Interrupted => Ok(None),
+    }
+}
+
+/// The prompt for who and where we are: the name prompt until the server
+/// has welcomed us, then our name and current room (`alice #rust> `).
+fn prompt_for(identity: &Identity) -> String {
+    match identity.me() {
+        Some(me) => format!("{me} {}> ", identity.room()),
+        None => NAME_PROMPT.to_owned(),
     }
 }
 
@@ -165,13 +174,11 @@ impl Chat<'_> {
         self.conn.send(line).await
     }
 
-    /// Shows a received line and follows what it says about our name.
+    /// Shows a received line and follows what it says about our name and
+    /// our current room, both shown in the prompt.
     fn on_received(&mut self, line: &str) -> Result<(), Error> {
-        match self.identity.on_received(&sanitized(line, false)) {
-            NameEvent::Accepted(me) => self.keyboard.set_prompt(&format!("{me}> "))?,
-            NameEvent::Refused { .. } => self.keyboard.set_prompt(NAME_PROMPT)?,
-            NameEvent::Unchanged => {}
-        }
+        self.identity.on_received(&sanitized(line, false));
+        self.keyboard.set_prompt(&prompt_for(&self.identity))?;
         let shown = for_terminal(line, self.style, self.identity.me());
         writeln!(self.writer, "{shown}").map_err(|error| Error::Terminal(error.to_string()))
     }
@@ -200,5 +207,35 @@ impl Chat<'_> {
                 () = sleep_until(deadline) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_proto::vocabulary::{self, NAME_PROMPT as ASKS_NAME};
+    use chat_proto::{Line, Name, RoomName, THEMES};
+
+    fn heard(identity: &mut Identity, line: &Line) {
+        let bytes = line.bytes(false);
+        let plain = std::str::from_utf8(bytes).expect("utf-8").trim_end();
+        identity.on_received(plain);
+    }
+
+    #[test]
+    fn the_prompt_names_us_and_our_current_room() {
+        let mut identity = Identity::default();
+        assert_eq!(prompt_for(&identity), NAME_PROMPT);
+        heard(&mut identity, &Line::notice(ASKS_NAME));
+        identity.on_sent("alice");
+        let alice = Name::parse("alice").expect("valid");
+        heard(&mut identity, &Line::notice(&vocabulary::welcome(&alice, &THEMES[0])));
+        assert_eq!(prompt_for(&identity), "alice #lobby> ");
+        let rust = RoomName::parse("#rust").expect("valid");
+        heard(&mut identity, &Line::notice(&vocabulary::now_in(&rust)));
+        assert_eq!(prompt_for(&identity), "alice #rust> ");
+        let alicia = Name::parse("alicia").expect("valid");
+        heard(&mut identity, &Line::notice(&vocabulary::renamed(&alicia)));
+        assert_eq!(prompt_for(&identity), "alicia #rust> ");
     }
 }
