@@ -10,6 +10,7 @@ use std::num::NonZeroU16;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chat_proto::{Line, Name, RoomName, THEMES, command, vocabulary};
 use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, native_pty_system};
 use support::{Client, Server, WAIT, bin_path, strip_ansi};
 
@@ -212,6 +213,146 @@ async fn a_half_typed_line_survives_an_incoming_message() {
     assert_eq!(alice.exit_code().await, 0);
     bob.expect_line(|l| l.contains("alice left")).await;
     assert!(alice.is_cooked(), "the terminal is restored");
+}
+
+/// The prompt shows the current room as the server names it, and a line
+/// half-typed there survives traffic from that room and, tagged, from
+/// another one. The first half-typed line is the `/join` itself: typing any
+/// other command would send the line being held.
+#[tokio::test]
+async fn the_prompt_follows_the_current_room_and_a_half_typed_line_survives_its_traffic() {
+    let server = Server::start(&[]);
+    let mut bob = Client::named(server.addr, "bob").await;
+    bob.send("/join #rust").await;
+    bob.expect_line(|l| l.contains("You are now in #rust.")).await;
+    let mut carol = Client::named(server.addr, "carol").await; // stays in #lobby
+    let mut alice = Terminal::start(&[&server.addr.to_string(), "--name", "alice"]);
+    alice.wait_for_input_row("alice #lobby>").await;
+
+    alice.type_keys("/join #rust");
+    carol.send("before the move").await;
+    alice.wait_for_input_below(&["carol: before the move"], "alice #lobby> /join #rust").await;
+    alice.type_keys("\r");
+    alice.wait_for_input_below(&["You are now in #rust."], "alice #rust> ").await;
+
+    alice.type_keys("half-typed in rust");
+    alice.wait_for_input_row("alice #rust> half-typed in rust").await;
+    bob.send("hello from rust").await;
+    carol.send("alice, lunch?").await;
+    alice
+        .wait_for_input_below(
+            &["bob: hello from rust", "[#lobby] ", "carol: alice, lunch?"],
+            "alice #rust> half-typed in rust",
+        )
+        .await;
+    alice.with_screen(|screen| {
+        let here = row_of(screen, "bob: hello from rust").expect("bob's line");
+        assert!(!row_text(screen, here).starts_with('['), "the current room's lines are untagged");
+        let lobby = row_of(screen, "carol: alice, lunch?").expect("carol's line");
+        assert!(row_text(screen, lobby).starts_with("[#lobby] "), "another room's line is tagged");
+        assert!(screen.cell(lobby, 0).expect("cell").inverse(), "a tagged mention is highlighted");
+        assert!(!screen.cell(here, 0).expect("cell").inverse());
+    });
+
+    alice.type_keys("\r");
+    let received = bob.expect_line(|l| l.contains("alice:")).await;
+    assert_eq!(
+        strip_ansi(&received).split_once(' ').map(|(_, said)| said),
+        Some("alice: half-typed in rust"),
+        "exactly the typed line, untagged for bob, whose current room is #rust: {received:?}"
+    );
+
+    alice.type_keys("\x04"); // Ctrl-D
+    assert_eq!(alice.exit_code().await, 0);
+    assert!(alice.is_cooked());
+}
+
+/// The server moves us while we hold a half-typed line (a scripted server,
+/// since the real one does so only in answer to a line we send): the prompt
+/// changes around the line, which stays as typed, cursor after it, and is
+/// what Enter sends. A rename keeps the room in the prompt.
+#[tokio::test]
+async fn a_room_switch_and_a_rename_keep_the_half_typed_line() {
+    let server = ScriptedServer::start();
+    let mut alice = Terminal::start(&[&server.addr.to_string(), "--name", "alice"]);
+    alice.wait_for_input_row("alice #lobby>").await;
+    alice.type_keys("half-typed");
+    alice.wait_for_input_row("alice #lobby> half-typed").await;
+
+    let rust = RoomName::parse("#rust").expect("valid");
+    server.say(&Line::notice(&vocabulary::now_in(&rust)));
+    alice.wait_for_input_below(&["You are now in #rust."], "alice #rust> half-typed").await;
+    let alicia = Name::parse("alicia").expect("valid");
+    server.say(&Line::notice(&vocabulary::renamed(&alicia)));
+    alice.wait_for_input_below(&["You are now known as alicia."], "alicia #rust> half-typed").await;
+
+    alice.type_keys("\r");
+    alice.type_keys("\x04"); // Ctrl-D: /quit, answered with the goodbye
+    assert_eq!(alice.exit_code().await, 0);
+    assert!(alice.is_cooked());
+    assert_eq!(server.heard(), ["half-typed", "/quit"]);
+}
+
+/// A server that greets, welcomes whoever answers, then says what the test
+/// tells it to and records what it hears until `/quit`, which it answers
+/// with the goodbye before closing.
+struct ScriptedServer {
+    addr: std::net::SocketAddr,
+    say: std::sync::mpsc::Sender<Vec<u8>>,
+    heard: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl ScriptedServer {
+    fn start() -> ScriptedServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (say, script) = std::sync::mpsc::channel::<Vec<u8>>();
+        let heard = std::thread::spawn(move || {
+            let (socket, _) = listener.accept().expect("the client connects");
+            socket.set_read_timeout(Some(WAIT)).expect("read timeout");
+            let mut writer = socket.try_clone().expect("socket clone");
+            let mut reader = std::io::BufReader::new(socket);
+            let mut send = |line: &Line| writer.write_all(line.bytes(true)).expect("write");
+            send(&Line::notice(vocabulary::NAME_PROMPT));
+            let name = read_line(&mut reader);
+            let name = Name::parse(&name).expect("a valid name");
+            send(&Line::notice(&vocabulary::welcome(&name, &THEMES[0])));
+            std::thread::spawn(move || {
+                for line in script {
+                    if writer.write_all(&line).is_err() {
+                        return;
+                    }
+                }
+            });
+            let mut heard: Vec<String> = Vec::new();
+            while heard.last().is_none_or(|line| !command::is_quit(line)) {
+                heard.push(read_line(&mut reader));
+            }
+            let mut socket = reader.into_inner();
+            socket.write_all(Line::notice(vocabulary::GOODBYE).bytes(true)).expect("goodbye");
+            // The script's writer holds a copy of the socket: end it for both.
+            socket.shutdown(std::net::Shutdown::Write).expect("end of our output");
+            heard
+        });
+        ScriptedServer { addr, say, heard }
+    }
+
+    fn say(&self, line: &Line) {
+        self.say.send(line.bytes(true).to_vec()).expect("the script runs");
+    }
+
+    /// Every line heard after the name, up to and including `/quit`.
+    fn heard(self) -> Vec<String> {
+        drop(self.say);
+        self.heard.join().expect("the scripted server")
+    }
+}
+
+fn read_line(reader: &mut impl std::io::BufRead) -> String {
+    let mut line = String::new();
+    let read = reader.read_line(&mut line).expect("a line within the wait");
+    assert_ne!(read, 0, "the client closed early");
+    line.trim_end_matches(['\r', '\n']).to_owned()
 }
 
 #[tokio::test]
