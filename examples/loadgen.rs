@@ -15,6 +15,12 @@
 //! `--broadcast external` in each, and one `cast` process that sends the message they wait for,
 //! all on one `--clock-epoch` (see `bench/w6.sh`).
 //!
+//! Many rooms: `--rooms N` puts client i in room `r{i mod N}` besides the lobby (`--channel`,
+//! where nobody speaks), senders speak in their room, and a message is expected only at the
+//! other members of its room; loss, duplicates, misrouted lines and latency are counted per room.
+//! `joins` mode times `/join` on our server: every client joins `--rooms` rooms, one join after
+//! another, to show how the cost grows with a user's rooms and with a room's members.
+//!
 //! ```text
 //! cargo run --release --example loadgen -- --protocol chat --addr 127.0.0.1:7878 \
 //!     --clients 100 --messages 1000 --server-pid "$(pidof chat-server)"
@@ -29,6 +35,8 @@ mod cast;
 mod connect;
 #[path = "loadgen/idle.rs"]
 mod idle;
+#[path = "loadgen/joins.rs"]
+mod joins;
 #[path = "loadgen/load.rs"]
 mod load;
 #[path = "loadgen/metrics.rs"]
@@ -67,6 +75,9 @@ enum Mode {
     ParseBench,
     /// One client joins and sends one token (`--run-tag`) that idle processes wait for.
     Cast,
+    /// Chat: every client, one after another, joins `--rooms` rooms one after another: how the
+    /// time of a join grows with a user's rooms and a room's members.
+    Joins,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -231,9 +242,23 @@ struct Args {
     #[arg(long, value_name = "SECS")]
     hold: Option<f64>,
 
-    /// Redis channel, or IRC channel without the '#'.
-    #[arg(long, default_value = "lg")]
+    /// The channel (room) every client joins, without the '#': a Redis channel, an IRC
+    /// channel, a chat room (our server starts everyone in `lobby`). With --rooms nobody speaks
+    /// there.
+    #[arg(long, default_value = "lobby")]
     channel: String,
+
+    /// Load mode: client i is also in room `r{i mod N}` (Redis channel, IRC `#r{i mod N}`, chat
+    /// `/join #r{i mod N}`) and speaks there; a message is expected only at the other members of
+    /// its room. Joins mode: how many rooms each client joins.
+    #[arg(long, value_name = "N")]
+    rooms: Option<usize>,
+
+    /// Redis: senders share this many PUBLISH connections (sender i uses the (i mod N)-th)
+    /// instead of one each, so 10,000 senders fit under a process's descriptor limit; 0: one per
+    /// sender.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    publishers: usize,
 
     /// IRC: OPER with NAME:PASSWORD, then set user mode +F (ngircd: no flood throttling).
     #[arg(long, value_name = "NAME:PASSWORD")]
@@ -306,6 +331,7 @@ fn run(args: &Args) -> Result<()> {
                 }
                 Mode::ParseBench => load::parse_bench(1_000_000, args.size, 10).await?,
                 Mode::Cast => cast::run(&cast_plan(args, run)).await?,
+                Mode::Joins => joins::run(&joins_plan(args, run)).await?,
             };
             report(&outcome);
             if matches!(args.mode, Mode::ParseBench | Mode::Cast) {
@@ -327,8 +353,15 @@ fn check(args: &Args) -> Result<()> {
             bail!("--addr {addr}: only loopback addresses (127.0.0.0/8, ::1) may receive load");
         }
     }
-    if matches!(args.mode, Mode::Idle | Mode::Cast) && args.protocol != Protocol::Chat {
-        bail!("the idle and cast modes speak only the chat protocol");
+    if matches!(args.mode, Mode::Idle | Mode::Cast | Mode::Joins) && args.protocol != Protocol::Chat
+    {
+        bail!("the idle, cast and joins modes speak only the chat protocol");
+    }
+    if matches!(args.mode, Mode::Idle | Mode::Cast) && args.rooms.is_some() {
+        bail!("--rooms applies to the load and joins modes");
+    }
+    if args.rooms.is_some_and(|n| n == 0 || n > MAX_ROOMS) {
+        bail!("--rooms must be between 1 and {MAX_ROOMS}");
     }
     if args.mode == Mode::Cast && args.run_tag.is_none() {
         bail!("--mode cast needs --run-tag, the tag the idle processes wait for");
@@ -385,6 +418,9 @@ fn check(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// Room names `r0`..`r99999` fit every server's limits (ours: 32 characters).
+const MAX_ROOMS: usize = 100_000;
+
 fn seconds(value: f64) -> Duration {
     Duration::from_secs_f64(value)
 }
@@ -398,7 +434,7 @@ fn join_options(args: &Args, read_buffer: usize) -> Result<JoinOptions> {
             Some((name.to_owned(), password.to_owned()))
         }
     };
-    Ok(JoinOptions { channel: args.channel.clone(), oper, read_buffer })
+    Ok(JoinOptions { channels: vec![args.channel.clone()], oper, read_buffer })
 }
 
 /// A short prefix for this process's client names, so two invocations never collide
@@ -426,6 +462,8 @@ fn load_plan(args: &Args, run: usize) -> Result<load::Plan> {
         protocol: args.protocol,
         servers: args.addr.clone(),
         clients: args.clients,
+        rooms: args.rooms,
+        publishers: args.publishers,
         senders: args.senders.unwrap_or(args.clients),
         messages,
         size: args.size,
@@ -461,7 +499,7 @@ fn idle_plan(args: &Args, run: usize) -> idle::Plan {
         clients: args.clients,
         concurrency: args.concurrency,
         size: args.size,
-        join: JoinOptions { channel: args.channel.clone(), oper: None, read_buffer: 1024 },
+        join: JoinOptions { channels: vec![args.channel.clone()], oper: None, read_buffer: 1024 },
         server_pids: args.server_pid.clone(),
         external: args.broadcast == BroadcastBy::External,
         ready_file: args.ready_file.clone(),
@@ -487,9 +525,24 @@ fn cast_plan(args: &Args, run: usize) -> cast::Plan {
         name: format!("{}{run}cast", name_prefix(args)),
         size: args.size,
         tag: args.run_tag.unwrap_or_default(),
-        join: JoinOptions { channel: args.channel.clone(), oper: None, read_buffer: 4096 },
+        join: JoinOptions { channels: vec![args.channel.clone()], oper: None, read_buffer: 4096 },
         settle: seconds(args.settle),
         hold: seconds(args.hold.unwrap_or(2.0)),
         label: args.label.clone(),
+    }
+}
+
+fn joins_plan(args: &Args, run: usize) -> joins::Plan {
+    joins::Plan {
+        server: args.addr[0],
+        clients: args.clients,
+        rooms: args.rooms.unwrap_or(1),
+        concurrency: args.concurrency,
+        join: JoinOptions { channels: vec![args.channel.clone()], oper: None, read_buffer: 4096 },
+        server_pids: args.server_pid.clone(),
+        setup_timeout: seconds(args.setup_timeout),
+        label: args.label.clone(),
+        names: name_prefix(args),
+        run,
     }
 }

@@ -8,6 +8,11 @@
 //! publishes on a second connection and whose subscription sees its own messages). The run ends
 //! when every receiver has all it expects, or `--drain-timeout` after the last send.
 //!
+//! Many rooms (`--rooms R`): client i is in room i mod R besides the common channel, and a
+//! message reaches the other members of its sender's room only, so a receiver expects the
+//! messages of the senders in its room; its account keeps one row of bits per such sender and
+//! counts a message from another room as misrouted. The report adds the accounts up per room.
+//!
 //! Several daemons sharing one room (`--addr A --addr B`): client i connects to address
 //! i mod K, so senders and receivers are spread round robin; each delivery is counted as local
 //! (sender and receiver on one daemon) or cross-node, with its own loss and latency. Also here:
@@ -25,6 +30,8 @@ mod client;
 mod parse_bench;
 #[path = "load/report.rs"]
 mod report;
+#[path = "load/rooms.rs"]
+mod rooms;
 #[path = "load/slow_reader.rs"]
 mod slow_reader;
 
@@ -46,8 +53,8 @@ use self::slow_reader::{join_slow_reader, read_slow_reader};
 use crate::metrics::{now_nanos, run_tag, seconds_between, spawn_every_second, wait_until_quiet};
 use crate::outcome::Outcome;
 use crate::protocol::{JoinOptions, Joined, Protocol};
-use crate::sampling::{Measured, Meters, cpu_seconds_of};
-use crate::system::Process;
+use crate::sampling::{Measured, Meters, cpu_seconds_of, memory_of};
+use crate::system::{Process, ensure_descriptors};
 use crate::wire::{MAX_SENDERS, MAX_SEQ};
 
 /// Exact duplicate detection costs one bit per (receiver, message); refuse beyond this.
@@ -60,6 +67,11 @@ pub struct Plan {
     /// Client i connects to `servers[i % servers.len()]`.
     pub servers: Vec<SocketAddr>,
     pub clients: usize,
+    /// Client i is also in room `r{i % rooms}` and speaks there; `None`: everyone speaks in
+    /// the one common channel.
+    pub rooms: Option<usize>,
+    /// Redis: PUBLISH connections the senders share (0: one each).
+    pub publishers: usize,
     pub senders: usize,
     pub messages: u64,
     pub size: usize,
@@ -107,10 +119,33 @@ impl Plan {
         self.servers[i % self.nodes()]
     }
 
+    /// Rooms the clients are spread over (the common channel counts as one).
+    fn room_count(&self) -> usize {
+        self.rooms.unwrap_or(1).max(1)
+    }
+
+    fn room_of(&self, i: usize) -> usize {
+        i % self.room_count()
+    }
+
+    /// The senders in client `i`'s room: the ones whose messages it may receive.
+    fn senders_in_room_of(&self, i: usize) -> u64 {
+        senders_on(self.senders, self.room_count(), self.room_of(i))
+    }
+
+    /// Where client `i` joins and speaks.
+    fn join_of(&self, i: usize) -> JoinOptions {
+        match self.rooms {
+            Some(_) => self.join.and_channel(format!("r{}", self.room_of(i))),
+            None => self.join.clone(),
+        }
+    }
+
     /// Of what client `i` must receive, how much comes from senders on other daemons.
     fn expected_cross_by(&self, i: usize) -> u64 {
-        let here = senders_on(self.senders, self.nodes(), i % self.nodes());
-        (self.senders as u64 - here) * self.messages
+        let (nodes, node) = (self.nodes(), i % self.nodes());
+        let room_senders = (self.room_of(i)..self.senders).step_by(self.room_count());
+        room_senders.filter(|s| s % nodes != node).count() as u64 * self.messages
     }
 
     fn name(&self, i: usize) -> String {
@@ -121,9 +156,10 @@ impl Plan {
         i < self.senders
     }
 
-    /// Fresh deliveries client `i` must receive for the run to be complete.
+    /// Fresh deliveries client `i` must receive for the run to be complete: every message of the
+    /// senders in its room, less its own where the server does not echo.
     fn expected_by(&self, i: usize) -> u64 {
-        let all = self.senders as u64 * self.messages;
+        let all = self.senders_in_room_of(i) * self.messages;
         if self.is_sender(i) && !self.protocol.echoes_to_sender() {
             all - self.messages
         } else {
@@ -132,14 +168,17 @@ impl Plan {
     }
 }
 
-/// How many of the first `senders` clients, spread round robin over `nodes` daemons, are on
-/// daemon `node` (client i is on daemon i mod nodes).
+/// How many of the first `senders` clients, spread round robin over `nodes` daemons (or
+/// rooms), are on daemon `node` (client i is on daemon i mod nodes).
 fn senders_on(senders: usize, nodes: usize, node: usize) -> u64 {
     if node >= senders { 0 } else { (senders - node).div_ceil(nodes) as u64 }
 }
 
 pub async fn run(plan: &Plan) -> Result<Outcome> {
     check_accounting_fits(plan)?;
+    ensure_descriptors(descriptors_needed(plan))?;
+    let servers: Vec<Process> = plan.server_pids.iter().map(|&pid| Process::Pid(pid)).collect();
+    let rss_before_clients = (!servers.is_empty()).then(|| memory_of(&servers).rss_kib);
     let shared = Arc::new(shared_for(plan));
     let (go_tx, go) = watch::channel(false);
     let (stop_tx, stop) = watch::channel(false);
@@ -168,8 +207,9 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
         None => None,
     };
     let timeline = Timeline { setup_s, settle_s, started, last_send, ended, complete };
-    let facts = gather_facts(plan, &shared, &timeline, &accounts, measured, churn);
-    let totals = Totals::of(&accounts, expected, plan.watch.len());
+    let mut facts = gather_facts(plan, &shared, &timeline, &accounts, measured, churn);
+    facts.rss_kib_before_clients = rss_before_clients;
+    let totals = Totals::of(&accounts, expected, plan.watch.len(), plan.room_count());
     Ok(report::outcome(plan, &facts, &totals, slow.as_ref()))
 }
 
@@ -177,17 +217,30 @@ fn check_accounting_fits(plan: &Plan) -> Result<()> {
     if plan.senders as u64 >= MAX_SENDERS || plan.messages >= MAX_SEQ {
         bail!("at most {MAX_SENDERS} senders and {MAX_SEQ} messages each fit in a token");
     }
-    let bits = plan.clients as u64 * plan.senders as u64 * plan.messages;
+    let rows: u64 = (0..plan.clients).map(|i| plan.senders_in_room_of(i)).sum();
+    let bits = rows * plan.messages;
     if bits > MAX_BITMAP_BITS {
         bail!("clients x senders x messages is too large for exact accounting ({bits} bits)");
     }
     Ok(())
 }
 
+/// Sockets the run holds at once: every client's, the Redis senders' PUBLISH connections, the
+/// slow reader's, and a margin for the runtime and stdio.
+fn descriptors_needed(plan: &Plan) -> u64 {
+    let publishing = match (plan.protocol.sends_separately(), plan.publishers) {
+        (false, _) => 0,
+        (true, 0) => plan.senders,
+        (true, shared) => shared.min(plan.senders),
+    };
+    (plan.clients + publishing + usize::from(plan.slow_reader) + 64) as u64
+}
+
 fn shared_for(plan: &Plan) -> Shared {
     let tag = plan.tag.unwrap_or_else(|| run_tag(plan.run));
     Shared {
         nodes: plan.nodes(),
+        rooms: plan.room_count(),
         watch: plan.watch.iter().map(|w| w.as_bytes().to_vec()).collect(),
         receivers_pending: AtomicUsize::new(
             (0..plan.clients).filter(|&i| plan.expected_by(i) > 0).count(),
@@ -270,6 +323,7 @@ fn gather_facts(
         last_cross_s: (last_cross > 0).then(|| seconds_after(started, last_cross)),
         kill: plan.kill.map(|(pid, _)| kill_report(pid, shared, started)),
         churn,
+        rss_kib_before_clients: None,
     }
 }
 
@@ -379,6 +433,86 @@ fn spawn_progress(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plan(protocol: Protocol, clients: usize, senders: usize, rooms: Option<usize>) -> Plan {
+        Plan {
+            protocol,
+            servers: vec!["127.0.0.1:1".parse().expect("an address")],
+            clients,
+            rooms,
+            publishers: 0,
+            senders,
+            messages: 3,
+            size: 64,
+            rate: 0.0,
+            drain_timeout: Duration::ZERO,
+            setup_timeout: Duration::ZERO,
+            settle_quiet: Duration::ZERO,
+            settle_timeout: Duration::ZERO,
+            max_send_time: Duration::ZERO,
+            concurrency: 1,
+            spread_sources: false,
+            slow_reader: false,
+            kernel_clock: false,
+            join: JoinOptions { channels: vec!["lobby".to_owned()], oper: None, read_buffer: 64 },
+            server_pids: Vec::new(),
+            backplane_pid: None,
+            churn: 0.0,
+            churn_linger: Duration::ZERO,
+            watch: Vec::new(),
+            kill: None,
+            cpu_tail: Duration::ZERO,
+            tag: Some(7),
+            progress: false,
+            label: "test".to_owned(),
+            names: "t".to_owned(),
+            run: 1,
+        }
+    }
+
+    #[test]
+    fn a_receiver_expects_the_messages_of_its_room_only() {
+        for protocol in [Protocol::Chat, Protocol::Redis] {
+            for rooms in [None, Some(1), Some(3), Some(7)] {
+                for nodes in 1..=3 {
+                    let mut plan = plan(protocol, 20, 11, rooms);
+                    plan.servers = vec![plan.servers[0]; nodes];
+                    let r = rooms.unwrap_or(1);
+                    for i in 0..plan.clients {
+                        let room_senders: Vec<usize> =
+                            (0..plan.senders).filter(|s| s % r == i % r).collect();
+                        let heard = room_senders
+                            .iter()
+                            .filter(|&&s| s != i || protocol.echoes_to_sender())
+                            .count() as u64;
+                        let cross = room_senders.iter().filter(|&&s| s % nodes != i % nodes);
+                        assert_eq!(plan.expected_by(i), heard * 3, "client {i}, {rooms:?}");
+                        assert_eq!(plan.expected_cross_by(i), cross.count() as u64 * 3);
+                        assert_eq!(plan.senders_in_room_of(i), room_senders.len() as u64);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn each_client_joins_the_lobby_and_speaks_in_its_room() {
+        let plan = plan(Protocol::Irc, 10, 10, Some(4));
+        assert_eq!(plan.join_of(6).channels, ["lobby", "r2"]);
+        assert_eq!(plan.join_of(6).speaks_in(), "r2");
+        let without = self::plan(Protocol::Irc, 10, 10, None);
+        assert_eq!(without.join_of(6).speaks_in(), "lobby");
+    }
+
+    #[test]
+    fn redis_senders_sharing_publishers_fit_the_descriptor_budget() {
+        let mut plan = plan(Protocol::Redis, 10_000, 10_000, Some(1000));
+        assert_eq!(descriptors_needed(&plan), 20_064);
+        plan.publishers = 100;
+        assert_eq!(descriptors_needed(&plan), 10_164);
+        plan.protocol = Protocol::Chat;
+        assert_eq!(descriptors_needed(&plan), 10_064);
+    }
 
     #[test]
     fn senders_are_counted_per_daemon_as_round_robin_places_them() {

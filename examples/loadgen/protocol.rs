@@ -1,17 +1,22 @@
 //! The three protocols the load generator speaks: joining, framing a message, and the few
 //! server lines that need an answer or a count.
 //!
-//! - `chat` (ours): send the name, wait for the welcome (read with chat-proto's `classify`); a message is the token and `\n`;
-//!   the sender gets no echo; `You missed N messages` counts what a lagging reader skipped.
-//! - `redis`: each client SUBSCRIBEs on its own connection; a sender PUBLISHes on a second one,
-//!   so every subscriber, the sender's own included, receives every message.
+//! A client is in one or more channels (rooms) and speaks in the last of them:
+//!
+//! - `chat` (ours): send the name, wait for the welcome (read with chat-proto's `classify`); every
+//!   user starts in `#lobby`, and each other room is a `/join` answered by the current-room
+//!   notice; a message is the token and `\n`, to the current room; the sender gets no echo;
+//!   `You missed N messages` counts what a lagging reader skipped.
+//! - `redis`: each client SUBSCRIBEs to its channels on its own connection; a sender PUBLISHes on
+//!   another one, so every subscriber, the sender's own included, receives every message.
 //! - `irc`: NICK/USER, wait for 001, optionally OPER and `MODE nick +F` (ngircd's relaxed flood
-//!   protection), JOIN and wait for the end of NAMES; PRIVMSG to the channel reaches everyone
-//!   but the sender; PING gets a PONG.
+//!   protection), JOIN each channel and wait for the end of its NAMES; PRIVMSG to a channel
+//!   reaches everyone in it but the sender; PING gets a PONG.
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use chat_proto::command::JOIN;
 use chat_proto::terminal::strip_escapes;
-use chat_proto::{Heard, classify};
+use chat_proto::{Heard, RoomKey, RoomName, classify};
 use clap::ValueEnum;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -29,15 +34,30 @@ pub enum Protocol {
     Irc,
 }
 
-/// How clients join: the room or channel, and IRC operator credentials.
+/// How clients join: the rooms or channels, and IRC operator credentials.
 #[derive(Debug, Clone)]
 pub struct JoinOptions {
-    /// Redis channel, or IRC channel without the `#`.
-    pub channel: String,
+    /// Channel (room) names without the `#`, joined in order; messages go to the last. Our chat
+    /// server puts everyone in its lobby, which therefore needs no `/join`.
+    pub channels: Vec<String>,
     /// IRC operator name and password; when given, each client OPERs and sets user mode +F.
     pub oper: Option<(String, String)>,
     /// Read buffer size of each connection.
     pub read_buffer: usize,
+}
+
+impl JoinOptions {
+    /// Where this client's messages go.
+    pub fn speaks_in(&self) -> &str {
+        self.channels.last().map_or("", String::as_str)
+    }
+
+    /// The same options with one more channel, which becomes the one spoken in.
+    pub fn and_channel(&self, channel: String) -> Self {
+        let mut options = self.clone();
+        options.channels.push(channel);
+        options
+    }
 }
 
 /// A client that has joined: its lines to read and its socket to write.
@@ -75,8 +95,8 @@ impl Protocol {
         let (read, writer) = stream.into_split();
         let mut joined = Joined { reader: LineReader::new(read, options.read_buffer), writer };
         match self {
-            Protocol::Chat => join_chat(&mut joined, name).await?,
-            Protocol::Redis => join_redis(&mut joined, &options.channel).await?,
+            Protocol::Chat => join_chat(&mut joined, name, &options.channels).await?,
+            Protocol::Redis => join_redis(&mut joined, &options.channels).await?,
             Protocol::Irc => join_irc(&mut joined, name, options).await?,
         }
         Ok(joined)
@@ -168,21 +188,47 @@ async fn send(joined: &mut Joined, bytes: &[u8]) -> Result<()> {
     joined.writer.write_all(bytes).await.context("writing to the server")
 }
 
-async fn join_chat(joined: &mut Joined, name: &str) -> Result<()> {
+async fn join_chat(joined: &mut Joined, name: &str, channels: &[String]) -> Result<()> {
     // The name may go before the prompt arrives: the server reads it after greeting.
     send(joined, format!("{name}\n").as_bytes()).await?;
     loop {
         let line = next_text(joined, "the welcome").await?;
         match classify(strip_escapes(&line).trim_end()) {
-            Heard::Welcome { name: welcomed } if welcomed == name => return Ok(()),
+            Heard::Welcome { name: welcomed } if welcomed == name => break,
             Heard::Refusal { reason } => bail!("name {name} refused: {reason}"),
+            _ => {}
+        }
+    }
+    let lobby = RoomName::lobby().key();
+    for channel in channels {
+        let room = RoomName::parse(channel)
+            .map_err(|e| anyhow!("--channel or room {channel:?} is no room name: {e}"))?;
+        if room.key() != lobby {
+            enter_room(joined, &room).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `/join`s a room on our chat server and waits until the server says it is the current one.
+pub async fn enter_room(joined: &mut Joined, room: &RoomName) -> Result<()> {
+    send(joined, format!("/{} {room}\n", JOIN.name, room = room.as_str()).as_bytes()).await?;
+    let waiting_for = format!("the current room to become {}", room.as_str());
+    loop {
+        let line = next_text(joined, &waiting_for).await?;
+        match classify(strip_escapes(&line).trim_end()) {
+            Heard::CurrentRoom { room: now } if RoomKey::of(now) == room.key() => {
+                return Ok(());
+            }
+            Heard::Refusal { reason } => bail!("joining {} refused: {reason}", room.as_str()),
             _ => {}
         }
     }
 }
 
-async fn join_redis(joined: &mut Joined, channel: &str) -> Result<()> {
-    send(joined, format!("SUBSCRIBE {channel}\r\n").as_bytes()).await?;
+/// SUBSCRIBEs to every channel at once and waits for the reply that counts them all.
+async fn join_redis(joined: &mut Joined, channels: &[String]) -> Result<()> {
+    send(joined, format!("SUBSCRIBE {}\r\n", channels.join(" ")).as_bytes()).await?;
     let mut confirmed = false;
     loop {
         let line = next_text(joined, "the SUBSCRIBE reply").await?;
@@ -191,8 +237,11 @@ async fn join_redis(joined: &mut Joined, channel: &str) -> Result<()> {
         }
         if line == "subscribe" {
             confirmed = true;
-        } else if confirmed && line.starts_with(':') {
-            return Ok(());
+        } else if confirmed && let Some(count) = line.strip_prefix(':') {
+            if count.parse() == Ok(channels.len()) {
+                return Ok(());
+            }
+            confirmed = false;
         }
     }
 }
@@ -206,9 +255,10 @@ async fn join_irc(joined: &mut Joined, nick: &str, options: &JoinOptions) -> Res
         send(joined, format!("MODE {nick} +F\r\n").as_bytes()).await?;
         irc_wait(joined, "MODE +F", |code, line| code == "MODE" && line.contains("+F")).await?;
     }
-    let channel = &options.channel;
-    send(joined, format!("JOIN #{channel}\r\n").as_bytes()).await?;
-    irc_wait(joined, "366 (end of NAMES)", |code, _| code == "366").await?;
+    for channel in &options.channels {
+        send(joined, format!("JOIN #{channel}\r\n").as_bytes()).await?;
+        irc_wait(joined, "366 (end of NAMES)", |code, _| code == "366").await?;
+    }
     Ok(())
 }
 

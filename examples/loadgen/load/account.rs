@@ -1,8 +1,9 @@
 //! What a load run counts: the counters every task of the run updates, and each receiver's own
 //! account of what reached it.
 //!
-//! A receiver keeps one bit per (sender, sequence number) so that a fresh delivery is told from
-//! a duplicate exactly; lost = expected - fresh. It also notes how many messages the server said
+//! A receiver keeps one bit per (sender in its room, sequence number) so that a fresh delivery is
+//! told from a duplicate exactly; lost = expected - fresh; a message from another room's sender
+//! is misrouted. It also notes how many messages the server said
 //! it skipped, which lines matched a `--watch` text, and why its connection ended if it did.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -19,6 +20,8 @@ pub struct Shared {
     pub tag: u32,
     /// Daemons the clients are spread over; sender s is on daemon s mod nodes.
     pub nodes: usize,
+    /// Rooms the clients are spread over; sender s speaks in room s mod rooms.
+    pub rooms: usize,
     pub watch: Vec<Vec<u8>>,
     pub last_cross_delivery: AtomicU64,
     /// When `--kill-pid` was signalled (0: not yet); deliveries after it are counted apart.
@@ -46,6 +49,7 @@ impl Shared {
             protocol,
             tag,
             nodes: 1,
+            rooms: 1,
             watch: Vec::new(),
             last_cross_delivery: AtomicU64::new(0),
             killed_at: AtomicU64::new(0),
@@ -93,6 +97,10 @@ pub struct Account {
     pub fresh_cross: u64,
     /// This receiver's daemon.
     pub node: usize,
+    /// This receiver's room: it takes messages from the senders of this room only.
+    pub room: usize,
+    /// Messages from senders of other rooms.
+    pub misrouted: u64,
     pub fresh: u64,
     pub duplicates: u64,
     pub out_of_order: u64,
@@ -106,15 +114,17 @@ pub struct Account {
     pub reads: u64,
     /// Reads that carried the kernel's receive time.
     pub stamped_reads: u64,
-    /// One bit per (sender, seq): seen already.
+    /// One bit per (sender of this room, seq): seen already.
     seen: Vec<u64>,
-    /// Per sender: one past the highest sequence number seen.
+    /// Per sender of this room: one past the highest sequence number seen.
     next: Vec<u64>,
     /// Why the connection ended before the run did, if it did.
     pub ended: Option<String>,
 }
 
 impl Account {
+    /// An empty account for a receiver that expects `expected` messages from the `senders` of
+    /// its room, `messages` each (its room is 0 until set).
     pub fn new(expected: u64, senders: usize, messages: u64) -> Self {
         let bits = senders as u64 * messages;
         Account {
@@ -133,17 +143,23 @@ impl Account {
             self.stale += 1;
             return None;
         }
-        let bit = sender as u64 * shared.messages + token.seq;
+        if sender % shared.rooms != self.room {
+            self.misrouted += 1;
+            return None;
+        }
+        // Sender s of room r (s = r + k x rooms) has row k.
+        let row = sender / shared.rooms;
+        let bit = row as u64 * shared.messages + token.seq;
         let (word, mask) = ((bit / 64) as usize, 1u64 << (bit % 64));
         if self.seen[word] & mask != 0 {
             self.duplicates += 1;
             return None;
         }
         self.seen[word] |= mask;
-        if token.seq < self.next[sender] {
+        if token.seq < self.next[row] {
             self.out_of_order += 1;
         } else {
-            self.next[sender] = token.seq + 1;
+            self.next[row] = token.seq + 1;
         }
         self.fresh += 1;
         let cross = sender % shared.nodes != self.node;
@@ -159,5 +175,48 @@ impl Account {
                 seen.1.get_or_insert(now);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(sender: u32, seq: u64) -> Token {
+        Token { sender, seq, nanos: 0, tag: 5 }
+    }
+
+    #[test]
+    fn a_receiver_counts_its_rooms_messages_and_flags_the_others() {
+        // 10 senders in 4 rooms: room 2 has senders 2 and 6, 3 messages each.
+        let shared = Shared { rooms: 4, ..Shared::new(Protocol::Chat, 5, 10, 3) };
+        let mut account = Account::new(6, 2, 3);
+        account.room = 2;
+        assert_eq!(account.take(token(2, 0), &shared), Some(false));
+        assert_eq!(account.take(token(6, 2), &shared), Some(false));
+        assert_eq!(account.take(token(6, 1), &shared), Some(false));
+        assert_eq!(account.take(token(6, 1), &shared), None);
+        assert_eq!(account.take(token(3, 0), &shared), None);
+        assert_eq!(account.take(token(9, 0), &shared), None);
+        assert_eq!(account.take(Token { tag: 4, ..token(2, 1) }, &shared), None);
+        assert_eq!(
+            (account.fresh, account.duplicates, account.misrouted, account.stale),
+            (3, 1, 2, 1)
+        );
+        assert_eq!(account.out_of_order, 1, "6/1 came after 6/2");
+    }
+
+    #[test]
+    fn every_message_of_a_room_fits_its_receivers_bitmap() {
+        let shared = Shared { rooms: 3, ..Shared::new(Protocol::Redis, 5, 8, 70) };
+        // Room 1 has senders 1, 4 and 7.
+        let mut account = Account::new(210, 3, 70);
+        account.room = 1;
+        for sender in [1, 4, 7] {
+            for seq in 0..70 {
+                assert_eq!(account.take(token(sender, seq), &shared), Some(false));
+            }
+        }
+        assert_eq!((account.fresh, account.duplicates, account.out_of_order), (210, 0, 0));
     }
 }

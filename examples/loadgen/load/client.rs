@@ -3,7 +3,9 @@
 //! Each client is two tasks: a receiver that frames lines, looks for tokens and keeps the
 //! client's [`Account`], and a writer that sends (if the client is a sender) and answers the
 //! server (IRC PING). A Redis sender publishes on a second connection whose replies a third task
-//! reads and discards. Writers wait for the go signal; every task ends on the stop signal.
+//! reads and discards; with `--publishers N` the senders share N such connections instead, each
+//! taken for one write at a time. Writers wait for the go signal; every task ends on the stop
+//! signal.
 
 use std::io;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Mutex, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -21,7 +23,7 @@ use super::Plan;
 use super::account::{Account, Shared};
 use crate::connect::{connect, in_parallel, spread_source};
 use crate::metrics::now_nanos;
-use crate::protocol::Joined;
+use crate::protocol::{JoinOptions, Joined};
 use crate::receipt::Source;
 use crate::wire::{LineReader, Token, TokenFinder};
 
@@ -44,6 +46,22 @@ struct SendJob {
     /// Rate-limited senders start spread over one period so they do not tick together.
     offset: Duration,
     channel: String,
+}
+
+/// Where a writer's bytes go: a connection of its own, or a PUBLISH connection it shares with
+/// other senders (`--publishers`).
+enum Outlet {
+    Own(OwnedWriteHalf),
+    Shared(Arc<Mutex<OwnedWriteHalf>>),
+}
+
+impl Outlet {
+    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Outlet::Own(writer) => writer.write_all(bytes).await,
+            Outlet::Shared(writer) => writer.lock().await.write_all(bytes).await,
+        }
+    }
 }
 
 /// The tasks of one client.
@@ -70,13 +88,34 @@ pub async fn start_clients(
     shared: &Arc<Shared>,
     signals: &Signals,
 ) -> Result<Vec<Client>> {
+    let publishers = Arc::new(open_publishers(plan, &signals.stop).await?);
     in_parallel(plan.clients, plan.concurrency, |i| {
         let plan = plan.clone();
         let shared = Arc::clone(shared);
         let signals = signals.clone();
-        async move { start_client(&plan, i, shared, signals).await }
+        let publishers = Arc::clone(&publishers);
+        async move { start_client(&plan, i, shared, signals, &publishers).await }
     })
     .await
+}
+
+/// The PUBLISH connections Redis senders share (`--publishers`), each with a task that reads and
+/// discards its replies until the run stops; none when every sender has its own.
+async fn open_publishers(
+    plan: &Plan,
+    stop: &watch::Receiver<bool>,
+) -> Result<Vec<Arc<Mutex<OwnedWriteHalf>>>> {
+    if !plan.protocol.sends_separately() {
+        return Ok(Vec::new());
+    }
+    let mut publishers = Vec::with_capacity(plan.publishers);
+    for p in 0..plan.publishers.min(plan.senders) {
+        let source = plan.spread_sources.then(|| spread_source(p));
+        let (read, write) = connect(plan.server_of(p), source, false).await?.into_split();
+        tokio::spawn(drain(read, stop.clone()));
+        publishers.push(Arc::new(Mutex::new(write)));
+    }
+    Ok(publishers)
 }
 
 async fn start_client(
@@ -84,11 +123,13 @@ async fn start_client(
     i: usize,
     shared: Arc<Shared>,
     signals: Signals,
+    publishers: &[Arc<Mutex<OwnedWriteHalf>>],
 ) -> Result<Client> {
     let source = plan.spread_sources.then(|| spread_source(i));
     let server = plan.server_of(i);
     let stream = connect(server, source, plan.kernel_clock).await?;
-    let Joined { reader, writer } = plan.protocol.join(stream, &plan.name(i), &plan.join).await?;
+    let join = plan.join_of(i);
+    let Joined { reader, writer } = plan.protocol.join(stream, &plan.name(i), &join).await?;
     let (reply_tx, reply_rx) = if plan.protocol.expects_answers() {
         let (tx, rx) = mpsc::unbounded_channel();
         (Some(tx), Some(rx))
@@ -98,11 +139,15 @@ async fn start_client(
     let account = account_for(plan, i);
     let receiver =
         tokio::spawn(receive(reader, Arc::clone(&shared), account, signals.stop.clone(), reply_tx));
-    let (writer, replies) = match send_job(plan, i) {
+    let writer = Outlet::Own(writer);
+    let (writer, replies) = match send_job(plan, i, &join) {
         Some(job) if plan.protocol.sends_separately() => {
-            let publisher = connect(server, source, false).await?;
-            let (read, write) = publisher.into_split();
-            let replies = tokio::spawn(drain(read, signals.stop.clone()));
+            let (outlet, replies) = if publishers.is_empty() {
+                let (read, write) = connect(server, source, false).await?.into_split();
+                (Outlet::Own(write), Some(tokio::spawn(drain(read, signals.stop.clone()))))
+            } else {
+                (Outlet::Shared(Arc::clone(&publishers[i % publishers.len()])), None)
+            };
             let idle = tokio::spawn(write_and_answer(
                 writer,
                 None,
@@ -110,13 +155,13 @@ async fn start_client(
                 signals.clone(),
                 reply_rx,
             ));
-            let sending = tokio::spawn(write_and_answer(write, Some(job), shared, signals, None));
+            let sending = tokio::spawn(write_and_answer(outlet, Some(job), shared, signals, None));
             // The subscription's writer only keeps its half open; it ends with the run.
             let both = tokio::spawn(async move {
                 let _ = sending.await;
                 let _ = idle.await;
             });
-            (both, Some(replies))
+            (both, replies)
         }
         job => (tokio::spawn(write_and_answer(writer, job, shared, signals, reply_rx)), None),
     };
@@ -125,21 +170,23 @@ async fn start_client(
 
 /// The empty account of client `i`: what it must receive, and from which daemons.
 fn account_for(plan: &Plan, i: usize) -> Account {
-    let mut account = Account::new(plan.expected_by(i), plan.senders, plan.messages);
+    let room_senders = plan.senders_in_room_of(i) as usize;
+    let mut account = Account::new(plan.expected_by(i), room_senders, plan.messages);
     account.node = i % plan.nodes();
+    account.room = plan.room_of(i);
     account.expected_cross = plan.expected_cross_by(i);
     account.watched = vec![(0, None); plan.watch.len()];
     account
 }
 
-fn send_job(plan: &Plan, i: usize) -> Option<SendJob> {
+fn send_job(plan: &Plan, i: usize, join: &JoinOptions) -> Option<SendJob> {
     plan.is_sender(i).then(|| SendJob {
         sender: i as u32,
         messages: plan.messages,
         size: plan.size,
         rate: plan.rate,
         offset: stagger(plan, i),
-        channel: plan.join.channel.clone(),
+        channel: join.speaks_in().to_owned(),
     })
 }
 
@@ -261,7 +308,7 @@ fn publish(batch: &Batch, account: &Account, shared: &Shared, now: u64, complete
 
 /// Sends the job once the run starts (if any), then answers the server until the run stops.
 async fn write_and_answer(
-    mut writer: OwnedWriteHalf,
+    mut writer: Outlet,
     job: Option<SendJob>,
     shared: Arc<Shared>,
     mut signals: Signals,
@@ -304,7 +351,7 @@ async fn write_and_answer(
 
 /// Writes the job's messages, flat out in batches or one per tick, with any pending answers.
 async fn send(
-    writer: &mut OwnedWriteHalf,
+    writer: &mut Outlet,
     job: &SendJob,
     shared: &Shared,
     replies: &mut Option<mpsc::UnboundedReceiver<Vec<u8>>>,

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::account::Account;
 use super::churn::ChurnReport;
+use super::rooms::ByRoom;
 use super::slow_reader::SlowReport;
 use super::{Plan, seconds_after};
 use crate::metrics::{Histogram, Percentiles};
@@ -29,6 +30,8 @@ pub struct Facts {
     pub last_cross_s: Option<f64>,
     pub kill: Option<Kill>,
     pub churn: Option<ChurnReport>,
+    /// The servers' resident memory before the first client connected.
+    pub rss_kib_before_clients: Option<u64>,
 }
 
 /// What `--kill-pid` did.
@@ -71,6 +74,8 @@ pub struct Totals {
     duplicates: u64,
     out_of_order: u64,
     stale: u64,
+    /// Messages that reached a receiver outside their sender's room.
+    misrouted: u64,
     missed_told: u64,
     missed_notices: u64,
     receivers_ended: usize,
@@ -83,6 +88,7 @@ pub struct Totals {
     lost_cross: u64,
     lost_local: u64,
     watched: Vec<Watched>,
+    rooms: ByRoom,
 }
 
 /// How many lines containing one watched text arrived, at how many receivers, and when.
@@ -97,10 +103,11 @@ struct Watched {
 }
 
 impl Totals {
-    pub fn of(accounts: &[Account], expected: u64, watches: usize) -> Self {
+    pub fn of(accounts: &[Account], expected: u64, watches: usize, rooms: usize) -> Self {
         let nodes = accounts.iter().map(|a| a.node + 1).max().unwrap_or(1);
         let mut t = Totals {
             expected,
+            rooms: ByRoom::of(accounts, rooms),
             watched: vec![
                 Watched { receivers_by_node: vec![0; nodes], ..Watched::default() };
                 watches
@@ -132,6 +139,7 @@ impl Totals {
         self.duplicates += a.duplicates;
         self.out_of_order += a.out_of_order;
         self.stale += a.stale;
+        self.misrouted += a.misrouted;
         self.missed_told += a.missed.told;
         self.missed_notices += a.missed.notices;
         self.reads += a.reads;
@@ -194,6 +202,8 @@ fn to_json(plan: &Plan, f: &Facts, t: &Totals, slow: Option<&SlowReport>) -> Val
         "duplicates": t.duplicates,
         "out_of_order": t.out_of_order,
         "stale": t.stale,
+        "misrouted": t.misrouted,
+        "rooms": plan.rooms.map(|_| t.rooms.to_json()),
         "missed_told": t.missed_told,
         "missed_notices": t.missed_notices,
         "receivers_disconnected": t.receivers_ended,
@@ -209,6 +219,7 @@ fn to_json(plan: &Plan, f: &Facts, t: &Totals, slow: Option<&SlowReport>) -> Val
         "latency_us": latency_json(&f.latency.all),
         "latency_clock": clock_name(t),
         "server": f.measured.server.as_ref().map(|s| usage_json(f, s, &plan.server_pids)),
+        "server_bytes_per_client": server_bytes_per_client(plan, f),
         "backplane": f.measured.backplane.as_ref().map(|s| usage_json(f, s, &backplane_pid)),
         "loadgen": {
             "cpu_s": round(f.measured.own_cpu_s, 3),
@@ -216,6 +227,15 @@ fn to_json(plan: &Plan, f: &Facts, t: &Totals, slow: Option<&SlowReport>) -> Val
         },
         "slow": slow.map(slow_json),
     })
+}
+
+/// The servers' memory growth from before the first client connected to when all had joined and
+/// gone quiet, per client (a Redis sender's PUBLISH connection included).
+fn server_bytes_per_client(plan: &Plan, f: &Facts) -> Option<f64> {
+    let before = f.rss_kib_before_clients?;
+    let joined = f.measured.server.as_ref()?.before.rss_kib;
+    let growth = joined.saturating_sub(before) as f64 * 1024.0;
+    Some((growth / plan.clients.max(1) as f64).round())
 }
 
 fn latency_json(p: &Percentiles) -> Value {
@@ -303,6 +323,12 @@ fn summarize(plan: &Plan, f: &Facts, t: &Totals, slow: Option<&SlowReport>) -> S
     let mut s = headline(plan, f, t);
     if f.send_failures > 0 {
         s += &format!("  {} senders failed to write\n", f.send_failures);
+    }
+    if t.misrouted > 0 {
+        s += &format!("  {} messages reached receivers outside their room\n", t.misrouted);
+    }
+    if plan.rooms.is_some() {
+        s += &t.rooms.summary();
     }
     if t.missed_notices > 0 {
         s += &format!(
