@@ -316,6 +316,7 @@ fn gather_facts(
         window_s: seconds_between(started, last_delivery),
         sent: shared.sent.load(Ordering::Relaxed),
         send_failures: shared.send_failures.load(Ordering::Relaxed),
+        rejoins: shared.rejoins.load(Ordering::Relaxed),
         complete: timeline.complete,
         latency: Latencies::of(accounts),
         measured,

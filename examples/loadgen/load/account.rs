@@ -32,6 +32,8 @@ pub struct Shared {
     pub messages: u64,
     pub sent: AtomicU64,
     pub send_failures: AtomicU64,
+    /// Clients whose connection was reset while joining, and who connected again.
+    pub rejoins: AtomicU64,
     pub delivered: AtomicU64,
     pub lines: AtomicU64,
     pub last_delivery: AtomicU64,
@@ -59,6 +61,7 @@ impl Shared {
             messages,
             sent: AtomicU64::new(0),
             send_failures: AtomicU64::new(0),
+            rejoins: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             lines: AtomicU64::new(0),
             last_delivery: AtomicU64::new(0),

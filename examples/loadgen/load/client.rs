@@ -8,6 +8,7 @@
 //! signal.
 
 use std::io;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -127,9 +128,8 @@ async fn start_client(
 ) -> Result<Client> {
     let source = plan.spread_sources.then(|| spread_source(i));
     let server = plan.server_of(i);
-    let stream = connect(server, source, plan.kernel_clock).await?;
     let join = plan.join_of(i);
-    let Joined { reader, writer } = plan.protocol.join(stream, &plan.name(i), &join).await?;
+    let Joined { reader, writer } = connect_and_join(plan, i, &join, source, &shared).await?;
     let (reply_tx, reply_rx) = if plan.protocol.expects_answers() {
         let (tx, rx) = mpsc::unbounded_channel();
         (Some(tx), Some(rx))
@@ -166,6 +166,41 @@ async fn start_client(
         job => (tokio::spawn(write_and_answer(writer, job, shared, signals, reply_rx)), None),
     };
     Ok(Client { receiver, writer, replies })
+}
+
+/// A connection reset before the server answered is tried again, this often at most.
+const JOIN_ATTEMPTS: u32 = 3;
+
+/// Connects client `i` and joins. ngircd listens with a backlog of 10, so while it is busy some
+/// of many connections in flight overflow its accept queue and are reset before it has read a
+/// byte: those connect again (counted in `rejoins`).
+async fn connect_and_join(
+    plan: &Plan,
+    i: usize,
+    join: &JoinOptions,
+    source: Option<IpAddr>,
+    shared: &Shared,
+) -> Result<Joined> {
+    let server = plan.server_of(i);
+    let mut attempt = 1;
+    loop {
+        let stream = connect(server, source, plan.kernel_clock).await?;
+        match plan.protocol.join(stream, &plan.name(i), join).await {
+            Err(e) if attempt < JOIN_ATTEMPTS && was_reset(&e) => {
+                attempt += 1;
+                shared.rejoins.fetch_add(1, Ordering::Relaxed);
+            }
+            joined => return joined,
+        }
+    }
+}
+
+fn was_reset(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::ConnectionReset)
+    })
 }
 
 /// The empty account of client `i`: what it must receive, and from which daemons.

@@ -22,6 +22,8 @@ pub struct Facts {
     pub window_s: f64,
     pub sent: u64,
     pub send_failures: u64,
+    /// Clients that connected again after a reset while joining.
+    pub rejoins: u64,
     pub complete: bool,
     pub latency: Latencies,
     pub measured: Measured,
@@ -195,6 +197,7 @@ fn to_json(plan: &Plan, f: &Facts, t: &Totals, slow: Option<&SlowReport>) -> Val
         "wall_s": round(f.wall_s, 3),
         "sent": f.sent,
         "senders_failed": f.send_failures,
+        "rejoins": f.rejoins,
         "sent_per_s": round(per_second(f.sent, f.send_s), 0),
         "expected": t.expected,
         "delivered": t.delivered,
@@ -321,6 +324,9 @@ fn churn_json(c: &ChurnReport) -> Value {
 
 fn summarize(plan: &Plan, f: &Facts, t: &Totals, slow: Option<&SlowReport>) -> String {
     let mut s = headline(plan, f, t);
+    if f.rejoins > 0 {
+        s += &format!("  {} clients were reset while joining and connected again\n", f.rejoins);
+    }
     if f.send_failures > 0 {
         s += &format!("  {} senders failed to write\n", f.send_failures);
     }
