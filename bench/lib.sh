@@ -89,11 +89,13 @@ wait_for_port() {
   done
 }
 
-# start_redis CPU [PORT]: a throwaway redis-server (no persistence) on a free port or PORT.
+# start_redis CPU [PORT]: a throwaway redis-server (no persistence) on a free port or PORT. It
+# listens on 127.0.0.1 only; protected mode is off because it would refuse clients bound to
+# other loopback sources (127.0.0.2-250, --spread-sources).
 start_redis() {
   local cpu=$1
   REDIS_PORT=${2:-$(free_port)}
-  taskset -c "$cpu" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+  taskset -c "$cpu" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --protected-mode no --save '' \
     --appendonly no --maxclients 30000 --daemonize no </dev/null >>"$OUT/redis-$REDIS_PORT.log" 2>&1 &
   REDIS_PID=$!
   PIDS+=("$REDIS_PID")

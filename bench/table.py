@@ -170,6 +170,33 @@ def main():
                 f"-> {'MET' if w5 >= 0.9 * w1 and told_ok else 'NOT MET'} "
                 f"(peers' slow reader: Redis {ended['redis'][:1]}, ngircd {ended['irc'][:1]})"
             )
+    if ("w7", "chat") in runs:
+        out.append(row(runs, "w7", "delivered (of 540,000; Redis 600,000)", "delivered"))
+        out.append(row(runs, "w7", "lost", "lost"))
+        out.append(row(runs, "w7", "misrouted (outside the room)", "misrouted"))
+        out.append(row(runs, "w7", "server CPU", "server.cpu_s", "s"))
+        out.append(row(runs, "w7", "server CPU ns per delivery", "cpu_ns_per_delivery"))
+        out.append(row(runs, "w7", "latency p50", "latency_us.p50", "ms", 1e-3))
+        out.append(row(runs, "w7", "latency p99", "latency_us.p99", "ms", 1e-3))
+        out.append(row(runs, "w7", "latency p99.9", "latency_us.p999", "ms", 1e-3))
+        out.append(row(runs, "w7", "rooms that lost something (of 1,000)", "rooms.with_loss"))
+        out.append(row(runs, "w7", "server RSS per connection (joined)", "server_bytes_per_client", "B"))
+        out.append(row(runs, "w7", "server peak RSS", "server.peak_rss_kib", "KiB"))
+        out.append(row(runs, "w7", "join time, 10,000 clients", "setup_s", "s"))
+        cpu = median(runs, ("w7", "chat"), "cpu_ns_per_delivery")
+        peer_cpu = best_peer("w7", "cpu_ns_per_delivery", higher=False)
+        p99 = median(runs, ("w7", "chat"), "latency_us.p99")
+        peer_p99 = best_peer("w7", "latency_us.p99", higher=False)
+        if cpu and peer_cpu:
+            verdicts.append(
+                f"W7 server CPU per delivery <= half the better peer's ({peer_cpu:.0f} ns): "
+                f"{cpu:.0f} ns ({cpu / peer_cpu:.2f}x) -> {'MET' if cpu <= peer_cpu / 2 else 'NOT MET'}"
+            )
+        if p99 and peer_p99:
+            verdicts.append(
+                f"W7 p99 below both peers' (best {peer_p99 / 1e3:.2f} ms): {p99 / 1e3:.2f} ms "
+                f"-> {'MET' if p99 < peer_p99 else 'NOT MET'}"
+            )
     print("\n".join(out))
     counts = sorted({count(runs, label, p) for (label, p) in runs})
     print(f"\nRuns per cell: {', '.join(map(str, counts))}. Latency is kernel receive time "
