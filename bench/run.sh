@@ -3,7 +3,7 @@
 # server and, in the same run, against Redis pub/sub and ngircd, then prints a markdown table of
 # medians (see BENCHMARKS.md).
 #
-# W7 (not in the default list; ~10 minutes a round): 10,000 named clients in 1,000 rooms of 10,
+# W7 (not in the default list; ~15 minutes a round): 10,000 named clients in 1,000 rooms of 10,
 # each also in a lobby where nobody speaks, every client sending one 64-byte line every 10 s for
 # 60 s (the load generator's --rooms 1000 --rate 0.1 --duration 60). Ours runs with
 # --max-rooms 2000 (1,000 rooms and the lobby exceed the default 1,000); Redis uses one channel
