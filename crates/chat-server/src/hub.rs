@@ -183,11 +183,11 @@ impl Hub {
         speaker: &Speaker,
         name: &RoomName,
     ) -> Result<Option<Joined>, RoomError> {
-        let mine = self.people.rooms_of(speaker.id);
-        if mine.binary_search(&name.key()).is_ok() {
+        let (inside, rooms) = self.people.membership(speaker.id, &name.key());
+        if inside {
             return Ok(None);
         }
-        if mine.len() >= self.rooms_per_user {
+        if rooms >= self.rooms_per_user {
             return Err(RoomError::TooManyRoomsForYou { max: self.rooms_per_user });
         }
         let joined = self.enter(speaker, name, |room| {
@@ -199,11 +199,11 @@ impl Hub {
 
     /// Leaves one room (not the last one); its members are told.
     pub fn part_room(&self, speaker: &Speaker, key: &RoomKey) -> Result<RoomName, RoomError> {
-        let mine = self.people.rooms_of(speaker.id);
-        if mine.binary_search(key).is_err() {
+        let (inside, rooms) = self.people.membership(speaker.id, key);
+        if !inside {
             return Err(RoomError::NotInRoom);
         }
-        if mine.len() == 1 {
+        if rooms == 1 {
             return Err(RoomError::OnlyRoom);
         }
         let emoji = speaker.theme.emoji;

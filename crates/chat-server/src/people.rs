@@ -179,9 +179,11 @@ impl People {
         }
     }
 
-    /// The rooms a local person is in, sorted.
-    pub fn rooms_of(&self, id: ConnId) -> Vec<RoomKey> {
-        self.lock().local.get(&id).map(|p| p.rooms.clone()).unwrap_or_default()
+    /// Whether a local person is in `room`, and how many rooms they are in.
+    pub fn membership(&self, id: ConnId, room: &RoomKey) -> (bool, usize) {
+        let state = self.lock();
+        let rooms = state.local.get(&id).map_or(&[][..], |p| p.rooms.as_slice());
+        (rooms.binary_search(room).is_ok(), rooms.len())
     }
 
     /// Delivers something to one local person by name (any case or look-alike spelling).
