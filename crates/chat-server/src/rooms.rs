@@ -94,7 +94,8 @@ impl Rooms {
         if let Some(room) = state.open.get(&key) {
             return Ok(enter(room));
         }
-        if state.open.len() >= self.max_rooms {
+        // #lobby is where everyone arrives: it never counts against the limit.
+        if state.open.len() >= self.max_rooms && name.as_str() != chat_proto::LOBBY {
             return Err(RoomError::TooManyRooms { max: self.max_rooms });
         }
         let history = state.kept.remove(&key).unwrap_or_default();
