@@ -495,19 +495,24 @@ impl Room {
     /// Called by a reader that took lines off the queue: wakes the senders
     /// waiting in [`Room::wait_for_readers`], if any (an atomic load otherwise).
     pub fn note_reader_progress(&self) {
-        if self.senders_waiting.load(Ordering::Acquire) > 0 {
+        if self.senders_waiting.load(Ordering::SeqCst) > 0 {
             self.readers_progressed.notify_waiters();
         }
     }
 
-    /// Waits until readers make progress or `deadline` passes. The caller
-    /// checks its condition again afterwards; a wake-up may be early.
-    pub async fn wait_for_readers(&self, deadline: Instant) {
+    /// Waits while `backlogged` holds, until readers make progress or
+    /// `deadline` passes. The wait is registered before `backlogged` is
+    /// checked, so progress made in between is never missed; the caller
+    /// checks again afterwards, since a wake-up may be early.
+    pub async fn wait_for_readers(&self, deadline: Instant, backlogged: impl Fn() -> bool) {
         let progressed = self.readers_progressed.notified();
         tokio::pin!(progressed);
         progressed.as_mut().enable();
-        self.senders_waiting.fetch_add(1, Ordering::AcqRel);
+        self.senders_waiting.fetch_add(1, Ordering::SeqCst);
         let _waiting = WaitingSender(&self.senders_waiting);
+        if !backlogged() {
+            return;
+        }
         tokio::select! {
             _ = progressed => {}
             _ = tokio::time::sleep_until(deadline) => {}
@@ -603,7 +608,7 @@ struct WaitingSender<'a>(&'a AtomicUsize);
 
 impl Drop for WaitingSender<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

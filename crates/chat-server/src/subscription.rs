@@ -227,7 +227,7 @@ impl Subscription {
             }
             let room = Arc::clone(&self.room);
             tokio::select! {
-                () = room.wait_for_readers(deadline) => {}
+                () = room.wait_for_readers(deadline, &backlogged) => {}
                 delivery = self.next() => {
                     self.push(delivery, out, view);
                     self.drain_into(out, Drain::Batch, view);

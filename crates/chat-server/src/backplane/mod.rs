@@ -746,7 +746,7 @@ impl Task {
 async fn wait_for_local_readers(room: &Room) {
     let deadline = Instant::now() + REMOTE_PACING;
     while room.is_backlogged() && Instant::now() < deadline {
-        room.wait_for_readers(deadline).await;
+        room.wait_for_readers(deadline, || room.is_backlogged()).await;
     }
 }
 
