@@ -312,20 +312,24 @@ fn a_port_in_use_is_a_clear_error() {
     assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
 }
 
+/// `joiner0`..`joinerN` connect and name themselves all at once.
+async fn join_at_once(addr: std::net::SocketAddr, joiners: usize) -> Vec<Client> {
+    let tasks: Vec<_> = (0..joiners)
+        .map(|i| tokio::spawn(async move { Client::named(addr, &format!("joiner{i}")).await }))
+        .collect();
+    let mut users = Vec::new();
+    for task in tasks {
+        users.push(task.await.expect("joined"));
+    }
+    users
+}
+
 #[tokio::test]
 async fn joins_in_a_busy_room_are_gathered_into_few_notices() {
     let server = Server::start(&["--max-clients", "200"]);
     let mut observer = Client::named(server.addr, "observer").await;
     let joiners = 80;
-    let mut tasks = Vec::new();
-    for i in 0..joiners {
-        let addr = server.addr;
-        tasks.push(tokio::spawn(async move { Client::named(addr, &format!("joiner{i}")).await }));
-    }
-    let mut users = Vec::new();
-    for task in tasks {
-        users.push(task.await.expect("joined"));
-    }
+    let _users = join_at_once(server.addr, joiners).await;
     let mut accounted = 0;
     let mut notices = 0;
     while accounted < joiners {
@@ -387,15 +391,7 @@ async fn a_gathered_notice_names_every_joiner() {
     let server = Server::start(&["--max-clients", "200"]);
     let mut observer = Client::named(server.addr, "observer").await;
     let joiners = 48;
-    let mut tasks = Vec::new();
-    for i in 0..joiners {
-        let addr = server.addr;
-        tasks.push(tokio::spawn(async move { Client::named(addr, &format!("joiner{i}")).await }));
-    }
-    let mut users = Vec::new();
-    for task in tasks {
-        users.push(task.await.expect("joined"));
-    }
+    let _users = join_at_once(server.addr, joiners).await;
     let mut named = std::collections::HashSet::new();
     while named.len() < joiners {
         let line = strip_ansi(&observer.expect_line(|l| l.contains("joined")).await);
