@@ -157,8 +157,16 @@ impl Backplane {
             }),
         };
         info!(node = format!("{:x}", backplane.node()), url, "backplane configured");
-        let task =
-            Task { bp: backplane.clone(), client, people, rooms, history_len, outgoing, shutdown };
+        let task = Task {
+            bp: backplane.clone(),
+            client,
+            people,
+            rooms,
+            history_len,
+            outgoing,
+            shutdown,
+            degraded: false,
+        };
         tracker.spawn(task.run());
         Ok(backplane)
     }
@@ -247,6 +255,8 @@ struct Task {
     history_len: usize,
     outgoing: mpsc::Receiver<Outgoing>,
     shutdown: CancellationToken,
+    /// Local users were told the room is degraded, and not yet that it is whole.
+    degraded: bool,
 }
 
 /// Why a session with Redis ended.
@@ -258,7 +268,6 @@ enum SessionEnd {
 impl Task {
     async fn run(mut self) {
         let mut backoff = MIN_BACKOFF;
-        let mut degraded_told = false;
         let mut last_error_log: Option<Instant> = None;
         let mut first_session = true;
         loop {
@@ -266,10 +275,6 @@ impl Task {
                 Ok((conn, sink, stream)) => {
                     backoff = MIN_BACKOFF;
                     last_error_log = None;
-                    if degraded_told {
-                        self.people.set_degraded(false);
-                        degraded_told = false;
-                    }
                     info!("backplane connected");
                     let first = std::mem::take(&mut first_session);
                     let end = self.session(conn, sink, stream, first).await;
@@ -279,10 +284,10 @@ impl Task {
                 Err(error) => SessionEnd::Lost(error),
             };
             let SessionEnd::Lost(error) = end else { return };
-            if !degraded_told {
+            if !self.degraded {
                 warn!(%error, "backplane lost; serving local users only");
                 self.people.set_degraded(true);
-                degraded_told = true;
+                self.degraded = true;
                 last_error_log = Some(Instant::now());
             } else if last_error_log.is_none_or(|at| at.elapsed() >= ERROR_LOG_PERIOD) {
                 warn!(%error, retry_in = ?backoff, "backplane still unreachable");
@@ -347,6 +352,10 @@ impl Task {
         if let Err(error) = self.publish(&mut conn, greeting.into_iter().map(Outgoing::Event)).await
         {
             return SessionEnd::Lost(error);
+        }
+        // Subscribed to every channel again: only now is the room whole.
+        if std::mem::take(&mut self.degraded) {
+            self.people.set_degraded(false);
         }
         let mut nodes: HashMap<NodeId, Instant> = HashMap::new();
         let mut own_heartbeat_seen = Instant::now();
