@@ -131,7 +131,7 @@ async fn join<W: AsyncWrite + Unpin>(
         Ok(name) => name,
         Err(e) => return Ok(out.say(&Line::notice(&vocabulary::refusal(&e.to_string()))).await?),
     };
-    match ctx.hub.join_room(&session.speaker, &name) {
+    match ctx.hub.join_room(&session.speaker, &name).await {
         Ok(Some(Joined { room, entry })) => {
             info!(id = session.speaker.id, room = %room.name(), "joined a room");
             out.push(&Line::notice(&format!(

@@ -132,6 +132,7 @@ impl Hub {
             }
         };
         self.forward_join(&speaker, &RoomName::lobby());
+        self.carry(&lobby.room).await;
         let Admitted { theme, inbox, degraded } = admitted;
         Ok((name, Arrival { theme, inbox, degraded, lobby }))
     }
@@ -178,7 +179,7 @@ impl Hub {
 
     /// Joins the room called `name` (opening it), or makes it current if
     /// already in: `None` then. Its other members are told.
-    pub fn join_room(
+    pub async fn join_room(
         &self,
         speaker: &Speaker,
         name: &RoomName,
@@ -194,6 +195,7 @@ impl Hub {
             format!("{} {} joined {}", speaker.theme.emoji, speaker.name, room.name())
         })?;
         self.forward_join(speaker, joined.room.name());
+        self.carry(&joined.room).await;
         Ok(Some(joined))
     }
 
@@ -245,7 +247,7 @@ impl Hub {
             }
         };
         let notice = format!("{} {old} is now known as {new}", speaker.theme.emoji);
-        let scope = Scope::Rooms(rooms.clone().into());
+        let scope = Scope::across(&rooms);
         for key in &rooms {
             if let Some(room) = self.rooms.get(key) {
                 room.rename(speaker.id, &new, &notice, scope.clone());
@@ -317,7 +319,7 @@ impl Hub {
     pub fn leave(&self, speaker: &Speaker, how: String) {
         let Some(person) = self.people.remove(speaker.id) else { return };
         let notice = format!("{} {} {how}", speaker.theme.emoji, speaker.name);
-        let scope = Scope::Rooms(person.rooms.clone().into());
+        let scope = Scope::across(&person.rooms);
         for key in &person.rooms {
             self.rooms.leave(key, |room| room.leave(speaker.id, notice.clone(), scope.clone()));
         }
@@ -337,7 +339,7 @@ impl Hub {
         };
         let mut keys: Vec<RoomKey> = rooms.iter().map(|r| r.key().clone()).collect();
         keys.sort();
-        let scope = Scope::Rooms(keys.into());
+        let scope = Scope::across(&keys);
         let receivers = rooms.iter().map(|room| room.announce(text, scope.clone())).sum();
         if let Some(bp) = &self.backplane {
             let rooms = rooms.iter().map(|r| r.name().clone()).collect();
@@ -385,6 +387,14 @@ impl Hub {
         }
         listings.sort_by(|a, b| a.key.cmp(&b.key));
         listings
+    }
+
+    /// With a backplane, waits until this daemon carries `room`'s lines, so
+    /// whoever just entered it misses none.
+    async fn carry(&self, room: &Room) {
+        if let Some(bp) = &self.backplane {
+            bp.carry(room.key()).await;
+        }
     }
 
     fn forward_join(&self, speaker: &Speaker, room: &RoomName) {

@@ -73,6 +73,15 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// The scope of one event sent to each of `rooms` (sorted): with one
+    /// room there is nothing to show once, and readers skip the check.
+    pub fn across(rooms: &[RoomKey]) -> Scope {
+        match rooms {
+            [] | [_] => Scope::Room,
+            several => Scope::Rooms(several.into()),
+        }
+    }
+
     /// True when a reader in `mine` (sorted) shows this through room `via`.
     pub fn shows(&self, via: &RoomKey, mine: &[RoomKey]) -> bool {
         match self {

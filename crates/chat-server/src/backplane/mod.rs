@@ -35,7 +35,7 @@ use chat_proto::Name;
 use futures::StreamExt;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -124,6 +124,9 @@ struct Inner {
     commands: Mutex<Option<MultiplexedConnection>>,
     connected: AtomicBool,
     dropped: AtomicU64,
+    /// The rooms whose channels are subscribed now, and a signal when that changes.
+    carried: Mutex<HashSet<RoomKey>>,
+    carried_changed: Notify,
 }
 
 enum Outgoing {
@@ -154,6 +157,8 @@ impl Backplane {
                 commands: Mutex::new(None),
                 connected: AtomicBool::new(false),
                 dropped: AtomicU64::new(0),
+                carried: Mutex::default(),
+                carried_changed: Notify::new(),
             }),
         };
         info!(node = format!("{:x}", backplane.node()), url, "backplane configured");
@@ -236,6 +241,45 @@ impl Backplane {
         }
     }
 
+    /// Waits until this node carries `room` (its channel is subscribed), so
+    /// a user who just entered it misses none of its lines; returns at once
+    /// while Redis is unreachable, and gives up after [`CLAIM_TIMEOUT`].
+    pub async fn carry(&self, room: &RoomKey) {
+        let deadline = Instant::now() + CLAIM_TIMEOUT;
+        loop {
+            let changed = self.inner.carried_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if !self.is_connected() || self.carries(room) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                warn!(room = room.as_str(), "room channel not subscribed in time; going on");
+                return;
+            }
+        }
+    }
+
+    fn carries(&self, room: &RoomKey) -> bool {
+        self.inner.carried.lock().unwrap_or_else(|p| p.into_inner()).contains(room)
+    }
+
+    /// Records that a room's channel is (or is no longer) subscribed.
+    fn set_carried(&self, room: Option<(&RoomKey, bool)>) {
+        let mut carried = self.inner.carried.lock().unwrap_or_else(|p| p.into_inner());
+        match room {
+            Some((room, true)) => {
+                carried.insert(room.clone());
+            }
+            Some((room, false)) => {
+                carried.remove(room);
+            }
+            None => carried.clear(),
+        }
+        drop(carried);
+        self.inner.carried_changed.notify_waiters();
+    }
+
     fn commands(&self) -> Option<MultiplexedConnection> {
         self.inner.commands.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -279,6 +323,7 @@ impl Task {
                     let first = std::mem::take(&mut first_session);
                     let end = self.session(conn, sink, stream, first).await;
                     self.bp.set_commands(None);
+                    self.bp.set_carried(None);
                     end
                 }
                 Err(error) => SessionEnd::Lost(error),
@@ -482,10 +527,12 @@ impl Task {
         for gone in carried.difference(&open).cloned().collect::<Vec<_>>() {
             sink.unsubscribe(keys.room(&gone)).await.map_err(|e| e.to_string())?;
             carried.remove(&gone);
+            self.bp.set_carried(Some((&gone, false)));
         }
         for new in open.difference(carried).cloned().collect::<Vec<_>>() {
             sink.subscribe(keys.room(&new)).await.map_err(|e| e.to_string())?;
             carried.insert(new.clone());
+            self.bp.set_carried(Some((&new, true)));
             if let Some(room) = self.rooms.get(&new)
                 && room.has_no_history()
                 && let Err(error) = self.seed_history(conn, room.name()).await
@@ -539,7 +586,7 @@ impl Task {
             Wire::Rename { old, new, .. } => {
                 if let Some(departed) = self.people.remote_rename(node, &old, new.clone()) {
                     let notice = format!("{} {old} is now known as {new}", departed.theme.emoji);
-                    let scope = Scope::Rooms(departed.rooms.clone().into());
+                    let scope = Scope::across(&departed.rooms);
                     for key in &departed.rooms {
                         if let Some(room) = self.rooms.get(key) {
                             room.remote_rename(node, &old, new.clone(), &notice, scope.clone());
@@ -550,7 +597,7 @@ impl Task {
             Wire::Announcement { rooms, text, .. } => {
                 let mut keys: Vec<RoomKey> = rooms.iter().map(RoomName::key).collect();
                 keys.sort();
-                let scope = Scope::Rooms(keys.clone().into());
+                let scope = Scope::across(&keys);
                 for key in &keys {
                     if let Some(room) = self.rooms.get(key) {
                         room.announce(&text, scope.clone());
@@ -728,7 +775,7 @@ impl Task {
     /// here is told, once per reader.
     fn remote_departed(&self, node: NodeId, name: &Name, departed: Departed, how: &str) {
         let notice = format!("{} {name} {how}", departed.theme.emoji);
-        let scope = Scope::Rooms(departed.rooms.clone().into());
+        let scope = Scope::across(&departed.rooms);
         for key in &departed.rooms {
             if let Some(room) = self.rooms.get(key) {
                 room.remote_leave(node, name, notice.clone(), scope.clone());
