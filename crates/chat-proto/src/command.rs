@@ -19,6 +19,11 @@ pub enum Command<'a> {
     /// `/part [#room]`: leave it (default: the current room).
     Part(Option<&'a str>),
     Rooms,
+    /// `/history [N]`: the current room's last N messages (default
+    /// [`HISTORY_DEFAULT`], at most [`HISTORY_MAX`]).
+    History(usize),
+    /// `/search WORDS`: the current room's most recent messages with every word.
+    Search(&'a str),
     Nick(&'a str),
     Me(&'a str),
     Msg {
@@ -78,6 +83,18 @@ pub const ROOMS: CommandSpec = CommandSpec {
     usage: "/rooms",
     help: "the rooms that have people, and yours",
 };
+pub const HISTORY: CommandSpec = CommandSpec {
+    name: "history",
+    aliases: &[],
+    usage: "/history [N]",
+    help: "the last N messages here (50; at most 500), with UTC times",
+};
+pub const SEARCH: CommandSpec = CommandSpec {
+    name: "search",
+    aliases: &[],
+    usage: "/search WORDS",
+    help: "the latest messages here that contain every word",
+};
 pub const NICK: CommandSpec =
     CommandSpec { name: "nick", aliases: &["name"], usage: "/nick NEW", help: "change your name" };
 pub const ME: CommandSpec = CommandSpec {
@@ -106,7 +123,13 @@ pub const QUIT: CommandSpec = CommandSpec {
 };
 
 /// Every command, in the order `/help` lists them.
-pub const COMMANDS: &[CommandSpec] = &[HELP, WHO, JOIN, PART, ROOMS, NICK, ME, MSG, COLOR, QUIT];
+pub const COMMANDS: &[CommandSpec] =
+    &[HELP, WHO, JOIN, PART, ROOMS, HISTORY, SEARCH, NICK, ME, MSG, COLOR, QUIT];
+
+/// Messages `/history` shows when no number is given.
+pub const HISTORY_DEFAULT: usize = 50;
+/// The most `/history` shows at once.
+pub const HISTORY_MAX: usize = 500;
 
 /// The lines of `/help`.
 pub fn help_lines() -> Vec<String> {
@@ -143,6 +166,15 @@ pub fn parse(line: &str) -> Command<'_> {
         },
         "part" => Command::Part(rest.split_whitespace().next()),
         "rooms" => Command::Rooms,
+        "history" => match rest {
+            "" => Command::History(HISTORY_DEFAULT),
+            n => match n.parse::<usize>() {
+                Ok(n) if n > 0 => Command::History(n.min(HISTORY_MAX)),
+                _ => usage,
+            },
+        },
+        "search" if rest.is_empty() => usage,
+        "search" => Command::Search(rest),
         "nick" if rest.is_empty() => usage,
         "nick" => Command::Nick(rest),
         "me" if rest.is_empty() => usage,
@@ -207,6 +239,17 @@ mod tests {
         assert_eq!(parse("/list"), Command::Rooms);
         assert_eq!(parse("/who"), Command::Who(None));
         assert_eq!(parse("/who #rust"), Command::Who(Some("#rust")));
+    }
+
+    #[test]
+    fn history_and_search() {
+        assert_eq!(parse("/history"), Command::History(HISTORY_DEFAULT));
+        assert_eq!(parse("/history 7"), Command::History(7));
+        assert_eq!(parse("/HISTORY 100000"), Command::History(HISTORY_MAX));
+        assert_eq!(parse("/history 0"), Command::Usage("/history [N]"));
+        assert_eq!(parse("/history lots"), Command::Usage("/history [N]"));
+        assert_eq!(parse("/search  Rust  async "), Command::Search("Rust  async"));
+        assert_eq!(parse("/search"), Command::Usage("/search WORDS"));
     }
 
     #[test]

@@ -68,6 +68,17 @@ impl Line {
         Self::styled(NOTICE_SGR, &format!("📢 server: {text}"))
     }
 
+    /// The same line with `prefix` (a time, say) in front, in both variants.
+    pub fn prefixed(&self, prefix: &str) -> Self {
+        let join = |bytes: &Bytes| {
+            let mut joined = Vec::with_capacity(prefix.len() + bytes.len());
+            joined.extend_from_slice(prefix.as_bytes());
+            joined.extend_from_slice(bytes);
+            Bytes::from(joined)
+        };
+        Line { colored: join(&self.colored), plain: join(&self.plain) }
+    }
+
     /// Text without decoration (replies like `/help`), still ending in `\r\n`.
     pub fn plain(text: &str) -> Self {
         let bytes = Bytes::from(format!("{text}\r\n"));
