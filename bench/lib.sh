@@ -107,7 +107,9 @@ start_chat() {
   local cpu=$1
   shift
   PORT=$(free_port)
-  RUST_LOG=${CHAT_LOG:-warn} taskset -c "$cpu" "$CHAT_SERVER" --listen "127.0.0.1:$PORT" "$@" \
+  # Each server its own database (CHAT_DB, which builds without a store ignore).
+  CHAT_DB=${CHAT_DB:-$OUT/chat-$PORT.db} RUST_LOG=${CHAT_LOG:-warn} \
+    taskset -c "$cpu" "$CHAT_SERVER" --listen "127.0.0.1:$PORT" "$@" \
     </dev/null >"$OUT/chat-$PORT.log" 2>&1 &
   PID=$!
   PIDS+=("$PID")

@@ -304,9 +304,12 @@ fn help_describes_every_flag() {
 fn a_port_in_use_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr");
-    let output = support::run(
-        Command::new(support::bin_path("chat-server")).args(["--listen", &addr.to_string()]),
-    );
+    let output = support::run(Command::new(support::bin_path("chat-server")).args([
+        "--listen",
+        &addr.to_string(),
+        "--db",
+        ":memory:",
+    ]));
     assert!(!output.status.success());
     let stderr = output.stderr;
     assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");

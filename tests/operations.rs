@@ -3,27 +3,9 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::process::Command;
 
-use support::{Client, Server, bin_path, listening_addr};
-
-/// One HTTP GET against the metrics endpoint; returns the whole response.
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).expect("metrics endpoint accepts");
-    stream.set_read_timeout(Some(support::WAIT)).expect("timeout set");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").expect("request sent");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response read");
-    response
-}
-
-fn metric(page: &str, name: &str) -> u64 {
-    page.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{page}"))
-}
+use support::{Client, Server, bin_path, http_get, listening_addr, metric};
 
 #[tokio::test]
 async fn metrics_are_served_in_prometheus_text_format() {

@@ -243,7 +243,8 @@ impl Server {
     }
 
     /// Like [`Server::start_with`], with environment variables; `CHAT_LISTEN`
-    /// there replaces the default `--listen 127.0.0.1:0`.
+    /// there replaces the default `--listen 127.0.0.1:0`, and `CHAT_DB` (or
+    /// a `--db` argument) the default `--db :memory:`.
     pub fn start_env(
         args: &[&str],
         env: &[(&str, &str)],
@@ -254,6 +255,12 @@ impl Server {
             || env.iter().any(|(var, _)| *var == "CHAT_LISTEN");
         if !listens {
             command.args(["--listen", "127.0.0.1:0"]);
+        }
+        // Each test owns its state: no shared chat.db unless a test names its own.
+        let names_db = args.iter().any(|a| a.starts_with("--db"))
+            || env.iter().any(|(var, _)| *var == "CHAT_DB");
+        if !names_db {
+            command.args(["--db", ":memory:"]);
         }
         command.args(args).env("RUST_LOG", "info").env_remove("NO_COLOR");
         command.envs(env.iter().copied());
@@ -632,5 +639,59 @@ impl Client {
             .await
             .expect("shutdown in time")
             .expect("shutdown(Write) succeeds");
+    }
+}
+
+/// One HTTP GET against the metrics endpoint; returns the whole response.
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).expect("metrics endpoint accepts");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout set");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").expect("request sent");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response read");
+    response
+}
+
+/// The value of one metric on a Prometheus page.
+pub fn metric(page: &str, name: &str) -> u64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{page}"))
+}
+
+impl Server {
+    /// The address of `--metrics 127.0.0.1:0`, from the log.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        listening_addr(&self.log.wait_for("metrics listener", |l| l.contains("metrics listening")))
+    }
+}
+
+/// A directory of its own for one test (a database file, say), removed when dropped.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let unique = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("chat-test-{label}-{}-{unique}", std::process::id());
+        let path = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("temporary directory created");
+        TempDir { path }
+    }
+
+    /// A path inside the directory, as a string for a command line.
+    pub fn file(&self, name: &str) -> String {
+        self.path.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }

@@ -19,6 +19,7 @@ use crate::hub::Joined;
 use crate::output::Output;
 use crate::room::{Listing, RoomError};
 use crate::session::{End, Session};
+use crate::store::{self, Stored, Unavailable};
 use crate::subscription::Subscription;
 
 /// Carries out one line the user sent.
@@ -46,6 +47,8 @@ pub async fn execute<W: AsyncWrite + Unpin>(
         Command::Join(room) => join(ctx, session, out, room).await,
         Command::Part(room) => part(ctx, session, out, room).await,
         Command::Rooms => rooms(ctx, session, out).await,
+        Command::History(count) => history(ctx, session, out, count).await,
+        Command::Search(words) => search(ctx, session, out, words).await,
         Command::Nick(new) => rename(ctx, session, out, new).await,
         Command::Msg { to, text } => {
             let reply = match ctx.hub.whisper(&session.speaker, to, text) {
@@ -195,6 +198,67 @@ async fn rooms<W: AsyncWrite + Unpin>(
             (false, false) => "",
         };
         out.push(&Line::plain(&format!("  {} ({}){mark}", room.name, room.users)));
+    }
+    Ok(out.flush().await?)
+}
+
+/// `/history [N]`: the current room's last N lines from the store, with times.
+async fn history<W: AsyncWrite + Unpin>(
+    ctx: &Context,
+    session: &Session,
+    out: &mut Output<W>,
+    count: usize,
+) -> Result<(), End> {
+    let room = Arc::clone(session.rooms.current());
+    let found = ctx.hub.history().recent(room.key(), count).await;
+    let heading = |n: usize| match n {
+        0 => format!("No messages in {} yet.", room.name()),
+        n => format!("The last {} in {} (times in UTC):", messages(n), room.name()),
+    };
+    show_stored(out, found, heading).await
+}
+
+/// `/search WORDS`: the current room's latest lines with every word.
+async fn search<W: AsyncWrite + Unpin>(
+    ctx: &Context,
+    session: &Session,
+    out: &mut Output<W>,
+    typed: &str,
+) -> Result<(), End> {
+    let terms = store::search_terms(typed);
+    if terms.is_empty() {
+        let hint = "Search for words made of letters or digits: /search WORDS";
+        return Ok(out.say(&Line::notice(hint)).await?);
+    }
+    let room = Arc::clone(session.rooms.current());
+    let found = ctx.hub.history().search(room.key(), terms).await;
+    let heading = |n: usize| match n {
+        0 => format!("No messages in {} contain {typed}.", room.name()),
+        n => {
+            format!("{} in {} with {typed} (latest last, times in UTC):", messages(n), room.name())
+        }
+    };
+    show_stored(out, found, heading).await
+}
+
+/// "1 message", "2 messages".
+fn messages(n: usize) -> String {
+    if n == 1 { "1 message".to_owned() } else { format!("{n} messages") }
+}
+
+/// A heading, then each line with its time; or why the history cannot answer.
+async fn show_stored<W: AsyncWrite + Unpin>(
+    out: &mut Output<W>,
+    found: Result<Vec<Stored>, Unavailable>,
+    heading: impl FnOnce(usize) -> String,
+) -> Result<(), End> {
+    let lines = match found {
+        Ok(lines) => lines,
+        Err(error) => return Ok(out.say(&Line::notice(&format!("Sorry, {error}."))).await?),
+    };
+    out.push(&Line::notice(&heading(lines.len())));
+    for stored in &lines {
+        out.push(&stored.timed_line());
     }
     Ok(out.flush().await?)
 }

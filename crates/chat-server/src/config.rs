@@ -77,6 +77,17 @@ pub struct Config {
     #[arg(long, value_name = "N", env = "CHAT_HISTORY", default_value_t = 20)]
     pub history: usize,
 
+    /// The database file that keeps every room's messages across restarts
+    /// (SQLite; `:memory:` keeps nothing on disk). Not used with --backplane,
+    /// whose daemons share their history in Redis.
+    #[arg(long, value_name = "PATH", env = "CHAT_DB", default_value = "chat.db")]
+    pub db: String,
+
+    /// Days messages are kept; older ones are deleted. 0 keeps them forever.
+    #[arg(long, value_name = "DAYS", env = "CHAT_RETAIN_DAYS", default_value_t = 90,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub retain_days: u32,
+
     /// Lines the room keeps queued for a client that reads slowly; past that it skips ahead and is told how many it missed.
     #[arg(long, value_name = "LINES", env = "CHAT_QUEUE", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(16..=1_048_576))]
@@ -120,6 +131,8 @@ pub struct Limits {
     pub burst: u32,
     pub name_timeout: Duration,
     pub history: usize,
+    /// How long messages are kept; `None` keeps them forever.
+    pub retain: Option<Duration>,
     pub max_rooms: usize,
     pub rooms_per_user: usize,
     pub queue: usize,
@@ -163,6 +176,8 @@ impl Config {
             burst: self.burst.max(1),
             name_timeout: seconds("name-timeout", self.name_timeout)?,
             history: self.history,
+            retain: (self.retain_days > 0)
+                .then(|| Duration::from_secs(u64::from(self.retain_days) * 86_400)),
             max_rooms: self.max_rooms as usize,
             rooms_per_user: self.rooms_per_user as usize,
             queue: self.queue as usize,
@@ -192,6 +207,10 @@ mod tests {
         let limits = config.limits().expect("defaults are valid");
         assert_eq!(limits.max_line, 4096);
         assert_eq!(limits.history, 20);
+        assert_eq!(config.db, "chat.db");
+        assert_eq!(limits.retain, Some(Duration::from_secs(90 * 86_400)));
+        let forever = Config::parse_from(["chat-server", "--retain-days", "0"]);
+        assert_eq!(forever.limits().expect("valid").retain, None);
     }
 
     #[test]

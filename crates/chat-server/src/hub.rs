@@ -9,13 +9,15 @@
 //! the rooms' writers or the backplane directly, so no call site has to
 //! remember to tell another daemon. A change that concerns one person in
 //! several rooms (a rename, a departure) goes to each of their rooms with
-//! the list of them, so someone who shares several sees it once.
+//! the list of them, so someone who shares several sees it once. Every
+//! message and announcement is also handed to the [`History`] (never
+//! waiting), and a room that opens replays what the history recalls of it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chat_proto::{Line, Name, RoomKey, RoomName, Theme};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::backplane::Backplane;
 use crate::backplane::wire::Wire;
@@ -23,6 +25,7 @@ use crate::people::{Admitted, Direct, Inbox, People, Person, theme_index};
 use crate::room::{ConnId, Entry, Listing, Member, Message, Place, Room, RoomError, Scope};
 use crate::rooms::{RoomListing, Rooms};
 use crate::stats::Stats;
+use crate::store::{History, Said, Stored};
 
 /// Attempts at a free `guest-NNNN` name before giving up.
 const GUEST_ATTEMPTS: usize = 50;
@@ -61,19 +64,33 @@ pub struct Hub {
     people: Arc<People>,
     rooms: Arc<Rooms>,
     backplane: Option<Backplane>,
+    history: History,
     stats: Arc<Stats>,
     rooms_per_user: usize,
+    /// Lines a room replays to newcomers (`--history`).
+    replay: usize,
+}
+
+/// How the hub is set up: the parts it ties together, and its limits.
+pub struct HubParts {
+    pub people: Arc<People>,
+    pub rooms: Arc<Rooms>,
+    pub backplane: Option<Backplane>,
+    pub history: History,
+    pub stats: Arc<Stats>,
+    pub rooms_per_user: usize,
+    pub replay: usize,
 }
 
 impl Hub {
-    pub fn new(
-        people: Arc<People>,
-        rooms: Arc<Rooms>,
-        backplane: Option<Backplane>,
-        stats: Arc<Stats>,
-        rooms_per_user: usize,
-    ) -> Self {
-        Hub { people, rooms, backplane, stats, rooms_per_user }
+    pub fn new(parts: HubParts) -> Self {
+        let HubParts { people, rooms, backplane, history, stats, rooms_per_user, replay } = parts;
+        Hub { people, rooms, backplane, history, stats, rooms_per_user, replay }
+    }
+
+    /// Where the rooms' messages are kept.
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     /// Who is connected, for reading.
@@ -121,7 +138,9 @@ impl Hub {
         };
         let speaker = Speaker { id, name: name.clone(), theme: admitted.theme, peer };
         let notice = |_: &Room| format!("{} {} joined", speaker.theme.emoji, speaker.name);
-        let lobby = match self.enter(&speaker, &RoomName::lobby(), notice) {
+        let lobby = RoomName::lobby();
+        let recalled = self.recall(&lobby.key()).await;
+        let lobby = match self.enter(&speaker, &lobby, recalled, notice) {
             Ok(lobby) => lobby,
             Err(error) => {
                 self.people.remove(id);
@@ -157,11 +176,28 @@ impl Hub {
         Err("no guest name is free; please type a name".to_owned())
     }
 
-    /// Enters a room (opening it); its members are told `notice(room)`.
+    /// The recent lines a room replays, read from the history unless the
+    /// room has them in memory already (`None` then).
+    async fn recall(&self, room: &RoomKey) -> Option<Vec<Line>> {
+        if self.replay == 0 || self.rooms.remembers(room) {
+            return None;
+        }
+        match self.history.recent(room, self.replay).await {
+            Ok(lines) => Some(lines.iter().map(Stored::line).collect()),
+            Err(error) => {
+                warn!(%error, room = room.as_str(), "no replay for a room that opens");
+                None
+            }
+        }
+    }
+
+    /// Enters a room (opening it, with `recalled` lines to replay); its
+    /// members are told `notice(room)`.
     fn enter(
         &self,
         speaker: &Speaker,
         name: &RoomName,
+        recalled: Option<Vec<Line>>,
         notice: impl FnOnce(&Room) -> String,
     ) -> Result<Joined, RoomError> {
         let seed = |room: &Room| {
@@ -169,7 +205,7 @@ impl Hub {
                 room.remote_join(node, name, theme, None);
             }
         };
-        let joined = self.rooms.enter(name, seed, |room| Joined {
+        let joined = self.rooms.enter(name, recalled, seed, |room| Joined {
             room: Arc::clone(room),
             entry: room.join(speaker.id, speaker.member(), notice(room)),
         })?;
@@ -191,7 +227,8 @@ impl Hub {
         if rooms >= self.rooms_per_user {
             return Err(RoomError::TooManyRoomsForYou { max: self.rooms_per_user });
         }
-        let joined = self.enter(speaker, name, |room| {
+        let recalled = self.recall(&name.key()).await;
+        let joined = self.enter(speaker, name, recalled, |room| {
             format!("{} {} joined {}", speaker.theme.emoji, speaker.name, room.name())
         })?;
         self.forward_join(speaker, joined.room.name());
@@ -274,11 +311,13 @@ impl Hub {
             action,
         };
         let others = room.say(Some(speaker.id), &message);
+        // Kept before it is forwarded, so whoever reads it elsewhere finds
+        // it in the shared history too.
+        self.history.record(room.name(), Stored::now(Said::Message(message.clone())));
         if let Some(bp) = &self.backplane {
             let Message { name, theme, text, action } = message;
             let room = room.name().clone();
-            let message = Wire::Message { node: bp.node(), room, name, theme, text, action };
-            bp.forward_remembered(message);
+            bp.forward(Wire::Message { node: bp.node(), room, name, theme, text, action });
         }
         Stats::add(&self.stats.messages, 1);
         others
@@ -341,10 +380,14 @@ impl Hub {
         keys.sort();
         let scope = Scope::across(&keys);
         let receivers = rooms.iter().map(|room| room.announce(text, scope.clone())).sum();
+        let stored = Stored::now(Said::Announcement(text.to_owned()));
+        for room in &rooms {
+            self.history.record(room.name(), stored.clone());
+        }
         if let Some(bp) = &self.backplane {
-            let rooms = rooms.iter().map(|r| r.name().clone()).collect();
+            let names = rooms.iter().map(|r| r.name().clone()).collect();
             let text = text.to_owned();
-            bp.forward_remembered(Wire::Announcement { node: bp.node(), rooms, text });
+            bp.forward(Wire::Announcement { node: bp.node(), rooms: names, text });
         }
         info!(text, receivers, "operator announcement");
         Ok(receivers)

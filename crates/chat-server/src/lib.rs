@@ -13,7 +13,8 @@
 //! (batched, time-bounded writes), [`throttle`] (the per-client rate),
 //! [`console`] (operator commands on stdin), [`socket`] (TCP options),
 //! [`logging`] (tracing setup), [`tls`] (certificates for `--listen-tls`),
-//! [`backplane`] (several daemons sharing one room through Redis), [`stats`] and
+//! [`backplane`] (several daemons sharing one room through Redis), [`store`]
+//! (the history that survives a restart: SQLite, or Redis), [`stats`] and
 //! [`metrics`] (counters, Prometheus endpoint).
 
 pub mod admission;
@@ -34,6 +35,7 @@ pub mod server;
 pub mod session;
 pub mod socket;
 pub mod stats;
+pub mod store;
 pub mod subscription;
 pub mod throttle;
 pub mod tls;
@@ -44,15 +46,19 @@ use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
 use backplane::Backplane;
-use hub::Hub;
+use hub::{Hub, HubParts};
 use people::People;
 use rooms::Rooms;
 use stats::Stats;
+use store::{History, LocalStore};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, Limits};
 pub use context::Context;
 pub use server::Listener;
+
+/// How long a starting daemon waits for Redis before it serves anyway.
+const BACKPLANE_FIRST_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Everything the daemon listens on, bound before it starts serving.
 pub struct Bound {
@@ -83,12 +89,26 @@ async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
 }
 
-/// Runs the daemon on bound listeners until `shutdown` is cancelled; with a
-/// backplane URL, shares the room with the other daemons on that Redis.
+/// Opens the `--db` store, unless the daemons share their history through
+/// the backplane; the error is one line naming the file and the reason.
+pub fn open_store(config: &Config, limits: &Limits) -> anyhow::Result<Option<LocalStore>> {
+    if config.backplane.is_some() {
+        tracing::info!("history is kept in Redis, shared by the daemons; --db is not used");
+        return Ok(None);
+    }
+    let store = LocalStore::open(&config.db, limits.retain).map_err(anyhow::Error::msg)?;
+    tracing::info!(db = config.db, "history is kept in the database");
+    Ok(Some(store))
+}
+
+/// Runs the daemon on bound listeners until `shutdown` is cancelled, then
+/// writes every accepted message to the store; with a backplane URL, shares
+/// the rooms and their history with the other daemons on that Redis.
 pub async fn run(
     bound: Bound,
     limits: Limits,
     backplane: Option<&str>,
+    store: Option<LocalStore>,
     shutdown: CancellationToken,
     console: bool,
 ) -> anyhow::Result<()> {
@@ -99,6 +119,7 @@ pub async fn run(
         limits.max_rooms,
         limits.queue,
         limits.history,
+        backplane.is_none(),
         Arc::clone(&stats),
         shutdown.clone(),
         tracker.clone(),
@@ -106,10 +127,22 @@ pub async fn run(
     let backplane = backplane
         .map(|url| {
             let (people, rooms) = (Arc::clone(&people), Arc::clone(&rooms));
-            Backplane::start(url, people, rooms, limits.history, shutdown.clone(), &tracker)
+            Backplane::start(url, people, rooms, shutdown.clone(), &tracker)
         })
         .transpose()?;
-    let hub = Hub::new(people, rooms, backplane, stats, limits.rooms_per_user);
+    if let Some(bp) = &backplane {
+        bp.first_attempt(BACKPLANE_FIRST_ATTEMPT).await;
+    }
+    let history = History::new(store, backplane.as_ref(), limits.retain);
+    let hub = Hub::new(HubParts {
+        people,
+        rooms,
+        backplane,
+        history,
+        stats,
+        rooms_per_user: limits.rooms_per_user,
+        replay: limits.history,
+    });
     let ctx = Arc::new(Context::new(hub, limits, shutdown));
     if console {
         console::spawn(Arc::clone(&ctx));
@@ -117,6 +150,7 @@ pub async fn run(
     if let Some(listener) = bound.metrics {
         tokio::spawn(metrics::serve(listener, Arc::clone(&ctx)));
     }
-    server::run(ctx, bound.listeners, tracker).await;
+    server::run(Arc::clone(&ctx), bound.listeners, tracker).await;
+    ctx.hub.history().close().await;
     Ok(())
 }

@@ -22,25 +22,30 @@ fn main() -> std::process::ExitCode {
 #[tokio::main]
 async fn run(config: Config) -> anyhow::Result<()> {
     let limits = config.limits().map_err(anyhow::Error::msg)?;
+    let store = chat_server::open_store(&config, &limits)?;
     let bound = chat_server::bind_all(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(
         cancel_on_signal(shutdown.clone()).await.context("cannot install signal handlers")?,
     );
-    chat_server::run(bound, limits, config.backplane.as_deref(), shutdown, true).await?;
+    chat_server::run(bound, limits, config.backplane.as_deref(), store, shutdown, true).await?;
     info!("stopped");
     Ok(())
 }
 
-/// Installs SIGINT and SIGTERM handlers; the returned future cancels
-/// `shutdown` when either arrives.
+/// Installs SIGINT and SIGTERM handlers (and ignores SIGXFSZ); the returned
+/// future cancels `shutdown` when SIGINT or SIGTERM arrives.
 async fn cancel_on_signal(
     shutdown: CancellationToken,
 ) -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
+    // Past a file-size limit a write should fail (and the store retry), not
+    // kill the daemon, which is SIGXFSZ's default.
+    let file_too_large = signal(SignalKind::from_raw(libc::SIGXFSZ))?;
     Ok(async move {
+        let _file_too_large = file_too_large;
         let name = tokio::select! {
             _ = interrupt.recv() => "SIGINT",
             _ = terminate.recv() => "SIGTERM",

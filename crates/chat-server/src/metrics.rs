@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,6 +16,7 @@ use tracing::{info, warn};
 
 use crate::context::Context;
 use crate::stats::Stats;
+use crate::store::local::StoreStats;
 
 const REQUEST_LIMIT: usize = 8 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,7 +77,9 @@ pub fn render(ctx: &Context) -> String {
         Some(bp) => (1, u64::from(bp.is_connected()), bp.dropped()),
         None => (0, 0, 0),
     };
-    let metrics: [(&str, &str, &str, u64); 16] = [
+    let store = ctx.hub.history().local_stats();
+    let stored = |pick: fn(&StoreStats) -> &AtomicU64| store.map_or(0, |s| Stats::get(pick(s)));
+    let metrics: [(&str, &str, &str, u64); 20] = [
         (
             "chat_connections_open",
             "gauge",
@@ -140,6 +144,30 @@ pub fn render(ctx: &Context) -> String {
             "counter",
             "Events not sent to other daemons (backplane down or too slow).",
             bp_dropped,
+        ),
+        (
+            "chat_store_written_total",
+            "counter",
+            "Messages written to the --db database.",
+            stored(|s| &s.written),
+        ),
+        (
+            "chat_store_batches_total",
+            "counter",
+            "Transactions the store committed (each holds every message queued at the time).",
+            stored(|s| &s.batches),
+        ),
+        (
+            "chat_store_write_failures_total",
+            "counter",
+            "Writes to the database that failed (disk full, say); each is retried.",
+            stored(|s| &s.write_failures),
+        ),
+        (
+            "chat_store_dropped_total",
+            "counter",
+            "Messages never written: the store's queue or its retry buffer was full.",
+            stored(|s| &s.dropped),
         ),
         (
             "chat_uptime_seconds",

@@ -58,6 +58,13 @@ pub struct Event {
     pub scope: Scope,
 }
 
+impl Event {
+    /// A line of recent history, replayed to newcomers.
+    pub fn history(line: Line) -> Arc<Event> {
+        Arc::new(Event { from: None, line, scope: Scope::Room })
+    }
+}
+
 /// Which readers of a room show an event.
 #[derive(Debug, Clone)]
 pub enum Scope {
@@ -412,20 +419,6 @@ impl Room {
         let scope =
             if every_change_for_everyone { Scope::Room } else { Scope::Gathered(pending.into()) };
         self.publish_locked(&mut state, Event { from: None, line, scope }, false);
-    }
-
-    /// Adds lines to history without sending them (history shared by other daemons).
-    pub fn remember_lines(&self, lines: impl Iterator<Item = Line>) {
-        let mut state = self.lock();
-        for line in lines {
-            let event = Event { from: None, line, scope: Scope::Room };
-            self.remember_locked(&mut state, Arc::new(event));
-        }
-    }
-
-    /// True while the room has nothing to replay.
-    pub fn has_no_history(&self) -> bool {
-        self.lock().history.is_empty()
     }
 
     /// Sends a chat message to everyone but its author (`from`, when local)

@@ -1,9 +1,11 @@
 //! Which rooms exist on this daemon, and the rules for opening and closing them.
 //!
 //! [`Rooms`] maps each [`RoomKey`] to its open [`Room`]. A room opens when
-//! its first member joins (at most `--max-rooms` at once) and closes when
-//! its last member, here or on another daemon, leaves; its history is kept
-//! for when it opens again. Entering and leaving happen under the map's
+//! its first member joins (at most `--max-rooms` at once), with the recent
+//! lines it replays read from the store by the caller, and closes when its
+//! last member here leaves. When every line of the room passes through this
+//! daemon (no backplane), a closed room's recent lines stay in memory for
+//! when it opens again, so a quick return needs no read from the store. Entering and leaving happen under the map's
 //! lock, so nobody joins a room that is closing. Lock order: the map, then
 //! a room (or the people). A room is open only while someone on this
 //! daemon is in it, which is what the backplane follows to carry a room's
@@ -12,12 +14,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use chat_proto::{RoomKey, RoomName};
+use chat_proto::{Line, RoomKey, RoomName};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::room::{Event, Room, RoomError, Scope};
+use crate::room::{Event, Room, RoomError};
 use crate::stats::Stats;
 
 /// Closed rooms whose history is kept; past this, the oldest is forgotten.
@@ -35,7 +37,7 @@ pub struct RoomListing {
 #[derive(Default)]
 struct RoomsState {
     open: HashMap<RoomKey, Arc<Room>>,
-    /// Histories of closed rooms, and the order they closed in.
+    /// Recent lines of closed rooms, and the order they closed in.
     kept: HashMap<RoomKey, VecDeque<Arc<Event>>>,
     kept_order: VecDeque<RoomKey>,
 }
@@ -45,6 +47,8 @@ pub struct Rooms {
     max_rooms: usize,
     queue: usize,
     history_len: usize,
+    /// Whether closed rooms' recent lines are kept (see the module's doc).
+    keep_closed: bool,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -53,12 +57,14 @@ pub struct Rooms {
 
 impl Rooms {
     /// No room open yet; rooms get a queue of `queue` lines and replay
-    /// `history_len` messages. Each open room's presence task is tracked
-    /// by `tracker` and ends at `shutdown`.
+    /// `history_len` messages; closed rooms' lines are kept when
+    /// `keep_closed`. Each open room's presence task is tracked by
+    /// `tracker` and ends at `shutdown`.
     pub fn new(
         max_rooms: usize,
         queue: usize,
         history_len: usize,
+        keep_closed: bool,
         stats: Arc<Stats>,
         shutdown: CancellationToken,
         tracker: TaskTracker,
@@ -68,6 +74,7 @@ impl Rooms {
             max_rooms,
             queue,
             history_len,
+            keep_closed,
             stats,
             shutdown,
             tracker,
@@ -81,11 +88,13 @@ impl Rooms {
     }
 
     /// Runs `enter` on the room called `name`, opening it if needed (then
-    /// `open` first, to fill it in), under the map's lock so the room cannot
-    /// close meanwhile.
+    /// with the lines kept since it closed, else `recalled` from the store,
+    /// and `open` first, to fill it in), under the map's lock so the room
+    /// cannot close meanwhile.
     pub fn enter<T>(
         &self,
         name: &RoomName,
+        recalled: Option<Vec<Line>>,
         open: impl FnOnce(&Room),
         enter: impl FnOnce(&Arc<Room>) -> T,
     ) -> Result<T, RoomError> {
@@ -98,8 +107,13 @@ impl Rooms {
         if state.open.len() >= self.max_rooms && name.as_str() != chat_proto::LOBBY {
             return Err(RoomError::TooManyRooms { max: self.max_rooms });
         }
-        let history = state.kept.remove(&key).unwrap_or_default();
-        state.kept_order.retain(|k| *k != key);
+        let history = match state.kept.remove(&key) {
+            Some(kept) => {
+                state.kept_order.retain(|k| *k != key);
+                kept
+            }
+            None => recalled.into_iter().flatten().map(Event::history).collect(),
+        };
         let closed = self.shutdown.child_token();
         let room = Arc::new(Room::new(
             name.clone(),
@@ -132,10 +146,10 @@ impl Rooms {
         state.open.remove(room.key());
         room.close();
         self.changed.notify_one();
-        let history = room.take_history();
-        if history.is_empty() {
+        if !self.keep_closed {
             return;
         }
+        let history = room.take_history();
         if state.kept_order.len() >= KEPT_HISTORIES
             && let Some(oldest) = state.kept_order.pop_front()
         {
@@ -145,27 +159,11 @@ impl Rooms {
         state.kept.insert(room.key().clone(), history);
     }
 
-    /// Adds lines to a room's history without sending them: to the room if
-    /// open, else to what it replays when it opens.
-    pub fn remember(&self, key: &RoomKey, lines: impl Iterator<Item = chat_proto::Line>) {
-        let mut state = self.lock();
-        if let Some(room) = state.open.get(key) {
-            room.remember_lines(lines);
-            return;
-        }
-        if self.history_len == 0 {
-            return;
-        }
-        if !state.kept.contains_key(key) {
-            state.kept_order.push_back(key.clone());
-        }
-        let kept = state.kept.entry(key.clone()).or_default();
-        for line in lines {
-            if kept.len() == self.history_len {
-                kept.pop_front();
-            }
-            kept.push_back(Arc::new(Event { from: None, line, scope: Scope::Room }));
-        }
+    /// True when opening the room would replay lines already in memory
+    /// (it is open, or closed with its lines kept): no need to read the store.
+    pub fn remembers(&self, key: &RoomKey) -> bool {
+        let state = self.lock();
+        state.open.contains_key(key) || state.kept.contains_key(key)
     }
 
     /// Resolves when a room opened or closed since the last call.

@@ -201,8 +201,9 @@ impl RateLimitedLog {
 mod tests {
     use super::*;
     use crate::config::Limits;
-    use crate::hub::Hub;
+    use crate::hub::{Hub, HubParts};
     use crate::rooms::Rooms;
+    use crate::store::History;
     use tokio_util::sync::CancellationToken;
 
     /// Every idle connection is one task; its size is most of the daemon's
@@ -215,8 +216,17 @@ mod tests {
         let (stream, peer) = listener.accept().await.expect("accept");
         let (limits, shutdown, stats) =
             (Limits::default(), CancellationToken::new(), Arc::default());
-        let rooms = Rooms::new(16, 16, 0, Arc::clone(&stats), shutdown.clone(), TaskTracker::new());
-        let hub = Hub::new(Arc::default(), Arc::new(rooms), None, stats, 20);
+        let tracker = TaskTracker::new();
+        let rooms = Rooms::new(16, 16, 0, true, Arc::clone(&stats), shutdown.clone(), tracker);
+        let hub = Hub::new(HubParts {
+            people: Arc::default(),
+            rooms: Arc::new(rooms),
+            backplane: None,
+            history: History::new(None, None, None),
+            stats,
+            rooms_per_user: 20,
+            replay: 0,
+        });
         let ctx = Arc::new(Context::new(hub, limits, shutdown));
         let admission = ctx.admit(peer.ip()).expect("admitted");
         let task = serve_socket(ctx, 1, peer, stream, None, admission);

@@ -14,8 +14,8 @@
 //! absent, with an expiry this node refreshes), so they are unique across
 //! nodes and a crashed node's names free themselves. Nodes send heartbeats;
 //! one silent for [`NODE_TIMEOUT`] is gone and its users leave. Each room's
-//! history is a capped Redis list, read when the node starts carrying the
-//! room. When Redis is unreachable the node
+//! history is a capped Redis list ([`crate::store::shared`]), appended in
+//! the same pipeline as the lines are published. When Redis is unreachable the node
 //! serves its own users, tells them once that the room is degraded, and
 //! reconnects with backoff; on return it re-claims its names and the nodes
 //! exchange rosters, and the room is whole again.
@@ -45,6 +45,7 @@ use chat_proto::{RoomKey, RoomName};
 use crate::people::{Departed, Direct, People};
 use crate::room::{Message, Room, Scope};
 use crate::rooms::Rooms;
+use crate::store::shared;
 use wire::{NodeId, ROSTER_CHUNK, RosterEntry, Wire};
 
 /// Events waiting for Redis; past this, new ones are dropped (and counted)
@@ -101,7 +102,7 @@ impl Keys {
     }
 
     /// A room's capped history list.
-    fn history(&self, room: &RoomKey) -> String {
+    pub fn history(&self, room: &RoomKey) -> String {
         format!("chat:history:{}", room.as_str())
     }
 
@@ -127,12 +128,18 @@ struct Inner {
     /// The rooms whose channels are subscribed now, and a signal when that changes.
     carried: Mutex<HashSet<RoomKey>>,
     carried_changed: Notify,
+    /// Set once the first attempt to reach Redis has ended, either way.
+    settled: AtomicBool,
+    settled_signal: Notify,
 }
 
 enum Outgoing {
     Event(Wire),
-    /// A message that also goes into the shared history.
-    Remembered(Wire),
+    /// An entry for a room's shared history.
+    Remember {
+        key: String,
+        entry: Vec<u8>,
+    },
     Release(Name),
 }
 
@@ -142,7 +149,6 @@ impl Backplane {
         url: &str,
         people: Arc<People>,
         rooms: Arc<Rooms>,
-        history_len: usize,
         shutdown: CancellationToken,
         tracker: &tokio_util::task::TaskTracker,
     ) -> anyhow::Result<Backplane> {
@@ -159,6 +165,8 @@ impl Backplane {
                 dropped: AtomicU64::new(0),
                 carried: Mutex::default(),
                 carried_changed: Notify::new(),
+                settled: AtomicBool::new(false),
+                settled_signal: Notify::new(),
             }),
         };
         info!(node = format!("{:x}", backplane.node()), url, "backplane configured");
@@ -167,7 +175,6 @@ impl Backplane {
             client,
             people,
             rooms,
-            history_len,
             outgoing,
             shutdown,
             degraded: false,
@@ -201,9 +208,14 @@ impl Backplane {
         self.enqueue(Outgoing::Event(event));
     }
 
-    /// Sends a chat message or announcement, which also joins the shared history.
-    pub fn forward_remembered(&self, event: Wire) {
-        self.enqueue(Outgoing::Remembered(event));
+    /// Appends an entry to a room's shared history, in order with the events.
+    pub fn remember(&self, room: &RoomKey, entry: Vec<u8>) {
+        self.enqueue(Outgoing::Remember { key: self.history_key(room), entry });
+    }
+
+    /// The Redis key of a room's shared history.
+    pub fn history_key(&self, room: &RoomKey) -> String {
+        self.inner.keys.history(room)
     }
 
     /// Gives a name back once its user left or renamed.
@@ -280,7 +292,29 @@ impl Backplane {
         self.inner.carried_changed.notify_waiters();
     }
 
-    fn commands(&self) -> Option<MultiplexedConnection> {
+    /// Waits (at most `within`) until the first attempt to reach Redis has
+    /// connected or failed, so a daemon that starts serving right after
+    /// already shares its rooms' history when Redis is up.
+    pub async fn first_attempt(&self, within: Duration) {
+        let settled = self.inner.settled_signal.notified();
+        tokio::pin!(settled);
+        settled.as_mut().enable();
+        if self.inner.settled.load(Ordering::Acquire) {
+            return;
+        }
+        if tokio::time::timeout(within, settled).await.is_err() {
+            warn!("Redis did not answer in time; serving while the backplane connects");
+        }
+    }
+
+    fn settle(&self) {
+        if !self.inner.settled.swap(true, Ordering::AcqRel) {
+            self.inner.settled_signal.notify_waiters();
+        }
+    }
+
+    /// The command connection, while Redis is reachable.
+    pub fn commands(&self) -> Option<MultiplexedConnection> {
         self.inner.commands.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -296,7 +330,6 @@ struct Task {
     client: redis::Client,
     people: Arc<People>,
     rooms: Arc<Rooms>,
-    history_len: usize,
     outgoing: mpsc::Receiver<Outgoing>,
     shutdown: CancellationToken,
     /// Local users were told the room is degraded, and not yet that it is whole.
@@ -313,21 +346,20 @@ impl Task {
     async fn run(mut self) {
         let mut backoff = MIN_BACKOFF;
         let mut last_error_log: Option<Instant> = None;
-        let mut first_session = true;
         loop {
             let end = match self.open().await {
                 Ok((conn, sink, stream)) => {
                     backoff = MIN_BACKOFF;
                     last_error_log = None;
                     info!("backplane connected");
-                    let first = std::mem::take(&mut first_session);
-                    let end = self.session(conn, sink, stream, first).await;
+                    let end = self.session(conn, sink, stream).await;
                     self.bp.set_commands(None);
                     self.bp.set_carried(None);
                     end
                 }
                 Err(error) => SessionEnd::Lost(error),
             };
+            self.bp.settle();
             let SessionEnd::Lost(error) = end else { return };
             if !self.degraded {
                 warn!(%error, "backplane lost; serving local users only");
@@ -375,19 +407,15 @@ impl Task {
         mut conn: MultiplexedConnection,
         mut sink: redis::aio::PubSubSink,
         mut messages: redis::aio::PubSubStream,
-        first: bool,
     ) -> SessionEnd {
-        let lobby = RoomName::lobby();
-        if first && let Err(error) = self.seed_history(&mut conn, &lobby).await {
-            warn!(%error, "could not read the shared history");
-        }
         let mut carried = HashSet::new();
-        if let Err(error) = self.follow_rooms(&mut conn, &mut sink, &mut carried).await {
+        if let Err(error) = self.follow_rooms(&mut sink, &mut carried).await {
             return SessionEnd::Lost(error);
         }
         // What was queued while disconnected stayed local by design.
         self.discard_queued();
         self.bp.set_commands(Some(conn.clone()));
+        self.bp.settle();
         if let Err(error) = self.refresh_names(&mut conn).await {
             return SessionEnd::Lost(error);
         }
@@ -449,7 +477,7 @@ impl Task {
                     }
                 }
                 () = self.rooms.changed() => {
-                    if let Err(error) = self.follow_rooms(&mut conn, &mut sink, &mut carried).await {
+                    if let Err(error) = self.follow_rooms(&mut sink, &mut carried).await {
                         return SessionEnd::Lost(error);
                     }
                 }
@@ -472,17 +500,7 @@ impl Task {
                 Outgoing::Event(event) => {
                     pipe.publish(self.channel_of(&event), event.encode()).ignore();
                 }
-                Outgoing::Remembered(event) => {
-                    let encoded = event.encode();
-                    pipe.publish(self.channel_of(&event), &encoded).ignore();
-                    if self.history_len > 0 {
-                        for room in rooms_of(&event) {
-                            let history = keys.history(&room);
-                            pipe.lpush(&history, &encoded).ignore();
-                            pipe.ltrim(&history, 0, self.history_len as isize - 1).ignore();
-                        }
-                    }
-                }
+                Outgoing::Remember { key, entry } => shared::append(&mut pipe, &key, &entry),
                 Outgoing::Release(name) => {
                     pipe.cmd("EVAL")
                         .arg(RELEASE_SCRIPT)
@@ -515,10 +533,9 @@ impl Task {
 
     /// Subscribes to the channels of the rooms open here and drops the
     /// rest, so the node carries a room's lines only while one of its own
-    /// users is in it; reads the history of a room it starts carrying.
+    /// users is in it.
     async fn follow_rooms(
         &self,
-        conn: &mut MultiplexedConnection,
         sink: &mut redis::aio::PubSubSink,
         carried: &mut HashSet<RoomKey>,
     ) -> Result<(), String> {
@@ -533,12 +550,6 @@ impl Task {
             sink.subscribe(keys.room(&new)).await.map_err(|e| e.to_string())?;
             carried.insert(new.clone());
             self.bp.set_carried(Some((&new, true)));
-            if let Some(room) = self.rooms.get(&new)
-                && room.has_no_history()
-                && let Err(error) = self.seed_history(conn, room.name()).await
-            {
-                warn!(%error, room = %room.name(), "could not read the shared history");
-            }
         }
         Ok(())
     }
@@ -693,36 +704,6 @@ impl Task {
         Ok(())
     }
 
-    /// Reads a room's shared history into the room here (or into what the
-    /// room will replay when it opens).
-    async fn seed_history(
-        &self,
-        conn: &mut MultiplexedConnection,
-        room: &RoomName,
-    ) -> Result<(), String> {
-        if self.history_len == 0 {
-            return Ok(());
-        }
-        let key = self.bp.inner.keys.history(&room.key());
-        let mut entries: Vec<Vec<u8>> = redis::cmd("LRANGE")
-            .arg(key)
-            .arg(0)
-            .arg(self.history_len as isize - 1)
-            .query_async(conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        entries.reverse();
-        let lines = entries.iter().filter_map(|entry| match Wire::decode(entry) {
-            Ok(Wire::Message { name, theme, text, action, .. }) => {
-                Some(Message { name, theme, text, action }.line())
-            }
-            Ok(Wire::Announcement { text, .. }) => Some(chat_proto::Line::announcement(&text)),
-            _ => None,
-        });
-        self.rooms.remember(&room.key(), lines);
-        Ok(())
-    }
-
     /// Says goodbye on shutdown: the other nodes drop our users at once, and
     /// our names are free for others.
     async fn leave_room(&mut self, conn: &mut MultiplexedConnection) {
@@ -803,14 +784,5 @@ async fn wait_for_local_readers(room: &Room) {
     let deadline = Instant::now() + REMOTE_PACING;
     while room.is_backlogged() && Instant::now() < deadline {
         room.wait_for_readers(deadline, || room.is_backlogged()).await;
-    }
-}
-
-/// The rooms whose history a remembered event joins.
-fn rooms_of(event: &Wire) -> Vec<RoomKey> {
-    match event {
-        Wire::Message { room, .. } => vec![room.key()],
-        Wire::Announcement { rooms, .. } => rooms.iter().map(RoomName::key).collect(),
-        _ => Vec::new(),
     }
 }

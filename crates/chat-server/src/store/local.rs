@@ -1,0 +1,538 @@
+//! The embedded store (`--db PATH`, default `chat.db`; `:memory:` keeps
+//! nothing on disk): SQLite through `rusqlite` with its bundled library.
+//!
+//! One thread owns the one connection and does everything that touches the
+//! database, in the order it was asked: connection tasks hand it lines to
+//! keep through a bounded queue (`record` never waits; a full queue drops
+//! and counts), and reads through the same queue with a reply channel, so
+//! `/history` right after a line includes it. The thread takes whatever has
+//! queued up and writes it in one transaction (group commit), in WAL mode
+//! with `synchronous=NORMAL`: a commit is in the operating system's hands
+//! before the next batch starts, so a killed daemon loses nothing that
+//! others had seen a moment before, and only a power cut could lose the
+//! last commits. A write that fails (disk full) keeps the lines in memory
+//! (bounded), retries each second, logs at most once a minute and counts
+//! in a metric; chat is never told. Old lines go after `--retain-days`, a
+//! bounded chunk at a time between batches.
+//!
+//! The file is locked (`flock`) for as long as the daemon runs, so a second
+//! daemon on the same file stops at start with a clear line, while
+//! `sqlite3` (which uses other locks) can still read it. The schema carries
+//! its version in `PRAGMA user_version`; [`MIGRATIONS`] brings an older
+//! file up to date, and a newer one is refused.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chat_proto::{RoomKey, RoomName};
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use super::{Said, Stored, Unavailable, cutoff_ms, parse_name};
+use crate::room::Message;
+
+/// What `PRAGMA application_id` says in a chat-server database ("chat").
+const APPLICATION_ID: i64 = 0x6368_6174;
+
+/// Each entry brings the schema from version `index` to `index + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: every room's messages, with a full-text index for /search. `room`
+    // is the room's key (unique ignoring case and look-alikes); `rooms`
+    // gives each key the name it was first used with, for the `history` view.
+    "CREATE TABLE rooms (key TEXT PRIMARY KEY, name TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        room TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT,
+        theme INTEGER NOT NULL DEFAULT 0,
+        text TEXT NOT NULL
+    );
+    CREATE INDEX messages_by_room ON messages (room, id);
+    CREATE INDEX messages_by_time ON messages (at);
+    CREATE VIRTUAL TABLE messages_text USING fts5 (
+        text, content = 'messages', content_rowid = 'id',
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER messages_text_insert AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_text (rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER messages_text_delete AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_text (messages_text, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    CREATE VIEW history AS
+        SELECT m.id, coalesce(r.name, m.room) AS room,
+               strftime('%Y-%m-%d %H:%M:%S', m.at / 1000, 'unixepoch') AS time_utc,
+               m.kind, m.name, m.text
+        FROM messages AS m LEFT JOIN rooms AS r ON r.key = m.room;",
+];
+
+/// Requests waiting for the store's thread; past this, lines are dropped and counted.
+const QUEUE: usize = 65_536;
+/// Lines written in one transaction at most.
+const BATCH: usize = 8_192;
+/// Lines kept in memory while writes fail; past this, the oldest are dropped.
+const PENDING_MAX: usize = 200_000;
+/// How often a failing write is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+/// At most one log line about failing writes per this period.
+const FAILURE_LOG_PERIOD: Duration = Duration::from_secs(60);
+/// Lines deleted for retention in one go, and how often retention runs.
+const RETENTION_CHUNK: usize = 10_000;
+const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
+
+/// Counters of the store, for the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Lines written to the database.
+    pub written: AtomicU64,
+    /// Transactions committed.
+    pub batches: AtomicU64,
+    /// Writes that failed (each is retried).
+    pub write_failures: AtomicU64,
+    /// Lines never written: the queue or the retry buffer was full.
+    pub dropped: AtomicU64,
+}
+
+enum Job {
+    Record(RoomName, Stored),
+    Recent {
+        room: RoomKey,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<Stored>, String>>,
+    },
+    Search {
+        room: RoomKey,
+        terms: Vec<Vec<String>>,
+        reply: oneshot::Sender<Result<Vec<Stored>, String>>,
+    },
+    Close,
+}
+
+/// The handle connection tasks use; the thread behind it owns the database.
+pub struct LocalStore {
+    jobs: SyncSender<Job>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    stats: Arc<StoreStats>,
+    /// Holds the file's lock while the daemon runs.
+    _lock: Option<File>,
+}
+
+impl LocalStore {
+    /// Opens (creating if needed) the database at `path`, or a private
+    /// in-memory one for `:memory:`; the error names the file and the reason.
+    pub fn open(path: &str, retain: Option<Duration>) -> Result<LocalStore, String> {
+        let failed = |reason: String| format!("cannot open the database {path}: {reason}");
+        let (conn, lock) = if path == ":memory:" {
+            (Connection::open_in_memory().map_err(|e| failed(e.to_string()))?, None)
+        } else {
+            let lock = lock_file(path).map_err(failed)?;
+            (Connection::open(path).map_err(|e| failed(e.to_string()))?, Some(lock))
+        };
+        prepare(&conn, path != ":memory:").map_err(failed)?;
+        Ok(Self::start(conn, lock, retain))
+    }
+
+    /// A private in-memory store.
+    pub fn in_memory(retain: Option<Duration>) -> LocalStore {
+        match Self::open(":memory:", retain) {
+            Ok(store) => store,
+            Err(error) => unreachable!("an in-memory database always opens: {error}"),
+        }
+    }
+
+    fn start(conn: Connection, lock: Option<File>, retain: Option<Duration>) -> LocalStore {
+        let (jobs, queue) = std::sync::mpsc::sync_channel(QUEUE);
+        let stats = Arc::new(StoreStats::default());
+        let writer = Writer::new(conn, Arc::clone(&stats), retain);
+        let thread = std::thread::Builder::new()
+            .name("chat-store".to_owned())
+            .spawn(move || writer.run(queue))
+            .ok();
+        if thread.is_none() {
+            warn!("could not start the store's thread; history will not be kept");
+        }
+        LocalStore { jobs, thread: Mutex::new(thread), stats, _lock: lock }
+    }
+
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    /// Hands a line to the store's thread; never waits.
+    pub fn record(&self, room: &RoomName, stored: Stored) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.jobs.try_send(Job::Record(room.clone(), stored))
+        {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub async fn recent(&self, room: &RoomKey, limit: usize) -> Result<Vec<Stored>, Unavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.ask(Job::Recent { room: room.clone(), limit, reply }, answer).await
+    }
+
+    pub async fn search(
+        &self,
+        room: &RoomKey,
+        terms: Vec<Vec<String>>,
+    ) -> Result<Vec<Stored>, Unavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.ask(Job::Search { room: room.clone(), terms, reply }, answer).await
+    }
+
+    async fn ask(
+        &self,
+        job: Job,
+        answer: oneshot::Receiver<Result<Vec<Stored>, String>>,
+    ) -> Result<Vec<Stored>, Unavailable> {
+        self.jobs.try_send(job).map_err(|_| Unavailable("the store is busy".to_owned()))?;
+        match answer.await {
+            Ok(result) => result.map_err(Unavailable),
+            Err(_) => Err(Unavailable("the store has stopped".to_owned())),
+        }
+    }
+
+    /// Writes everything queued, then stops the thread and waits for it.
+    pub async fn close(&self) {
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let jobs = self.jobs.clone();
+        let closed = tokio::task::spawn_blocking(move || {
+            // Blocking send: the close waits behind every line already queued.
+            let _ = jobs.send(Job::Close);
+            if let Some(thread) = thread {
+                let _ = thread.join();
+            }
+        });
+        if closed.await.is_err() {
+            warn!("the store's thread did not stop cleanly");
+        }
+    }
+}
+
+/// Takes the lock that keeps a second daemon off the file.
+fn lock_file(path: &str) -> Result<File, String> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err("it is in use by another running chat-server".to_owned())
+        }
+        Err(std::fs::TryLockError::Error(error)) => Err(format!("cannot lock it: {error}")),
+    }
+}
+
+/// Settings, a check that the file is ours, and the schema brought up to date.
+fn prepare(conn: &Connection, on_disk: bool) -> Result<(), String> {
+    let describe = |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => "it is not a SQLite database".to_owned(),
+        _ => e.to_string(),
+    };
+    conn.busy_timeout(Duration::from_secs(5)).map_err(describe)?;
+    if on_disk {
+        let mode: String =
+            conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(describe)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(format!("cannot use write-ahead logging (journal mode stays {mode})"));
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(describe)?;
+    }
+    let application: i64 =
+        conn.pragma_query_value(None, "application_id", |row| row.get(0)).map_err(describe)?;
+    if application != 0 && application != APPLICATION_ID {
+        return Err(format!("it belongs to another program (application_id {application:#x})"));
+    }
+    migrate(conn).map_err(|e| match e {
+        Migration::Newer(version) => format!(
+            "it was written by a newer chat-server (schema version {version}; this one knows up to {})",
+            MIGRATIONS.len()
+        ),
+        Migration::Failed(e) => describe(e),
+    })
+}
+
+enum Migration {
+    Newer(usize),
+    Failed(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Migration {
+    fn from(e: rusqlite::Error) -> Self {
+        Migration::Failed(e)
+    }
+}
+
+/// Applies each migration the file has not had, one transaction each.
+fn migrate(conn: &Connection) -> Result<(), Migration> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > MIGRATIONS.len() {
+        return Err(Migration::Newer(version));
+    }
+    for (done, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let applied = conn
+            .execute_batch(sql)
+            .and_then(|()| conn.pragma_update(None, "application_id", APPLICATION_ID))
+            .and_then(|()| conn.pragma_update(None, "user_version", done as i64 + 1));
+        match applied {
+            Ok(()) => conn.execute_batch("COMMIT")?,
+            Err(error) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(error.into());
+            }
+        }
+        info!(version = done + 1, "database schema brought up to date");
+    }
+    Ok(())
+}
+
+/// The store's thread: the connection, what waits to be written, and when
+/// retention runs next.
+struct Writer {
+    conn: Connection,
+    stats: Arc<StoreStats>,
+    retain: Option<Duration>,
+    pending: VecDeque<(RoomName, Stored)>,
+    /// Set while writes fail: when to try again.
+    retry_at: Option<Instant>,
+    last_failure_log: Option<Instant>,
+    next_retention: Instant,
+}
+
+impl Writer {
+    fn new(conn: Connection, stats: Arc<StoreStats>, retain: Option<Duration>) -> Writer {
+        Writer {
+            conn,
+            stats,
+            retain,
+            pending: VecDeque::new(),
+            retry_at: None,
+            last_failure_log: None,
+            next_retention: Instant::now(),
+        }
+    }
+
+    fn run(mut self, queue: Receiver<Job>) {
+        loop {
+            let wait = self.next_wake().saturating_duration_since(Instant::now());
+            let first = match queue.recv_timeout(wait) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.write_pending();
+                    return;
+                }
+            };
+            let mut closing = false;
+            let mut taken = 0;
+            let mut next = first;
+            while let Some(job) = next {
+                taken += 1;
+                match job {
+                    Job::Record(room, stored) => self.keep(room, stored),
+                    Job::Recent { room, limit, reply } => {
+                        self.write_pending();
+                        let _ = reply.send(self.recent(&room, limit).map_err(|e| e.to_string()));
+                    }
+                    Job::Search { room, terms, reply } => {
+                        self.write_pending();
+                        let _ = reply.send(self.search(&room, &terms).map_err(|e| e.to_string()));
+                    }
+                    Job::Close => closing = true,
+                }
+                next = if taken < BATCH && !closing { queue.try_recv().ok() } else { None };
+            }
+            self.write_pending();
+            if closing {
+                if !self.pending.is_empty() {
+                    warn!(lines = self.pending.len(), "stopping with lines the database refused");
+                }
+                return;
+            }
+            self.expire_old();
+        }
+    }
+
+    fn next_wake(&self) -> Instant {
+        match self.retry_at {
+            Some(retry) if !self.pending.is_empty() => retry.min(self.next_retention),
+            _ => self.next_retention,
+        }
+    }
+
+    fn keep(&mut self, room: RoomName, stored: Stored) {
+        if self.pending.len() >= PENDING_MAX {
+            self.pending.pop_front();
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        self.pending.push_back((room, stored));
+    }
+
+    /// Writes what waits in one transaction; on failure keeps it for the
+    /// next try (at most once a [`RETRY`] while failing).
+    fn write_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if self.retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        match insert_all(&mut self.conn, &self.pending) {
+            Ok(()) => {
+                self.stats.written.fetch_add(self.pending.len() as u64, Ordering::Relaxed);
+                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                self.pending.clear();
+                if self.retry_at.take().is_some() {
+                    info!("writing to the database again");
+                }
+            }
+            Err(error) => {
+                self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
+                self.retry_at = Some(Instant::now() + RETRY);
+                let now = Instant::now();
+                if self
+                    .last_failure_log
+                    .is_none_or(|at| now.duration_since(at) >= FAILURE_LOG_PERIOD)
+                {
+                    self.last_failure_log = Some(now);
+                    warn!(%error, waiting = self.pending.len(), "cannot write to the database; chat goes on, retrying");
+                }
+            }
+        }
+    }
+
+    fn recent(&self, room: &RoomKey, limit: usize) -> rusqlite::Result<Vec<Stored>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT at, kind, name, theme, text FROM messages
+             WHERE room = ?1 AND at >= ?2 ORDER BY id DESC LIMIT ?3",
+        )?;
+        let cutoff = cutoff_ms(self.retain);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = statement.query_map(params![room.as_str(), cutoff, limit], read_row)?;
+        let mut lines: Vec<Stored> =
+            rows.filter_map(Result::transpose).collect::<Result<_, _>>()?;
+        lines.reverse();
+        Ok(lines)
+    }
+
+    fn search(&self, room: &RoomKey, terms: &[Vec<String>]) -> rusqlite::Result<Vec<Stored>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT m.at, m.kind, m.name, m.theme, m.text
+             FROM messages_text JOIN messages AS m ON m.id = messages_text.rowid
+             WHERE messages_text MATCH ?1 AND m.room = ?2 AND m.at >= ?3
+             ORDER BY messages_text.rowid DESC LIMIT ?4",
+        )?;
+        let cutoff = cutoff_ms(self.retain);
+        let limit = super::SEARCH_RESULTS as i64;
+        let rows = statement
+            .query_map(params![fts_query(terms), room.as_str(), cutoff, limit], read_row)?;
+        let mut lines: Vec<Stored> =
+            rows.filter_map(Result::transpose).collect::<Result<_, _>>()?;
+        lines.reverse();
+        Ok(lines)
+    }
+
+    /// Deletes one chunk of lines older than `--retain-days`; comes back
+    /// at once while there is more, else in an hour.
+    fn expire_old(&mut self) {
+        if Instant::now() < self.next_retention {
+            return;
+        }
+        let Some(retain) = self.retain else {
+            self.next_retention = Instant::now() + RETENTION_PERIOD * 1000;
+            return;
+        };
+        let deleted = self.conn.execute(
+            "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE at < ?1 LIMIT ?2)",
+            params![cutoff_ms(Some(retain)), RETENTION_CHUNK as i64],
+        );
+        match deleted {
+            Ok(count) if count >= RETENTION_CHUNK => {}
+            Ok(count) => {
+                if count > 0 {
+                    info!(count, "old messages deleted (--retain-days)");
+                }
+                self.next_retention = Instant::now() + RETENTION_PERIOD;
+            }
+            Err(error) => {
+                warn!(%error, "could not delete old messages");
+                self.next_retention = Instant::now() + RETENTION_PERIOD;
+            }
+        }
+    }
+}
+
+fn insert_all(conn: &mut Connection, lines: &VecDeque<(RoomName, Stored)>) -> rusqlite::Result<()> {
+    let transaction = conn.transaction()?;
+    {
+        let mut insert = transaction.prepare_cached(
+            "INSERT INTO messages (room, at, kind, name, theme, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut name_room = transaction
+            .prepare_cached("INSERT OR IGNORE INTO rooms (key, name) VALUES (?1, ?2)")?;
+        // Lines come in runs from one room: its key is worked out once per run.
+        let mut current: Option<(&RoomName, RoomKey)> = None;
+        for (room_name, stored) in lines {
+            let room = match &current {
+                Some((name, key)) if *name == room_name => key,
+                _ => {
+                    let key = room_name.key();
+                    name_room.execute(params![key.as_str(), room_name.as_str()])?;
+                    &current.insert((room_name, key)).1
+                }
+            };
+            let (kind, speaker, theme) = match &stored.said {
+                Said::Message(m) => {
+                    (if m.action { "me" } else { "say" }, Some(m.name.as_str()), m.theme as i64)
+                }
+                Said::Announcement(_) => ("announce", None, 0),
+            };
+            let text = stored.text();
+            insert.execute(params![room.as_str(), stored.at_ms, kind, speaker, theme, text])?;
+        }
+    }
+    transaction.commit()
+}
+
+/// One row as a [`Stored`]; `None` for a row this version cannot show.
+fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Stored>> {
+    let at_ms: i64 = row.get(0)?;
+    let kind: String = row.get(1)?;
+    let name: Option<String> = row.get(2)?;
+    let theme: i64 = row.get(3)?;
+    let text: String = row.get(4)?;
+    let said = match (kind.as_str(), name.as_deref().and_then(parse_name)) {
+        ("announce", _) => Said::Announcement(text),
+        (kind @ ("say" | "me"), Some(name)) => Said::Message(Message {
+            name,
+            theme: usize::try_from(theme).unwrap_or(0),
+            text,
+            action: kind == "me",
+        }),
+        _ => return Ok(None),
+    };
+    Ok(Some(Stored { at_ms, said }))
+}
+
+/// An FTS5 query that needs every term, each as a phrase of its words; the
+/// words are letters and digits only, so nothing in them is FTS syntax.
+fn fts_query(terms: &[Vec<String>]) -> String {
+    let phrases: Vec<String> =
+        terms.iter().map(|words| format!("\"{}\"", words.join(" "))).collect();
+    phrases.join(" AND ")
+}

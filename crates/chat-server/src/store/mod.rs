@@ -1,0 +1,221 @@
+//! The history that survives a restart: every room's messages, kept where
+//! `--db` says, or in Redis when daemons share rooms (`--backplane`).
+//!
+//! [`History`] is the one interface the rest of the daemon uses: `record`
+//! never waits (a line is handed to the store's own thread, or to the
+//! backplane's queue), `recent` and `search` read without ever running on a
+//! connection's task. Two places keep it: [`local`] (an embedded SQLite
+//! file, or `:memory:`, written by one thread in batches) and [`shared`]
+//! (one capped Redis list per room, which every daemon reads and writes).
+//! A [`Stored`] message is what both keep: when it was said, by whom, and
+//! what; it renders to the same [`Line`] as when it was live.
+
+pub mod local;
+pub mod shared;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chat_proto::{Line, Name, RoomKey, RoomName};
+
+use crate::backplane::Backplane;
+use crate::room::Message;
+
+pub use local::LocalStore;
+pub use shared::SharedHistory;
+
+/// Matches `/search` returns at most.
+pub const SEARCH_RESULTS: usize = 20;
+
+/// What was said in a room, as the history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Milliseconds since 1970-01-01 UTC.
+    pub at_ms: i64,
+    pub said: Said,
+}
+
+/// The kinds of line a room's history keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Said {
+    /// A chat line or a `/me` action.
+    Message(Message),
+    /// The operator's `/say`.
+    Announcement(String),
+}
+
+impl Stored {
+    /// Said just now.
+    pub fn now(said: Said) -> Stored {
+        Stored { at_ms: now_ms(), said }
+    }
+
+    /// The line as it was shown live.
+    pub fn line(&self) -> Line {
+        match &self.said {
+            Said::Message(message) => message.line(),
+            Said::Announcement(text) => Line::announcement(text),
+        }
+    }
+
+    /// The line with its UTC time in front: `[09:12] 🦊 alice: text`.
+    pub fn timed_line(&self) -> Line {
+        self.line().prefixed(&format!("{} ", clock(self.at_ms)))
+    }
+
+    /// The text `/search` looks in.
+    pub fn text(&self) -> &str {
+        match &self.said {
+            Said::Message(message) => &message.text,
+            Said::Announcement(text) => text,
+        }
+    }
+}
+
+/// `[HH:MM]` in UTC.
+pub fn clock(at_ms: i64) -> String {
+    let minutes = at_ms.div_euclid(60_000);
+    format!("[{:02}:{:02}]", minutes.div_euclid(60).rem_euclid(24), minutes.rem_euclid(60))
+}
+
+pub fn now_ms() -> i64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The oldest time still kept with `retain` (`None`: forever).
+pub fn cutoff_ms(retain: Option<Duration>) -> i64 {
+    match retain {
+        Some(retain) => now_ms().saturating_sub(i64::try_from(retain.as_millis()).unwrap_or(0)),
+        None => i64::MIN,
+    }
+}
+
+/// The words of a text as `/search` compares them: runs of letters and
+/// digits, in lower case (the same split SQLite's `unicode61` tokenizer makes).
+pub fn words_of(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// What `/search` looks for: each typed word as the run of words it
+/// contains (`don't` is `don` then `t`). Empty when nothing searchable was typed.
+pub fn search_terms(typed: &str) -> Vec<Vec<String>> {
+    typed.split_whitespace().map(words_of).filter(|words| !words.is_empty()).collect()
+}
+
+/// True when `text` contains every term, each as consecutive words.
+pub fn matches_terms(text: &str, terms: &[Vec<String>]) -> bool {
+    let words = words_of(text);
+    terms.iter().all(|term| words.windows(term.len()).any(|window| window == term.as_slice()))
+}
+
+/// Why the history could not answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable(pub String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the history is unavailable: {}", self.0)
+    }
+}
+
+/// Where the rooms' history is kept.
+pub enum History {
+    /// This daemon's own database (`--db`).
+    Local(LocalStore),
+    /// Shared by every daemon on the backplane, in Redis.
+    Shared(SharedHistory),
+}
+
+impl History {
+    /// With a backplane, the history every daemon shares; else the local
+    /// store (a private in-memory one when none was opened).
+    pub fn new(
+        local: Option<LocalStore>,
+        backplane: Option<&Backplane>,
+        retain: Option<Duration>,
+    ) -> Self {
+        match (local, backplane) {
+            (_, Some(bp)) => History::Shared(SharedHistory::new(bp.clone(), retain)),
+            (Some(store), None) => History::Local(store),
+            (None, None) => History::Local(LocalStore::in_memory(retain)),
+        }
+    }
+
+    /// Keeps a line said in `room`; never waits.
+    pub fn record(&self, room: &RoomName, stored: Stored) {
+        match self {
+            History::Local(store) => store.record(room, stored),
+            History::Shared(shared) => shared.record(&room.key(), &stored),
+        }
+    }
+
+    /// The last `limit` lines of `room`, oldest first. (Reads are boxed:
+    /// they are rare, and inline they would enlarge every connection's task.)
+    pub async fn recent(&self, room: &RoomKey, limit: usize) -> Result<Vec<Stored>, Unavailable> {
+        match self {
+            History::Local(store) => Box::pin(store.recent(room, limit)).await,
+            History::Shared(shared) => Box::pin(shared.recent(room, limit)).await,
+        }
+    }
+
+    /// The [`SEARCH_RESULTS`] latest lines of `room` that contain every
+    /// term of [`search_terms`], oldest first.
+    pub async fn search(
+        &self,
+        room: &RoomKey,
+        terms: Vec<Vec<String>>,
+    ) -> Result<Vec<Stored>, Unavailable> {
+        match self {
+            History::Local(store) => Box::pin(store.search(room, terms)).await,
+            History::Shared(shared) => Box::pin(shared.search(room, terms)).await,
+        }
+    }
+
+    /// Writes everything accepted so far and stops the store's thread.
+    pub async fn close(&self) {
+        if let History::Local(store) = self {
+            store.close().await;
+        }
+    }
+
+    /// The local store's counters (none for the shared history).
+    pub fn local_stats(&self) -> Option<&local::StoreStats> {
+        match self {
+            History::Local(store) => Some(store.stats()),
+            History::Shared(_) => None,
+        }
+    }
+}
+
+/// The name a stored message was said under, if it still parses.
+pub(crate) fn parse_name(raw: &str) -> Option<Name> {
+    Name::parse(raw).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_is_utc_hours_and_minutes() {
+        assert_eq!(clock(0), "[00:00]");
+        // 2026-11-30 09:12:59.999 UTC
+        assert_eq!(clock(1_796_029_979_999), "[09:12]");
+        assert_eq!(clock(-60_000), "[23:59]");
+    }
+
+    #[test]
+    fn search_terms_need_every_word_in_any_case() {
+        let terms = search_terms("Rust  ASYNC");
+        assert!(matches_terms("I like rust and async code", &terms));
+        assert!(matches_terms("ASYNC! Rust?", &terms));
+        assert!(!matches_terms("rust only", &terms));
+        assert!(!matches_terms("trusty async", &terms), "whole words only");
+        assert!(search_terms("!!! ...").is_empty());
+        assert!(matches_terms("I don't know", &search_terms("don't")));
+        assert!(matches_terms("Élan vital", &search_terms("élan")));
+    }
+}

@@ -1,0 +1,393 @@
+//! History that survives a restart, as PRODUCT.md describes it, against the
+//! real `chat-server` with real database files: SIGTERM and SIGKILL
+//! restarts, `/history` and `/search`, the file as an operator reads it, a
+//! corrupt, a locked and an unreachable database at start, a full disk in
+//! the middle of a chat, retention, and two daemons sharing one history
+//! through a real `redis-server`. Each test owns its database file.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::{
+    Client, RedisServer, Server, TempDir, WAIT, barrier, bin_path, http_get, metric, poll_until,
+    strip_ansi,
+};
+
+/// `client` joins `room` and waits until told it is current there.
+async fn join(client: &mut Client, room: &str) -> Vec<String> {
+    client.send(&format!("/join {room}")).await;
+    let lines = client.lines_until(|l| l.contains("You are now in")).await;
+    lines.iter().map(|l| strip_ansi(l)).collect()
+}
+
+/// `speaker` says each line; `listener` has received them all on return.
+async fn say_all(speaker: &mut Client, listener: &mut Client, lines: &[&str]) {
+    for line in lines {
+        speaker.send(line).await;
+    }
+    if let Some(last) = lines.last() {
+        listener.expect_line(|l| strip_ansi(l).ends_with(last)).await;
+    }
+}
+
+/// Sends `/history ...` or `/search ...` and returns the heading and the
+/// timed lines after it (stripped of colour).
+async fn ask(client: &mut Client, command: &str) -> (String, Vec<String>) {
+    client.send(command).await;
+    let heading = strip_ansi(
+        &client
+            .expect_line(|l| {
+                let l = strip_ansi(l);
+                let answer =
+                    l.contains("UTC") || l.contains("No messages in") || l.contains("Sorry,");
+                l.starts_with("*** ") && answer
+            })
+            .await,
+    );
+    let count = heading
+        .split_whitespace()
+        .find_map(|word| word.parse::<usize>().ok())
+        .filter(|_| !heading.contains("No messages"))
+        .unwrap_or(0);
+    let mut lines = Vec::new();
+    for _ in 0..count {
+        let line = client.next_line().await.expect("a line of history");
+        lines.push(strip_ansi(&line));
+    }
+    (heading, lines)
+}
+
+/// True for `[HH:MM] rest`.
+fn is_timed(line: &str) -> bool {
+    let bytes = line.as_bytes();
+    bytes.len() > 8
+        && bytes[0] == b'['
+        && bytes[1..3].iter().all(u8::is_ascii_digit)
+        && bytes[3] == b':'
+        && bytes[4..6].iter().all(u8::is_ascii_digit)
+        && &bytes[6..8] == b"] "
+}
+
+fn stop(server: &mut Server, signal: libc::c_int) {
+    server.signal(signal);
+    server.wait_exit(WAIT);
+}
+
+#[tokio::test]
+async fn history_survives_a_sigterm_restart_and_the_file_reads_with_sqlite() {
+    let dir = TempDir::new("sigterm");
+    let db = dir.file("chat.db");
+    let mut server = Server::start(&["--db", &db]);
+    let log = server.log.wait_for("the startup line naming the file", |l| l.contains(&db));
+    assert!(log.contains("history"), "{log}");
+    let mut alice = Client::named(server.addr, "alice").await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    alice.expect_line(|l| l.contains("bob joined")).await;
+    say_all(&mut bob, &mut alice, &["lobby one", "lobby two"]).await;
+    join(&mut alice, "#rust").await;
+    join(&mut bob, "#rust").await;
+    say_all(&mut bob, &mut alice, &["rust one"]).await;
+    bob.send("/me waves").await;
+    alice.expect_line(|l| l.contains("* bob waves")).await;
+    server.signal(libc::SIGTERM);
+    let (status, _) = server.wait_exit(WAIT);
+    assert!(status.success(), "{status}");
+
+    let server = Server::start(&["--db", &db]);
+    let mut carol = Client::connect(server.addr).await;
+    carol.expect_line(|l| l.contains("name")).await;
+    carol.send("carol").await;
+    let replay = carol.lines_until(|l| strip_ansi(l).ends_with("lobby two")).await;
+    let replay: Vec<String> = replay.iter().map(|l| strip_ansi(l)).collect();
+    assert!(replay.iter().any(|l| l.ends_with("bob: lobby one")), "{replay:#?}");
+    assert!(!replay.iter().any(|l| l.contains("rust one")), "another room's line: {replay:#?}");
+    let joined = join(&mut carol, "#rust").await;
+    assert!(joined.iter().any(|l| l.ends_with("bob: rust one")), "{joined:#?}");
+    let (_, lines) = ask(&mut carol, "/history").await;
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(lines.iter().all(|l| is_timed(l)), "{lines:#?}");
+    assert!(lines[0].ends_with("bob: rust one") && lines[1].ends_with("* bob waves"), "{lines:#?}");
+
+    // The operator's view: the file opens with SQLite, the `history` view reads plainly.
+    let conn = rusqlite::Connection::open(&db).expect("sqlite opens the daemon's file");
+    let mut rows = conn
+        .prepare("SELECT room, time_utc, kind, name, text FROM history ORDER BY id")
+        .expect("the history view");
+    let rows: Vec<(String, String, String, Option<String>, String)> = rows
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows read");
+    let texts: Vec<&str> = rows.iter().map(|r| r.4.as_str()).collect();
+    assert_eq!(texts, ["lobby one", "lobby two", "rust one", "waves"], "{rows:#?}");
+    assert_eq!((rows[2].0.as_str(), rows[2].3.as_deref()), ("#rust", Some("bob")));
+    assert_eq!(rows[3].2, "me");
+    assert_eq!(rows[0].1.len(), "2026-11-30 09:12:00".len(), "{rows:#?}");
+}
+
+#[tokio::test]
+async fn what_others_saw_a_second_before_sigkill_is_kept() {
+    let dir = TempDir::new("sigkill");
+    let db = dir.file("chat.db");
+    let mut server = Server::start(&["--db", &db, "--rate", "0"]);
+    let mut alice = Client::named(server.addr, "alice").await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    alice.expect_line(|l| l.contains("bob joined")).await;
+    let said: Vec<String> = (0..200).map(|i| format!("before the kill {i}")).collect();
+    let said: Vec<&str> = said.iter().map(String::as_str).collect();
+    say_all(&mut bob, &mut alice, &said).await;
+    // The contract's margin: delivered at least one second before the kill.
+    std::thread::sleep(Duration::from_millis(1_100));
+    stop(&mut server, libc::SIGKILL);
+
+    let server = Server::start(&["--db", &db]);
+    let mut carol = Client::named(server.addr, "carol").await;
+    let (_, lines) = ask(&mut carol, "/history 500").await;
+    let texts: Vec<&str> = lines.iter().filter_map(|l| l.split(": ").nth(1)).collect();
+    assert_eq!(texts, said, "every delivered line, in order");
+}
+
+#[tokio::test]
+async fn history_and_search_read_the_current_room() {
+    let server = Server::start(&["--rate", "0"]);
+    let mut alice = Client::named(server.addr, "alice").await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    alice.expect_line(|l| l.contains("bob joined")).await;
+    let said: Vec<String> = (1..=600).map(|i| format!("line {i}")).collect();
+    let said_refs: Vec<&str> = said.iter().map(String::as_str).collect();
+    say_all(&mut bob, &mut alice, &said_refs).await;
+    say_all(&mut bob, &mut alice, &["Deploying the Rust service", "rust is deployed, async"]).await;
+    join(&mut bob, "#other").await;
+    bob.send("rust deployed elsewhere").await;
+
+    let (heading, lines) = ask(&mut alice, "/history").await;
+    assert!(heading.contains("last 50 messages in #lobby") && heading.contains("UTC"), "{heading}");
+    assert_eq!(lines.len(), 50);
+    assert!(lines.last().is_some_and(|l| l.ends_with("bob: rust is deployed, async")));
+    assert!(lines[0].ends_with("bob: line 553"), "oldest first: {}", lines[0]);
+    assert!(lines.iter().all(|l| is_timed(l)), "{lines:#?}");
+    let (_, lines) = ask(&mut alice, "/history 3").await;
+    assert_eq!(lines.len(), 3);
+    let (_, lines) = ask(&mut alice, "/history 100000").await;
+    assert_eq!(lines.len(), 500, "at most 500");
+
+    let (heading, found) = ask(&mut alice, "/search RUST deployed").await;
+    assert_eq!(found.len(), 1, "{heading}: {found:#?}");
+    assert!(found[0].ends_with("bob: rust is deployed, async") && is_timed(&found[0]));
+    let (_, found) = ask(&mut alice, "/search line").await;
+    assert_eq!(found.len(), 20, "the 20 most recent");
+    assert!(found[0].ends_with("line 581") && found[19].ends_with("line 600"), "{found:#?}");
+    let (heading, found) = ask(&mut alice, "/search nowhere").await;
+    assert!(found.is_empty() && heading.contains("No messages in #lobby contain nowhere"));
+
+    alice.send("/help").await;
+    let help = alice.lines_until(|l| l.contains("//text")).await.join("\n");
+    assert!(help.contains("/history [N]") && help.contains("/search WORDS"), "{help}");
+}
+
+/// Runs `chat-server --db DB` to its end: it must fail at start, with one
+/// line naming the file; returns that line.
+fn refused_at_start(db: &str, as_nobody: Option<&TempDir>) -> String {
+    let mut command = match as_nobody {
+        // Root may write anywhere: drop to `nobody` so permissions apply,
+        // with a copy of the binary that `nobody` can surely run.
+        Some(dir) => {
+            let copy = dir.path.join("chat-server");
+            std::fs::copy(bin_path("chat-server"), &copy).expect("binary copied");
+            let mut command = Command::new("setpriv");
+            command.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(copy);
+            command
+        }
+        None => Command::new(bin_path("chat-server")),
+    };
+    command.args(["--listen", "127.0.0.1:0", "--db", db]);
+    let output = support::run(&mut command);
+    assert!(!output.status.success(), "started on {db}: {}", output.stderr);
+    let lines: Vec<&str> =
+        output.stderr.lines().filter(|l| l.starts_with("chat-server:")).collect();
+    assert_eq!(lines.len(), 1, "{}", output.stderr);
+    assert!(lines[0].contains(db), "names the file: {}", lines[0]);
+    assert!(!output.stderr.contains("listening"), "{}", output.stderr);
+    lines[0].to_owned()
+}
+
+#[test]
+fn a_corrupt_database_stops_the_daemon_at_start() {
+    let dir = TempDir::new("corrupt");
+    let db = dir.file("chat.db");
+    std::fs::write(&db, vec![0x5a; 64 * 1024]).expect("garbage written");
+    let line = refused_at_start(&db, None);
+    assert!(line.contains("not a SQLite database"), "{line}");
+}
+
+#[test]
+fn a_database_held_by_another_daemon_is_refused() {
+    let dir = TempDir::new("locked");
+    let db = dir.file("chat.db");
+    let _first = Server::start(&["--db", &db]);
+    let line = refused_at_start(&db, None);
+    assert!(line.contains("in use by another running chat-server"), "{line}");
+}
+
+#[test]
+fn an_unwritable_directory_is_refused() {
+    let dir = TempDir::new("unwritable");
+    let locked = dir.path.join("locked");
+    std::fs::create_dir(&locked).expect("directory made");
+    let db = locked.join("chat.db").to_string_lossy().into_owned();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let line = if root {
+        // Owned by root, mode 755: `nobody` cannot create the file.
+        refused_at_start(&db, Some(&dir))
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+        refused_at_start(&db, None)
+    };
+    assert!(line.contains("ermission denied"), "{line}");
+}
+
+/// Sets the file-size limit of a running process (soft limit; hard unlimited).
+fn limit_file_size(pid: u32, bytes: Option<u64>) {
+    let soft = bytes.unwrap_or(libc::RLIM_INFINITY);
+    let limit = libc::rlimit { rlim_cur: soft, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: prlimit on a child we own, with a valid rlimit and no old-value pointer.
+    let rc = unsafe {
+        libc::prlimit(pid as libc::pid_t, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut())
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+#[tokio::test]
+async fn a_full_disk_never_disconnects_anyone_and_writing_resumes() {
+    let dir = TempDir::new("full");
+    let db = dir.file("chat.db");
+    let server = Server::start(&["--db", &db, "--rate", "0", "--metrics", "127.0.0.1:0"]);
+    let metrics = server.metrics_addr();
+    let read = |name: &str| metric(&http_get(metrics, "/metrics"), name);
+    let mut alice = Client::named(server.addr, "alice").await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    alice.expect_line(|l| l.contains("bob joined")).await;
+    barrier(&mut bob, &mut alice).await;
+    let written_before = poll_until("the barrier line stored", WAIT, || {
+        let written = read("chat_store_written_total");
+        if written >= 1 { Ok(written) } else { Err(written) }
+    })
+    .await;
+    // Files may not grow past their size now (a full disk, as far as the daemon can tell).
+    let size = |path: String| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let full = size(db.clone()).max(size(format!("{db}-wal")));
+    limit_file_size(server.pid(), Some(full));
+
+    let filler = "x".repeat(2000);
+    let said: Vec<String> = (0..150).map(|i| format!("while full {i} {filler}")).collect();
+    for (i, line) in said.iter().enumerate() {
+        bob.send(line).await;
+        alice.expect_line(|l| l.contains(&format!("while full {i} "))).await;
+    }
+    poll_until("a failed write counted", WAIT, || match read("chat_store_write_failures_total") {
+        0 => Err(0),
+        n => Ok(n),
+    })
+    .await;
+    // Chat went on for both, and nobody was disconnected.
+    barrier(&mut alice, &mut bob).await;
+    barrier(&mut bob, &mut alice).await;
+    let complaints =
+        |log: &[String]| log.iter().filter(|l| l.contains("cannot write to the database")).count();
+    assert_eq!(complaints(&server.log.snapshot()), 1, "logged once a minute at most");
+
+    limit_file_size(server.pid(), None);
+    let expected = written_before + said.len() as u64 + 2;
+    poll_until("every line written once space returned", WAIT, || {
+        let written = read("chat_store_written_total");
+        if written >= expected { Ok(written) } else { Err(written) }
+    })
+    .await;
+    server.log.wait_for("the store saying it writes again", |l| {
+        l.contains("writing to the database again")
+    });
+    let (_, lines) = ask(&mut alice, "/history 200").await;
+    let kept = lines.iter().filter(|l| l.contains("while full ")).count();
+    assert_eq!(kept, said.len(), "nothing said while the disk was full was lost");
+    assert_eq!(complaints(&server.log.snapshot()), 1);
+}
+
+/// Adds a line said `days_ago` to a stopped daemon's database.
+fn age_database(db: &str, days_ago: i64, text: &str) {
+    let conn = rusqlite::Connection::open(db).expect("database opens");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64;
+    conn.execute(
+        "INSERT INTO messages (room, at, kind, name, theme, text) VALUES ('lobby', ?1, 'say', 'old', 0, ?2)",
+        rusqlite::params![now_ms - days_ago * 86_400_000, text],
+    )
+    .expect("old line added");
+}
+
+fn stored_texts(db: &str) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).expect("database opens");
+    let mut query = conn.prepare("SELECT text FROM messages ORDER BY id").expect("query");
+    query.query_map([], |r| r.get(0)).expect("rows").collect::<Result<_, _>>().expect("texts")
+}
+
+#[tokio::test]
+async fn retention_deletes_old_lines_and_zero_keeps_them() {
+    let dir = TempDir::new("retention");
+    let db = dir.file("chat.db");
+    let mut server = Server::start(&["--db", &db]);
+    stop(&mut server, libc::SIGTERM);
+    age_database(&db, 40, "forty days old");
+    age_database(&db, 10, "ten days old");
+
+    let mut forever = Server::start(&["--db", &db, "--retain-days", "0"]);
+    let mut alice = Client::named(forever.addr, "alice").await;
+    let (_, lines) = ask(&mut alice, "/history").await;
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    drop(alice);
+    stop(&mut forever, libc::SIGTERM);
+    assert_eq!(stored_texts(&db), ["forty days old", "ten days old"]);
+
+    let mut month = Server::start(&["--db", &db, "--retain-days", "30"]);
+    let mut alice = Client::named(month.addr, "alice").await;
+    let (_, lines) = ask(&mut alice, "/history").await;
+    assert!(lines.len() == 1 && lines[0].ends_with("old: ten days old"), "{lines:#?}");
+    drop(alice);
+    stop(&mut month, libc::SIGTERM);
+    assert_eq!(stored_texts(&db), ["ten days old"], "deleted from the file too");
+}
+
+#[tokio::test]
+async fn daemons_on_a_backplane_share_one_history_that_outlives_them() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = Server::start(&["--backplane", &url, "--rate", "0"]);
+    let mut b = Server::start(&["--backplane", &url]);
+    let mut alice = Client::named(a.addr, "alice").await;
+    let mut bob = Client::named(b.addr, "bob").await;
+    alice.expect_line(|l| l.contains("bob joined")).await;
+    join(&mut alice, "#rust").await;
+    join(&mut bob, "#rust").await;
+    alice.expect_line(|l| l.contains("bob joined #rust")).await;
+    say_all(&mut alice, &mut bob, &["shared one", "shared two, about tokio"]).await;
+    let (_, on_b) = ask(&mut bob, "/history").await;
+    assert_eq!(on_b.len(), 2, "{on_b:#?}");
+    let (_, on_a) = ask(&mut alice, "/history").await;
+    assert_eq!(on_a, on_b, "the same history on every daemon");
+    let (_, found) = ask(&mut bob, "/search TOKIO").await;
+    assert!(found.len() == 1 && found[0].ends_with("alice: shared two, about tokio"));
+
+    // A daemon restarted later replays the shared history to whoever joins first.
+    drop(bob);
+    stop(&mut b, libc::SIGTERM);
+    let b = Server::start(&["--backplane", &url]);
+    let mut carol = Client::named(b.addr, "carol").await;
+    let joined = join(&mut carol, "#rust").await;
+    assert!(joined.iter().any(|l| l.ends_with("alice: shared one")), "{joined:#?}");
+    assert!(joined.iter().any(|l| l.ends_with("alice: shared two, about tokio")), "{joined:#?}");
+}
