@@ -128,6 +128,32 @@ async fn history_survives_a_sigterm_restart_and_the_file_reads_with_sqlite() {
 }
 
 #[tokio::test]
+async fn everything_accepted_before_sigterm_is_kept() {
+    let dir = TempDir::new("burst");
+    let db = dir.file("chat.db");
+    let mut server = Server::start(&["--db", &db, "--rate", "0"]);
+    let mut alice = Client::named(server.addr, "alice").await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    alice.expect_line(|l| l.contains("bob joined")).await;
+    // An operator's transaction holds the file: the store cannot write for now.
+    let operator = rusqlite::Connection::open(&db).expect("database opens");
+    operator.execute_batch("BEGIN IMMEDIATE").expect("write lock taken");
+    let burst: String = (0..20_000).map(|i| format!("burst {i}\n")).collect();
+    bob.send_raw(burst.as_bytes()).await;
+    alice.expect_line(|l| strip_ansi(l).ends_with("burst 19999")).await;
+    server.signal(libc::SIGTERM);
+    alice.until_closed().await;
+    bob.until_closed().await;
+    assert!(server.is_running(), "the daemon waits for its store before it exits");
+    operator.execute_batch("ROLLBACK").expect("write lock released");
+    let (status, _) = server.wait_exit(WAIT);
+    assert!(status.success(), "{status}");
+    let texts = stored_texts(&db);
+    assert_eq!(texts.len(), 20_000, "everything accepted before SIGTERM is stored");
+    assert!(texts.iter().enumerate().all(|(i, t)| *t == format!("burst {i}")), "in order");
+}
+
+#[tokio::test]
 async fn what_others_saw_a_second_before_sigkill_is_kept() {
     let dir = TempDir::new("sigkill");
     let db = dir.file("chat.db");

@@ -82,6 +82,8 @@ const BATCH: usize = 8_192;
 const PENDING_MAX: usize = 200_000;
 /// How often a failing write is tried again.
 const RETRY: Duration = Duration::from_secs(1);
+/// How long a stopping daemon keeps trying to write what is left.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
 /// At most one log line about failing writes per this period.
 const FAILURE_LOG_PERIOD: Duration = Duration::from_secs(60);
 /// Lines deleted for retention in one go, and how often retention runs.
@@ -138,6 +140,15 @@ impl LocalStore {
         };
         prepare(&conn, path != ":memory:").map_err(failed)?;
         Ok(Self::start(conn, lock, retain))
+    }
+
+    /// Opens the file as the daemon does (checks, settings, schema) but
+    /// without its lock or thread, for tools that work on a stopped daemon's file.
+    pub fn open_for_tools(path: &str) -> Result<Connection, String> {
+        let failed = |reason: String| format!("cannot open the database {path}: {reason}");
+        let conn = Connection::open(path).map_err(|e| failed(e.to_string()))?;
+        prepare(&conn, true).map_err(failed)?;
+        Ok(conn)
     }
 
     /// A private in-memory store.
@@ -359,12 +370,26 @@ impl Writer {
             }
             self.write_pending();
             if closing {
-                if !self.pending.is_empty() {
-                    warn!(lines = self.pending.len(), "stopping with lines the database refused");
-                }
+                self.write_before_exit();
                 return;
             }
             self.expire_old();
+        }
+    }
+
+    /// The daemon is stopping: tries again and again (for a few seconds)
+    /// to write what is left, whatever the retry pace.
+    fn write_before_exit(&mut self) {
+        let deadline = Instant::now() + CLOSE_PATIENCE;
+        while !self.pending.is_empty() && Instant::now() < deadline {
+            self.retry_at = None;
+            self.write_pending();
+            if !self.pending.is_empty() {
+                std::thread::sleep(RETRY / 10);
+            }
+        }
+        if !self.pending.is_empty() {
+            warn!(lines = self.pending.len(), "stopping with lines the database refused");
         }
     }
 
@@ -477,7 +502,12 @@ impl Writer {
     }
 }
 
-fn insert_all(conn: &mut Connection, lines: &VecDeque<(RoomName, Stored)>) -> rusqlite::Result<()> {
+/// Writes lines in one transaction (the store's thread does; so do tools
+/// that fill a stopped daemon's file, such as the history benchmark's).
+pub fn insert_all<'a>(
+    conn: &mut Connection,
+    lines: impl IntoIterator<Item = &'a (RoomName, Stored)>,
+) -> rusqlite::Result<()> {
     let transaction = conn.transaction()?;
     {
         let mut insert = transaction.prepare_cached(
