@@ -210,7 +210,7 @@ async fn history<W: AsyncWrite + Unpin>(
     count: usize,
 ) -> Result<(), End> {
     let room = Arc::clone(session.rooms.current());
-    let found = ctx.hub.history().recent(room.key(), count).await;
+    let found = ctx.hub.store().recent(room.key(), count).await;
     let heading = |n: usize| match n {
         0 => format!("No messages in {} yet.", room.name()),
         n => format!("The last {} in {} (times in UTC):", messages(n), room.name()),
@@ -231,7 +231,7 @@ async fn search<W: AsyncWrite + Unpin>(
         return Ok(out.say(&Line::notice(hint)).await?);
     }
     let room = Arc::clone(session.rooms.current());
-    let found = ctx.hub.history().search(room.key(), terms).await;
+    let found = ctx.hub.store().search(room.key(), terms).await;
     let heading = |n: usize| match n {
         0 => format!("No messages in {} contain {typed}.", room.name()),
         n => {

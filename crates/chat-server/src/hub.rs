@@ -10,7 +10,7 @@
 //! remember to tell another daemon. A change that concerns one person in
 //! several rooms (a rename, a departure) goes to each of their rooms with
 //! the list of them, so someone who shares several sees it once. Every
-//! message and announcement is also handed to the [`History`] (never
+//! message and announcement is also handed to the [`Store`] (never
 //! waiting), and a room that opens replays what the history recalls of it.
 
 use std::net::SocketAddr;
@@ -25,7 +25,7 @@ use crate::people::{Admitted, Direct, Inbox, People, Person, theme_index};
 use crate::room::{ConnId, Entry, Listing, Member, Message, Place, Room, RoomError, Scope};
 use crate::rooms::{RoomListing, Rooms};
 use crate::stats::Stats;
-use crate::store::{History, Said, Stored};
+use crate::store::{Said, Store, Stored};
 
 /// Attempts at a free `guest-NNNN` name before giving up.
 const GUEST_ATTEMPTS: usize = 50;
@@ -64,7 +64,7 @@ pub struct Hub {
     people: Arc<People>,
     rooms: Arc<Rooms>,
     backplane: Option<Backplane>,
-    history: History,
+    store: Store,
     stats: Arc<Stats>,
     rooms_per_user: usize,
     /// Lines a room replays to newcomers (`--history`).
@@ -76,7 +76,7 @@ pub struct HubParts {
     pub people: Arc<People>,
     pub rooms: Arc<Rooms>,
     pub backplane: Option<Backplane>,
-    pub history: History,
+    pub store: Store,
     pub stats: Arc<Stats>,
     pub rooms_per_user: usize,
     pub replay: usize,
@@ -84,13 +84,13 @@ pub struct HubParts {
 
 impl Hub {
     pub fn new(parts: HubParts) -> Self {
-        let HubParts { people, rooms, backplane, history, stats, rooms_per_user, replay } = parts;
-        Hub { people, rooms, backplane, history, stats, rooms_per_user, replay }
+        let HubParts { people, rooms, backplane, store, stats, rooms_per_user, replay } = parts;
+        Hub { people, rooms, backplane, store, stats, rooms_per_user, replay }
     }
 
     /// Where the rooms' messages are kept.
-    pub fn history(&self) -> &History {
-        &self.history
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Who is connected, for reading.
@@ -182,7 +182,7 @@ impl Hub {
         if self.replay == 0 || self.rooms.remembers(room) {
             return None;
         }
-        match self.history.recent(room, self.replay).await {
+        match self.store.recent(room, self.replay).await {
             Ok(lines) => Some(lines.iter().map(Stored::line).collect()),
             Err(error) => {
                 warn!(%error, room = room.as_str(), "no replay for a room that opens");
@@ -313,7 +313,7 @@ impl Hub {
         let others = room.say(Some(speaker.id), &message);
         // Kept before it is forwarded, so whoever reads it elsewhere finds
         // it in the shared history too.
-        self.history.record(room.name(), Stored::now(Said::Message(message.clone())));
+        self.store.record(room.name(), Stored::now(Said::Message(message.clone())));
         if let Some(bp) = &self.backplane {
             let Message { name, theme, text, action } = message;
             let room = room.name().clone();
@@ -382,7 +382,7 @@ impl Hub {
         let receivers = rooms.iter().map(|room| room.announce(text, scope.clone())).sum();
         let stored = Stored::now(Said::Announcement(text.to_owned()));
         for room in &rooms {
-            self.history.record(room.name(), stored.clone());
+            self.store.record(room.name(), stored.clone());
         }
         if let Some(bp) = &self.backplane {
             let names = rooms.iter().map(|r| r.name().clone()).collect();

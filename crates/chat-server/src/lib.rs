@@ -50,7 +50,7 @@ use hub::{Hub, HubParts};
 use people::People;
 use rooms::Rooms;
 use stats::Stats;
-use store::{History, LocalStore};
+use store::{LocalStore, Store};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, Limits};
@@ -133,12 +133,12 @@ pub async fn run(
     if let Some(bp) = &backplane {
         bp.first_attempt(BACKPLANE_FIRST_ATTEMPT).await;
     }
-    let history = History::new(store, backplane.as_ref(), limits.retain);
+    let store = Store::new(store, backplane.as_ref(), limits.retain);
     let hub = Hub::new(HubParts {
         people,
         rooms,
         backplane,
-        history,
+        store,
         stats,
         rooms_per_user: limits.rooms_per_user,
         replay: limits.history,
@@ -151,6 +151,6 @@ pub async fn run(
         tokio::spawn(metrics::serve(listener, Arc::clone(&ctx)));
     }
     server::run(Arc::clone(&ctx), bound.listeners, tracker).await;
-    ctx.hub.history().close().await;
+    ctx.hub.store().close().await;
     Ok(())
 }

@@ -77,7 +77,7 @@ pub fn render(ctx: &Context) -> String {
         Some(bp) => (1, u64::from(bp.is_connected()), bp.dropped()),
         None => (0, 0, 0),
     };
-    let store = ctx.hub.history().local_stats();
+    let store = ctx.hub.store().local_stats();
     let stored = |pick: fn(&StoreStats) -> &AtomicU64| store.map_or(0, |s| Stats::get(pick(s)));
     let metrics: [(&str, &str, &str, u64); 20] = [
         (

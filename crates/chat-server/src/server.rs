@@ -203,7 +203,7 @@ mod tests {
     use crate::config::Limits;
     use crate::hub::{Hub, HubParts};
     use crate::rooms::Rooms;
-    use crate::store::History;
+    use crate::store::Store;
     use tokio_util::sync::CancellationToken;
 
     /// Every idle connection is one task; its size is most of the daemon's
@@ -222,7 +222,7 @@ mod tests {
             people: Arc::default(),
             rooms: Arc::new(rooms),
             backplane: None,
-            history: History::new(None, None, None),
+            store: Store::new(None, None, None),
             stats,
             rooms_per_user: 20,
             replay: 0,

@@ -1,7 +1,7 @@
 //! The history that survives a restart: every room's messages, kept where
 //! `--db` says, or in Redis when daemons share rooms (`--backplane`).
 //!
-//! [`History`] is the one interface the rest of the daemon uses: `record`
+//! [`Store`] is the one interface the rest of the daemon uses: `record`
 //! never waits (a line is handed to the store's own thread, or to the
 //! backplane's queue), `recent` and `search` read without ever running on a
 //! connection's task. Two places keep it: [`local`] (an embedded SQLite
@@ -122,14 +122,14 @@ impl std::fmt::Display for Unavailable {
 }
 
 /// Where the rooms' history is kept.
-pub enum History {
+pub enum Store {
     /// This daemon's own database (`--db`).
     Local(LocalStore),
     /// Shared by every daemon on the backplane, in Redis.
     Shared(SharedHistory),
 }
 
-impl History {
+impl Store {
     /// With a backplane, the history every daemon shares; else the local
     /// store (a private in-memory one when none was opened).
     pub fn new(
@@ -138,17 +138,17 @@ impl History {
         retain: Option<Duration>,
     ) -> Self {
         match (local, backplane) {
-            (_, Some(bp)) => History::Shared(SharedHistory::new(bp.clone(), retain)),
-            (Some(store), None) => History::Local(store),
-            (None, None) => History::Local(LocalStore::in_memory(retain)),
+            (_, Some(bp)) => Store::Shared(SharedHistory::new(bp.clone(), retain)),
+            (Some(store), None) => Store::Local(store),
+            (None, None) => Store::Local(LocalStore::in_memory(retain)),
         }
     }
 
     /// Keeps a line said in `room`; never waits.
     pub fn record(&self, room: &RoomName, stored: Stored) {
         match self {
-            History::Local(store) => store.record(room, stored),
-            History::Shared(shared) => shared.record(&room.key(), &stored),
+            Store::Local(store) => store.record(room, stored),
+            Store::Shared(shared) => shared.record(&room.key(), &stored),
         }
     }
 
@@ -156,8 +156,8 @@ impl History {
     /// they are rare, and inline they would enlarge every connection's task.)
     pub async fn recent(&self, room: &RoomKey, limit: usize) -> Result<Vec<Stored>, Unavailable> {
         match self {
-            History::Local(store) => Box::pin(store.recent(room, limit)).await,
-            History::Shared(shared) => Box::pin(shared.recent(room, limit)).await,
+            Store::Local(store) => Box::pin(store.recent(room, limit)).await,
+            Store::Shared(shared) => Box::pin(shared.recent(room, limit)).await,
         }
     }
 
@@ -169,14 +169,14 @@ impl History {
         terms: Vec<Vec<String>>,
     ) -> Result<Vec<Stored>, Unavailable> {
         match self {
-            History::Local(store) => Box::pin(store.search(room, terms)).await,
-            History::Shared(shared) => Box::pin(shared.search(room, terms)).await,
+            Store::Local(store) => Box::pin(store.search(room, terms)).await,
+            Store::Shared(shared) => Box::pin(shared.search(room, terms)).await,
         }
     }
 
     /// Writes everything accepted so far and stops the store's thread.
     pub async fn close(&self) {
-        if let History::Local(store) = self {
+        if let Store::Local(store) = self {
             store.close().await;
         }
     }
@@ -184,8 +184,8 @@ impl History {
     /// The local store's counters (none for the shared history).
     pub fn local_stats(&self) -> Option<&local::StoreStats> {
         match self {
-            History::Local(store) => Some(store.stats()),
-            History::Shared(_) => None,
+            Store::Local(store) => Some(store.stats()),
+            Store::Shared(_) => None,
         }
     }
 }
