@@ -103,18 +103,13 @@ pub struct StoreStats {
     pub dropped: AtomicU64,
 }
 
+/// Work for the store's thread, given the connection and the retention cutoff.
+type Task = Box<dyn FnOnce(&mut Connection, i64) + Send>;
+
 enum Job {
     Record(RoomName, Stored),
-    Recent {
-        room: RoomKey,
-        limit: usize,
-        reply: oneshot::Sender<Result<Vec<Stored>, String>>,
-    },
-    Search {
-        room: RoomKey,
-        terms: Vec<Vec<String>>,
-        reply: oneshot::Sender<Result<Vec<Stored>, String>>,
-    },
+    /// A read or an account change, answered through its own channel.
+    Run(Task),
     Close,
 }
 
@@ -187,8 +182,8 @@ impl LocalStore {
     }
 
     pub async fn recent(&self, room: &RoomKey, limit: usize) -> Result<Vec<Stored>, Unavailable> {
-        let (reply, answer) = oneshot::channel();
-        self.ask(Job::Recent { room: room.clone(), limit, reply }, answer).await
+        let room = room.clone();
+        self.run(move |conn, cutoff| recent(conn, &room, limit, cutoff)).await
     }
 
     pub async fn search(
@@ -196,20 +191,40 @@ impl LocalStore {
         room: &RoomKey,
         terms: Vec<Vec<String>>,
     ) -> Result<Vec<Stored>, Unavailable> {
-        let (reply, answer) = oneshot::channel();
-        self.ask(Job::Search { room: room.clone(), terms, reply }, answer).await
+        let room = room.clone();
+        self.run(move |conn, cutoff| search(conn, &room, &terms, cutoff)).await
     }
 
-    async fn ask(
+    /// Runs `work` on the store's thread, after every line queued before it
+    /// is written, and waits for its answer.
+    pub async fn run<T: Send + 'static>(
         &self,
-        job: Job,
-        answer: oneshot::Receiver<Result<Vec<Stored>, String>>,
-    ) -> Result<Vec<Stored>, Unavailable> {
-        self.jobs.try_send(job).map_err(|_| Unavailable("the store is busy".to_owned()))?;
+        work: impl FnOnce(&mut Connection, i64) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, Unavailable> {
+        let (reply, answer) = oneshot::channel();
+        let task: Task = Box::new(move |conn, cutoff| {
+            let _ = reply.send(work(conn, cutoff).map_err(|e| e.to_string()));
+        });
+        let busy = || Unavailable("the store is busy".to_owned());
+        self.jobs.try_send(Job::Run(task)).map_err(|_| busy())?;
         match answer.await {
             Ok(result) => result.map_err(Unavailable),
             Err(_) => Err(Unavailable("the store has stopped".to_owned())),
         }
+    }
+
+    /// Runs a write on the store's thread without waiting for it; its
+    /// failure is logged. False when the queue is full.
+    pub fn spawn(
+        &self,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<()> + Send + 'static,
+    ) -> bool {
+        let task: Task = Box::new(move |conn, _| {
+            if let Err(error) = work(conn) {
+                warn!(%error, "a write to the database failed");
+            }
+        });
+        self.jobs.try_send(Job::Run(task)).is_ok()
     }
 
     /// Writes everything queued, then stops the thread and waits for it.
@@ -356,13 +371,9 @@ impl Writer {
                 taken += 1;
                 match job {
                     Job::Record(room, stored) => self.keep(room, stored),
-                    Job::Recent { room, limit, reply } => {
+                    Job::Run(task) => {
                         self.write_pending();
-                        let _ = reply.send(self.recent(&room, limit).map_err(|e| e.to_string()));
-                    }
-                    Job::Search { room, terms, reply } => {
-                        self.write_pending();
-                        let _ = reply.send(self.search(&room, &terms).map_err(|e| e.to_string()));
+                        task(&mut self.conn, cutoff_ms(self.retain));
                     }
                     Job::Close => closing = true,
                 }
@@ -441,37 +452,6 @@ impl Writer {
         }
     }
 
-    fn recent(&self, room: &RoomKey, limit: usize) -> rusqlite::Result<Vec<Stored>> {
-        let mut statement = self.conn.prepare_cached(
-            "SELECT at, kind, name, theme, text FROM messages
-             WHERE room = ?1 AND at >= ?2 ORDER BY id DESC LIMIT ?3",
-        )?;
-        let cutoff = cutoff_ms(self.retain);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = statement.query_map(params![room.as_str(), cutoff, limit], read_row)?;
-        let mut lines: Vec<Stored> =
-            rows.filter_map(Result::transpose).collect::<Result<_, _>>()?;
-        lines.reverse();
-        Ok(lines)
-    }
-
-    fn search(&self, room: &RoomKey, terms: &[Vec<String>]) -> rusqlite::Result<Vec<Stored>> {
-        let mut statement = self.conn.prepare_cached(
-            "SELECT m.at, m.kind, m.name, m.theme, m.text
-             FROM messages_text JOIN messages AS m ON m.id = messages_text.rowid
-             WHERE messages_text MATCH ?1 AND m.room = ?2 AND m.at >= ?3
-             ORDER BY messages_text.rowid DESC LIMIT ?4",
-        )?;
-        let cutoff = cutoff_ms(self.retain);
-        let limit = super::SEARCH_RESULTS as i64;
-        let rows = statement
-            .query_map(params![fts_query(terms), room.as_str(), cutoff, limit], read_row)?;
-        let mut lines: Vec<Stored> =
-            rows.filter_map(Result::transpose).collect::<Result<_, _>>()?;
-        lines.reverse();
-        Ok(lines)
-    }
-
     /// Deletes one chunk of lines older than `--retain-days`; comes back
     /// at once while there is more, else in an hour.
     fn expire_old(&mut self) {
@@ -500,6 +480,45 @@ impl Writer {
             }
         }
     }
+}
+
+/// The last `limit` lines of `room` since `cutoff`, oldest first.
+fn recent(
+    conn: &Connection,
+    room: &RoomKey,
+    limit: usize,
+    cutoff: i64,
+) -> rusqlite::Result<Vec<Stored>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT at, kind, name, theme, text FROM messages
+             WHERE room = ?1 AND at >= ?2 ORDER BY id DESC LIMIT ?3",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = statement.query_map(params![room.as_str(), cutoff, limit], read_row)?;
+    let mut lines: Vec<Stored> = rows.filter_map(Result::transpose).collect::<Result<_, _>>()?;
+    lines.reverse();
+    Ok(lines)
+}
+
+/// The latest lines of `room` since `cutoff` with every term, oldest first.
+fn search(
+    conn: &Connection,
+    room: &RoomKey,
+    terms: &[Vec<String>],
+    cutoff: i64,
+) -> rusqlite::Result<Vec<Stored>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT m.at, m.kind, m.name, m.theme, m.text
+             FROM messages_text JOIN messages AS m ON m.id = messages_text.rowid
+             WHERE messages_text MATCH ?1 AND m.room = ?2 AND m.at >= ?3
+             ORDER BY messages_text.rowid DESC LIMIT ?4",
+    )?;
+    let limit = super::SEARCH_RESULTS as i64;
+    let rows =
+        statement.query_map(params![fts_query(terms), room.as_str(), cutoff, limit], read_row)?;
+    let mut lines: Vec<Stored> = rows.filter_map(Result::transpose).collect::<Result<_, _>>()?;
+    lines.reverse();
+    Ok(lines)
 }
 
 /// Writes lines in one transaction (the store's thread does; so do tools
