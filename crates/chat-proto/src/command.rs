@@ -25,6 +25,15 @@ pub enum Command<'a> {
     /// `/search WORDS`: the current room's most recent messages with every word.
     Search(&'a str),
     Nick(&'a str),
+    /// `/register PASSWORD`: make the current name yours.
+    Register(&'a str),
+    /// `/password OLD NEW`.
+    Password {
+        old: &'a str,
+        new: &'a str,
+    },
+    /// `/unregister PASSWORD`: give the name back.
+    Unregister(&'a str),
     Me(&'a str),
     Msg {
         to: &'a str,
@@ -97,6 +106,24 @@ pub const SEARCH: CommandSpec = CommandSpec {
 };
 pub const NICK: CommandSpec =
     CommandSpec { name: "nick", aliases: &["name"], usage: "/nick NEW", help: "change your name" };
+pub const REGISTER: CommandSpec = CommandSpec {
+    name: "register",
+    aliases: &[],
+    usage: "/register PASSWORD",
+    help: "make your name yours (8+ characters, no spaces; sent in the clear without TLS)",
+};
+pub const PASSWORD: CommandSpec = CommandSpec {
+    name: "password",
+    aliases: &[],
+    usage: "/password OLD NEW",
+    help: "change the password of your registered name",
+};
+pub const UNREGISTER: CommandSpec = CommandSpec {
+    name: "unregister",
+    aliases: &[],
+    usage: "/unregister PASSWORD",
+    help: "give your registered name back",
+};
 pub const ME: CommandSpec = CommandSpec {
     name: "me",
     aliases: &[],
@@ -123,8 +150,10 @@ pub const QUIT: CommandSpec = CommandSpec {
 };
 
 /// Every command, in the order `/help` lists them.
-pub const COMMANDS: &[CommandSpec] =
-    &[HELP, WHO, JOIN, PART, ROOMS, HISTORY, SEARCH, NICK, ME, MSG, COLOR, QUIT];
+pub const COMMANDS: &[CommandSpec] = &[
+    HELP, WHO, JOIN, PART, ROOMS, HISTORY, SEARCH, NICK, REGISTER, PASSWORD, UNREGISTER, ME, MSG,
+    COLOR, QUIT,
+];
 
 /// Messages `/history` shows when no number is given.
 pub const HISTORY_DEFAULT: usize = 50;
@@ -175,6 +204,13 @@ pub fn parse(line: &str) -> Command<'_> {
         },
         "search" if rest.is_empty() => usage,
         "search" => Command::Search(rest),
+        "register" | "unregister" if rest.is_empty() || rest.contains(' ') => usage,
+        "register" => Command::Register(rest),
+        "unregister" => Command::Unregister(rest),
+        "password" => match rest.split_whitespace().collect::<Vec<_>>()[..] {
+            [old, new] => Command::Password { old, new },
+            _ => usage,
+        },
         "nick" if rest.is_empty() => usage,
         "nick" => Command::Nick(rest),
         "me" if rest.is_empty() => usage,
@@ -250,6 +286,16 @@ mod tests {
         assert_eq!(parse("/history lots"), Command::Usage("/history [N]"));
         assert_eq!(parse("/search  Rust  async "), Command::Search("Rust  async"));
         assert_eq!(parse("/search"), Command::Usage("/search WORDS"));
+    }
+
+    #[test]
+    fn registration_commands_take_one_word_passwords() {
+        assert_eq!(parse("/register hunter22"), Command::Register("hunter22"));
+        assert_eq!(parse("/register two words"), Command::Usage("/register PASSWORD"));
+        assert_eq!(parse("/register"), Command::Usage("/register PASSWORD"));
+        assert_eq!(parse("/password a b"), Command::Password { old: "a", new: "b" });
+        assert_eq!(parse("/password a"), Command::Usage("/password OLD NEW"));
+        assert_eq!(parse("/unregister hunter22"), Command::Unregister("hunter22"));
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub const GOODBYE: &str = "Goodbye!";
 pub const SHUTDOWN_GOODBYE: &str = "The server is shutting down. Goodbye!";
 pub const NAME_TIMEOUT_GOODBYE: &str = "Timed out waiting for a name. Goodbye!";
 const KICKED_PREFIX: &str = "You were removed by the operator: ";
+pub const REPLACED_GOODBYE: &str =
+    "Your name logged in from another connection; this one is closed. Goodbye!";
+const PASSWORD_PROMPT_SUFFIX: &str = " is registered: type its password.";
 pub const DEGRADED: &str =
     "The room is degraded: messages reach only users on this server until the backplane is back.";
 pub const WHOLE_AGAIN: &str = "The room is whole again: messages reach every server.";
@@ -87,6 +90,12 @@ pub fn missed(count: u64) -> String {
     format!("{MISSED_PREFIX}{count}{MISSED_SUFFIX}")
 }
 
+/// What the name prompt asks next for a registered name (the client
+/// answers it without echo).
+pub fn password_prompt(name: &Name) -> String {
+    format!("{name}{PASSWORD_PROMPT_SUFFIX}")
+}
+
 /// The goodbye of a user the operator removed.
 pub fn kicked(reason: &str) -> String {
     format!("{KICKED_PREFIX}{reason}")
@@ -97,6 +106,8 @@ pub fn kicked(reason: &str) -> String {
 pub enum Heard<'a> {
     /// The server asks for a name (first, or again after a refusal).
     NamePrompt,
+    /// The name we chose is registered: the server asks its password.
+    PasswordPrompt { name: &'a str },
     /// Something we asked for was refused, with the reason.
     Refusal { reason: &'a str },
     /// We are in, under this name.
@@ -129,6 +140,8 @@ pub enum Goodbye {
     Shutdown,
     Kicked,
     NameTimeout,
+    /// Our registered name logged in from another connection.
+    Replaced,
 }
 
 /// Reads a received line, escapes already stripped. A room tag
@@ -153,10 +166,14 @@ fn classify_notice(notice: &str) -> Heard<'_> {
         GOODBYE => return Heard::Goodbye(Goodbye::Quit),
         SHUTDOWN_GOODBYE => return Heard::Goodbye(Goodbye::Shutdown),
         NAME_TIMEOUT_GOODBYE => return Heard::Goodbye(Goodbye::NameTimeout),
+        REPLACED_GOODBYE => return Heard::Goodbye(Goodbye::Replaced),
         _ => {}
     }
     if notice.starts_with(KICKED_PREFIX) {
         return Heard::Goodbye(Goodbye::Kicked);
+    }
+    if let Some(name) = notice.strip_suffix(PASSWORD_PROMPT_SUFFIX) {
+        return Heard::PasswordPrompt { name };
     }
     if let Some(reason) = notice.strip_prefix(REFUSAL_PREFIX) {
         return Heard::Refusal { reason: reason.strip_suffix('.').unwrap_or(reason) };
@@ -228,6 +245,8 @@ mod tests {
             (Line::notice(SHUTDOWN_GOODBYE), Heard::Goodbye(Goodbye::Shutdown)),
             (Line::notice(NAME_TIMEOUT_GOODBYE), Heard::Goodbye(Goodbye::NameTimeout)),
             (Line::notice(&kicked("spam")), Heard::Goodbye(Goodbye::Kicked)),
+            (Line::notice(REPLACED_GOODBYE), Heard::Goodbye(Goodbye::Replaced)),
+            (Line::notice(&password_prompt(&alice)), Heard::PasswordPrompt { name: "alice" }),
             (Line::notice("bob joined"), Heard::Notice("bob joined")),
             (
                 Line::chat(&THEMES[1], &alice, "hi: there"),

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use chat_proto::command::{self, Command};
 use chat_proto::{Line, Name, RoomKey, RoomName, sanitize_text, vocabulary};
 use tokio::io::AsyncWrite;
-use tracing::info;
+use tracing::{info, warn};
 
+use crate::accounts;
 use crate::context::Context;
 use crate::hub::Joined;
 use crate::output::Output;
@@ -50,6 +51,9 @@ pub async fn execute<W: AsyncWrite + Unpin>(
         Command::History(count) => history(ctx, session, out, count).await,
         Command::Search(words) => search(ctx, session, out, words).await,
         Command::Nick(new) => rename(ctx, session, out, new).await,
+        Command::Register(password) => register(ctx, session, out, password).await,
+        Command::Password { old, new } => change_password(ctx, session, out, old, new).await,
+        Command::Unregister(password) => unregister(ctx, session, out, password).await,
         Command::Msg { to, text } => {
             let reply = match ctx.hub.whisper(&session.speaker, to, text) {
                 Ok(name) => Line::private_sent(&name, text),
@@ -261,6 +265,109 @@ async fn show_stored<W: AsyncWrite + Unpin>(
         out.push(&stored.timed_line());
     }
     Ok(out.flush().await?)
+}
+
+/// `/register PASSWORD`: the current name becomes the user's.
+async fn register<W: AsyncWrite + Unpin>(
+    ctx: &Context,
+    session: &mut Session,
+    out: &mut Output<W>,
+    password: &str,
+) -> Result<(), End> {
+    let name = session.speaker.name.clone();
+    let reply = if session.speaker.registered {
+        format!("{name} is registered already; /password OLD NEW changes its password.")
+    } else if let Some(problem) = accounts::password_problem(password) {
+        vocabulary::refusal(&problem)
+    } else {
+        match accounts::hash(password.to_owned()).await {
+            Err(error) => vocabulary::refusal(&error),
+            Ok(hash) => match ctx.hub.store().register(&name, hash).await {
+                Ok(true) => {
+                    session.speaker.registered = true;
+                    info!(id = session.speaker.id, peer = %session.speaker.peer, %name, "registered");
+                    format!(
+                        "{name} is yours now: next time it asks for your password. \
+                         Without TLS, passwords cross the network in the clear."
+                    )
+                }
+                Ok(false) => vocabulary::refusal(&RoomError::Registered.to_string()),
+                Err(error) => vocabulary::refusal(&error.to_string()),
+            },
+        }
+    };
+    Ok(out.say(&Line::notice(&reply)).await?)
+}
+
+/// Checks the owner's password for a command on their registered name,
+/// in turn behind the name's throttle; the refusal when it is wrong.
+async fn owner_check(ctx: &Context, session: &Session, password: &str) -> Result<(), String> {
+    let name = &session.speaker.name;
+    if !session.speaker.registered {
+        return Err(format!("{name} is not registered; /register PASSWORD first"));
+    }
+    let account = match ctx.hub.store().account(&name.key()).await {
+        Ok(Some(account)) => account,
+        Ok(None) => return Err(format!("{name} is not registered any more")),
+        Err(error) => return Err(error.to_string()),
+    };
+    let key = name.key();
+    tokio::time::sleep_until(ctx.logins.reserve(&key)).await;
+    if accounts::verify(password.to_owned(), account.hash).await {
+        ctx.logins.succeeded(&key);
+        Ok(())
+    } else {
+        warn!(id = session.speaker.id, peer = %session.speaker.peer, %name, "wrong password");
+        Err("wrong password".to_owned())
+    }
+}
+
+/// `/password OLD NEW`.
+async fn change_password<W: AsyncWrite + Unpin>(
+    ctx: &Context,
+    session: &mut Session,
+    out: &mut Output<W>,
+    old: &str,
+    new: &str,
+) -> Result<(), End> {
+    let checked = match accounts::password_problem(new) {
+        Some(problem) => Err(problem),
+        None => owner_check(ctx, session, old).await,
+    };
+    let reply = match checked {
+        Err(reason) => vocabulary::refusal(&reason),
+        Ok(()) => match accounts::hash(new.to_owned()).await {
+            Err(error) => vocabulary::refusal(&error),
+            Ok(hash) => match ctx.hub.store().set_hash(&session.speaker.name.key(), hash).await {
+                Ok(true) => "Your password is changed.".to_owned(),
+                Ok(false) => vocabulary::refusal("the name is not registered any more"),
+                Err(error) => vocabulary::refusal(&error.to_string()),
+            },
+        },
+    };
+    Ok(out.say(&Line::notice(&reply)).await?)
+}
+
+/// `/unregister PASSWORD`: the name is anyone's again.
+async fn unregister<W: AsyncWrite + Unpin>(
+    ctx: &Context,
+    session: &mut Session,
+    out: &mut Output<W>,
+    password: &str,
+) -> Result<(), End> {
+    let name = session.speaker.name.clone();
+    let reply = match owner_check(ctx, session, password).await {
+        Err(reason) => vocabulary::refusal(&reason),
+        Ok(()) => match ctx.hub.store().unregister(&name.key()).await {
+            Ok(_) => {
+                session.speaker.registered = false;
+                info!(id = session.speaker.id, peer = %session.speaker.peer, %name, "unregistered");
+                format!("{name} is no longer registered.")
+            }
+            Err(error) => vocabulary::refusal(&error.to_string()),
+        },
+    };
+    Ok(out.say(&Line::notice(&reply)).await?)
 }
 
 async fn rename<W: AsyncWrite + Unpin>(

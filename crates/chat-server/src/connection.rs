@@ -13,21 +13,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_proto::{ChatCodec, Frame, Line, Name, vocabulary};
+use chat_proto::{ChatCodec, Frame, Line, Name, RoomName, sanitize_text, vocabulary};
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
-use tracing::info;
+use tracing::{info, warn};
 
+use crate::accounts;
 use crate::command;
 use crate::context::Context;
-use crate::hub::{Arrival, Speaker};
+use crate::hub::{Arrival, Joined, Speaker};
 use crate::output::Output;
 use crate::people::Direct;
-use crate::room::{ConnId, Event, Online};
+use crate::room::{ConnId, Event, Online, RoomError};
 use crate::session::{End, Memberships, Session};
 use crate::stats::Stats;
+use crate::store::Account;
 use crate::subscription::Subscription;
 use crate::throttle::Throttle;
 
@@ -40,6 +42,9 @@ const GOODBYE_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for the peer to close after we did, so our last line
 /// is not destroyed by a reset.
 const LINGER: Duration = Duration::from_secs(1);
+
+/// A name's arrival, with the account of a returning owner; or why not.
+type Arrived = Result<((Name, Arrival), Option<Account>), String>;
 
 /// What a newcomer is shown once: who is here, what was said, and whether
 /// the room is whole.
@@ -91,49 +96,50 @@ where
 {
     /// Runs the session; returns who it was once named, and how it ended.
     async fn run(&mut self) -> (Option<Speaker>, End) {
-        let (mut session, welcome) = match self.choose_name().await {
+        // Boxed, as is the owner's return: they run once, and inline their
+        // state would make every connection's task larger for its whole life.
+        let (mut session, welcome, returning) = match Box::pin(self.choose_name()).await {
             Ok(joined) => joined,
             Err(end) => return (None, end),
         };
-        let end = match self.welcome(&session, welcome).await {
+        let mut greeted = self.welcome(&session, welcome).await;
+        if let (Ok(()), Some(account)) = (&greeted, returning) {
+            greeted = Box::pin(self.come_back(&mut session, account)).await;
+        }
+        let end = match greeted {
             Ok(()) => self.chat(&mut session).await,
             Err(end) => end,
         };
         (Some(session.speaker), end)
     }
 
-    /// Greets, then reads lines until one is a name the room accepts.
-    async fn choose_name(&mut self) -> Result<(Session, Welcome), End> {
+    /// Greets, then reads lines until one is a name the room accepts (for
+    /// a registered name, with its password). A returning owner's account
+    /// comes back with the session.
+    async fn choose_name(&mut self) -> Result<(Session, Welcome, Option<Account>), End> {
         self.output.push(&Line::notice(vocabulary::GREETING));
         self.output.say(&Line::notice(vocabulary::NAME_PROMPT)).await?;
         let deadline = Instant::now() + self.ctx.limits.name_timeout;
         let mut first_line = true;
         loop {
-            let raw = tokio::select! {
-                _ = self.ctx.shutdown.cancelled() => return Err(End::Shutdown),
-                frame = tokio::time::timeout_at(deadline, self.input.next()) => match frame {
-                    Err(_) => return Err(End::NameTimeout),
-                    Ok(frame) => self.line_or_end(frame).await?,
-                },
-            };
-            let Some(raw) = raw else { continue };
+            let Some(raw) = self.read_before(deadline).await? else { continue };
             if std::mem::take(&mut first_line) && looks_like_http(&raw) {
                 return Err(End::Http);
             }
-            let hub = &self.ctx.hub;
+            let ctx = Arc::clone(&self.ctx);
+            let hub = &ctx.hub;
             let outcome = match raw.trim() {
-                "" => hub.arrive_as_guest(self.id, self.peer).await,
+                "" => hub.arrive_as_guest(self.id, self.peer).await.map(|a| (a, None)),
                 typed => match Name::parse(typed) {
-                    Ok(name) => {
-                        hub.arrive(self.id, name, self.peer).await.map_err(|e| e.to_string())
-                    }
+                    Ok(name) => self.arrive_as(name, deadline).await?,
                     Err(e) => Err(e.to_string()),
                 },
             };
             match outcome {
-                Ok((name, arrival)) => {
+                Ok(((name, arrival), account)) => {
                     info!(peer = %self.peer, id = self.id, %name, "named");
-                    return Ok(self.start_session(name, arrival));
+                    let (session, welcome) = self.start_session(name, arrival, account.is_some());
+                    return Ok((session, welcome, account));
                 }
                 Err(reason) => {
                     self.output.push(&Line::notice(&vocabulary::refusal(&reason)));
@@ -143,12 +149,109 @@ where
         }
     }
 
-    fn start_session(&self, name: Name, arrival: Arrival) -> (Session, Welcome) {
+    /// The next line before `deadline` (`None` for an overlong one, already answered).
+    async fn read_before(&mut self, deadline: Instant) -> Result<Option<String>, End> {
+        tokio::select! {
+            _ = self.ctx.shutdown.cancelled() => Err(End::Shutdown),
+            frame = tokio::time::timeout_at(deadline, self.input.next()) => match frame {
+                Err(_) => Err(End::NameTimeout),
+                Ok(frame) => self.line_or_end(frame).await,
+            },
+        }
+    }
+
+    /// Arrives as `name`; a registered one first asks its password (each
+    /// attempt in turn behind the name's throttle) and replaces a
+    /// connection already using it.
+    async fn arrive_as(&mut self, name: Name, deadline: Instant) -> Result<Arrived, End> {
+        let ctx = Arc::clone(&self.ctx);
+        let hub = &ctx.hub;
+        let account = match hub.store().account(&name.key()).await {
+            Ok(account) => account,
+            Err(error) => {
+                warn!(%error, %name, "cannot tell whether a name is registered");
+                None
+            }
+        };
+        let Some(account) = account else {
+            let arrived = hub.arrive(self.id, name, self.peer, false).await;
+            return Ok(arrived.map(|a| (a, None)).map_err(|e| e.to_string()));
+        };
+        self.output.say(&Line::notice(&vocabulary::password_prompt(&name))).await?;
+        let password = loop {
+            if let Some(line) = self.read_before(deadline).await? {
+                break sanitize_text(&line).trim().to_owned();
+            }
+        };
+        let key = name.key();
+        let turn = self.ctx.logins.reserve(&key);
+        tokio::select! {
+            _ = self.ctx.shutdown.cancelled() => return Err(End::Shutdown),
+            _ = tokio::time::sleep_until(turn) => {}
+        }
+        if !accounts::verify(password, account.hash.clone()).await {
+            warn!(peer = %self.peer, id = self.id, %name, "wrong password");
+            return Ok(Err(format!("wrong password for {name}")));
+        }
+        self.ctx.logins.succeeded(&key);
+        info!(peer = %self.peer, id = self.id, %name, "logged in");
+        if !hub.replace(&name).await {
+            return Ok(Err(RoomError::NameTaken.to_string()));
+        }
+        let arrived = hub.arrive(self.id, name, self.peer, true).await;
+        Ok(arrived.map(|a| (a, Some(account))).map_err(|e| e.to_string()))
+    }
+
+    /// A returning owner is put back in the rooms they were in and told,
+    /// room by room, what came while they were away.
+    async fn come_back(&mut self, session: &mut Session, account: Account) -> Result<(), End> {
+        let ctx = Arc::clone(&self.ctx);
+        let hub = &ctx.hub;
+        let mut rooms = Vec::new();
+        for typed in &account.rooms {
+            let Ok(name) = RoomName::parse(typed) else { continue };
+            if !session.rooms.contains(&name.key())
+                && let Ok(Some(Joined { room, entry })) =
+                    hub.join_room(&session.speaker, &name).await
+            {
+                session.rooms.add(Subscription::new(room, entry.events, session.speaker.id));
+            }
+            if session.rooms.contains(&name.key()) {
+                rooms.push(name);
+            }
+        }
+        let Some(left_at) = account.left_at_ms else { return Ok(()) };
+        let limit = self.ctx.limits.history.max(1);
+        for room in rooms {
+            match hub.store().since(&room.key(), left_at, limit).await {
+                Ok((0, _)) => {
+                    self.output
+                        .push(&Line::notice(&format!("Nothing new in {room} since you left.")));
+                }
+                Ok((count, latest)) => {
+                    let heading = format!(
+                        "While you were away: {count} new in {room}; the latest {} (UTC; /history for more):",
+                        latest.len()
+                    );
+                    self.output.push(&Line::notice(&heading));
+                    for stored in &latest {
+                        self.output.push(&stored.timed_line());
+                    }
+                }
+                Err(error) => {
+                    self.output.push(&Line::notice(&format!("Sorry, {error}.")));
+                }
+            }
+        }
+        Ok(self.output.flush().await?)
+    }
+
+    fn start_session(&self, name: Name, arrival: Arrival, registered: bool) -> (Session, Welcome) {
         let Arrival { theme, inbox, degraded, lobby } = arrival;
         let limits = &self.ctx.limits;
         let entry = lobby.entry;
         let session = Session {
-            speaker: Speaker { id: self.id, name, theme, peer: self.peer },
+            speaker: Speaker { id: self.id, name, theme, peer: self.peer, registered },
             rooms: Memberships::new(Subscription::new(lobby.room, entry.events, self.id)),
             inbox,
             throttle: Throttle::new(limits.line_interval, limits.burst),
@@ -248,6 +351,7 @@ where
         match direct {
             Direct::Line(line) => Ok(self.output.say(&line).await?),
             Direct::Kick { reason } => Err(End::Kicked(reason)),
+            Direct::Replaced => Err(End::Replaced),
         }
     }
 

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::accounts::LoginThrottle;
 use crate::admission::{Admission, Gate, Refusal};
 use crate::config::Limits;
 use crate::hub::Hub;
@@ -22,6 +23,8 @@ pub struct Context {
     pub limits: Limits,
     pub shutdown: CancellationToken,
     pub started: Instant,
+    /// Failed password attempts per name.
+    pub logins: LoginThrottle,
     gate: Gate,
     next_id: AtomicU64,
 }
@@ -34,6 +37,7 @@ impl Context {
             limits,
             shutdown,
             started: Instant::now(),
+            logins: LoginThrottle::default(),
             next_id: AtomicU64::new(1),
         }
     }

@@ -15,6 +15,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chat_proto::{Line, Name, RoomKey, RoomName, Theme};
 use tracing::{info, warn};
@@ -29,6 +30,9 @@ use crate::store::{Said, Store, Stored};
 
 /// Attempts at a free `guest-NNNN` name before giving up.
 const GUEST_ATTEMPTS: usize = 50;
+/// How long a new login waits for the connection it replaces to leave.
+const REPLACE_WAIT: Duration = Duration::from_secs(5);
+const REPLACE_POLL: Duration = Duration::from_millis(10);
 
 /// Who a local user is, as the hub needs to know to speak for them.
 #[derive(Debug, Clone)]
@@ -37,6 +41,8 @@ pub struct Speaker {
     pub name: Name,
     pub theme: Theme,
     pub peer: SocketAddr,
+    /// Logged in as the owner of a registered name (or registered it now).
+    pub registered: bool,
 }
 
 impl Speaker {
@@ -111,16 +117,21 @@ impl Hub {
         &self.stats
     }
 
-    /// Arrives as `name`: free here, claimed across daemons, admitted, and
-    /// in `#lobby`, announced everywhere.
+    /// Arrives as `name`: free here, not registered to someone else
+    /// (`owner`: this is its owner, who gave the password), claimed across
+    /// daemons, admitted, and in `#lobby`, announced everywhere.
     pub async fn arrive(
         &self,
         id: ConnId,
         name: Name,
         peer: SocketAddr,
+        owner: bool,
     ) -> Result<(Name, Arrival), RoomError> {
         if !self.people.is_name_free(&name) {
             return Err(RoomError::NameTaken);
+        }
+        if !owner && self.is_registered(&name).await {
+            return Err(RoomError::Registered);
         }
         if let Some(bp) = &self.backplane
             && !bp.claim(&name).await
@@ -136,7 +147,8 @@ impl Hub {
                 return Err(error);
             }
         };
-        let speaker = Speaker { id, name: name.clone(), theme: admitted.theme, peer };
+        let speaker =
+            Speaker { id, name: name.clone(), theme: admitted.theme, peer, registered: owner };
         let notice = |_: &Room| format!("{} {} joined", speaker.theme.emoji, speaker.name);
         let lobby = RoomName::lobby();
         let recalled = self.recall(&lobby.key()).await;
@@ -167,13 +179,46 @@ impl Hub {
             let Ok(name) = Name::parse(&format!("guest-{number}")) else {
                 continue;
             };
-            match self.arrive(id, name, peer).await {
+            match self.arrive(id, name, peer, false).await {
                 Ok(arrived) => return Ok(arrived),
-                Err(RoomError::NameTaken) => continue,
+                Err(RoomError::NameTaken | RoomError::Registered) => continue,
                 Err(e) => return Err(e.to_string()),
             }
         }
         Err("no guest name is free; please type a name".to_owned())
+    }
+
+    /// Whether `name` (or a look-alike) is registered. When the store
+    /// cannot answer, the name is let through (and the failure logged):
+    /// an unreachable store must not lock everyone out.
+    pub async fn is_registered(&self, name: &Name) -> bool {
+        match self.store.account(&name.key()).await {
+            Ok(account) => account.is_some(),
+            Err(error) => {
+                warn!(%error, %name, "cannot tell whether a name is registered");
+                false
+            }
+        }
+    }
+
+    /// The registered owner of `name` logged in again: the connection
+    /// using it here is told and closed. Waits (briefly) until the name is
+    /// free; false if it is still taken.
+    pub async fn replace(&self, name: &Name) -> bool {
+        if self.people.is_name_free(name) {
+            return true;
+        }
+        if self.people.send_direct(name.as_str(), Direct::Replaced).is_err() {
+            return self.people.is_name_free(name);
+        }
+        let deadline = tokio::time::Instant::now() + REPLACE_WAIT;
+        while !self.people.is_name_free(name) {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(REPLACE_POLL).await;
+        }
+        true
     }
 
     /// The recent lines a room replays, read from the history unless the
@@ -268,6 +313,9 @@ impl Hub {
         if !same_person && !self.people.is_name_free(&new) {
             return Err(RoomError::NameTaken);
         }
+        if !same_person && self.is_registered(&new).await {
+            return Err(RoomError::Registered);
+        }
         let backplane = self.backplane.as_ref().filter(|_| !same_person);
         if let Some(bp) = backplane
             && !bp.claim(&new).await
@@ -298,6 +346,8 @@ impl Hub {
             }
         }
         speaker.name = new;
+        // A registered name stays with its owner; the new one is not theirs.
+        speaker.registered &= same_person;
         Ok(())
     }
 
@@ -357,6 +407,15 @@ impl Hub {
     /// everywhere, and the name is free again.
     pub fn leave(&self, speaker: &Speaker, how: String) {
         let Some(person) = self.people.remove(speaker.id) else { return };
+        if speaker.registered {
+            let names: Vec<RoomName> = person
+                .rooms
+                .iter()
+                .filter_map(|key| self.rooms.get(key))
+                .map(|r| r.name().clone())
+                .collect();
+            self.store.left(&speaker.name.key(), &names);
+        }
         let notice = format!("{} {} {how}", speaker.theme.emoji, speaker.name);
         let scope = Scope::across(&person.rooms);
         for key in &person.rooms {

@@ -1,6 +1,7 @@
 //! The chat daemon as a library: `main.rs` parses flags and calls [`run`].
 //!
 //! Map: [`config`] (flags and limits), [`admission`] (connection caps),
+//! [`accounts`] (password hashing and the throttle on guessing),
 //! [`context`] (what every connection shares), [`server`] (accept loops,
 //! admission, shutdown), [`connection`] (one task per client: greeting,
 //! naming, the select loop, goodbye), [`session`] (a named user's state and
@@ -17,6 +18,7 @@
 //! (the history that survives a restart: SQLite, or Redis), [`stats`] and
 //! [`metrics`] (counters, Prometheus endpoint).
 
+pub mod accounts;
 pub mod admission;
 pub mod backplane;
 pub mod command;

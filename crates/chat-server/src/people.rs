@@ -31,6 +31,8 @@ pub enum Direct {
     Line(Line),
     /// The operator removes this user.
     Kick { reason: String },
+    /// The owner of this registered name logged in on another connection.
+    Replaced,
 }
 
 /// A connection's direct messages: a short queue and a wake-up. Lighter than

@@ -192,9 +192,15 @@ pub enum RoomError {
     Busy,
     NoSuchRoom,
     NotInRoom,
-    TooManyRooms { max: usize },
-    TooManyRoomsForYou { max: usize },
+    TooManyRooms {
+        max: usize,
+    },
+    TooManyRoomsForYou {
+        max: usize,
+    },
     OnlyRoom,
+    /// A registered name, and this is not its owner.
+    Registered,
 }
 
 impl std::fmt::Display for RoomError {
@@ -214,6 +220,9 @@ impl std::fmt::Display for RoomError {
                 write!(f, "you are in {max} rooms already, the limit; /part one first")
             }
             RoomError::OnlyRoom => f.write_str("that is your only room; /quit to leave the server"),
+            RoomError::Registered => {
+                f.write_str("that name is registered (names ignore case and look-alike letters)")
+            }
         }
     }
 }

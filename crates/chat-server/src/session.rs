@@ -167,6 +167,8 @@ pub enum End {
     Lost(String),
     Stalled,
     Kicked(String),
+    /// The registered name logged in on another connection.
+    Replaced,
     Shutdown,
     NameTimeout,
     Http,
@@ -178,6 +180,7 @@ impl End {
         Some(match self {
             End::Quit(_) => Line::notice(vocabulary::GOODBYE),
             End::Kicked(reason) => Line::notice(&vocabulary::kicked(reason)),
+            End::Replaced => Line::notice(vocabulary::REPLACED_GOODBYE),
             End::Shutdown => Line::notice(vocabulary::SHUTDOWN_GOODBYE),
             End::NameTimeout => Line::notice(vocabulary::NAME_TIMEOUT_GOODBYE),
             End::Http => Line::plain(vocabulary::NOT_HTTP),
@@ -198,6 +201,7 @@ impl End {
             End::Lost(_) => "lost connection".to_owned(),
             End::Stalled => "was disconnected (not reading)".to_owned(),
             End::Kicked(reason) => format!("was kicked ({reason})"),
+            End::Replaced => "left (logged in again)".to_owned(),
             End::Shutdown | End::NameTimeout | End::Http => "left".to_owned(),
         }
     }
@@ -210,6 +214,7 @@ impl End {
             End::Lost(error) => format!("lost: {error}"),
             End::Stalled => "not reading, write timed out".to_owned(),
             End::Kicked(reason) => format!("kicked: {reason}"),
+            End::Replaced => "replaced by a new login".to_owned(),
             End::Shutdown => "server shutdown".to_owned(),
             End::NameTimeout => "no name in time".to_owned(),
             End::Http => "HTTP request".to_owned(),

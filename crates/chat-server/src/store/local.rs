@@ -20,8 +20,13 @@
 //! `sqlite3` (which uses other locks) can still read it. The schema carries
 //! its version in `PRAGMA user_version`; [`MIGRATIONS`] brings an older
 //! file up to date, and a newer one is refused.
+//!
+//! Registered names are few and asked about at every arrival, so they are
+//! read once at start and kept in memory: a lookup never waits behind a
+//! backlog of lines to write. Changes update memory at once and are written
+//! by the thread like everything else.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -29,12 +34,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use chat_proto::{RoomKey, RoomName};
+use chat_proto::{Name, NameKey, RoomKey, RoomName};
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use super::{Said, Stored, Unavailable, cutoff_ms, parse_name};
+use super::{Account, Said, Stored, Unavailable, cutoff_ms, now_ms, parse_name};
 use crate::room::Message;
 
 /// What `PRAGMA application_id` says in a chat-server database ("chat").
@@ -72,6 +77,17 @@ pub const MIGRATIONS: &[&str] = &[
                strftime('%Y-%m-%d %H:%M:%S', m.at / 1000, 'unixepoch') AS time_utc,
                m.kind, m.name, m.text
         FROM messages AS m LEFT JOIN rooms AS r ON r.key = m.room;",
+    // 2: registered names. `key` is the name's key (case and look-alikes
+    // folded), `hash` an argon2id PHC string, `rooms` the rooms the owner
+    // was in (space-separated names) and `left_at` when they last left.
+    "CREATE TABLE accounts (
+        key TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        rooms TEXT NOT NULL DEFAULT '',
+        left_at INTEGER
+    ) WITHOUT ROWID;",
 ];
 
 /// Requests waiting for the store's thread; past this, lines are dropped and counted.
@@ -118,6 +134,8 @@ pub struct LocalStore {
     jobs: SyncSender<Job>,
     thread: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<StoreStats>,
+    /// Every registered name, by key.
+    accounts: Mutex<HashMap<NameKey, Account>>,
     /// Holds the file's lock while the daemon runs.
     _lock: Option<File>,
 }
@@ -134,7 +152,8 @@ impl LocalStore {
             (Connection::open(path).map_err(|e| failed(e.to_string()))?, Some(lock))
         };
         prepare(&conn, path != ":memory:").map_err(failed)?;
-        Ok(Self::start(conn, lock, retain))
+        let accounts = all_accounts(&conn).map_err(|e| failed(e.to_string()))?;
+        Ok(Self::start(conn, lock, retain, accounts))
     }
 
     /// Opens the file as the daemon does (checks, settings, schema) but
@@ -154,7 +173,12 @@ impl LocalStore {
         }
     }
 
-    fn start(conn: Connection, lock: Option<File>, retain: Option<Duration>) -> LocalStore {
+    fn start(
+        conn: Connection,
+        lock: Option<File>,
+        retain: Option<Duration>,
+        accounts: HashMap<NameKey, Account>,
+    ) -> LocalStore {
         let (jobs, queue) = std::sync::mpsc::sync_channel(QUEUE);
         let stats = Arc::new(StoreStats::default());
         let writer = Writer::new(conn, Arc::clone(&stats), retain);
@@ -165,11 +189,74 @@ impl LocalStore {
         if thread.is_none() {
             warn!("could not start the store's thread; history will not be kept");
         }
-        LocalStore { jobs, thread: Mutex::new(thread), stats, _lock: lock }
+        let accounts = Mutex::new(accounts);
+        LocalStore { jobs, thread: Mutex::new(thread), stats, accounts, _lock: lock }
     }
 
     pub fn stats(&self) -> &StoreStats {
         &self.stats
+    }
+
+    fn accounts(&self) -> std::sync::MutexGuard<'_, HashMap<NameKey, Account>> {
+        self.accounts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn account(&self, key: &NameKey) -> Option<Account> {
+        self.accounts().get(key).cloned()
+    }
+
+    /// Registers `name` unless it is; the row is written by the thread.
+    pub fn register(&self, name: &Name, hash: String) -> Result<bool, Unavailable> {
+        let mut accounts = self.accounts();
+        let key = name.key();
+        if accounts.contains_key(&key) {
+            return Ok(false);
+        }
+        let (owned, stored_hash) = (name.clone(), hash.clone());
+        self.write(move |conn| register(conn, &owned, &stored_hash).map(drop))?;
+        let account = Account { name: name.to_string(), hash, rooms: Vec::new(), left_at_ms: None };
+        accounts.insert(key, account);
+        Ok(true)
+    }
+
+    pub fn set_hash(&self, key: &NameKey, hash: String) -> Result<bool, Unavailable> {
+        let mut accounts = self.accounts();
+        let Some(account) = accounts.get_mut(key) else { return Ok(false) };
+        let (owned, stored_hash) = (key.clone(), hash.clone());
+        self.write(move |conn| set_hash(conn, &owned, &stored_hash).map(drop))?;
+        account.hash = hash;
+        Ok(true)
+    }
+
+    pub fn unregister(&self, key: &NameKey) -> Result<bool, Unavailable> {
+        let mut accounts = self.accounts();
+        if !accounts.contains_key(key) {
+            return Ok(false);
+        }
+        let owned = key.clone();
+        self.write(move |conn| unregister(conn, &owned).map(drop))?;
+        accounts.remove(key);
+        Ok(true)
+    }
+
+    /// Where a registered user was when they left.
+    pub fn left(&self, key: &NameKey, rooms: String, at_ms: i64) {
+        let mut accounts = self.accounts();
+        let Some(account) = accounts.get_mut(key) else { return };
+        account.rooms = rooms.split_whitespace().map(str::to_owned).collect();
+        account.left_at_ms = Some(at_ms);
+        let owned = key.clone();
+        if self.write(move |conn| left(conn, &owned, &rooms, at_ms)).is_err() {
+            warn!("the store is busy: a departure was not recorded");
+        }
+    }
+
+    /// Queues a change of the accounts table behind everything queued before it.
+    fn write(
+        &self,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<()> + Send + 'static,
+    ) -> Result<(), Unavailable> {
+        if self.spawn(work) { Ok(()) } else { Err(Unavailable("the store is busy".to_owned())) }
     }
 
     /// Hands a line to the store's thread; never waits.
@@ -519,6 +606,71 @@ fn search(
     let mut lines: Vec<Stored> = rows.filter_map(Result::transpose).collect::<Result<_, _>>()?;
     lines.reverse();
     Ok(lines)
+}
+
+/// Every registered name, read once at start.
+fn all_accounts(conn: &Connection) -> rusqlite::Result<HashMap<NameKey, Account>> {
+    let mut query = conn.prepare("SELECT key, name, hash, rooms, left_at FROM accounts")?;
+    let rows = query.query_map([], |row| {
+        let key: String = row.get(0)?;
+        let rooms: String = row.get(3)?;
+        let account = Account {
+            name: row.get(1)?,
+            hash: row.get(2)?,
+            rooms: rooms.split_whitespace().map(str::to_owned).collect(),
+            left_at_ms: row.get(4)?,
+        };
+        Ok((NameKey::of(&key), account))
+    })?;
+    rows.collect()
+}
+
+/// Registers a name unless it already is; true when it was registered now.
+fn register(conn: &Connection, name: &Name, hash: &str) -> rusqlite::Result<bool> {
+    let added = conn.execute(
+        "INSERT OR IGNORE INTO accounts (key, name, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![name.key().as_str(), name.as_str(), hash, now_ms()],
+    )?;
+    Ok(added == 1)
+}
+
+fn set_hash(conn: &Connection, key: &NameKey, hash: &str) -> rusqlite::Result<bool> {
+    let changed =
+        conn.execute("UPDATE accounts SET hash = ?2 WHERE key = ?1", params![key.as_str(), hash])?;
+    Ok(changed == 1)
+}
+
+fn unregister(conn: &Connection, key: &NameKey) -> rusqlite::Result<bool> {
+    Ok(conn.execute("DELETE FROM accounts WHERE key = ?1", [key.as_str()])? == 1)
+}
+
+/// Where a registered user was when they left, and when.
+fn left(conn: &Connection, key: &NameKey, rooms: &str, at_ms: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE accounts SET rooms = ?2, left_at = ?3 WHERE key = ?1",
+        params![key.as_str(), rooms, at_ms],
+    )?;
+    Ok(())
+}
+
+/// How many lines `room` got after `after_ms`, and the last `limit` of them.
+pub fn since(
+    conn: &Connection,
+    room: &RoomKey,
+    after_ms: i64,
+    limit: usize,
+) -> rusqlite::Result<(u64, Vec<Stored>)> {
+    // Lines are numbered in the order they were said: find the first one
+    // after the time through the time index, then count the room's from it.
+    let count: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM messages WHERE room = ?1 AND id >= coalesce(
+                (SELECT id FROM messages WHERE at > ?2 ORDER BY at LIMIT 1), 9e18)",
+        )?
+        .query_row(params![room.as_str(), after_ms], |row| row.get(0))?;
+    let mut lines = recent(conn, room, limit.min(count as usize), after_ms + 1)?;
+    lines.retain(|line| line.at_ms > after_ms);
+    Ok((count as u64, lines))
 }
 
 /// Writes lines in one transaction (the store's thread does; so do tools

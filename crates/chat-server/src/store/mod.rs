@@ -15,7 +15,7 @@ pub mod shared;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chat_proto::{Line, Name, RoomKey, RoomName};
+use chat_proto::{Line, Name, NameKey, RoomKey, RoomName};
 
 use crate::backplane::Backplane;
 use crate::room::Message;
@@ -111,6 +111,19 @@ pub fn matches_terms(text: &str, terms: &[Vec<String>]) -> bool {
     terms.iter().all(|term| words.windows(term.len()).any(|window| window == term.as_slice()))
 }
 
+/// A registered name as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// As registered (the key folds case and look-alikes).
+    pub name: String,
+    /// An argon2id PHC string.
+    pub hash: String,
+    /// The rooms the owner was in when they last left.
+    pub rooms: Vec<String>,
+    /// When they last left, if ever.
+    pub left_at_ms: Option<i64>,
+}
+
 /// Why the history could not answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unavailable(pub String);
@@ -171,6 +184,67 @@ impl Store {
         match self {
             Store::Local(store) => Box::pin(store.search(room, terms)).await,
             Store::Shared(shared) => Box::pin(shared.search(room, terms)).await,
+        }
+    }
+
+    /// The registered name with this key, if any.
+    pub async fn account(&self, key: &NameKey) -> Result<Option<Account>, Unavailable> {
+        let key = key.clone();
+        match self {
+            Store::Local(store) => Ok(store.account(&key)),
+            Store::Shared(shared) => Box::pin(shared.account(&key)).await,
+        }
+    }
+
+    /// Registers `name` with a password hash; false when it already is.
+    pub async fn register(&self, name: &Name, hash: String) -> Result<bool, Unavailable> {
+        let name = name.clone();
+        match self {
+            Store::Local(store) => store.register(&name, hash),
+            Store::Shared(shared) => Box::pin(shared.register(&name, &hash)).await,
+        }
+    }
+
+    /// Replaces a registered name's password hash.
+    pub async fn set_hash(&self, key: &NameKey, hash: String) -> Result<bool, Unavailable> {
+        let key = key.clone();
+        match self {
+            Store::Local(store) => store.set_hash(&key, hash),
+            Store::Shared(shared) => Box::pin(shared.set_hash(&key, &hash)).await,
+        }
+    }
+
+    pub async fn unregister(&self, key: &NameKey) -> Result<bool, Unavailable> {
+        let key = key.clone();
+        match self {
+            Store::Local(store) => store.unregister(&key),
+            Store::Shared(shared) => Box::pin(shared.unregister(&key)).await,
+        }
+    }
+
+    /// A registered user left, from these rooms; never waits.
+    pub fn left(&self, key: &NameKey, rooms: &[RoomName]) {
+        let rooms: Vec<&str> = rooms.iter().map(RoomName::as_str).collect();
+        let (key, rooms, at) = (key.clone(), rooms.join(" "), now_ms());
+        match self {
+            Store::Local(store) => store.left(&key, rooms, at),
+            Store::Shared(shared) => shared.left(key, rooms, at),
+        }
+    }
+
+    /// How many lines `room` got after `after_ms`, and the last `limit` of them.
+    pub async fn since(
+        &self,
+        room: &RoomKey,
+        after_ms: i64,
+        limit: usize,
+    ) -> Result<(u64, Vec<Stored>), Unavailable> {
+        let room = room.clone();
+        match self {
+            Store::Local(store) => {
+                Box::pin(store.run(move |conn, _| local::since(conn, &room, after_ms, limit))).await
+            }
+            Store::Shared(shared) => Box::pin(shared.since(&room, after_ms, limit)).await,
         }
     }
 

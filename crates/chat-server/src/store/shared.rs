@@ -7,12 +7,21 @@
 //! answer the same everywhere and survive any daemon's restart (and Redis's,
 //! when Redis persists its data: see the README). `--retain-days` applies
 //! when reading. Each entry is one line of text: `at<TAB>kind<TAB>theme<TAB>name<TAB>text`.
+//!
+//! Registered names are hashes `chat:account:<key>` (fields `name`, `hash`,
+//! `created_at`, `rooms`, `left_at`), so a name registered on one daemon
+//! is protected on all of them.
 
 use std::time::Duration;
 
-use chat_proto::RoomKey;
+use std::collections::HashMap;
 
-use super::{SEARCH_RESULTS, Said, Stored, Unavailable, cutoff_ms, matches_terms, parse_name};
+use chat_proto::{Name, NameKey, RoomKey};
+
+use super::{
+    Account, SEARCH_RESULTS, Said, Stored, Unavailable, cutoff_ms, matches_terms, now_ms,
+    parse_name,
+};
 use crate::backplane::Backplane;
 use crate::room::Message;
 
@@ -97,6 +106,128 @@ impl SharedHistory {
         }
     }
 }
+
+impl SharedHistory {
+    fn account_key(key: &NameKey) -> String {
+        format!("chat:account:{}", key.as_str())
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Result<T, Unavailable> {
+        let unreachable = || Unavailable("the backplane is not connected".to_owned());
+        let mut conn = self.backplane.commands().ok_or_else(unreachable)?;
+        match tokio::time::timeout(READ_TIMEOUT, command.query_async(&mut conn)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(Unavailable(error.to_string())),
+            Err(_) => Err(Unavailable("Redis did not answer in time".to_owned())),
+        }
+    }
+
+    pub async fn account(&self, key: &NameKey) -> Result<Option<Account>, Unavailable> {
+        let mut command = redis::cmd("HGETALL");
+        command.arg(Self::account_key(key));
+        let fields: HashMap<String, String> = self.query(command).await?;
+        let (Some(name), Some(hash)) = (fields.get("name"), fields.get("hash")) else {
+            return Ok(None);
+        };
+        Ok(Some(Account {
+            name: name.clone(),
+            hash: hash.clone(),
+            rooms: fields
+                .get("rooms")
+                .map(|r| r.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
+            left_at_ms: fields.get("left_at").and_then(|at| at.parse().ok()),
+        }))
+    }
+
+    pub async fn register(&self, name: &Name, hash: &str) -> Result<bool, Unavailable> {
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(REGISTER_SCRIPT)
+            .arg(1)
+            .arg(Self::account_key(&name.key()))
+            .arg(name.as_str())
+            .arg(hash)
+            .arg(now_ms());
+        let added: i64 = self.query(command).await?;
+        Ok(added == 1)
+    }
+
+    pub async fn set_hash(&self, key: &NameKey, hash: &str) -> Result<bool, Unavailable> {
+        let mut command = redis::cmd("EVAL");
+        command.arg(UPDATE_SCRIPT).arg(1).arg(Self::account_key(key)).arg("hash").arg(hash);
+        let changed: i64 = self.query(command).await?;
+        Ok(changed == 1)
+    }
+
+    pub async fn unregister(&self, key: &NameKey) -> Result<bool, Unavailable> {
+        let mut command = redis::cmd("DEL");
+        command.arg(Self::account_key(key));
+        let deleted: i64 = self.query(command).await?;
+        Ok(deleted == 1)
+    }
+
+    /// Records where a registered user was when they left; never waits.
+    pub fn left(&self, key: NameKey, rooms: String, at_ms: i64) {
+        let backplane = self.backplane.clone();
+        tokio::spawn(async move {
+            let Some(mut conn) = backplane.commands() else { return };
+            let mut command = redis::cmd("EVAL");
+            command
+                .arg(LEFT_SCRIPT)
+                .arg(1)
+                .arg(SharedHistory::account_key(&key))
+                .arg(rooms)
+                .arg(at_ms);
+            let recorded =
+                tokio::time::timeout(READ_TIMEOUT, command.query_async::<i64>(&mut conn));
+            if !matches!(recorded.await, Ok(Ok(_))) {
+                tracing::warn!("could not record a registered user's departure in Redis");
+            }
+        });
+    }
+
+    /// How many lines `room` got after `after_ms` (within the list's
+    /// [`CAP`]), and the last `limit` of them.
+    pub async fn since(
+        &self,
+        room: &RoomKey,
+        after_ms: i64,
+        limit: usize,
+    ) -> Result<(u64, Vec<Stored>), Unavailable> {
+        let mut count = 0;
+        let mut latest = Vec::new();
+        let mut start = 0;
+        'pages: while start < CAP {
+            let entries = self.read(room, start, SEARCH_PAGE).await?;
+            for stored in entries.iter().filter_map(|e| decode(e)) {
+                if stored.at_ms <= after_ms {
+                    break 'pages;
+                }
+                count += 1;
+                if latest.len() < limit {
+                    latest.push(stored);
+                }
+            }
+            if entries.len() < SEARCH_PAGE {
+                break;
+            }
+            start += SEARCH_PAGE;
+        }
+        latest.reverse();
+        Ok((count, latest))
+    }
+}
+
+/// Adds an account unless the key exists: 1 when added.
+const REGISTER_SCRIPT: &str = "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end \
+    redis.call('HSET', KEYS[1], 'name', ARGV[1], 'hash', ARGV[2], 'created_at', ARGV[3]) return 1";
+/// Sets one field of an existing account: 1 when it exists.
+const UPDATE_SCRIPT: &str = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end \
+    redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1";
+/// Records rooms and time of leaving on an existing account.
+const LEFT_SCRIPT: &str = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end \
+    redis.call('HSET', KEYS[1], 'rooms', ARGV[1], 'left_at', ARGV[2]) return 1";
 
 fn encode(stored: &Stored) -> Vec<u8> {
     let (kind, theme, name) = match &stored.said {

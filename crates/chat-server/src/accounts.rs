@@ -1,0 +1,136 @@
+//! Registered names: passwords and the throttle on guessing them.
+//!
+//! A password is hashed with argon2id (the `argon2` crate's defaults: 19 MiB,
+//! 2 passes, 1 lane, a random 16-byte salt) on Tokio's blocking pool, never
+//! on a runtime worker, and only the PHC string is stored. A password is
+//! never logged, echoed or kept. [`LoginThrottle`] slows failed attempts on
+//! one name, whichever connections they come from: the first three are
+//! free, then each waits one second, then two, four... up to 30 s, and the
+//! waits are handed out in turn, so attempts made at once queue behind each
+//! other rather than share a slot.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use chat_proto::NameKey;
+use tokio::time::Instant;
+
+/// The shortest password `/register` and `/password` accept.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Failed attempts on a name before each further one waits.
+pub const FREE_ATTEMPTS: u32 = 3;
+/// The first wait, which doubles with each failure, up to [`MAX_WAIT`].
+pub const FIRST_WAIT: Duration = Duration::from_secs(1);
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+/// A name's record of failures is forgotten after this long without one.
+const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// Why a password cannot be used.
+pub fn password_problem(password: &str) -> Option<String> {
+    (password.chars().count() < MIN_PASSWORD_CHARS)
+        .then(|| format!("a password needs at least {MIN_PASSWORD_CHARS} characters"))
+}
+
+/// Hashes a password (argon2id, fresh salt) on the blocking pool.
+pub async fn hash(password: String) -> Result<String, String> {
+    let hashed = tokio::task::spawn_blocking(move || {
+        Argon2::default().hash_password(password.as_bytes()).map(|hash| hash.to_string())
+    });
+    match hashed.await {
+        Ok(Ok(hash)) => Ok(hash),
+        Ok(Err(error)) => Err(format!("could not hash the password: {error}")),
+        Err(error) => Err(format!("could not hash the password: {error}")),
+    }
+}
+
+/// Checks a password against a stored hash on the blocking pool.
+pub async fn verify(password: String, hash: String) -> bool {
+    let checked = tokio::task::spawn_blocking(move || {
+        let Ok(parsed) = PasswordHash::new(&hash) else { return false };
+        Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
+    });
+    checked.await.unwrap_or(false)
+}
+
+/// How long the next attempt after `failures` failures waits.
+pub fn wait_after(failures: u32) -> Duration {
+    match failures.checked_sub(FREE_ATTEMPTS) {
+        None => Duration::ZERO,
+        Some(extra) => FIRST_WAIT.saturating_mul(1 << extra.min(5)).min(MAX_WAIT),
+    }
+}
+
+#[derive(Debug)]
+struct Attempts {
+    /// Failures so far, counting the attempts now waiting as failures.
+    failures: u32,
+    /// When the next attempt may be checked.
+    next_at: Instant,
+    last_failure: Instant,
+}
+
+/// Failed password attempts per name, on this daemon.
+#[derive(Debug, Default)]
+pub struct LoginThrottle {
+    names: Mutex<HashMap<NameKey, Attempts>>,
+}
+
+impl LoginThrottle {
+    /// Reserves the next attempt on `key`: returns when it may be checked.
+    /// The attempt counts as a failure until [`LoginThrottle::succeeded`].
+    pub fn reserve(&self, key: &NameKey) -> Instant {
+        let now = Instant::now();
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        names.retain(|_, a| now.duration_since(a.last_failure) < FORGET_AFTER || a.next_at > now);
+        let attempts = names.entry(key.clone()).or_insert(Attempts {
+            failures: 0,
+            next_at: now,
+            last_failure: now,
+        });
+        let at = attempts.next_at.max(now);
+        attempts.failures += 1;
+        attempts.next_at = at + wait_after(attempts.failures);
+        attempts.last_failure = now;
+        at
+    }
+
+    /// The right password: the name's record is cleared.
+    pub fn succeeded(&self, key: &NameKey) {
+        self.names.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_start_after_three_failures_and_double_up_to_thirty_seconds() {
+        let waits: Vec<u64> = (0..12).map(|f| wait_after(f).as_secs()).collect();
+        assert_eq!(waits, [0, 0, 0, 1, 2, 4, 8, 16, 30, 30, 30, 30]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_at_once_queue_behind_each_other() {
+        let throttle = LoginThrottle::default();
+        let key = NameKey::of("alice");
+        let start = Instant::now();
+        let slots: Vec<u64> =
+            (0..7).map(|_| throttle.reserve(&key).duration_since(start).as_secs()).collect();
+        assert_eq!(slots, [0, 0, 0, 1, 3, 7, 15]);
+        throttle.succeeded(&key);
+        assert_eq!(throttle.reserve(&key), Instant::now(), "a success starts afresh");
+    }
+
+    #[tokio::test]
+    async fn a_hash_verifies_only_its_password() {
+        let hash = hash("correct horse".to_owned()).await.expect("hashed");
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(verify("correct horse".to_owned(), hash.clone()).await);
+        assert!(!verify("wrong horse".to_owned(), hash).await);
+    }
+}

@@ -1,0 +1,188 @@
+//! Registered names, as PRODUCT.md describes them, against the real
+//! `chat-server` over real sockets: registering, coming back with the right
+//! and the wrong password, look-alikes of a registered name, the throttle on
+//! guessing, a second login replacing the first, what a returning owner
+//! missed (across a restart), and two daemons sharing registrations through
+//! a real `redis-server`.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Client, RedisServer, Server, TempDir, WAIT, strip_ansi};
+
+const PASSWORD: &str = "correct-horse";
+
+/// Registers the current name of `client`.
+async fn register(client: &mut Client, password: &str) -> String {
+    client.send(&format!("/register {password}")).await;
+    strip_ansi(&client.expect_line(|l| l.contains("yours now") || l.contains("Sorry")).await)
+}
+
+/// Types `name` at the name prompt and waits for the password prompt.
+async fn ask_for(client: &mut Client, name: &str) -> String {
+    client.send(name).await;
+    strip_ansi(&client.expect_line(|l| l.contains("password")).await)
+}
+
+/// Connects and logs in as a registered name.
+async fn log_in(addr: std::net::SocketAddr, name: &str, password: &str) -> (Client, Vec<String>) {
+    let mut client = Client::connect(addr).await;
+    client.expect_line(|l| l.contains("name")).await;
+    ask_for(&mut client, name).await;
+    client.send(password).await;
+    let lines = client.lines_until(|l| l.contains("Welcome,")).await;
+    (client, lines.iter().map(|l| strip_ansi(l)).collect())
+}
+
+/// `client` joins `room` and waits until told it is current there.
+async fn join(client: &mut Client, room: &str) {
+    client.send(&format!("/join {room}")).await;
+    client.expect_line(|l| l.contains("You are now in")).await;
+}
+
+#[tokio::test]
+async fn a_registered_name_takes_its_password_and_nothing_else() {
+    let server = Server::start(&[]);
+    let mut alice = Client::named(server.addr, "alice").await;
+    assert!(register(&mut alice, "short").await.contains("at least 8 characters"));
+    let reply = register(&mut alice, PASSWORD).await;
+    assert!(reply.contains("alice is yours now"), "{reply}");
+    alice.send("/quit").await;
+    alice.until_closed().await;
+    let logged = server.log.snapshot().join("\n");
+    assert!(!logged.contains(PASSWORD), "a password never reaches the log");
+
+    let mut intruder = Client::connect(server.addr).await;
+    intruder.expect_line(|l| l.contains("name")).await;
+    let prompt = ask_for(&mut intruder, "alice").await;
+    assert!(prompt.contains("alice is registered"), "{prompt}");
+    intruder.send("wrong-horse").await;
+    let refusal = strip_ansi(&intruder.expect_line(|l| l.contains("Sorry")).await);
+    assert!(refusal.contains("wrong password"), "{refusal}");
+    intruder.expect_line(|l| l.contains("Choose another name")).await;
+    // A look-alike is the same name: it asks the same password.
+    let prompt = ask_for(&mut intruder, "ALlCE").await;
+    assert!(prompt.contains("is registered"), "{prompt}");
+    intruder.send("wrong-again").await;
+    intruder.expect_line(|l| l.contains("wrong password")).await;
+    intruder.expect_line(|l| l.contains("Choose another name")).await;
+    intruder.send("mallory").await;
+    intruder.expect_line(|l| l.contains("Welcome, mallory")).await;
+    intruder.send("/nick alice").await;
+    let refusal = strip_ansi(&intruder.expect_line(|l| l.contains("Sorry")).await);
+    assert!(refusal.contains("registered"), "{refusal}");
+
+    let (_, welcome) = log_in(server.addr, "alice", PASSWORD).await;
+    assert!(welcome.last().is_some_and(|l| l.contains("Welcome, alice")), "{welcome:#?}");
+    let logged = server.log.snapshot().join("\n");
+    assert!(logged.contains("wrong password") && !logged.contains("wrong-horse"), "{logged}");
+}
+
+#[tokio::test]
+async fn guesses_on_one_name_wait_longer_and_longer_whatever_the_connection() {
+    let server = Server::start(&[]);
+    let mut alice = Client::named(server.addr, "alice").await;
+    register(&mut alice, PASSWORD).await;
+    // Six guesses at once from six connections: three are answered at
+    // once, then the others wait their turn, 1 s, 2 s and 4 s apart.
+    let started = Instant::now();
+    let guesses: Vec<_> = (0..6)
+        .map(|i| {
+            let addr = server.addr;
+            tokio::spawn(async move {
+                let mut guesser = Client::connect(addr).await;
+                guesser.expect_line(|l| l.contains("name")).await;
+                ask_for(&mut guesser, "alice").await;
+                guesser.send(&format!("guess-number-{i}")).await;
+                guesser.expect_line(|l| l.contains("wrong password")).await;
+                started.elapsed()
+            })
+        })
+        .collect();
+    let mut answered = Vec::new();
+    for guess in guesses {
+        answered.push(guess.await.expect("guesser finished"));
+    }
+    answered.sort();
+    // The contract's lower bounds: the 4th waited 1 s, the 5th 1 + 2, the 6th 1 + 2 + 4.
+    assert!(answered[3] >= Duration::from_secs(1), "{answered:?}");
+    assert!(answered[4] >= Duration::from_secs(3), "{answered:?}");
+    assert!(answered[5] >= Duration::from_secs(7), "{answered:?}");
+    // The owner's right password still works, after its turn.
+    let (_, welcome) = log_in(server.addr, "alice", PASSWORD).await;
+    assert!(welcome.iter().any(|l| l.contains("Welcome, alice")));
+}
+
+#[tokio::test]
+async fn a_second_login_replaces_the_first() {
+    let server = Server::start(&[]);
+    let mut first = Client::named(server.addr, "alice").await;
+    register(&mut first, PASSWORD).await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    let (mut second, _) = log_in(server.addr, "alice", PASSWORD).await;
+    let goodbye = first.until_closed().await;
+    assert!(
+        goodbye.iter().any(|l| strip_ansi(l).contains("logged in from another connection")),
+        "{goodbye:#?}"
+    );
+    second.send("still me").await;
+    bob.expect_line(|l| strip_ansi(l).ends_with("alice: still me")).await;
+}
+
+#[tokio::test]
+async fn a_returning_owner_is_put_back_and_told_what_they_missed_across_a_restart() {
+    let dir = TempDir::new("returning");
+    let db = dir.file("chat.db");
+    let mut server = Server::start(&["--db", &db]);
+    let mut alice = Client::named(server.addr, "alice").await;
+    register(&mut alice, PASSWORD).await;
+    join(&mut alice, "#rust").await;
+    join(&mut alice, "#quiet").await;
+    alice.send("/quit").await;
+    alice.until_closed().await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    join(&mut bob, "#rust").await;
+    for i in 1..=3 {
+        bob.send(&format!("rust news {i}")).await;
+    }
+    bob.send("/join #lobby").await;
+    bob.expect_line(|l| l.contains("You are now in #lobby")).await;
+    bob.send("lobby news").await;
+    bob.send("/quit").await;
+    bob.until_closed().await;
+    server.signal(libc::SIGTERM);
+    server.wait_exit(WAIT);
+
+    let server = Server::start(&["--db", &db]);
+    let (mut alice, _) = log_in(server.addr, "alice", PASSWORD).await;
+    let told = alice.lines_until(|l| strip_ansi(l).ends_with("bob: rust news 3")).await;
+    let told: Vec<String> = told.iter().map(|l| strip_ansi(l)).collect();
+    assert!(told.iter().any(|l| l.contains("Nothing new in #quiet")), "{told:#?}");
+    let rust = told.iter().position(|l| l.contains("3 new in #rust")).expect("#rust's count");
+    assert!(told[rust + 1].ends_with("bob: rust news 1"), "{told:#?}");
+    assert!(told[rust + 3].ends_with("bob: rust news 3"), "{told:#?}");
+    assert!(told.iter().any(|l| l.contains("1 new in #lobby")), "{told:#?}");
+    alice.send("/rooms").await;
+    let rooms = alice.lines_until(|l| l.contains("#rust")).await.join("\n");
+    assert!(rooms.contains("(yours"), "put back in #rust: {rooms}");
+}
+
+#[tokio::test]
+async fn a_name_registered_on_one_daemon_is_protected_on_another() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = Server::start(&["--backplane", &url]);
+    let b = Server::start(&["--backplane", &url]);
+    let mut alice = Client::named(a.addr, "alice").await;
+    register(&mut alice, PASSWORD).await;
+    alice.send("/quit").await;
+    alice.until_closed().await;
+    let mut other = Client::connect(b.addr).await;
+    other.expect_line(|l| l.contains("name")).await;
+    ask_for(&mut other, "alice").await;
+    other.send("not-the-password").await;
+    other.expect_line(|l| l.contains("wrong password")).await;
+    let (_, welcome) = log_in(b.addr, "alice", PASSWORD).await;
+    assert!(welcome.iter().any(|l| l.contains("Welcome, alice")));
+}
