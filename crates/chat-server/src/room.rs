@@ -244,6 +244,9 @@ pub struct Room {
     /// Senders waiting on `readers_progressed`; readers signal only then.
     senders_waiting: AtomicUsize,
     events: broadcast::Sender<Arc<Event>>,
+    /// Told of every publication, for readers waiting on several rooms at
+    /// once (see `session::Memberships`), which cannot keep a `recv` each.
+    publications: Arc<Notify>,
     history_len: usize,
     /// Ends the room's presence task when the room closes.
     closed: CancellationToken,
@@ -274,6 +277,7 @@ impl Room {
             readers_progressed: Notify::new(),
             senders_waiting: AtomicUsize::new(0),
             events,
+            publications: Arc::default(),
             history_len,
             closed,
             stats,
@@ -467,7 +471,13 @@ impl Room {
         state.published += 1;
         // An error only means nobody is subscribed, which is no failure.
         let _ = self.events.send(event);
+        self.publications.notify_waiters();
         others
+    }
+
+    /// Notified after each publication.
+    pub fn publications(&self) -> Arc<Notify> {
+        Arc::clone(&self.publications)
     }
 
     /// Events published since the room opened.
