@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
 use chat_proto::{Line, RoomKey, vocabulary};
@@ -35,62 +35,60 @@ pub struct Session {
 /// The rooms a connection is in, each with its place in the room's queue,
 /// and the current one, where plain lines and `/me` go.
 ///
-/// Waiting on several rooms costs O(1) per wake-up, however many rooms:
-/// each room has a slot whose own waker, when the room publishes, puts the
-/// slot in a queue of rooms worth looking at, and only those are polled
-/// (as `FuturesUnordered` does). A room that delivered goes to the back
-/// of that queue, so a busy room cannot starve the others.
+/// Waiting on several rooms costs O(1) per wake-up, however many rooms
+/// (as with `FuturesUnordered`): each room is registered on its room's
+/// publication signal with a waker of its own, which queues the room, and
+/// a wake-up polls only the queued rooms. A room that delivered goes to
+/// the back of the queue, so a busy room cannot starve the others. In one
+/// room, the common case, none of that exists: the room's receiver is
+/// awaited directly and an idle connection carries nothing more.
 pub struct Memberships {
-    /// Each room's subscription, in a slot that stays put while the
-    /// connection is in the room; freed slots are reused.
-    slots: Vec<Option<Slot>>,
-    free: Vec<usize>,
-    /// The rooms' keys, sorted, and the slot of each, in the same order.
+    /// Sorted by room key.
+    list: Vec<Slot>,
+    /// The keys of `list`, in the same order.
     keys: Vec<RoomKey>,
-    at: Vec<usize>,
     current: RoomKey,
-    /// Slots woken since they were last polled.
-    ready: Arc<Ready>,
+    /// The rooms woken since they were last polled, while in several.
+    ready: Option<Arc<Ready>>,
 }
 
-/// One room of a connection that is in several.
+/// One room of a connection.
 struct Slot {
     subscription: Subscription,
-    state: Arc<SlotWaker>,
-    /// `state` as a waker, made once.
-    waker: Waker,
+    /// How this room wakes the connection, while it is in several rooms.
+    wake: Option<SlotWake>,
+}
+
+struct SlotWake {
+    waker: Arc<SlotWaker>,
     /// Registered for the room's next publication; made before the queue
-    /// is found empty, so no publication between the two goes unnoticed.
+    /// is found empty, so no publication in between goes unnoticed.
     waiting: Option<Pin<Box<OwnedNotified>>>,
 }
 
 impl Slot {
-    fn new(subscription: Subscription, at: usize, ready: &Arc<Ready>) -> Self {
-        let state =
-            Arc::new(SlotWaker { at, queued: AtomicBool::new(false), ready: Arc::clone(ready) });
-        let waker = Waker::from(Arc::clone(&state));
-        Slot { subscription, state, waker, waiting: None }
-    }
-
-    /// The room's next delivery, or `Pending` with this slot's waker registered.
+    /// The room's next delivery, or `Pending` with this room's waker
+    /// registered. Only while in several rooms (`wake` is set).
     fn poll_next(&mut self) -> Poll<Delivery> {
-        let mut cx = Context::from_waker(&self.waker);
+        let Some(wake) = &mut self.wake else { return Poll::Pending };
+        let waker = Waker::from(Arc::clone(&wake.waker));
+        let mut cx = Context::from_waker(&waker);
         loop {
-            let waiting = self.waiting.get_or_insert_with(|| {
-                Box::pin(self.subscription.room().publications().notified_owned())
-            });
+            let room = self.subscription.room();
+            let waiting =
+                wake.waiting.get_or_insert_with(|| Box::pin(room.publications().notified_owned()));
             if let Some(delivery) = self.subscription.try_next() {
                 return Poll::Ready(delivery);
             }
             match waiting.as_mut().poll(&mut cx) {
-                Poll::Ready(()) => self.waiting = None,
+                Poll::Ready(()) => wake.waiting = None,
                 Poll::Pending => return Poll::Pending,
             }
         }
     }
 }
 
-/// The slots worth polling, in the order they were woken, and the task to wake.
+/// The rooms worth polling, in the order they were woken, and the task to wake.
 #[derive(Default)]
 struct Ready {
     queue: Mutex<ReadyQueue>,
@@ -98,7 +96,7 @@ struct Ready {
 
 #[derive(Default)]
 struct ReadyQueue {
-    slots: VecDeque<usize>,
+    rooms: VecDeque<Arc<SlotWaker>>,
     task: Option<Waker>,
 }
 
@@ -108,14 +106,14 @@ impl Ready {
         self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues a slot (once until it is polled) and wakes the task.
-    fn push(&self, slot: &SlotWaker) {
-        if slot.queued.swap(true, Ordering::AcqRel) {
+    /// Queues a room (once until it is polled) and wakes the task.
+    fn push(&self, room: &Arc<SlotWaker>) {
+        if room.queued.swap(true, Ordering::AcqRel) {
             return;
         }
         let task = {
             let mut queue = self.lock();
-            queue.slots.push_back(slot.at);
+            queue.rooms.push_back(Arc::clone(room));
             queue.task.take()
         };
         if let Some(task) = task {
@@ -124,11 +122,12 @@ impl Ready {
     }
 }
 
-/// Wakes the connection's task and names the slot that has something.
+/// Wakes the connection's task and names the room that has something.
 struct SlotWaker {
-    at: usize,
+    key: RoomKey,
     queued: AtomicBool,
-    ready: Arc<Ready>,
+    /// Weak: the queue holds these, and a connection that is gone needs no waking.
+    ready: Weak<Ready>,
 }
 
 impl Wake for SlotWaker {
@@ -137,7 +136,9 @@ impl Wake for SlotWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.ready.push(self);
+        if let Some(ready) = self.ready.upgrade() {
+            ready.push(self);
+        }
     }
 }
 
@@ -145,25 +146,13 @@ impl Memberships {
     /// In one room, which is current.
     pub fn new(first: Subscription) -> Self {
         let key = first.room().key().clone();
-        let ready = Arc::new(Ready::default());
-        let slot = Slot::new(first, 0, &ready);
-        Memberships {
-            slots: vec![Some(slot)],
-            free: Vec::new(),
-            keys: vec![key.clone()],
-            at: vec![0],
-            current: key,
-            ready,
-        }
-    }
-
-    fn slot(&self, index: usize) -> &Slot {
-        self.slots[self.at[index]].as_ref().expect("every listed room has a slot")
+        let slot = Slot { subscription: first, wake: None };
+        Memberships { list: vec![slot], keys: vec![key.clone()], current: key, ready: None }
     }
 
     /// The room plain lines go to.
     pub fn current(&self) -> &Arc<Room> {
-        self.slot(self.index(&self.current).unwrap_or(0)).subscription.room()
+        self.list[self.index(&self.current).unwrap_or(0)].subscription.room()
     }
 
     pub fn contains(&self, key: &RoomKey) -> bool {
@@ -180,46 +169,46 @@ impl Memberships {
     /// Adds a room (the caller then makes it current if it wants).
     pub fn add(&mut self, subscription: Subscription) {
         let key = subscription.room().key().clone();
-        let Err(index) = self.keys.binary_search(&key) else { return };
-        let at = self.free.pop().unwrap_or(self.slots.len());
-        let slot = Slot::new(subscription, at, &self.ready);
-        if at == self.slots.len() {
-            self.slots.push(Some(slot));
-        } else {
-            self.slots[at] = Some(slot);
-        }
-        self.keys.insert(index, key);
-        self.at.insert(index, at);
-        // Waited on through the room's publications from now on: each slot
-        // is looked at once to register (the first one waited directly until now).
-        if self.keys.len() == 2 {
-            for &at in &self.at {
-                self.wake(at);
+        let Err(at) = self.keys.binary_search(&key) else { return };
+        self.keys.insert(at, key);
+        self.list.insert(at, Slot { subscription, wake: None });
+        let ready = match &self.ready {
+            Some(ready) => Arc::clone(ready),
+            None => {
+                // From one room to two: every room gets its waker.
+                let ready = Arc::new(Ready::default());
+                self.ready = Some(Arc::clone(&ready));
+                for slot in &mut self.list {
+                    Self::wake_through(slot, &ready);
+                }
+                return;
             }
-        } else {
-            self.wake(at);
-        }
+        };
+        Self::wake_through(&mut self.list[at], &ready);
     }
 
-    fn wake(&self, at: usize) {
-        if let Some(slot) = &self.slots[at] {
-            self.ready.push(&slot.state);
-        }
+    /// Gives a room its waker and queues it, so its first poll registers it.
+    fn wake_through(slot: &mut Slot, ready: &Arc<Ready>) {
+        let key = slot.subscription.room().key().clone();
+        let waker = Arc::new(SlotWaker {
+            key,
+            queued: AtomicBool::new(false),
+            ready: Arc::downgrade(ready),
+        });
+        ready.push(&waker);
+        slot.wake = Some(SlotWake { waker, waiting: None });
     }
 
     /// Drops a room; if it was current, `#lobby` or else the first room
     /// becomes current, which is returned.
     pub fn remove(&mut self, key: &RoomKey) -> Option<&Arc<Room>> {
-        let index = self.index(key)?;
-        self.keys.remove(index);
-        let at = self.at.remove(index);
-        self.slots[at] = None;
-        self.free.push(at);
-        if let [only] = self.at[..] {
-            // One room is waited on directly again.
-            if let Some(slot) = &mut self.slots[only] {
-                slot.waiting = None;
-            }
+        let at = self.index(key)?;
+        self.keys.remove(at);
+        self.list.remove(at);
+        if let [only] = self.list.as_mut_slice() {
+            // Back to one room, waited on directly.
+            only.wake = None;
+            self.ready = None;
         }
         if self.current == *key {
             let lobby = RoomKey::of(chat_proto::LOBBY);
@@ -234,61 +223,64 @@ impl Memberships {
         self.keys.binary_search(key).ok()
     }
 
-    /// True when nothing is queued in any room. With several rooms only
+    /// True when nothing is queued in any room. In several rooms, only
     /// those woken since they were last polled can have anything.
     pub fn is_idle(&self) -> bool {
-        if let [only] = self.at[..] {
-            return self.slots[only].as_ref().is_none_or(|slot| slot.subscription.is_empty());
-        }
-        self.ready.lock().slots.iter().all(|&at| {
-            self.slots.get(at).and_then(Option::as_ref).is_none_or(|s| s.subscription.is_empty())
+        let Some(ready) = &self.ready else {
+            return self.list.iter().all(|slot| slot.subscription.is_empty());
+        };
+        ready.lock().rooms.iter().all(|woken| {
+            self.index(&woken.key).is_none_or(|at| self.list[at].subscription.is_empty())
         })
     }
 
-    /// The next delivery from any room, with the room's slot. Cancel-safe.
+    /// The next delivery from any room, with the room's position. Cancel-safe.
     pub async fn next(&mut self) -> (usize, Delivery) {
-        if let [only] = self.at[..]
-            && let Some(slot) = &mut self.slots[only]
-        {
-            return (only, slot.subscription.next().await);
+        if let [only] = self.list.as_mut_slice() {
+            return (0, only.subscription.next().await);
         }
         std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
-    /// Polls the woken slots, each at most once, oldest first; a slot that
-    /// delivers goes to the back of the queue, since it may have more.
+    /// Polls the woken rooms, each at most once, oldest first; a room that
+    /// delivered goes to the back of the queue, since it may have more.
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<(usize, Delivery)> {
+        let Some(ready) = &self.ready else { return Poll::Pending };
         let woken = {
-            let mut queue = self.ready.lock();
+            let mut queue = ready.lock();
             if !queue.task.as_ref().is_some_and(|task| task.will_wake(cx.waker())) {
                 queue.task = Some(cx.waker().clone());
             }
-            queue.slots.len()
+            queue.rooms.len()
         };
         for _ in 0..woken {
-            let Some(at) = self.ready.lock().slots.pop_front() else { break };
-            let Some(slot) = self.slots.get_mut(at).and_then(Option::as_mut) else { continue };
-            slot.state.queued.store(false, Ordering::Release);
+            let Some(waker) = ready.lock().rooms.pop_front() else { break };
+            waker.queued.store(false, Ordering::Release);
+            let Some(at) = self.index(&waker.key) else { continue };
+            let slot = &mut self.list[at];
+            // A room left and joined again has a new waker; the old one's turn is void.
+            if !slot.wake.as_ref().is_some_and(|wake| Arc::ptr_eq(&wake.waker, &waker)) {
+                continue;
+            }
             if let Poll::Ready(delivery) = slot.poll_next() {
-                self.ready.push(&slot.state);
+                ready.push(&waker);
                 return Poll::Ready((at, delivery));
             }
         }
         Poll::Pending
     }
 
-    /// Shows a delivery from the room in slot `at` and what else that room
-    /// has queued, then writes it all (or steps aside while the socket is
-    /// slow). `Ok(false)` when the room is gone.
+    /// Shows a delivery from the room at `at` and what else that room has
+    /// queued, then writes it all (or steps aside while the socket is slow).
+    /// `Ok(false)` when the room is gone.
     pub async fn deliver<W: AsyncWrite + Unpin>(
         &mut self,
         at: usize,
         delivery: Delivery,
         out: &mut Output<W>,
     ) -> Result<bool, WriteError> {
-        let Some(slot) = self.slots.get_mut(at).and_then(Option::as_mut) else { return Ok(true) };
-        let subscription = &mut slot.subscription;
-        let view = View { current: *subscription.room().key() == self.current, rooms: &self.keys };
+        let view = View { current: self.keys[at] == self.current, rooms: &self.keys };
+        let subscription = &mut self.list[at].subscription;
         if !subscription.push(delivery, out, view) {
             return Ok(false);
         }
@@ -299,11 +291,9 @@ impl Memberships {
 
     /// Puts everything queued in every room into `out` (the last flush).
     pub fn drain_all<W: AsyncWrite + Unpin>(&mut self, out: &mut Output<W>) {
-        for slot in self.slots.iter_mut().flatten() {
-            let subscription = &mut slot.subscription;
-            let view =
-                View { current: *subscription.room().key() == self.current, rooms: &self.keys };
-            subscription.drain_into(out, Drain::All, view);
+        for at in 0..self.list.len() {
+            let view = View { current: self.keys[at] == self.current, rooms: &self.keys };
+            self.list[at].subscription.drain_into(out, Drain::All, view);
         }
     }
 
@@ -314,10 +304,9 @@ impl Memberships {
         out: &mut Output<W>,
         backlogged: impl Fn(&Room) -> bool,
     ) -> Result<(), WriteError> {
-        let Some(index) = self.index(&self.current) else { return Ok(()) };
+        let Some(at) = self.index(&self.current) else { return Ok(()) };
         let view = View { current: true, rooms: &self.keys };
-        let Some(slot) = self.slots[self.at[index]].as_mut() else { return Ok(()) };
-        let subscription = &mut slot.subscription;
+        let subscription = &mut self.list[at].subscription;
         let room = Arc::clone(subscription.room());
         subscription.pace(out, view, || backlogged(&room)).await
     }
