@@ -11,8 +11,9 @@
 //! person in several rooms (a rename, a departure, an announcement to every
 //! room) carries the rooms it went to, its [`Scope`], so a reader in several
 //! of them shows it once. The room also owns the task that sends the joins
-//! and leaves a busy room gathered, and the signal that readers made
-//! progress, on which waiting senders sleep.
+//! and leaves a busy room gathered, the signal that readers made
+//! progress, on which waiting senders sleep, and the signal of each
+//! publication, on which readers in several rooms wait.
 //!
 //! Names and themes are the daemon's (see [`crate::people`]); a room only
 //! lists who is in it. It knows other daemons only as [`NodeId`]s that
