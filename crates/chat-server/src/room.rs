@@ -11,8 +11,9 @@
 //! person in several rooms (a rename, a departure, an announcement to every
 //! room) carries the rooms it went to, its [`Scope`], so a reader in several
 //! of them shows it once. The room also owns the task that sends the joins
-//! and leaves a busy room gathered, and the signal that readers made
-//! progress, on which waiting senders sleep.
+//! and leaves a busy room gathered, the signal that readers made
+//! progress, on which waiting senders sleep, and the signal of each
+//! publication, on which readers in several rooms wait.
 //!
 //! Names and themes are the daemon's (see [`crate::people`]); a room only
 //! lists who is in it. It knows other daemons only as [`NodeId`]s that
@@ -260,6 +261,9 @@ pub struct Room {
     /// Senders waiting on `readers_progressed`; readers signal only then.
     senders_waiting: AtomicUsize,
     events: broadcast::Sender<Arc<Event>>,
+    /// Told of every publication, for readers waiting on several rooms at
+    /// once (see `session::Memberships`), which cannot keep a `recv` each.
+    publications: Arc<Notify>,
     history_len: usize,
     /// Ends the room's presence task when the room closes.
     closed: CancellationToken,
@@ -290,6 +294,7 @@ impl Room {
             readers_progressed: Notify::new(),
             senders_waiting: AtomicUsize::new(0),
             events,
+            publications: Arc::default(),
             history_len,
             closed,
             stats,
@@ -469,7 +474,13 @@ impl Room {
         state.published += 1;
         // An error only means nobody is subscribed, which is no failure.
         let _ = self.events.send(event);
+        self.publications.notify_waiters();
         others
+    }
+
+    /// Notified after each publication.
+    pub fn publications(&self) -> Arc<Notify> {
+        Arc::clone(&self.publications)
     }
 
     /// Events published since the room opened.

@@ -98,6 +98,16 @@ impl Subscription {
         }
     }
 
+    /// The next delivery if one is queued, without waiting.
+    pub fn try_next(&mut self) -> Option<Delivery> {
+        match self.events.try_recv() {
+            Ok(event) => Some(Delivery::Event(event)),
+            Err(TryRecvError::Lagged(missed)) => Some(Delivery::Missed(missed)),
+            Err(TryRecvError::Closed) => Some(Delivery::Closed),
+            Err(TryRecvError::Empty) => None,
+        }
+    }
+
     /// Puts one delivery in `out`; `false` when the room is gone.
     pub fn push<W: AsyncWrite + Unpin>(
         &self,
