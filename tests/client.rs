@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Client, Server, WAIT, bin_path};
+use support::{Client, Server, WAIT, bin_path, strip_ansi};
 use tokio::sync::mpsc;
 
 /// A `chat-client` process with piped stdin, stdout and stderr.
@@ -323,4 +323,42 @@ async fn a_stdout_that_cannot_be_written_exits_1_with_one_line() {
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert_one_error_line(&stderr, "cannot write to stdout");
     bob.expect_line(|l| l.contains("alice") && (l.contains("left") || l.contains("lost"))).await;
+}
+
+/// Registers `name` with `password` from a raw connection, then leaves.
+async fn registered(addr: SocketAddr, name: &str, password: &str) {
+    let mut owner = Client::named(addr, name).await;
+    owner.send(&format!("/register {password}")).await;
+    owner.expect_line(|l| l.contains("yours now")).await;
+    owner.send("/quit").await;
+    owner.until_closed().await;
+}
+
+#[tokio::test]
+async fn a_registered_name_logs_in_with_chat_password_and_never_from_arguments() {
+    let server = Server::start(&[]);
+    registered(server.addr, "alice", "correct-horse").await;
+    let addr = server.addr.to_string();
+
+    let (code, stderr) = run_to_exit(&[&addr, "--name", "alice"]).await;
+    assert_eq!(code, 2);
+    assert_one_error_line(&stderr, "put its password in CHAT_PASSWORD");
+
+    let mut wrong = PipedClient::start_with(&[&addr, "--name", "alice"], |c| {
+        c.env("CHAT_PASSWORD", "not-it-at-all");
+    });
+    wrong.close_stdin();
+    let (status, stderr) = wrong.exit().await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert_one_error_line(&stderr, "wrong password for alice");
+
+    let mut bob = Client::named(server.addr, "bob").await;
+    let mut alice = PipedClient::start_with(&[&addr, "--name", "alice"], |c| {
+        c.env("CHAT_PASSWORD", "correct-horse");
+    });
+    alice.type_line("logged in from a pipe");
+    bob.expect_line(|l| strip_ansi(l).ends_with("alice: logged in from a pipe")).await;
+    alice.close_stdin();
+    let (status, stderr) = alice.exit().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
 }

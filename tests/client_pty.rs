@@ -130,6 +130,17 @@ impl Terminal {
         termios.c_lflag & (libc::ICANON | libc::ECHO) == (libc::ICANON | libc::ECHO)
     }
 
+    /// Whether the terminal shows what is typed.
+    fn echoes(&self) -> bool {
+        let fd = self.master.as_raw_fd().expect("pty master fd");
+        // SAFETY: termios is plain data; tcgetattr fills it for a valid fd.
+        let mut termios: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: fd is the open pty master owned by self.master.
+        let rc = unsafe { libc::tcgetattr(fd, &mut termios) };
+        assert_eq!(rc, 0, "tcgetattr on the pty");
+        termios.c_lflag & libc::ECHO != 0
+    }
+
     /// Waits for the client to exit and returns its exit code.
     async fn exit_code(&mut self) -> u32 {
         let deadline = tokio::time::Instant::now() + WAIT;
@@ -403,6 +414,37 @@ async fn missing_address_and_name_are_asked_for() {
     carol.type_keys("\x15/quit\r"); // Ctrl-U clears the recalled line
     assert_eq!(carol.exit_code().await, 0);
     assert!(carol.is_cooked());
+}
+
+#[tokio::test]
+async fn a_registered_names_password_is_asked_without_echo() {
+    let server = Server::start(&[]);
+    let mut owner = Client::named(server.addr, "alice").await;
+    owner.send("/register correct-horse").await;
+    owner.expect_line(|l| l.contains("yours now")).await;
+    owner.send("/quit").await;
+    owner.until_closed().await;
+
+    let mut alice = Terminal::start(&[&server.addr.to_string(), "--name", "alice"]);
+    alice.wait_for_text("password for alice:").await;
+    assert!(!alice.echoes(), "echo is off while the password is typed");
+    alice.type_keys("not-it-at-all\r");
+    alice.wait_for_text("wrong password for alice").await;
+    alice.wait_for_input_row("name:").await;
+    alice.type_keys("alice\r");
+    let asked_twice =
+        |screen: &vt100::Screen| screen.contents().matches("password for alice:").count() == 2;
+    alice.wait_for("the password asked again", asked_twice).await;
+    alice.type_keys("correct-horse\r");
+    alice.wait_for_text("Welcome, alice!").await;
+    alice.wait_for_input_row("alice #lobby>").await;
+    alice.with_screen(|screen| {
+        let shown = screen.contents();
+        assert!(!shown.contains("correct-horse") && !shown.contains("not-it-at-all"), "{shown}");
+    });
+    alice.type_keys("\x04"); // Ctrl-D
+    assert_eq!(alice.exit_code().await, 0);
+    assert!(alice.is_cooked());
 }
 
 #[tokio::test]

@@ -37,6 +37,9 @@ pub enum Error {
     #[error("the server refused the name {name:?}: {reason}")]
     NameRefused { name: String, reason: String },
 
+    #[error("{name:?} is registered: put its password in CHAT_PASSWORD (never an argument)")]
+    PasswordNeeded { name: String },
+
     #[error("{0}")]
     Tls(String),
 
@@ -65,6 +68,7 @@ impl Error {
             | Error::MissingName
             | Error::InvalidName { .. }
             | Error::NameRefused { .. }
+            | Error::PasswordNeeded { .. }
             | Error::Tls(_) => EXIT_USAGE,
             Error::Connect { .. } => EXIT_UNREACHABLE,
             Error::Lost { .. } => EXIT_LOST,

@@ -21,6 +21,8 @@ pub enum NameEvent {
     Accepted(String),
     /// The server refused the name we sent and asks again.
     Refused { name: String, reason: String },
+    /// The name we sent is registered: the server asks for its password.
+    PasswordAsked(String),
 }
 
 /// Our name, or where we are in obtaining one, and our current room.
@@ -73,6 +75,9 @@ impl Identity {
             Heard::Renamed { name } if self.me.is_some() => {
                 self.me = Some(name.to_owned());
                 return NameEvent::Accepted(name.to_owned());
+            }
+            Heard::PasswordPrompt { name } if self.me.is_none() && self.candidate.is_some() => {
+                return NameEvent::PasswordAsked(name.to_owned());
             }
             Heard::Refusal { reason } if self.me.is_none() && self.prompt_seen => {
                 if let Some(name) = self.candidate.take() {

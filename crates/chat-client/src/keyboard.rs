@@ -4,7 +4,8 @@
 //! being typed, history) and the termination signals (SIGTERM, SIGHUP). A
 //! signal reads as Ctrl-D: the default action, dying on the spot, would leave
 //! the terminal in raw mode, so the session leaves cleanly instead. Dropping
-//! the keyboard drops the editor, which turns raw mode off.
+//! the keyboard drops the editor, which turns raw mode off. A password is
+//! read with the editor closed, by `rpassword`, which turns echo off.
 
 use rustyline_async::{Readline, ReadlineError, ReadlineEvent, SharedWriter};
 
@@ -12,7 +13,8 @@ use crate::error::Error;
 
 /// The line editor plus the signals that ask us to stop.
 pub struct Keyboard {
-    editor: Readline,
+    /// `None` only while a password is being read.
+    editor: Option<Readline>,
     /// What the editor shows before the line being typed.
     prompt: String,
     stop: StopSignals,
@@ -22,20 +24,50 @@ impl Keyboard {
     /// Switches the terminal to raw mode and shows an empty prompt; the
     /// writer prints above the prompt.
     pub fn open() -> Result<(Keyboard, SharedWriter), Error> {
-        let (mut editor, writer) = Readline::new(String::new()).map_err(terminal_error)?;
-        // Enter leaves the typed line on screen (the server does not echo our
-        // own lines); Ctrl-C leaves the session, so its line need not stay.
-        editor.should_print_line_on(true, false);
-        Ok((Keyboard { editor, prompt: String::new(), stop: StopSignals::new() }, writer))
+        let (editor, writer) = new_editor(String::new())?;
+        let keyboard =
+            Keyboard { editor: Some(editor), prompt: String::new(), stop: StopSignals::new() };
+        Ok((keyboard, writer))
+    }
+
+    fn editor(&mut self) -> Result<&mut Readline, Error> {
+        self.editor.as_mut().ok_or_else(|| Error::Terminal("the line editor is closed".into()))
+    }
+
+    /// Asks for a secret with echo off, the line editor closed meanwhile;
+    /// `None` when the user gave up (Ctrl-D). Returns the reopened
+    /// editor's writer, which replaces the old one.
+    pub async fn read_secret(
+        &mut self,
+        prompt: &str,
+    ) -> Result<(Option<String>, SharedWriter), Error> {
+        if let Some(mut editor) = self.editor.take() {
+            let _ = editor.flush();
+        }
+        let prompt = prompt.to_owned();
+        let read = tokio::task::spawn_blocking(move || rpassword::prompt_password(prompt)).await;
+        let (editor, writer) = new_editor(self.prompt.clone())?;
+        self.editor = Some(editor);
+        match read {
+            Ok(Ok(secret)) => Ok((Some(secret), writer)),
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Ok((None, writer))
+            }
+            Ok(Err(error)) => Err(Error::Terminal(error.to_string())),
+            Err(error) => Err(Error::Terminal(error.to_string())),
+        }
     }
 
     /// The next thing the user does: a line, Ctrl-D (`Eof`, also for a stop
     /// signal) or Ctrl-C (`Interrupted`). While this is awaited, lines
     /// written to the [`SharedWriter`] are printed; it is cancel-safe.
     pub async fn next(&mut self) -> Result<ReadlineEvent, Error> {
+        let Some(editor) = self.editor.as_mut() else {
+            return Err(Error::Terminal("the line editor is closed".into()));
+        };
         tokio::select! {
             biased;
-            event = self.editor.readline() => event.map_err(terminal_error),
+            event = editor.readline() => event.map_err(terminal_error),
             () = self.stop.recv() => Ok(ReadlineEvent::Eof),
         }
     }
@@ -47,21 +79,33 @@ impl Keyboard {
         if prompt == self.prompt {
             return Ok(());
         }
-        self.editor.update_prompt(prompt).map_err(terminal_error)?;
+        self.editor()?.update_prompt(prompt).map_err(terminal_error)?;
         self.prompt = prompt.to_owned();
         Ok(())
     }
 
     /// Makes `line` reachable with Up (empty lines are not kept).
     pub fn remember(&mut self, line: &str) {
-        self.editor.add_history_entry(line.to_owned());
+        if let Some(editor) = self.editor.as_mut() {
+            editor.add_history_entry(line.to_owned());
+        }
     }
 
     /// Prints what is still queued in the writer and clears the prompt.
     /// Without it, the last lines written before leaving would be lost.
     pub fn flush(&mut self) {
-        let _ = self.editor.flush();
+        if let Some(editor) = self.editor.as_mut() {
+            let _ = editor.flush();
+        }
     }
+}
+
+/// A line editor showing `prompt`; Enter leaves the typed line on screen
+/// (the server does not echo our own lines), Ctrl-C's line need not stay.
+fn new_editor(prompt: String) -> Result<(Readline, SharedWriter), Error> {
+    let (mut editor, writer) = Readline::new(prompt).map_err(terminal_error)?;
+    editor.should_print_line_on(true, false);
+    Ok((editor, writer))
 }
 
 fn terminal_error(error: ReadlineError) -> Error {

@@ -1,6 +1,7 @@
 //! The client when stdin is not a terminal: for scripts, pipes and tests.
 //!
-//! It sends `--name`, waits (briefly) for the welcome so that no stdin line
+//! It sends `--name` (and, if the server asks, the password in
+//! `CHAT_PASSWORD`), waits (briefly) for the welcome so that no stdin line
 //! is taken for a second name attempt, then sends each stdin line and prints
 //! every received line to stdout, sanitised. When stdin ends it leaves
 //! cleanly: everything read has been written to the socket, then `/quit`,
@@ -23,6 +24,11 @@ use crate::identity::{Identity, NameEvent};
 /// How long we hold stdin back while waiting for the server's welcome. A
 /// server that never says `welcome` only delays us by this much.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the answer to a password may take: the server slows guesses on
+/// a name down to one per 30 s, and ours may be queued behind them.
+const PASSWORD_TIMEOUT: Duration = Duration::from_secs(90);
+/// Where a piped client finds the password of a registered name.
+pub const PASSWORD_VAR: &str = "CHAT_PASSWORD";
 
 /// Lines read from stdin and not yet sent.
 const STDIN_QUEUE: usize = 64;
@@ -62,7 +68,7 @@ async fn wait_for_welcome(
 ) -> Result<(), Error> {
     let mut identity = Identity::default();
     identity.on_sent(name);
-    let deadline = Instant::now() + WELCOME_TIMEOUT;
+    let mut deadline = Instant::now() + WELCOME_TIMEOUT;
     loop {
         tokio::select! {
             line = conn.next_line() => {
@@ -72,6 +78,14 @@ async fn wait_for_welcome(
                     NameEvent::Accepted(_) => return Ok(()),
                     NameEvent::Refused { name, reason } => {
                         return Err(Error::NameRefused { name, reason });
+                    }
+                    NameEvent::PasswordAsked(name) => {
+                        let password = std::env::var(PASSWORD_VAR).unwrap_or_default();
+                        if password.is_empty() {
+                            return Err(Error::PasswordNeeded { name });
+                        }
+                        conn.send(&password).await?;
+                        deadline = Instant::now() + PASSWORD_TIMEOUT;
                     }
                     NameEvent::Unchanged => {}
                 }

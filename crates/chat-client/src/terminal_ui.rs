@@ -22,7 +22,7 @@ use chat_proto::command::is_quit;
 use crate::connection::{Connection, GOODBYE_TIMEOUT};
 use crate::display::{Style, for_terminal, sanitized};
 use crate::error::Error;
-use crate::identity::Identity;
+use crate::identity::{Identity, NameEvent};
 use crate::keyboard::Keyboard;
 use crate::parse_addr;
 use crate::tls::Tls;
@@ -150,7 +150,7 @@ impl Chat<'_> {
                 Event::Input(ReadlineEvent::Eof | ReadlineEvent::Interrupted) => {
                     return Ok(Ending::Leaving);
                 }
-                Event::Received(Some(line)) => self.on_received(&line)?,
+                Event::Received(Some(line)) => self.on_received(&line).await?,
                 Event::Received(None) => {
                     return self.conn.closed_by_server().map(|()| Ending::Closed);
                 }
@@ -175,12 +175,26 @@ impl Chat<'_> {
     }
 
     /// Shows a received line and follows what it says about our name and
-    /// our current room, both shown in the prompt.
-    fn on_received(&mut self, line: &str) -> Result<(), Error> {
-        self.identity.on_received(&sanitized(line, false));
+    /// our current room, both shown in the prompt; asks for the password
+    /// when the name is registered.
+    async fn on_received(&mut self, line: &str) -> Result<(), Error> {
+        let event = self.identity.on_received(&sanitized(line, false));
         self.keyboard.set_prompt(&prompt_for(&self.identity))?;
         let shown = for_terminal(line, self.style, self.identity.me());
-        writeln!(self.writer, "{shown}").map_err(|error| Error::Terminal(error.to_string()))
+        writeln!(self.writer, "{shown}").map_err(|error| Error::Terminal(error.to_string()))?;
+        if let NameEvent::PasswordAsked(name) = event {
+            self.ask_password(&name).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the password without echo and sends it; it is kept nowhere.
+    /// Ctrl-D sends an empty one, which the server refuses.
+    async fn ask_password(&mut self, name: &str) -> Result<(), Error> {
+        let (password, writer) =
+            self.keyboard.read_secret(&format!("password for {name}: ")).await?;
+        self.writer = writer;
+        self.conn.send(password.as_deref().unwrap_or_default()).await
     }
 
     /// `/quit`, `shutdown(Write)`, then show what still arrives until the
@@ -198,7 +212,7 @@ impl Chat<'_> {
                 },
                 line = self.conn.next_line() => match line {
                     Ok(Some(line)) => {
-                        if self.on_received(&line).is_err() {
+                        if self.on_received(&line).await.is_err() {
                             return;
                         }
                     }
