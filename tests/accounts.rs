@@ -186,3 +186,33 @@ async fn a_name_registered_on_one_daemon_is_protected_on_another() {
     let (_, welcome) = log_in(b.addr, "alice", PASSWORD).await;
     assert!(welcome.iter().any(|l| l.contains("Welcome, alice")));
 }
+
+#[tokio::test]
+async fn guesses_through_several_daemons_share_one_throttle() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = Server::start(&["--backplane", &url]);
+    let b = Server::start(&["--backplane", &url]);
+    let mut alice = Client::named(a.addr, "alice").await;
+    register(&mut alice, PASSWORD).await;
+    let started = Instant::now();
+    let guesses: Vec<_> = (0..6)
+        .map(|i| {
+            let addr = if i % 2 == 0 { a.addr } else { b.addr };
+            tokio::spawn(async move {
+                let mut guesser = Client::connect(addr).await;
+                guesser.expect_line(|l| l.contains("name")).await;
+                ask_for(&mut guesser, "alice").await;
+                guesser.send(&format!("guess-number-{i}")).await;
+                guesser.expect_line(|l| l.contains("wrong password")).await;
+                started.elapsed()
+            })
+        })
+        .collect();
+    let mut answered = Vec::new();
+    for guess in guesses {
+        answered.push(guess.await.expect("guesser finished"));
+    }
+    answered.sort();
+    assert!(answered[5] >= Duration::from_secs(7), "half on each daemon: {answered:?}");
+}

@@ -7,7 +7,9 @@
 //! one name, whichever connections they come from: the first three are
 //! free, then each waits one second, then two, four... up to 30 s, and the
 //! waits are handed out in turn, so attempts made at once queue behind each
-//! other rather than share a slot.
+//! other rather than share a slot. With a backplane the same schedule is
+//! kept in Redis (see [`crate::store::Store::login_turn`]), so it holds
+//! across daemons; this one is the fallback while Redis cannot answer.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -27,7 +29,7 @@ pub const FREE_ATTEMPTS: u32 = 3;
 pub const FIRST_WAIT: Duration = Duration::from_secs(1);
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 /// A name's record of failures is forgotten after this long without one.
-const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+pub const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 
 /// Why a password cannot be used.
 pub fn password_problem(password: &str) -> Option<String> {

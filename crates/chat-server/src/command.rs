@@ -312,9 +312,9 @@ async fn owner_check(ctx: &Context, session: &Session, password: &str) -> Result
         Err(error) => return Err(error.to_string()),
     };
     let key = name.key();
-    tokio::time::sleep_until(ctx.logins.reserve(&key)).await;
+    tokio::time::sleep_until(ctx.hub.store().login_turn(&key, &ctx.logins).await).await;
     if accounts::verify(password.to_owned(), account.hash).await {
-        ctx.logins.succeeded(&key);
+        ctx.hub.store().login_succeeded(&key, &ctx.logins).await;
         Ok(())
     } else {
         warn!(id = session.speaker.id, peer = %session.speaker.peer, %name, "wrong password");

@@ -184,7 +184,7 @@ where
             }
         };
         let key = name.key();
-        let turn = self.ctx.logins.reserve(&key);
+        let turn = hub.store().login_turn(&key, &ctx.logins).await;
         tokio::select! {
             _ = self.ctx.shutdown.cancelled() => return Err(End::Shutdown),
             _ = tokio::time::sleep_until(turn) => {}
@@ -193,7 +193,7 @@ where
             warn!(peer = %self.peer, id = self.id, %name, "wrong password");
             return Ok(Err(format!("wrong password for {name}")));
         }
-        self.ctx.logins.succeeded(&key);
+        hub.store().login_succeeded(&key, &ctx.logins).await;
         info!(peer = %self.peer, id = self.id, %name, "logged in");
         if !hub.replace(&name).await {
             return Ok(Err(RoomError::NameTaken.to_string()));

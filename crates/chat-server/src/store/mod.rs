@@ -15,8 +15,11 @@ pub mod shared;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::time::Instant;
+
 use chat_proto::{Line, Name, NameKey, RoomKey, RoomName};
 
+use crate::accounts::LoginThrottle;
 use crate::backplane::Backplane;
 use crate::room::Message;
 
@@ -245,6 +248,29 @@ impl Store {
                 Box::pin(store.run(move |conn, _| local::since(conn, &room, after_ms, limit))).await
             }
             Store::Shared(shared) => Box::pin(shared.since(&room, after_ms, limit)).await,
+        }
+    }
+
+    /// When the next password attempt on `key` may be checked: kept in
+    /// Redis with a backplane (so it holds across daemons), else by `local`
+    /// (also the fallback while Redis cannot answer).
+    pub async fn login_turn(&self, key: &NameKey, local: &LoginThrottle) -> Instant {
+        if let Store::Shared(shared) = self {
+            match Box::pin(shared.reserve_login(key)).await {
+                Ok(wait) => return Instant::now() + wait,
+                Err(error) => tracing::warn!(%error, "login throttle kept locally for now"),
+            }
+        }
+        local.reserve(key)
+    }
+
+    /// The right password was given: the name's failures are forgotten.
+    pub async fn login_succeeded(&self, key: &NameKey, local: &LoginThrottle) {
+        local.succeeded(key);
+        if let Store::Shared(shared) = self
+            && let Err(error) = Box::pin(shared.clear_login(key)).await
+        {
+            tracing::warn!(%error, "could not clear a name's failed logins in Redis");
         }
     }
 

@@ -18,6 +18,8 @@ use std::collections::HashMap;
 
 use chat_proto::{Name, NameKey, RoomKey};
 
+use crate::accounts;
+
 use super::{
     Account, SEARCH_RESULTS, Said, Stored, Unavailable, cutoff_ms, matches_terms, now_ms,
     parse_name,
@@ -218,6 +220,52 @@ impl SharedHistory {
         Ok((count, latest))
     }
 }
+
+impl SharedHistory {
+    fn login_key(key: &NameKey) -> String {
+        format!("chat:login:{}", key.as_str())
+    }
+
+    /// Reserves the next password attempt on `key` across every daemon
+    /// (the schedule of [`crate::accounts::wait_after`]); returns how long
+    /// this attempt waits for its turn.
+    pub async fn reserve_login(&self, key: &NameKey) -> Result<Duration, Unavailable> {
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(LOGIN_SCRIPT)
+            .arg(1)
+            .arg(Self::login_key(key))
+            .arg(now_ms())
+            .arg(accounts::FREE_ATTEMPTS)
+            .arg(accounts::FIRST_WAIT.as_millis() as u64)
+            .arg(accounts::MAX_WAIT.as_millis() as u64)
+            .arg(accounts::FORGET_AFTER.as_millis() as u64);
+        let wait_ms: u64 = self.query(command).await?;
+        Ok(Duration::from_millis(wait_ms))
+    }
+
+    /// The right password: the name's record of failures goes, everywhere.
+    pub async fn clear_login(&self, key: &NameKey) -> Result<(), Unavailable> {
+        let mut command = redis::cmd("DEL");
+        command.arg(Self::login_key(key));
+        self.query::<i64>(command).await.map(drop)
+    }
+}
+
+/// One attempt on a name: counts it as a failure (until cleared), works out
+/// when it may be checked and when the next may, and returns this one's
+/// wait in milliseconds. ARGV: now, free attempts, first wait, longest
+/// wait, how long a record outlives its last attempt (all in ms but the count).
+const LOGIN_SCRIPT: &str = "local now = tonumber(ARGV[1]) \
+    local failures = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0') + 1 \
+    local at = math.max(tonumber(redis.call('HGET', KEYS[1], 'next_at') or '0'), now) \
+    local wait = 0 \
+    if failures >= tonumber(ARGV[2]) then \
+      wait = math.min(tonumber(ARGV[3]) * 2 ^ math.min(failures - tonumber(ARGV[2]), 5), tonumber(ARGV[4])) \
+    end \
+    redis.call('HSET', KEYS[1], 'failures', failures, 'next_at', at + wait) \
+    redis.call('PEXPIRE', KEYS[1], at + wait - now + tonumber(ARGV[5])) \
+    return at - now";
 
 /// Adds an account unless the key exists: 1 when added.
 const REGISTER_SCRIPT: &str = "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end \
