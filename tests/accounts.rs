@@ -35,6 +35,32 @@ async fn log_in(addr: std::net::SocketAddr, name: &str, password: &str) -> (Clie
     (client, lines.iter().map(|l| strip_ansi(l)).collect())
 }
 
+/// One wrong guess at alice's password from each address, all at once;
+/// returns how long each took to be refused, shortest first.
+async fn guess_at_once(addrs: &[std::net::SocketAddr]) -> Vec<Duration> {
+    let started = Instant::now();
+    let guesses: Vec<_> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, &addr)| {
+            tokio::spawn(async move {
+                let mut guesser = Client::connect(addr).await;
+                guesser.expect_line(|l| l.contains("name")).await;
+                ask_for(&mut guesser, "alice").await;
+                guesser.send(&format!("guess-number-{i}")).await;
+                guesser.expect_line(|l| l.contains("wrong password")).await;
+                started.elapsed()
+            })
+        })
+        .collect();
+    let mut answered = Vec::new();
+    for guess in guesses {
+        answered.push(guess.await.expect("guesser finished"));
+    }
+    answered.sort();
+    answered
+}
+
 /// `client` joins `room` and waits until told it is current there.
 async fn join(client: &mut Client, room: &str) {
     client.send(&format!("/join {room}")).await;
@@ -86,25 +112,7 @@ async fn guesses_on_one_name_wait_longer_and_longer_whatever_the_connection() {
     register(&mut alice, PASSWORD).await;
     // Six guesses at once from six connections: three are answered at
     // once, then the others wait their turn, 1 s, 2 s and 4 s apart.
-    let started = Instant::now();
-    let guesses: Vec<_> = (0..6)
-        .map(|i| {
-            let addr = server.addr;
-            tokio::spawn(async move {
-                let mut guesser = Client::connect(addr).await;
-                guesser.expect_line(|l| l.contains("name")).await;
-                ask_for(&mut guesser, "alice").await;
-                guesser.send(&format!("guess-number-{i}")).await;
-                guesser.expect_line(|l| l.contains("wrong password")).await;
-                started.elapsed()
-            })
-        })
-        .collect();
-    let mut answered = Vec::new();
-    for guess in guesses {
-        answered.push(guess.await.expect("guesser finished"));
-    }
-    answered.sort();
+    let answered = guess_at_once(&[server.addr; 6]).await;
     // The contract's lower bounds: the 4th waited 1 s, the 5th 1 + 2, the 6th 1 + 2 + 4.
     assert!(answered[3] >= Duration::from_secs(1), "{answered:?}");
     assert!(answered[4] >= Duration::from_secs(3), "{answered:?}");
@@ -195,24 +203,6 @@ async fn guesses_through_several_daemons_share_one_throttle() {
     let b = Server::start(&["--backplane", &url]);
     let mut alice = Client::named(a.addr, "alice").await;
     register(&mut alice, PASSWORD).await;
-    let started = Instant::now();
-    let guesses: Vec<_> = (0..6)
-        .map(|i| {
-            let addr = if i % 2 == 0 { a.addr } else { b.addr };
-            tokio::spawn(async move {
-                let mut guesser = Client::connect(addr).await;
-                guesser.expect_line(|l| l.contains("name")).await;
-                ask_for(&mut guesser, "alice").await;
-                guesser.send(&format!("guess-number-{i}")).await;
-                guesser.expect_line(|l| l.contains("wrong password")).await;
-                started.elapsed()
-            })
-        })
-        .collect();
-    let mut answered = Vec::new();
-    for guess in guesses {
-        answered.push(guess.await.expect("guesser finished"));
-    }
-    answered.sort();
+    let answered = guess_at_once(&[a.addr, b.addr, a.addr, b.addr, a.addr, b.addr]).await;
     assert!(answered[5] >= Duration::from_secs(7), "half on each daemon: {answered:?}");
 }
