@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use crate::accounts;
 use crate::command;
 use crate::context::Context;
-use crate::hub::{Arrival, Joined, Speaker};
+use crate::hub::{Arrival, Joined, NameRight, Speaker};
 use crate::output::Output;
 use crate::people::Direct;
 use crate::room::{ConnId, Event, Online, RoomError};
@@ -174,7 +174,8 @@ where
             }
         };
         let Some(account) = account else {
-            let arrived = hub.arrive(self.id, name, self.peer, false).await;
+            // Looked up just now: the hub need not ask the store again.
+            let arrived = hub.arrive(self.id, name, self.peer, NameRight::Free).await;
             return Ok(arrived.map(|a| (a, None)).map_err(|e| e.to_string()));
         };
         self.output.say(&Line::notice(&vocabulary::password_prompt(&name))).await?;
@@ -198,7 +199,7 @@ where
         if !hub.replace(&name).await {
             return Ok(Err(RoomError::NameTaken.to_string()));
         }
-        let arrived = hub.arrive(self.id, name, self.peer, true).await;
+        let arrived = hub.arrive(self.id, name, self.peer, NameRight::Owner).await;
         Ok(arrived.map(|a| (a, Some(account))).map_err(|e| e.to_string()))
     }
 

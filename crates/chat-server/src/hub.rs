@@ -51,6 +51,17 @@ impl Speaker {
     }
 }
 
+/// What is known about the right to a name when it arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameRight {
+    /// Not yet asked: the hub refuses it if it is registered.
+    Unchecked,
+    /// The caller found it is not registered.
+    Free,
+    /// Registered, and its owner gave the password.
+    Owner,
+}
+
 /// A room just joined, and what the joiner is shown of it.
 pub struct Joined {
     pub room: Arc<Room>,
@@ -118,19 +129,19 @@ impl Hub {
     }
 
     /// Arrives as `name`: free here, not registered to someone else
-    /// (`owner`: this is its owner, who gave the password), claimed across
+    /// (`right`: whether that is still to be checked), claimed across
     /// daemons, admitted, and in `#lobby`, announced everywhere.
     pub async fn arrive(
         &self,
         id: ConnId,
         name: Name,
         peer: SocketAddr,
-        owner: bool,
+        right: NameRight,
     ) -> Result<(Name, Arrival), RoomError> {
         if !self.people.is_name_free(&name) {
             return Err(RoomError::NameTaken);
         }
-        if !owner && self.is_registered(&name).await {
+        if right == NameRight::Unchecked && self.is_registered(&name).await {
             return Err(RoomError::Registered);
         }
         if let Some(bp) = &self.backplane
@@ -147,8 +158,8 @@ impl Hub {
                 return Err(error);
             }
         };
-        let speaker =
-            Speaker { id, name: name.clone(), theme: admitted.theme, peer, registered: owner };
+        let registered = right == NameRight::Owner;
+        let speaker = Speaker { id, name: name.clone(), theme: admitted.theme, peer, registered };
         let notice = |_: &Room| format!("{} {} joined", speaker.theme.emoji, speaker.name);
         let lobby = RoomName::lobby();
         let recalled = self.recall(&lobby.key()).await;
@@ -179,7 +190,7 @@ impl Hub {
             let Ok(name) = Name::parse(&format!("guest-{number}")) else {
                 continue;
             };
-            match self.arrive(id, name, peer, false).await {
+            match self.arrive(id, name, peer, NameRight::Unchecked).await {
                 Ok(arrived) => return Ok(arrived),
                 Err(RoomError::NameTaken | RoomError::Registered) => continue,
                 Err(e) => return Err(e.to_string()),
@@ -361,11 +372,12 @@ impl Hub {
             action,
         };
         let others = room.say(Some(speaker.id), &message);
-        // Kept before it is forwarded, so whoever reads it elsewhere finds
-        // it in the shared history too.
-        self.store.record(room.name(), Stored::now(Said::Message(message.clone())));
-        if let Some(bp) = &self.backplane {
-            let Message { name, theme, text, action } = message;
+        // A copy only when another daemon is to hear it; kept before it is
+        // forwarded, so whoever reads it elsewhere finds it in the shared
+        // history too.
+        let forwarded = self.backplane.as_ref().map(|bp| (bp, message.clone()));
+        self.store.record(room.name(), Stored::now(Said::Message(message)));
+        if let Some((bp, Message { name, theme, text, action })) = forwarded {
             let room = room.name().clone();
             bp.forward(Wire::Message { node: bp.node(), room, name, theme, text, action });
         }

@@ -71,22 +71,63 @@ impl SharedHistory {
     ) -> Result<Vec<Stored>, Unavailable> {
         let cutoff = cutoff_ms(self.retain);
         let mut found = Vec::new();
+        self.scan(room, |stored| {
+            if stored.at_ms >= cutoff && matches_terms(stored.text(), &terms) {
+                found.push(stored);
+            }
+            found.len() < SEARCH_RESULTS
+        })
+        .await?;
+        found.reverse();
+        Ok(found)
+    }
+
+    /// How many lines `room` got after `after_ms` (within the list's
+    /// [`CAP`]), and the last `limit` of them.
+    pub async fn since(
+        &self,
+        room: &RoomKey,
+        after_ms: i64,
+        limit: usize,
+    ) -> Result<(u64, Vec<Stored>), Unavailable> {
+        let mut count = 0;
+        let mut latest = Vec::new();
+        self.scan(room, |stored| {
+            if stored.at_ms <= after_ms {
+                return false;
+            }
+            count += 1;
+            if latest.len() < limit {
+                latest.push(stored);
+            }
+            true
+        })
+        .await?;
+        latest.reverse();
+        Ok((count, latest))
+    }
+
+    /// Hands the room's lines to `visit`, newest first, a page at a time,
+    /// until it returns false or the list ends.
+    async fn scan(
+        &self,
+        room: &RoomKey,
+        mut visit: impl FnMut(Stored) -> bool,
+    ) -> Result<(), Unavailable> {
         let mut start = 0;
-        while start < CAP && found.len() < SEARCH_RESULTS {
+        while start < CAP {
             let entries = self.read(room, start, SEARCH_PAGE).await?;
-            let page = entries.len();
-            let hits = entries
-                .iter()
-                .filter_map(|e| decode(e))
-                .filter(|s| s.at_ms >= cutoff && matches_terms(s.text(), &terms));
-            found.extend(hits.take(SEARCH_RESULTS - found.len()));
-            if page < SEARCH_PAGE {
-                break;
+            for stored in entries.iter().filter_map(|e| decode(e)) {
+                if !visit(stored) {
+                    return Ok(());
+                }
+            }
+            if entries.len() < SEARCH_PAGE {
+                return Ok(());
             }
             start += SEARCH_PAGE;
         }
-        found.reverse();
-        Ok(found)
+        Ok(())
     }
 
     /// Entries `start..start + count` of the room's list, newest first.
@@ -96,22 +137,10 @@ impl SharedHistory {
         start: usize,
         count: usize,
     ) -> Result<Vec<Vec<u8>>, Unavailable> {
-        let unreachable = || Unavailable("the backplane is not connected".to_owned());
-        let mut conn = self.backplane.commands().ok_or_else(unreachable)?;
         let mut range = redis::cmd("LRANGE");
         let last = (start + count).saturating_sub(1);
         range.arg(self.backplane.history_key(room)).arg(start).arg(last);
-        match tokio::time::timeout(READ_TIMEOUT, range.query_async(&mut conn)).await {
-            Ok(Ok(entries)) => Ok(entries),
-            Ok(Err(error)) => Err(Unavailable(error.to_string())),
-            Err(_) => Err(Unavailable("Redis did not answer in time".to_owned())),
-        }
-    }
-}
-
-impl SharedHistory {
-    fn account_key(key: &NameKey) -> String {
-        format!("chat:account:{}", key.as_str())
+        self.query(range).await
     }
 
     async fn query<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Result<T, Unavailable> {
@@ -122,6 +151,12 @@ impl SharedHistory {
             Ok(Err(error)) => Err(Unavailable(error.to_string())),
             Err(_) => Err(Unavailable("Redis did not answer in time".to_owned())),
         }
+    }
+}
+
+impl SharedHistory {
+    fn account_key(key: &NameKey) -> String {
+        format!("chat:account:{}", key.as_str())
     }
 
     pub async fn account(&self, key: &NameKey) -> Result<Option<Account>, Unavailable> {
@@ -187,37 +222,6 @@ impl SharedHistory {
                 tracing::warn!("could not record a registered user's departure in Redis");
             }
         });
-    }
-
-    /// How many lines `room` got after `after_ms` (within the list's
-    /// [`CAP`]), and the last `limit` of them.
-    pub async fn since(
-        &self,
-        room: &RoomKey,
-        after_ms: i64,
-        limit: usize,
-    ) -> Result<(u64, Vec<Stored>), Unavailable> {
-        let mut count = 0;
-        let mut latest = Vec::new();
-        let mut start = 0;
-        'pages: while start < CAP {
-            let entries = self.read(room, start, SEARCH_PAGE).await?;
-            for stored in entries.iter().filter_map(|e| decode(e)) {
-                if stored.at_ms <= after_ms {
-                    break 'pages;
-                }
-                count += 1;
-                if latest.len() < limit {
-                    latest.push(stored);
-                }
-            }
-            if entries.len() < SEARCH_PAGE {
-                break;
-            }
-            start += SEARCH_PAGE;
-        }
-        latest.reverse();
-        Ok((count, latest))
     }
 }
 
