@@ -447,8 +447,11 @@ async fn a_registered_names_password_is_asked_without_echo() {
     assert!(alice.is_cooked());
 }
 
+/// A lost connection is reported with the word `lost` and tried again,
+/// later each time, while the half-typed line stays; Ctrl-D while waiting
+/// leaves with exit 4 and the terminal restored.
 #[tokio::test]
-async fn a_lost_connection_exits_4_with_the_terminal_restored() {
+async fn a_lost_connection_is_tried_again_until_ctrl_d_exits_4() {
     let mut server = Server::start(&[]);
     let mut alice = Terminal::start(&[&server.addr.to_string(), "--name", "alice"]);
     alice.wait_for_input_row("alice #lobby>").await;
@@ -456,8 +459,70 @@ async fn a_lost_connection_exits_4_with_the_terminal_restored() {
     alice.wait_for_input_row("alice #lobby> unsent").await;
     server.kill();
 
+    alice.wait_for_text(&format!("connection to {} lost", server.addr)).await;
+    let tried_twice = |screen: &vt100::Screen| {
+        let shown = screen.contents();
+        shown.contains("cannot connect to") && shown.matches("trying again in").count() >= 2
+    };
+    alice.wait_for("a failed attempt and a second wait", tried_twice).await;
+    alice.wait_for_input_row("alice #lobby (offline)> unsent").await;
+    alice.type_keys("\x04"); // Ctrl-D
     assert_eq!(alice.exit_code().await, 4);
     alice.wait_for_text(&format!("chat-client: connection to {} lost", server.addr)).await;
+    assert!(alice.is_cooked());
+}
+
+/// For a registered user on the bundled client, a daemon restart is a
+/// pause: the client comes back to the new daemon on the same port and
+/// database, logs in with the password kept in memory, is back in its
+/// room with its half-typed line, and reads what was said meanwhile.
+#[tokio::test]
+async fn a_registered_user_sits_through_a_daemon_restart_with_nothing_lost() {
+    let dir = support::TempDir::new("pty-restart");
+    let db = dir.file("chat.db");
+    let mut server = Server::start(&["--db", &db]);
+    let listen = server.addr.to_string();
+    let mut owner = Client::named(server.addr, "alice").await;
+    owner.send("/register correct-horse").await;
+    owner.expect_line(|l| l.contains("yours now")).await;
+    owner.send("/quit").await;
+    owner.until_closed().await;
+    let mut alice = Terminal::start(&[&listen, "--name", "alice"]);
+    alice.wait_for_text("password for alice:").await;
+    alice.type_keys("correct-horse\r");
+    alice.wait_for_input_row("alice #lobby>").await;
+    alice.type_keys("/join #rust\r");
+    alice.wait_for_input_row("alice #rust>").await;
+    alice.type_keys("half-typed");
+    alice.wait_for_input_row("alice #rust> half-typed").await;
+
+    server.signal(libc::SIGTERM);
+    server.wait_exit(WAIT);
+    alice.wait_for_text(&format!("connection to {listen} lost")).await;
+    alice.wait_for_input_row("alice #rust (offline)> half-typed").await;
+    let server = Server::start(&["--listen", &listen, "--db", &db]);
+    let mut bob = Client::named(server.addr, "bob").await;
+    bob.send("/join #rust").await;
+    bob.expect_line(|l| l.contains("You are now in #rust")).await;
+    bob.send("said while alice was away").await;
+
+    alice.wait_for_text(&format!("Connected to {listen} again.")).await;
+    alice.wait_for_text("bob: said while alice was away").await;
+    let caught_up = |screen: &vt100::Screen| {
+        let shown = screen.contents();
+        shown.contains("new in #rust") || shown.contains("Nothing new in #rust")
+    };
+    alice.wait_for("the server's account of what alice missed in #rust", caught_up).await;
+    alice.wait_for_input_row("alice #rust> half-typed").await;
+    alice.with_screen(|screen| {
+        let shown = screen.contents();
+        assert_eq!(shown.matches("password for alice:").count(), 1, "asked once: {shown}");
+        assert!(!shown.contains("correct-horse"), "{shown}");
+    });
+    alice.type_keys("\r");
+    bob.expect_line(|l| strip_ansi(l).ends_with("alice: half-typed")).await;
+    alice.type_keys("\x04"); // Ctrl-D
+    assert_eq!(alice.exit_code().await, 0);
     assert!(alice.is_cooked());
 }
 

@@ -6,7 +6,8 @@
 //! then `shutdown(Write)`, then reading until the server closes. It also
 //! remembers whether we said `/quit` (or `/exit`, `/leave`, in any case) or
 //! the server said its goodbye to one, which decides if the server closing
-//! the connection is the clean end of a session or a connection lost.
+//! the connection is the clean end of a session or a connection lost, and
+//! which goodbye the server said, which decides if coming back makes sense.
 
 use std::io;
 use std::time::Duration;
@@ -48,6 +49,8 @@ pub struct Connection {
     writer: WriteHalf<Stream>,
     /// We said `/quit` or the server answered one: a close is clean.
     quit_sent: bool,
+    /// The last goodbye the server said, if any.
+    goodbye: Option<Goodbye>,
 }
 
 impl Connection {
@@ -64,6 +67,7 @@ impl Connection {
             lines: FramedRead::new(reader, ChatCodec::new(MAX_SERVER_LINE)),
             writer,
             quit_sent: false,
+            goodbye: None,
         })
     }
 
@@ -88,9 +92,20 @@ impl Connection {
     /// The server's goodbye to a quit (typed by anyone, in any spelling)
     /// makes its close the clean end of the session.
     fn note_goodbye(&mut self, line: &str) {
-        if chat_proto::classify(&strip_escapes(line)) == Heard::Goodbye(Goodbye::Quit) {
-            self.quit_sent = true;
+        if let Heard::Goodbye(goodbye) = chat_proto::classify(&strip_escapes(line)) {
+            self.quit_sent |= goodbye == Goodbye::Quit;
+            self.goodbye = Some(goodbye);
         }
+    }
+
+    /// Whether connecting again could bring the session back: not after the
+    /// operator removed us, our name logged in elsewhere (coming back would
+    /// throw that session out in turn), or we never gave a name in time.
+    pub fn worth_coming_back(&self) -> bool {
+        !matches!(
+            self.goodbye,
+            Some(Goodbye::Kicked | Goodbye::Replaced | Goodbye::NameTimeout | Goodbye::Quit)
+        )
     }
 
     /// Sends one line. Sending `/quit` (or an alias) makes the server's close expected.
@@ -123,7 +138,17 @@ impl Connection {
     /// What the server closing the connection means now: the clean end of a
     /// session after our `/quit`, a lost connection otherwise.
     pub fn closed_by_server(&self) -> Result<(), Error> {
-        if self.quit_sent { Ok(()) } else { Err(self.lost("closed by the server".into())) }
+        if self.quit_sent {
+            return Ok(());
+        }
+        let reason = match self.goodbye {
+            Some(Goodbye::Shutdown) => "the server shut down",
+            Some(Goodbye::Kicked) => "removed by the operator",
+            Some(Goodbye::Replaced) => "the name logged in from another connection",
+            Some(Goodbye::NameTimeout) => "no name given in time",
+            Some(Goodbye::Quit) | None => "closed by the server",
+        };
+        Err(self.lost(reason.into()))
     }
 
     fn lost(&self, reason: String) -> Error {

@@ -4,13 +4,15 @@
 //! vocabulary the server writes with: after the name prompt, a welcome
 //! naming us means our name was accepted, a refusal means it was not (with
 //! the server's reason); later, the confirmation of `/nick` renames us, and
-//! the server's word that we are now in a room makes it our current room.
-//! What we typed is never read for either: a `/join` the server refused
-//! moves us nowhere. The name is what mention highlighting looks for and
-//! piped mode waits for, the room what the terminal prompt shows; a server
-//! that words things differently costs only those and a short wait.
+//! the server's word that we are now in a room makes it our current room,
+//! and its answers to `/join` and `/part` keep the list of rooms we are in.
+//! What we typed is never read for any of these: a `/join` the server
+//! refused moves us nowhere. The name is what mention highlighting looks for
+//! and piped mode waits for, the room what the terminal prompt shows, the
+//! list what a reconnection rejoins; a server that words things differently
+//! costs only those and a short wait.
 
-use chat_proto::{Heard, LOBBY};
+use chat_proto::{Heard, LOBBY, RoomKey};
 
 /// What a received line told us about our name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,11 +37,19 @@ pub struct Identity {
     me: Option<String>,
     /// Where our plain lines go: [`LOBBY`] until the server says otherwise.
     room: String,
+    /// The rooms we are in, in the order we came into them.
+    rooms: Vec<String>,
 }
 
 impl Default for Identity {
     fn default() -> Self {
-        Identity { prompt_seen: false, candidate: None, me: None, room: LOBBY.to_owned() }
+        Identity {
+            prompt_seen: false,
+            candidate: None,
+            me: None,
+            room: LOBBY.to_owned(),
+            rooms: vec![LOBBY.to_owned()],
+        }
     }
 }
 
@@ -54,6 +64,23 @@ impl Identity {
         &self.room
     }
 
+    /// The rooms we are in, as far as the server has told us, oldest first.
+    pub fn rooms(&self) -> &[String] {
+        &self.rooms
+    }
+
+    fn entered(&mut self, room: &str) {
+        let key = RoomKey::of(room);
+        if !self.rooms.iter().any(|known| RoomKey::of(known) == key) {
+            self.rooms.push(room.to_owned());
+        }
+    }
+
+    fn left(&mut self, room: &str) {
+        let key = RoomKey::of(room);
+        self.rooms.retain(|known| RoomKey::of(known) != key);
+    }
+
     /// Records a line we sent: a name attempt, before we are named.
     pub fn on_sent(&mut self, line: &str) {
         if self.me.is_none() {
@@ -66,7 +93,12 @@ impl Identity {
     pub fn on_received(&mut self, plain: &str) -> NameEvent {
         match chat_proto::classify(plain) {
             Heard::NamePrompt => self.prompt_seen = true,
-            Heard::CurrentRoom { room } if self.me.is_some() => self.room = room.to_owned(),
+            Heard::CurrentRoom { room } if self.me.is_some() => {
+                self.entered(room);
+                self.room = room.to_owned();
+            }
+            Heard::Joined { room } if self.me.is_some() => self.entered(room),
+            Heard::Left { room } if self.me.is_some() => self.left(room),
             Heard::Welcome { name } if self.me.is_none() && self.prompt_seen => {
                 self.candidate = None;
                 self.me = Some(name.to_owned());
@@ -210,6 +242,25 @@ mod tests {
         id.on_received("🦊 bob: *** You are now in #trap.");
         id.on_received(&format!("[#rust] 🦊 bob: {}", now_in("#trap")));
         assert_eq!(id.room(), LOBBY);
+    }
+
+    #[test]
+    fn the_rooms_we_are_in_follow_joins_and_parts() {
+        let mut id = greeted();
+        id.on_sent("alice");
+        id.on_received(&welcome("alice"));
+        let rust = RoomName::parse("#rust").expect("valid");
+        id.on_received(&notice(&vocabulary::joined(&rust, "Nobody else is here yet.")));
+        id.on_received(&now_in("#rust"));
+        id.on_received(&now_in("#Quiet"));
+        assert_eq!(id.rooms(), ["#lobby", "#rust", "#Quiet"]);
+        id.on_received(&notice(&vocabulary::left(&RoomName::parse("#quiet").expect("valid"))));
+        id.on_received(&format!("[#rust] 🦊 bob: {}", now_in("#trap")));
+        assert_eq!(
+            id.rooms(),
+            ["#lobby", "#rust"],
+            "the same room in any case; speech is not news"
+        );
     }
 
     #[test]

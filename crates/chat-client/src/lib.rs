@@ -5,9 +5,12 @@
 //! half-typed line survives incoming messages; otherwise [`piped`] sends
 //! stdin lines and prints what arrives. Both talk through [`connection::Connection`] and
 //! show lines through [`display`], which sanitises everything received.
+//! On a terminal a lost connection is followed by connecting again, paced
+//! by [`backoff`]; piped, it ends the client.
 //! `main.rs` only parses flags and maps [`Error`] to an exit code.
 
 pub mod args;
+pub mod backoff;
 pub mod connection;
 pub mod display;
 pub mod error;

@@ -9,16 +9,26 @@
 //! happens, and the writer's queue never holds more than one line. Every
 //! way out goes through [`run`], which flushes the writer and drops the
 //! keyboard, and that turns raw mode off.
+//!
+//! A lost connection is not the end of a session that had a name: [`Chat`]
+//! says so, waits as [`Backoff`] says (the keyboard still read, so the
+//! half-typed line stays and Ctrl-C or Ctrl-D leave), connects again, takes
+//! the same name with the password kept in memory, rejoins the rooms it was
+//! in and sends the lines entered meanwhile. Only the server's own goodbyes
+//! that make coming back pointless (removed, replaced, quit) end it.
 
+use std::collections::VecDeque;
 use std::io::Write;
 
 use rustyline_async::{ReadlineEvent, SharedWriter};
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::Settings;
 use crate::args::{DEFAULT_ADDR, ServerAddr};
-use chat_proto::command::is_quit;
+use chat_proto::command::{self, Command, is_quit};
+use chat_proto::{LOBBY, RoomKey};
 
+use crate::backoff::Backoff;
 use crate::connection::{Connection, GOODBYE_TIMEOUT};
 use crate::display::{Style, for_terminal, sanitized};
 use crate::error::Error;
@@ -29,6 +39,10 @@ use crate::tls::Tls;
 
 const ADDRESS_PROMPT: &str = "server address [127.0.0.1:7878]: ";
 const NAME_PROMPT: &str = "name: ";
+/// What starts the client's own notes on the screen, as the server's notices start.
+const NOTE_MARK: &str = "*** ";
+/// Lines entered while not connected that are kept to send once back in.
+const UNSENT_MAX: usize = 100;
 
 /// Runs an interactive session on the terminal.
 pub async fn run(settings: Settings) -> Result<(), Error> {
@@ -53,16 +67,34 @@ async fn session(
     let Some(conn) = connect(keyboard, &addr, settings.tls.as_ref()).await? else {
         return Ok(());
     };
-    let identity = Identity::default();
-    keyboard.set_prompt(&prompt_for(&identity))?;
-    let mut chat = Chat { keyboard, writer, conn, identity, style: settings.style };
+    let mut chat = Chat {
+        keyboard,
+        writer,
+        conn,
+        identity: Identity::default(),
+        style: settings.style,
+        server: Server { addr, tls: settings.tls },
+        password: None,
+        password_typed: None,
+        comeback: None,
+        backoff: Backoff::default(),
+        unsent: VecDeque::new(),
+    };
+    chat.show_prompt()?;
     if let Some(name) = &settings.name {
         chat.send(name).await?;
     }
-    if chat.converse().await? == Ending::Leaving {
-        chat.leave().await;
+    loop {
+        match chat.converse().await {
+            Ok(Ending::Leaving) => {
+                chat.leave().await;
+                return Ok(());
+            }
+            Ok(Ending::Closed) => return Ok(()),
+            Err(lost @ Error::Lost { .. }) if chat.may_come_back() => chat.come_back(lost).await?,
+            Err(error) => return Err(error),
+        }
     }
-    Ok(())
 }
 
 /// Asks for the server address; an empty answer means [`DEFAULT_ADDR`],
@@ -122,13 +154,66 @@ enum Ending {
     Closed,
 }
 
-/// A connected session: the keyboard, the socket, and who we are.
+/// Where to connect again.
+struct Server {
+    addr: ServerAddr,
+    tls: Option<Tls>,
+}
+
+/// What coming back after a lost connection restores, kept from the loss
+/// until the server welcomes us again.
+struct Comeback {
+    /// The name we had.
+    name: String,
+    /// The rooms we were in, and the one our plain lines went to.
+    rooms: Vec<String>,
+    current: String,
+    /// The kept password was sent on this connection already: if the
+    /// server asks again, it was wrong, and the user is asked.
+    password_tried: bool,
+    /// The server refused the name (taken meanwhile): the user types one.
+    naming: bool,
+}
+
+impl Comeback {
+    /// The commands that put us back where we were, the current room last;
+    /// a registered name's rooms are restored by the server, and joining a
+    /// room we are in again only makes it current.
+    fn rejoin_commands(&self) -> Vec<String> {
+        let lobby = RoomKey::of(LOBBY);
+        let current = RoomKey::of(&self.current);
+        let mut commands: Vec<String> = self
+            .rooms
+            .iter()
+            .filter(|room| ![&lobby, &current].contains(&&RoomKey::of(room)))
+            .map(|room| format!("/join {room}"))
+            .collect();
+        if current != lobby {
+            commands.push(format!("/join {}", self.current));
+        }
+        commands
+    }
+}
+
+/// A session: the keyboard, the socket, who we are, and what it takes to
+/// come back after a lost connection.
 struct Chat<'a> {
     keyboard: &'a mut Keyboard,
     writer: SharedWriter,
     conn: Connection,
     identity: Identity,
     style: Style,
+    server: Server,
+    /// Our name's password, kept in memory only, to log in again after a
+    /// lost connection: the last one the server accepted, registered or set.
+    password: Option<String>,
+    /// The password typed at the prompt, kept once the server welcomes us.
+    password_typed: Option<String>,
+    /// Set from a lost connection until the server welcomes us back.
+    comeback: Option<Comeback>,
+    backoff: Backoff,
+    /// Lines entered while not connected, sent once back in.
+    unsent: VecDeque<String>,
 }
 
 impl Chat<'_> {
@@ -158,15 +243,66 @@ impl Chat<'_> {
         }
     }
 
+    /// Whether a lost connection is worth connecting again for: we had a
+    /// name (or were coming back already) and the server did not send us
+    /// away for good.
+    fn may_come_back(&self) -> bool {
+        (self.identity.me().is_some() || self.comeback.is_some()) && self.conn.worth_coming_back()
+    }
+
     /// Handles a line the user entered; true when it was `/quit`.
     async fn on_typed(&mut self, line: String) -> Result<bool, Error> {
-        let naming = self.identity.me().is_none();
+        let naming = self.identity.me().is_none() && !self.holding();
         if line.is_empty() && !naming {
             return Ok(false); // an empty message is nothing; an empty name asks for one
         }
-        self.keyboard.remember(&line);
-        self.send(&line).await?;
+        if !carries_password(&line) {
+            self.keyboard.remember(&line);
+        }
+        if is_quit(&line) && self.holding() {
+            return Ok(true);
+        }
+        if self.holding() {
+            self.hold(line)?;
+            return Ok(false);
+        }
+        self.submit(&line).await?;
         Ok(is_quit(&line))
+    }
+
+    /// Whether typed lines wait for the session to be back in.
+    fn holding(&self) -> bool {
+        self.comeback.as_ref().is_some_and(|comeback| !comeback.naming)
+    }
+
+    /// Keeps a line entered while not connected, to send once back in.
+    fn hold(&mut self, line: String) -> Result<(), Error> {
+        if self.unsent.len() >= UNSENT_MAX {
+            return self.note(&format!(
+                "Not connected: {UNSENT_MAX} lines wait already, that one is dropped."
+            ));
+        }
+        if self.unsent.is_empty() {
+            self.note("Not connected: what you enter is sent once back in.")?;
+        }
+        self.unsent.push_back(line);
+        Ok(())
+    }
+
+    /// Sends a line the user entered, keeping in memory the password that
+    /// `/register` or `/password` gives our name (or forgetting it on
+    /// `/unregister`), so that coming back can log in.
+    async fn submit(&mut self, line: &str) -> Result<(), Error> {
+        if self.identity.me().is_some() {
+            match command::parse(line) {
+                Command::Register(password) | Command::Password { new: password, .. } => {
+                    self.password = Some(password.to_owned());
+                }
+                Command::Unregister(_) => self.password = None,
+                _ => {}
+            }
+        }
+        self.send(line).await
     }
 
     async fn send(&mut self, line: &str) -> Result<(), Error> {
@@ -175,26 +311,154 @@ impl Chat<'_> {
     }
 
     /// Shows a received line and follows what it says about our name and
-    /// our current room, both shown in the prompt; asks for the password
-    /// when the name is registered.
+    /// our current room, both shown in the prompt; answers or asks for the
+    /// password when the name is registered; back in after a lost
+    /// connection, restores the rooms.
     async fn on_received(&mut self, line: &str) -> Result<(), Error> {
         let event = self.identity.on_received(&sanitized(line, false));
-        self.keyboard.set_prompt(&prompt_for(&self.identity))?;
         let shown = for_terminal(line, self.style, self.identity.me());
         writeln!(self.writer, "{shown}").map_err(|error| Error::Terminal(error.to_string()))?;
-        if let NameEvent::PasswordAsked(name) = event {
-            self.ask_password(&name).await?;
+        match event {
+            NameEvent::PasswordAsked(name) => self.answer_password(&name).await?,
+            NameEvent::Accepted(_) => self.welcomed().await?,
+            NameEvent::Refused { .. } => {
+                self.password_typed = None;
+                if let Some(comeback) = self.comeback.as_mut() {
+                    comeback.naming = true;
+                }
+            }
+            NameEvent::Unchanged => {}
         }
-        Ok(())
+        self.show_prompt()
     }
 
-    /// Reads the password without echo and sends it; it is kept nowhere.
-    /// Ctrl-D sends an empty one, which the server refuses.
+    /// The password for `name`: the kept one, once, when coming back under
+    /// the same name; otherwise asked at the terminal.
+    async fn answer_password(&mut self, name: &str) -> Result<(), Error> {
+        let kept = match (self.comeback.as_mut(), &self.password) {
+            (Some(comeback), Some(password))
+                if !comeback.password_tried && comeback.name.eq_ignore_ascii_case(name) =>
+            {
+                comeback.password_tried = true;
+                Some(password.clone())
+            }
+            _ => None,
+        };
+        match kept {
+            Some(password) => {
+                self.password_typed = Some(password);
+                self.conn.send(self.password_typed.as_deref().unwrap_or_default()).await
+            }
+            None => self.ask_password(name).await,
+        }
+    }
+
+    /// Reads the password without echo and sends it; it is kept (in
+    /// memory) only once the server accepts it. Ctrl-D sends an empty one,
+    /// which the server refuses.
     async fn ask_password(&mut self, name: &str) -> Result<(), Error> {
         let (password, writer) =
             self.keyboard.read_secret(&format!("password for {name}: ")).await?;
         self.writer = writer;
-        self.conn.send(password.as_deref().unwrap_or_default()).await
+        self.password_typed = password;
+        self.conn.send(self.password_typed.as_deref().unwrap_or_default()).await
+    }
+
+    /// The server welcomed us (or confirmed a rename): keep the password
+    /// that got us in, and if we are coming back, rejoin our rooms and send
+    /// what was entered meanwhile.
+    async fn welcomed(&mut self) -> Result<(), Error> {
+        if let Some(password) = self.password_typed.take() {
+            self.password = Some(password);
+        }
+        let Some(comeback) = self.comeback.take() else { return Ok(()) };
+        self.backoff.reset();
+        for command in comeback.rejoin_commands() {
+            self.send(&command).await?;
+        }
+        while let Some(line) = self.unsent.pop_front() {
+            self.submit(&line).await?;
+        }
+        Ok(())
+    }
+
+    /// Connects again after `lost`, waiting longer after each failure and
+    /// saying so; `Err(lost)` when the user leaves meanwhile. Once
+    /// connected, sends our name: the rest follows from what the server says.
+    async fn come_back(&mut self, lost: Error) -> Result<(), Error> {
+        let comeback = self.comeback.take().unwrap_or_else(|| Comeback {
+            name: self.identity.me().unwrap_or_default().to_owned(),
+            rooms: self.identity.rooms().to_vec(),
+            current: self.identity.room().to_owned(),
+            password_tried: false,
+            naming: false,
+        });
+        self.comeback = Some(Comeback { password_tried: false, naming: false, ..comeback });
+        self.show_prompt()?;
+        let (addr, tls) = (self.server.addr.clone(), self.server.tls.clone());
+        let mut why = lost.to_string();
+        let conn = loop {
+            let wait = self.backoff.next_wait();
+            let seconds = wait.as_secs_f64();
+            self.note(&format!(
+                "{why}; trying again in {seconds:.1} s (Ctrl-C or Ctrl-D to leave)."
+            ))?;
+            if self.while_offline(sleep(wait)).await?.is_none() {
+                return Err(lost);
+            }
+            match self.while_offline(Connection::connect(&addr, tls.as_ref())).await? {
+                None => return Err(lost),
+                Some(Ok(conn)) => break conn,
+                Some(Err(error)) => why = error.to_string(),
+            }
+        };
+        self.conn = conn;
+        self.identity = Identity::default();
+        self.note(&format!("Connected to {addr} again."))?;
+        let name = self.comeback.as_ref().map(|comeback| comeback.name.clone());
+        self.send(&name.unwrap_or_default()).await
+    }
+
+    /// Runs `task` while still reading the keyboard: entered lines are
+    /// held for later; `None` when the user leaves (Ctrl-C, Ctrl-D, `/quit`).
+    async fn while_offline<T>(
+        &mut self,
+        task: impl Future<Output = T>,
+    ) -> Result<Option<T>, Error> {
+        tokio::pin!(task);
+        loop {
+            let input = tokio::select! {
+                biased;
+                input = self.keyboard.next() => input?,
+                done = &mut task => return Ok(Some(done)),
+            };
+            match input {
+                ReadlineEvent::Line(line) => {
+                    if self.on_typed(line).await? {
+                        return Ok(None);
+                    }
+                }
+                ReadlineEvent::Eof | ReadlineEvent::Interrupted => return Ok(None),
+            }
+        }
+    }
+
+    /// Shows the prompt for where the session is: `alice #rust (offline)> `
+    /// while coming back, the name prompt or `alice #rust> ` otherwise.
+    fn show_prompt(&mut self) -> Result<(), Error> {
+        let prompt = match &self.comeback {
+            Some(comeback) if !comeback.naming => {
+                format!("{} {} (offline)> ", comeback.name, comeback.current)
+            }
+            _ => prompt_for(&self.identity),
+        };
+        self.keyboard.set_prompt(&prompt)
+    }
+
+    /// Prints a note of the client's own above the prompt.
+    fn note(&mut self, text: &str) -> Result<(), Error> {
+        writeln!(self.writer, "{NOTE_MARK}{text}")
+            .map_err(|error| Error::Terminal(error.to_string()))
     }
 
     /// `/quit`, `shutdown(Write)`, then show what still arrives until the
@@ -224,11 +488,44 @@ impl Chat<'_> {
     }
 }
 
+/// Whether a typed line holds a password, and so is kept out of the history.
+fn carries_password(line: &str) -> bool {
+    matches!(
+        command::parse(line),
+        Command::Register(_) | Command::Password { .. } | Command::Unregister(_)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chat_proto::vocabulary::{self, NAME_PROMPT as ASKS_NAME};
     use chat_proto::{Line, Name, RoomName, THEMES};
+
+    fn comeback(rooms: &[&str], current: &str) -> Comeback {
+        Comeback {
+            name: "alice".into(),
+            rooms: rooms.iter().map(|room| (*room).to_owned()).collect(),
+            current: current.into(),
+            password_tried: false,
+            naming: false,
+        }
+    }
+
+    #[test]
+    fn coming_back_rejoins_every_room_and_the_current_one_last() {
+        let back = comeback(&["#lobby", "#rust", "#Quiet"], "#quiet");
+        assert_eq!(back.rejoin_commands(), ["/join #rust", "/join #quiet"]);
+        assert!(comeback(&["#lobby"], "#lobby").rejoin_commands().is_empty());
+    }
+
+    #[test]
+    fn password_commands_stay_out_of_the_history() {
+        assert!(carries_password("/register hunter22"));
+        assert!(carries_password("/password old new-one"));
+        assert!(carries_password("/unregister hunter22"));
+        assert!(!carries_password("my password is weak"));
+    }
 
     fn heard(identity: &mut Identity, line: &Line) {
         let bytes = line.bytes(false);

@@ -44,6 +44,8 @@ const RENAMED_PREFIX: &str = "You are now known as ";
 const MISSED_PREFIX: &str = "You missed ";
 const MISSED_SUFFIX: &str = " messages: your connection is not keeping up.";
 const NOW_IN_PREFIX: &str = "You are now in ";
+const JOINED_PREFIX: &str = "You joined ";
+const LEFT_PREFIX: &str = "You left ";
 
 /// What starts a line from a room other than the reader's current one:
 /// `[#rust] 🦊 alice: hello`.
@@ -54,6 +56,16 @@ pub fn room_tag(room: &RoomName) -> String {
 /// The line that tells a user which room their plain lines now go to.
 pub fn now_in(room: &RoomName) -> String {
     format!("{NOW_IN_PREFIX}{room}.")
+}
+
+/// What `/join` answers for a room we were not in, with who else is there.
+pub fn joined(room: &RoomName, online: &str) -> String {
+    format!("{JOINED_PREFIX}{room}. {online}")
+}
+
+/// What `/part` answers.
+pub fn left(room: &RoomName) -> String {
+    format!("{LEFT_PREFIX}{room}.")
 }
 
 /// The room a line is tagged with, and the line without its tag.
@@ -118,6 +130,10 @@ pub enum Heard<'a> {
     Missed { count: u64 },
     /// Our plain lines now go to this room.
     CurrentRoom { room: &'a str },
+    /// We are in this room now (and were not before).
+    Joined { room: &'a str },
+    /// We are no longer in this room.
+    Left { room: &'a str },
     /// The server is about to close the connection.
     Goodbye(Goodbye),
     /// Any other notice from the server, without its mark.
@@ -183,6 +199,12 @@ fn classify_notice(notice: &str) -> Heard<'_> {
     }
     if let Some(room) = notice.strip_prefix(NOW_IN_PREFIX).and_then(|n| n.strip_suffix('.')) {
         return Heard::CurrentRoom { room };
+    }
+    if let Some((room, _)) = notice.strip_prefix(JOINED_PREFIX).and_then(|n| n.split_once(". ")) {
+        return Heard::Joined { room };
+    }
+    if let Some(room) = notice.strip_prefix(LEFT_PREFIX).and_then(|n| n.strip_suffix('.')) {
+        return Heard::Left { room };
     }
     if let Some((name, _)) = notice.strip_prefix(WELCOME_PREFIX).and_then(|n| n.split_once("! ")) {
         return Heard::Welcome { name };
@@ -282,6 +304,9 @@ mod tests {
         assert_eq!(split_room_tag("[#a b] x"), (None, "[#a b] x"));
         let now = Line::notice(&now_in(&rust));
         assert_eq!(classify(plain(&now)), Heard::CurrentRoom { room: "#rust" });
+        let joined = Line::notice(&joined(&rust, "Online: 🦊 bob. Or so."));
+        assert_eq!(classify(plain(&joined)), Heard::Joined { room: "#rust" });
+        assert_eq!(classify(plain(&Line::notice(&left(&rust)))), Heard::Left { room: "#rust" });
     }
 
     #[test]

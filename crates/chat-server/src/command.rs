@@ -141,11 +141,7 @@ async fn join<W: AsyncWrite + Unpin>(
     match ctx.hub.join_room(&session.speaker, &name).await {
         Ok(Some(Joined { room, entry })) => {
             info!(id = session.speaker.id, room = %room.name(), "joined a room");
-            out.push(&Line::notice(&format!(
-                "You joined {}. {}",
-                room.name(),
-                entry.online.describe()
-            )));
+            out.push(&Line::notice(&vocabulary::joined(room.name(), &entry.online.describe())));
             if !entry.history.is_empty() {
                 out.push(&Line::notice(&format!("Recent messages in {}:", room.name())));
                 for event in &entry.history {
@@ -179,7 +175,7 @@ async fn part<W: AsyncWrite + Unpin>(
         Err(e) => return Ok(out.say(&Line::notice(&vocabulary::refusal(&e.to_string()))).await?),
     };
     info!(id = session.speaker.id, room = %name, "left a room");
-    out.push(&Line::notice(&format!("You left {name}.")));
+    out.push(&Line::notice(&vocabulary::left(&name)));
     if let Some(current) = session.rooms.remove(&key) {
         out.push(&Line::notice(&vocabulary::now_in(current.name())));
     }
