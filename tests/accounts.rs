@@ -122,6 +122,73 @@ async fn guesses_on_one_name_wait_longer_and_longer_whatever_the_connection() {
     assert!(welcome.iter().any(|l| l.contains("Welcome, alice")));
 }
 
+/// A burst of 100 wrong guesses, ten from each of ten connections, all
+/// written at once: the server reads each connection's next guess only
+/// after answering the last, and the k-th refusal, from whichever
+/// connection, comes no sooner than the k-th slot of the contract's
+/// schedule (0, 0, 0, 1, 3, 7, 15 s...). The first seven are watched here;
+/// the whole hundred would take 46 minutes, which
+/// `accounts::tests::a_burst_of_a_hundred_guesses_takes_at_least_what_the_schedule_says`
+/// shows on the throttle itself.
+#[tokio::test]
+async fn a_burst_of_a_hundred_guesses_over_ten_connections_keeps_to_the_schedule() {
+    const SLOTS: [u64; 7] = [0, 0, 0, 1, 3, 7, 15];
+    let server = Server::start(&[]);
+    let mut alice = Client::named(server.addr, "alice").await;
+    register(&mut alice, PASSWORD).await;
+    let addr = server.addr;
+    let started = Instant::now();
+    let (refused, mut refusals) = tokio::sync::mpsc::unbounded_channel();
+    let guessers: Vec<_> = (0..10)
+        .map(|c| {
+            let refused = refused.clone();
+            tokio::spawn(async move {
+                let mut guesser = Client::connect(addr).await;
+                let burst: String = (0..10).map(|g| format!("alice\nguess-{c}-{g}\n")).collect();
+                guesser.send_raw(burst.as_bytes()).await;
+                while let Some(line) = guesser.next_line().await {
+                    if line.contains("wrong password") && refused.send(started.elapsed()).is_err() {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut answered = Vec::new();
+    while answered.len() < SLOTS.len() {
+        let refusal = tokio::time::timeout(WAIT, refusals.recv()).await;
+        answered.push(refusal.expect("a refusal in time").expect("guessers still guessing"));
+    }
+    guessers.iter().for_each(|guesser| guesser.abort());
+    for (k, (at, slot)) in answered.iter().zip(SLOTS).enumerate() {
+        assert!(*at >= Duration::from_secs(slot), "refusal {k} came too soon: {answered:?}");
+    }
+}
+
+#[tokio::test]
+async fn passwords_are_hashed_on_threads_that_yield_to_the_room() {
+    const SCHED_IDLE: u64 = 5;
+    let server = Server::start(&[]);
+    let mut alice = Client::named(server.addr, "alice").await;
+    register(&mut alice, PASSWORD).await;
+    let tasks =
+        std::fs::read_dir(format!("/proc/{}/task", server.pid())).expect("the daemon's threads");
+    let mut hashers = Vec::new();
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("chat-hash") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).expect("a thread's stat");
+        // Fields after the parenthesised name; the policy is field 41 of stat(5).
+        let fields: Vec<&str> = stat[stat.rfind(')').expect("a name") + 2..].split(' ').collect();
+        let policy: u64 = fields[41 - 3].parse().expect("a policy number");
+        hashers.push((comm.trim().to_owned(), policy));
+    }
+    assert!(!hashers.is_empty(), "the hash ran on a thread of its own");
+    assert!(hashers.iter().all(|(_, policy)| *policy == SCHED_IDLE), "{hashers:?}");
+}
+
 #[tokio::test]
 async fn a_second_login_replaces_the_first() {
     let server = Server::start(&[]);

@@ -1,9 +1,14 @@
 //! Registered names: passwords and the throttle on guessing them.
 //!
 //! A password is hashed with argon2id (the `argon2` crate's defaults: 19 MiB,
-//! 2 passes, 1 lane, a random 16-byte salt) on Tokio's blocking pool, never
-//! on a runtime worker, and only the PHC string is stored. A password is
-//! never logged, echoed or kept. [`LoginThrottle`] slows failed attempts on
+//! 2 passes, 1 lane, a random 16-byte salt) and only the PHC string is
+//! stored; a password is never logged, echoed or kept. Hashing and checking
+//! run on a few threads of their own ([`HASH_THREADS`] at most, started on
+//! first use), never on a runtime worker, and at the lowest scheduling
+//! priority there is (`SCHED_IDLE` on Linux): argon2's tens of milliseconds
+//! of CPU run only on time the room's workers leave over, so logins never
+//! stall the room (they wait instead when the CPU is saturated), and its
+//! 19 MiB per hash is paid once per thread, however many log in at once. [`LoginThrottle`] slows failed attempts on
 //! one name, whichever connections they come from: the first three are
 //! free, then each waits one second, then two, four... up to 30 s, and the
 //! waits are handed out in turn, so attempts made at once queue behind each
@@ -12,7 +17,8 @@
 //! across daemons; this one is the fallback while Redis cannot answer.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use argon2::Argon2;
@@ -20,6 +26,7 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use chat_proto::NameKey;
 use tokio::time::Instant;
+use tracing::warn;
 
 /// The shortest password `/register` and `/password` accept.
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -37,25 +44,96 @@ pub fn password_problem(password: &str) -> Option<String> {
         .then(|| format!("a password needs at least {MIN_PASSWORD_CHARS} characters"))
 }
 
-/// Hashes a password (argon2id, fresh salt) on the blocking pool.
+/// The most threads that hash passwords (fewer on a machine with fewer cores).
+pub const HASH_THREADS: usize = 4;
+/// What the hashing threads are called (`chat-hash-0`...), as `top -H` shows them.
+pub const HASH_THREAD_NAME: &str = "chat-hash";
+
+/// Hashes a password (argon2id, fresh salt) on the hashing threads.
 pub async fn hash(password: String) -> Result<String, String> {
-    let hashed = tokio::task::spawn_blocking(move || {
+    let hashed = on_hash_threads(move || {
         Argon2::default().hash_password(password.as_bytes()).map(|hash| hash.to_string())
     });
     match hashed.await {
-        Ok(Ok(hash)) => Ok(hash),
-        Ok(Err(error)) => Err(format!("could not hash the password: {error}")),
-        Err(error) => Err(format!("could not hash the password: {error}")),
+        Some(Ok(hash)) => Ok(hash),
+        Some(Err(error)) => Err(format!("could not hash the password: {error}")),
+        None => Err("could not hash the password: the hashing threads are gone".to_owned()),
     }
 }
 
-/// Checks a password against a stored hash on the blocking pool.
+/// Checks a password against a stored hash on the hashing threads.
 pub async fn verify(password: String, hash: String) -> bool {
-    let checked = tokio::task::spawn_blocking(move || {
+    let checked = on_hash_threads(move || {
         let Ok(parsed) = PasswordHash::new(&hash) else { return false };
         Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
     });
     checked.await.unwrap_or(false)
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs `work` on the hashing threads, in turn with other hashes; `None`
+/// if no thread could run it.
+async fn on_hash_threads<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = done.send(work());
+    });
+    hash_threads().send(job).ok()?;
+    result.await.ok()
+}
+
+/// The queue of the hashing threads, started on first use. The queue has no
+/// bound of its own: each connection waits for at most one hash, so the
+/// connection limit bounds it.
+fn hash_threads() -> &'static Sender<Job> {
+    static QUEUE: OnceLock<Sender<Job>> = OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let (queue, jobs) = std::sync::mpsc::channel::<Job>();
+        let jobs = Arc::new(Mutex::new(jobs));
+        let count = std::thread::available_parallelism().map_or(1, usize::from).min(HASH_THREADS);
+        for n in 0..count {
+            let jobs = Arc::clone(&jobs);
+            let spawned = std::thread::Builder::new()
+                .name(format!("{HASH_THREAD_NAME}-{n}"))
+                .spawn(move || run_hash_jobs(&jobs));
+            if let Err(error) = spawned {
+                warn!(%error, "cannot start a password hashing thread");
+            }
+        }
+        queue
+    })
+}
+
+/// One hashing thread: lowest priority, then jobs until the queue closes.
+fn run_hash_jobs(jobs: &Mutex<Receiver<Job>>) {
+    if let Err(error) = lower_this_threads_priority() {
+        warn!(%error, "cannot lower the priority of password hashing; logins compete with chat for the CPU");
+    }
+    loop {
+        let job = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        match job {
+            Ok(job) => job(),
+            Err(_) => return,
+        }
+    }
+}
+
+/// Makes the calling thread run only when no other thread of normal
+/// priority wants its CPU (`SCHED_IDLE`), which any process may ask for.
+#[cfg(target_os = "linux")]
+fn lower_this_threads_priority() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_this_threads_priority() -> std::io::Result<()> {
+    Ok(())
 }
 
 /// How long the next attempt after `failures` failures waits.
@@ -126,6 +204,16 @@ mod tests {
         assert_eq!(slots, [0, 0, 0, 1, 3, 7, 15]);
         throttle.succeeded(&key);
         assert_eq!(throttle.reserve(&key), Instant::now(), "a success starts afresh");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_a_hundred_guesses_takes_at_least_what_the_schedule_says() {
+        let throttle = LoginThrottle::default();
+        let key = NameKey::of("alice");
+        let start = Instant::now();
+        let last = (0..100).map(|_| throttle.reserve(&key)).last().expect("a hundred slots");
+        // 0, 0, 0, then 1 + 2 + 4 + 8 + 16 s, then 30 s for each of the other 92.
+        assert_eq!(last.duration_since(start).as_secs(), 31 + 30 * 92);
     }
 
     #[tokio::test]
