@@ -7,8 +7,12 @@
 //! first use), never on a runtime worker, and at the lowest scheduling
 //! priority there is (`SCHED_IDLE` on Linux): argon2's tens of milliseconds
 //! of CPU run only on time the room's workers leave over, so logins never
-//! stall the room (they wait instead when the CPU is saturated), and its
-//! 19 MiB per hash is paid once per thread, however many log in at once. [`LoginThrottle`] slows failed attempts on
+//! stall the room (they wait instead when the CPU is saturated). Each
+//! thread keeps argon2's 19 MiB from one hash to the next: allocated per
+//! hash, it would be mapped, faulted in page by page and unmapped every
+//! time, and each unmapping interrupts every thread of the daemon to flush
+//! its TLB. So memory for hashing is paid once per thread, however many
+//! log in at once. [`LoginThrottle`] slows failed attempts on
 //! one name, whichever connections they come from: the first three are
 //! free, then each waits one second, then two, four... up to 30 s, and the
 //! waits are handed out in turn, so attempts made at once queue behind each
@@ -21,9 +25,9 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use argon2::Argon2;
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::password_hash::try_generate_salt;
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use chat_proto::NameKey;
 use tokio::time::Instant;
 use tracing::warn;
@@ -51,10 +55,7 @@ pub const HASH_THREAD_NAME: &str = "chat-hash";
 
 /// Hashes a password (argon2id, fresh salt) on the hashing threads.
 pub async fn hash(password: String) -> Result<String, String> {
-    let hashed = on_hash_threads(move || {
-        Argon2::default().hash_password(password.as_bytes()).map(|hash| hash.to_string())
-    });
-    match hashed.await {
+    match on_hash_threads(move |memory| hash_with(memory, password.as_bytes())).await {
         Some(Ok(hash)) => Ok(hash),
         Some(Err(error)) => Err(format!("could not hash the password: {error}")),
         None => Err("could not hash the password: the hashing threads are gone".to_owned()),
@@ -63,23 +64,71 @@ pub async fn hash(password: String) -> Result<String, String> {
 
 /// Checks a password against a stored hash on the hashing threads.
 pub async fn verify(password: String, hash: String) -> bool {
-    let checked = on_hash_threads(move || {
-        let Ok(parsed) = PasswordHash::new(&hash) else { return false };
-        Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
-    });
+    let checked = on_hash_threads(move |memory| verify_with(memory, password.as_bytes(), &hash));
     checked.await.unwrap_or(false)
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+/// The memory argon2 fills, kept by a hashing thread between hashes.
+type Memory = Vec<Block>;
+
+/// The first `params.block_count()` blocks of `memory`, grown if needed.
+fn blocks<'a>(memory: &'a mut Memory, params: &Params) -> &'a mut [Block] {
+    let count = params.block_count();
+    if memory.len() < count {
+        memory.resize(count, Block::new());
+    }
+    &mut memory[..count]
+}
+
+/// `password` hashed with argon2id and the crate's default parameters, a
+/// fresh salt, in `memory`: the PHC string `Argon2::hash_password` makes.
+fn hash_with(memory: &mut Memory, password: &[u8]) -> Result<String, String> {
+    let params = Params::default();
+    let salt = try_generate_salt().map_err(|error| error.to_string())?;
+    let salt = Salt::new(&salt).map_err(|error| error.to_string())?;
+    let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(password, &salt, &mut output, blocks(memory, &params))
+        .map_err(|error| error.to_string())?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|error| error.to_string())?,
+        salt: Some(salt),
+        hash: Some(Output::new(&output).map_err(|error| error.to_string())?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` matches the PHC string `stored` (with the algorithm,
+/// version and parameters it names), computed in `memory` and compared in
+/// constant time.
+fn verify_with(memory: &mut Memory, password: &[u8], stored: &str) -> bool {
+    let Ok(phc) = PasswordHash::new(stored) else { return false };
+    let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else { return false };
+    let Ok(algorithm) = Algorithm::try_from(phc.algorithm.as_str()) else { return false };
+    let Ok(version) = phc.version.map_or(Ok(Version::default()), Version::try_from) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&phc) else { return false };
+    let mut computed = vec![0u8; expected.len()];
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    argon2
+        .hash_password_into_with_memory(password, salt, &mut computed, blocks(memory, &params))
+        .is_ok()
+        && Output::new(&computed).is_ok_and(|computed| computed == *expected)
+}
+
+type Job = Box<dyn FnOnce(&mut Memory) + Send>;
 
 /// Runs `work` on the hashing threads, in turn with other hashes; `None`
 /// if no thread could run it.
 async fn on_hash_threads<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
+    work: impl FnOnce(&mut Memory) -> T + Send + 'static,
 ) -> Option<T> {
     let (done, result) = tokio::sync::oneshot::channel();
-    let job: Job = Box::new(move || {
-        let _ = done.send(work());
+    let job: Job = Box::new(move |memory| {
+        let _ = done.send(work(memory));
     });
     hash_threads().send(job).ok()?;
     result.await.ok()
@@ -107,15 +156,17 @@ fn hash_threads() -> &'static Sender<Job> {
     })
 }
 
-/// One hashing thread: lowest priority, then jobs until the queue closes.
+/// One hashing thread: lowest priority, then jobs until the queue closes,
+/// with one argon2 memory for all of them.
 fn run_hash_jobs(jobs: &Mutex<Receiver<Job>>) {
     if let Err(error) = lower_this_threads_priority() {
         warn!(%error, "cannot lower the priority of password hashing; logins compete with chat for the CPU");
     }
+    let mut memory = Memory::new();
     loop {
         let job = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
         match job {
-            Ok(job) => job(),
+            Ok(job) => job(&mut memory),
             Err(_) => return,
         }
     }
@@ -214,6 +265,21 @@ mod tests {
         let last = (0..100).map(|_| throttle.reserve(&key)).last().expect("a hundred slots");
         // 0, 0, 0, then 1 + 2 + 4 + 8 + 16 s, then 30 s for each of the other 92.
         assert_eq!(last.duration_since(start).as_secs(), 31 + 30 * 92);
+    }
+
+    #[test]
+    fn hashes_agree_with_the_argon2_crates_own() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let mut memory = Memory::new();
+        let ours = hash_with(&mut memory, b"correct horse").expect("hashed");
+        let parsed = PasswordHash::new(&ours).expect("a PHC string");
+        let crates = Argon2::default();
+        assert!(crates.verify_password(b"correct horse", &parsed).is_ok(), "{ours}");
+        let theirs = crates.hash_password(b"battery staple").expect("hashed").to_string();
+        assert_eq!(theirs.split('$').nth(3), ours.split('$').nth(3), "same parameters");
+        assert!(verify_with(&mut memory, b"battery staple", &theirs));
+        assert!(!verify_with(&mut memory, b"battery stable", &theirs));
+        assert!(!verify_with(&mut memory, b"correct horse", "not a hash"));
     }
 
     #[tokio::test]
