@@ -4,10 +4,10 @@
 //! 2 passes, 1 lane, a random 16-byte salt) and only the PHC string is
 //! stored; a password is never logged, echoed or kept. Hashing and checking
 //! run on a few threads of their own ([`HASH_THREADS`] at most, started on
-//! first use), never on a runtime worker, and at the lowest scheduling
-//! priority there is (`SCHED_IDLE` on Linux): argon2's tens of milliseconds
-//! of CPU run only on time the room's workers leave over, so logins never
-//! stall the room (they wait instead when the CPU is saturated). Each
+//! first use), never on a runtime worker, and at the lowest nice value
+//! (19): argon2's tens of milliseconds of CPU give way to the room's
+//! workers, so logins do not stall the room (they wait instead when the CPU
+//! is saturated), and are still not starved by other busy processes. Each
 //! thread keeps argon2's 19 MiB from one hash to the next: allocated per
 //! hash, it would be mapped, faulted in page by page and unmapped every
 //! time, and each unmapping interrupts every thread of the daemon to flush
@@ -172,15 +172,21 @@ fn run_hash_jobs(jobs: &Mutex<Receiver<Job>>) {
     }
 }
 
-/// Makes the calling thread run only when no other thread of normal
-/// priority wants its CPU (`SCHED_IDLE`), which any process may ask for.
+/// Gives the calling thread the lowest nice value, 19: next to a thread of
+/// normal priority it gets about 1.5% of a busy CPU, so it gives way to the
+/// room's workers, yet other busy processes cannot starve it altogether
+/// (as they would a `SCHED_IDLE` thread). On Linux nice is per thread.
 #[cfg(target_os = "linux")]
 fn lower_this_threads_priority() -> std::io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param.
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: setpriority on our own thread id; raising nice needs no privilege.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, LOWEST_PRIORITY) };
     if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
+
+/// The nice value of the hashing threads.
+pub const LOWEST_PRIORITY: libc::c_int = 19;
 
 #[cfg(not(target_os = "linux"))]
 fn lower_this_threads_priority() -> std::io::Result<()> {
