@@ -144,6 +144,9 @@ async fn everything_accepted_before_sigterm_is_kept() {
     server.signal(libc::SIGTERM);
     alice.until_closed().await;
     bob.until_closed().await;
+    // The store cannot finish while the operator holds the file (it keeps
+    // trying for 5 s), so a daemon that waits for it is still running.
+    server.log.wait_for("the store's last writes", |l| l.contains("before stopping"));
     assert!(server.is_running(), "the daemon waits for its store before it exits");
     operator.execute_batch("ROLLBACK").expect("write lock released");
     let (status, _) = server.wait_exit(WAIT);

@@ -316,6 +316,7 @@ impl LocalStore {
 
     /// Writes everything queued, then stops the thread and waits for it.
     pub async fn close(&self) {
+        info!("store: writing what is queued before stopping");
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         let jobs = self.jobs.clone();
         let closed = tokio::task::spawn_blocking(move || {
