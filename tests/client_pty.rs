@@ -526,6 +526,31 @@ async fn a_registered_user_sits_through_a_daemon_restart_with_nothing_lost() {
     assert!(alice.is_cooked());
 }
 
+/// A guest comes back too: after a daemon restart the client takes its
+/// name again, rejoins its room, and sends what was entered while offline.
+#[tokio::test]
+async fn a_guest_comes_back_to_its_room_and_what_it_typed_offline_is_sent() {
+    let mut server = Server::start(&[]);
+    let listen = server.addr.to_string();
+    let mut alice = Terminal::start(&[&listen, "--name", "alice"]);
+    alice.wait_for_input_row("alice #lobby>").await;
+    alice.type_keys("/join #rust\r");
+    alice.wait_for_input_row("alice #rust>").await;
+
+    server.signal(libc::SIGTERM);
+    server.wait_exit(WAIT);
+    alice.wait_for_text(&format!("connection to {listen} lost")).await;
+    alice.type_keys("typed while away\r");
+    alice.wait_for_text("Not connected: what you enter is sent once back in.").await;
+    let server = Server::start(&["--listen", &listen]);
+    let mut bob = Client::named(server.addr, "bob").await;
+    bob.send("/join #rust").await;
+    bob.expect_line(|l| strip_ansi(l).ends_with("alice: typed while away")).await;
+    alice.wait_for_input_row("alice #rust>").await;
+    alice.type_keys("\x04"); // Ctrl-D
+    assert_eq!(alice.exit_code().await, 0);
+}
+
 /// `kill` or a closed terminal window must not leave the terminal raw.
 #[tokio::test]
 async fn sigterm_leaves_cleanly_like_ctrl_d() {
