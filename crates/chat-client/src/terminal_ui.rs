@@ -256,18 +256,18 @@ impl Chat<'_> {
         if line.is_empty() && !naming {
             return Ok(false); // an empty message is nothing; an empty name asks for one
         }
-        if !carries_password(&line) {
+        if password_change(&line).is_none() {
             self.keyboard.remember(&line);
         }
-        if is_quit(&line) && self.holding() {
-            return Ok(true);
-        }
+        let quit = is_quit(&line);
         if self.holding() {
-            self.hold(line)?;
-            return Ok(false);
+            if !quit {
+                self.hold(line)?;
+            }
+            return Ok(quit);
         }
         self.submit(&line).await?;
-        Ok(is_quit(&line))
+        Ok(quit)
     }
 
     /// Whether typed lines wait for the session to be back in.
@@ -293,14 +293,10 @@ impl Chat<'_> {
     /// `/register` or `/password` gives our name (or forgetting it on
     /// `/unregister`), so that coming back can log in.
     async fn submit(&mut self, line: &str) -> Result<(), Error> {
-        if self.identity.me().is_some() {
-            match command::parse(line) {
-                Command::Register(password) | Command::Password { new: password, .. } => {
-                    self.password = Some(password.to_owned());
-                }
-                Command::Unregister(_) => self.password = None,
-                _ => {}
-            }
+        if self.identity.me().is_some()
+            && let Some(password) = password_change(line)
+        {
+            self.password = password;
         }
         self.send(line).await
     }
@@ -332,36 +328,37 @@ impl Chat<'_> {
         self.show_prompt()
     }
 
-    /// The password for `name`: the kept one, once, when coming back under
-    /// the same name; otherwise asked at the terminal.
+    /// Sends the password for `name`: the kept one, once, when coming back
+    /// under the same name; otherwise what the user types. It is kept (in
+    /// memory) only once the server accepts it; a Ctrl-D at the prompt
+    /// sends an empty one, which the server refuses.
     async fn answer_password(&mut self, name: &str) -> Result<(), Error> {
-        let kept = match (self.comeback.as_mut(), &self.password) {
-            (Some(comeback), Some(password))
-                if !comeback.password_tried && comeback.name.eq_ignore_ascii_case(name) =>
-            {
-                comeback.password_tried = true;
-                Some(password.clone())
-            }
-            _ => None,
+        let password = match self.kept_password_for(name) {
+            Some(password) => Some(password),
+            None => self.ask_password(name).await?,
         };
-        match kept {
-            Some(password) => {
-                self.password_typed = Some(password);
-                self.conn.send(self.password_typed.as_deref().unwrap_or_default()).await
-            }
-            None => self.ask_password(name).await,
-        }
+        let sent = self.conn.send(password.as_deref().unwrap_or_default()).await;
+        self.password_typed = password;
+        sent
     }
 
-    /// Reads the password without echo and sends it; it is kept (in
-    /// memory) only once the server accepts it. Ctrl-D sends an empty one,
-    /// which the server refuses.
-    async fn ask_password(&mut self, name: &str) -> Result<(), Error> {
+    /// The kept password, if we are coming back as `name` and have not
+    /// tried it on this connection yet.
+    fn kept_password_for(&mut self, name: &str) -> Option<String> {
+        let comeback = self.comeback.as_mut()?;
+        if comeback.password_tried || !comeback.name.eq_ignore_ascii_case(name) {
+            return None;
+        }
+        comeback.password_tried = true;
+        self.password.clone()
+    }
+
+    /// Reads a password without echo (`None`: the user gave up, Ctrl-D).
+    async fn ask_password(&mut self, name: &str) -> Result<Option<String>, Error> {
         let (password, writer) =
             self.keyboard.read_secret(&format!("password for {name}: ")).await?;
         self.writer = writer;
-        self.password_typed = password;
-        self.conn.send(self.password_typed.as_deref().unwrap_or_default()).await
+        Ok(password)
     }
 
     /// The server welcomed us (or confirmed a rename): keep the password
@@ -488,12 +485,17 @@ impl Chat<'_> {
     }
 }
 
-/// Whether a typed line holds a password, and so is kept out of the history.
-fn carries_password(line: &str) -> bool {
-    matches!(
-        command::parse(line),
-        Command::Register(_) | Command::Password { .. } | Command::Unregister(_)
-    )
+/// What a typed line does to our name's password: `Some(Some(new))` for
+/// `/register` and `/password`, `Some(None)` for `/unregister`, `None` for
+/// any other line. A line that holds a password is kept out of the history.
+fn password_change(line: &str) -> Option<Option<String>> {
+    match command::parse(line) {
+        Command::Register(password) | Command::Password { new: password, .. } => {
+            Some(Some(password.to_owned()))
+        }
+        Command::Unregister(_) => Some(None),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -521,10 +523,10 @@ mod tests {
 
     #[test]
     fn password_commands_stay_out_of_the_history() {
-        assert!(carries_password("/register hunter22"));
-        assert!(carries_password("/password old new-one"));
-        assert!(carries_password("/unregister hunter22"));
-        assert!(!carries_password("my password is weak"));
+        assert_eq!(password_change("/register hunter22"), Some(Some("hunter22".into())));
+        assert_eq!(password_change("/password old new-one"), Some(Some("new-one".into())));
+        assert_eq!(password_change("/unregister hunter22"), Some(None));
+        assert_eq!(password_change("my password is weak"), None);
     }
 
     fn heard(identity: &mut Identity, line: &Line) {
