@@ -32,7 +32,6 @@ use crate::store::{Said, Store, Stored};
 const GUEST_ATTEMPTS: usize = 50;
 /// How long a new login waits for the connection it replaces to leave.
 const REPLACE_WAIT: Duration = Duration::from_secs(5);
-const REPLACE_POLL: Duration = Duration::from_millis(10);
 
 /// Who a local user is, as the hub needs to know to speak for them.
 #[derive(Debug, Clone)]
@@ -222,14 +221,7 @@ impl Hub {
         if self.people.send_direct(name.as_str(), Direct::Replaced).is_err() {
             return self.people.is_name_free(name);
         }
-        let deadline = tokio::time::Instant::now() + REPLACE_WAIT;
-        while !self.people.is_name_free(name) {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(REPLACE_POLL).await;
-        }
-        true
+        self.people.until_name_free(name, tokio::time::Instant::now() + REPLACE_WAIT).await
     }
 
     /// The recent lines a room replays, read from the history unless the

@@ -117,6 +117,8 @@ struct PeopleState {
 #[derive(Default)]
 pub struct People {
     state: Mutex<PeopleState>,
+    /// Told whenever a local user leaves or renames, freeing a name.
+    name_freed: Notify,
 }
 
 impl People {
@@ -148,7 +150,24 @@ impl People {
         let person = state.local.remove(&id)?;
         state.by_key.remove(&person.name.key());
         state.release_theme(&person.theme);
+        drop(state);
+        self.name_freed.notify_waiters();
         Some(person)
+    }
+
+    /// Waits until `name` is free here, at most until `deadline`; true if it is.
+    pub async fn until_name_free(&self, name: &Name, deadline: tokio::time::Instant) -> bool {
+        loop {
+            let freed = self.name_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.is_name_free(name) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return self.is_name_free(name);
+            }
+        }
     }
 
     /// Changes a person's name; returns the old one and their rooms.
@@ -165,6 +184,8 @@ impl People {
         let rooms = person.rooms.clone();
         state.by_key.remove(&old.key());
         state.by_key.insert(key, id);
+        drop(state);
+        self.name_freed.notify_waiters();
         Ok((old, rooms))
     }
 
