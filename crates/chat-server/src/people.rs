@@ -8,7 +8,9 @@
 //! rename reaches each room once), their direct-message [`Inbox`], the
 //! users of other daemons, and whether the other daemons are reachable: a
 //! change of that is told to every local person through their inbox, and a
-//! newcomer reads it under the same lock, so each person hears it once.
+//! newcomer reads it under the same lock, so each person hears it once. A
+//! name freed here (a departure, a rename) is signalled, for a login that
+//! replaces the connection holding it.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
