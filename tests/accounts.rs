@@ -61,12 +61,6 @@ async fn guess_at_once(addrs: &[std::net::SocketAddr]) -> Vec<Duration> {
     answered
 }
 
-/// `client` joins `room` and waits until told it is current there.
-async fn join(client: &mut Client, room: &str) {
-    client.send(&format!("/join {room}")).await;
-    client.expect_line(|l| l.contains("You are now in")).await;
-}
-
 #[tokio::test]
 async fn a_registered_name_takes_its_password_and_nothing_else() {
     let server = Server::start(&[]);
@@ -212,12 +206,12 @@ async fn a_returning_owner_is_put_back_and_told_what_they_missed_across_a_restar
     let mut server = Server::start(&["--db", &db]);
     let mut alice = Client::named(server.addr, "alice").await;
     register(&mut alice, PASSWORD).await;
-    join(&mut alice, "#rust").await;
-    join(&mut alice, "#quiet").await;
+    alice.join("#rust").await;
+    alice.join("#quiet").await;
     alice.send("/quit").await;
     alice.until_closed().await;
     let mut bob = Client::named(server.addr, "bob").await;
-    join(&mut bob, "#rust").await;
+    bob.join("#rust").await;
     for i in 1..=3 {
         bob.send(&format!("rust news {i}")).await;
     }

@@ -212,12 +212,6 @@ async fn newcomers_to_a_degraded_room_are_told_in_the_welcome() {
     }
 }
 
-/// Joins `room` and waits until told it is current there.
-async fn join_room(client: &mut Client, room: &str) {
-    client.send(&format!("/join {room}")).await;
-    client.expect_line(|l| l.contains(&format!("You are now in {room}"))).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_spans_daemons_that_carry_it_only_while_their_users_are_in_it() {
     let redis = RedisServer::start();
@@ -226,8 +220,8 @@ async fn a_room_spans_daemons_that_carry_it_only_while_their_users_are_in_it() {
     let mut bob = join_seen_by(&two, "bob", &mut alice).await;
     let _carol = join_seen_by(&three, "carol", &mut alice).await;
     let channel = "chat:room:rust";
-    join_room(&mut alice, "#rust").await;
-    join_room(&mut bob, "#rust").await;
+    alice.join("#rust").await;
+    bob.join("#rust").await;
     let notice = strip_ansi(&alice.expect_line(|l| l.contains("bob joined")).await);
     assert!(notice.contains("bob joined #rust"), "{notice}");
     bob.send("hello from two").await;
@@ -262,8 +256,8 @@ async fn a_remote_departure_reaches_each_user_once_across_shared_rooms() {
     let mut alice = Client::named(one.addr, "alice").await;
     let mut bob = join_seen_by(&two, "bob", &mut alice).await;
     for room in ["#a", "#b"] {
-        join_room(&mut alice, room).await;
-        join_room(&mut bob, room).await;
+        alice.join(room).await;
+        bob.join(room).await;
         alice.expect_line(|l| l.contains(&format!("bob joined {room}"))).await;
     }
     bob.send("/nick robert").await;
@@ -271,7 +265,7 @@ async fn a_remote_departure_reaches_each_user_once_across_shared_rooms() {
     bob.send("/quit bye").await;
     let seen = alice.lines_until(|l| l.contains("robert left")).await;
     let mut carol = Client::named(one.addr, "carol").await;
-    join_room(&mut carol, "#b").await;
+    carol.join("#b").await;
     let later = support::barrier(&mut carol, &mut alice).await;
     let all: Vec<&String> = seen.iter().chain(&later).collect();
     let renames = all.iter().filter(|l| l.contains("is now known as robert")).count();

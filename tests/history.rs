@@ -15,13 +15,6 @@ use support::{
     strip_ansi,
 };
 
-/// `client` joins `room` and waits until told it is current there.
-async fn join(client: &mut Client, room: &str) -> Vec<String> {
-    client.send(&format!("/join {room}")).await;
-    let lines = client.lines_until(|l| l.contains("You are now in")).await;
-    lines.iter().map(|l| strip_ansi(l)).collect()
-}
-
 /// `speaker` says each line; `listener` has received them all on return.
 async fn say_all(speaker: &mut Client, listener: &mut Client, lines: &[&str]) {
     for line in lines {
@@ -86,8 +79,8 @@ async fn history_survives_a_sigterm_restart_and_the_file_reads_with_sqlite() {
     let mut bob = Client::named(server.addr, "bob").await;
     alice.expect_line(|l| l.contains("bob joined")).await;
     say_all(&mut bob, &mut alice, &["lobby one", "lobby two"]).await;
-    join(&mut alice, "#rust").await;
-    join(&mut bob, "#rust").await;
+    alice.join("#rust").await;
+    bob.join("#rust").await;
     say_all(&mut bob, &mut alice, &["rust one"]).await;
     bob.send("/me waves").await;
     alice.expect_line(|l| l.contains("* bob waves")).await;
@@ -103,7 +96,7 @@ async fn history_survives_a_sigterm_restart_and_the_file_reads_with_sqlite() {
     let replay: Vec<String> = replay.iter().map(|l| strip_ansi(l)).collect();
     assert!(replay.iter().any(|l| l.ends_with("bob: lobby one")), "{replay:#?}");
     assert!(!replay.iter().any(|l| l.contains("rust one")), "another room's line: {replay:#?}");
-    let joined = join(&mut carol, "#rust").await;
+    let joined = carol.join("#rust").await;
     assert!(joined.iter().any(|l| l.ends_with("bob: rust one")), "{joined:#?}");
     let (_, lines) = ask(&mut carol, "/history").await;
     assert_eq!(lines.len(), 2, "{lines:#?}");
@@ -188,7 +181,7 @@ async fn history_and_search_read_the_current_room() {
     let said_refs: Vec<&str> = said.iter().map(String::as_str).collect();
     say_all(&mut bob, &mut alice, &said_refs).await;
     say_all(&mut bob, &mut alice, &["Deploying the Rust service", "rust is deployed, async"]).await;
-    join(&mut bob, "#other").await;
+    bob.join("#other").await;
     bob.send("rust deployed elsewhere").await;
 
     let (heading, lines) = ask(&mut alice, "/history").await;
@@ -400,8 +393,8 @@ async fn daemons_on_a_backplane_share_one_history_that_outlives_them() {
     let mut alice = Client::named(a.addr, "alice").await;
     let mut bob = Client::named(b.addr, "bob").await;
     alice.expect_line(|l| l.contains("bob joined")).await;
-    join(&mut alice, "#rust").await;
-    join(&mut bob, "#rust").await;
+    alice.join("#rust").await;
+    bob.join("#rust").await;
     alice.expect_line(|l| l.contains("bob joined #rust")).await;
     say_all(&mut alice, &mut bob, &["shared one", "shared two, about tokio"]).await;
     let (_, on_b) = ask(&mut bob, "/history").await;
@@ -416,7 +409,7 @@ async fn daemons_on_a_backplane_share_one_history_that_outlives_them() {
     stop(&mut b, libc::SIGTERM);
     let b = Server::start(&["--backplane", &url]);
     let mut carol = Client::named(b.addr, "carol").await;
-    let joined = join(&mut carol, "#rust").await;
+    let joined = carol.join("#rust").await;
     assert!(joined.iter().any(|l| l.ends_with("alice: shared one")), "{joined:#?}");
     assert!(joined.iter().any(|l| l.ends_with("alice: shared two, about tokio")), "{joined:#?}");
 }

@@ -7,22 +7,16 @@ mod support;
 
 use support::{Client, Server, barrier, strip_ansi};
 
-/// `name` joins `room` and waits until told it is current there.
-async fn join(client: &mut Client, room: &str) -> Vec<String> {
-    client.send(&format!("/join {room}")).await;
-    client.lines_until(|l| l.contains("You are now in")).await
-}
-
 #[tokio::test]
 async fn joining_makes_a_room_current_and_its_members_are_told() {
     let server = Server::start(&[]);
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(server.addr, "bob").await;
     alice.expect_line(|l| l.contains("bob joined")).await;
-    let joined = join(&mut alice, "rust").await;
+    let joined = alice.join("rust").await;
     assert!(joined.iter().any(|l| l.contains("You joined #rust")), "{joined:#?}");
     assert!(joined.last().is_some_and(|l| l.contains("You are now in #rust.")), "{joined:#?}");
-    join(&mut bob, "#RUST").await;
+    bob.join("#RUST").await;
     let notice = alice.expect_line(|l| l.contains("bob joined")).await;
     assert!(strip_ansi(&notice).contains("bob joined #rust"), "names the room: {notice}");
     bob.send("hello rustaceans").await;
@@ -35,11 +29,11 @@ async fn lines_from_another_room_carry_its_name() {
     let server = Server::start(&[]);
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(server.addr, "bob").await;
-    join(&mut alice, "#rust").await;
-    join(&mut bob, "#rust").await;
+    alice.join("#rust").await;
+    bob.join("#rust").await;
     bob.send("/join #lobby").await;
     bob.expect_line(|l| l.contains("You are now in #lobby")).await;
-    join(&mut alice, "#lobby").await;
+    alice.join("#lobby").await;
     alice.send("/join #rust").await;
     alice.expect_line(|l| l.contains("You are now in #rust")).await;
     alice.send("in rust").await;
@@ -56,8 +50,8 @@ async fn a_message_goes_to_the_current_room_only() {
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(server.addr, "bob").await;
     let mut carol = Client::named(server.addr, "carol").await;
-    join(&mut alice, "#rust").await;
-    join(&mut bob, "#rust").await;
+    alice.join("#rust").await;
+    bob.join("#rust").await;
     alice.send("only for rust").await;
     bob.expect_line(|l| l.contains("only for rust")).await;
     // carol (lobby only) never sees it: bob's round trip through the lobby proves it.
@@ -72,12 +66,12 @@ async fn the_joiner_gets_who_is_there_and_the_rooms_history() {
     let server = Server::start(&[]);
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(server.addr, "bob").await;
-    join(&mut alice, "#go").await;
-    join(&mut bob, "#go").await;
+    alice.join("#go").await;
+    bob.join("#go").await;
     alice.send("goroutines are cheap").await;
     bob.expect_line(|l| l.contains("goroutines")).await;
     let mut carol = Client::named(server.addr, "carol").await;
-    let lines = join(&mut carol, "#go").await;
+    let lines = carol.join("#go").await;
     let text = lines.iter().map(|l| strip_ansi(l)).collect::<Vec<_>>().join("\n");
     assert!(text.contains("alice") && text.contains("bob"), "who is there: {text}");
     assert!(text.contains("goroutines are cheap"), "history: {text}");
@@ -88,8 +82,8 @@ async fn parting_tells_the_room_and_the_only_room_cannot_be_parted() {
     let server = Server::start(&[]);
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(server.addr, "bob").await;
-    join(&mut alice, "#rust").await;
-    join(&mut bob, "#rust").await;
+    alice.join("#rust").await;
+    bob.join("#rust").await;
     bob.send("/part").await;
     let parted = bob.lines_until(|l| l.contains("You are now in")).await;
     assert!(parted.iter().any(|l| l.contains("You left #rust")), "{parted:#?}");
@@ -108,8 +102,8 @@ async fn rooms_lists_rooms_with_members_and_marks_yours() {
     let server = Server::start(&[]);
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(server.addr, "bob").await;
-    join(&mut alice, "#rust").await;
-    join(&mut bob, "#go").await;
+    alice.join("#rust").await;
+    bob.join("#go").await;
     alice.send("/rooms").await;
     // Sorted by name, so #rust comes last.
     let lines = alice.lines_until(|l| l.contains("#rust")).await;
@@ -132,7 +126,7 @@ async fn who_lists_the_current_room_or_the_one_named() {
     let server = Server::start(&[]);
     let mut alice = Client::named(server.addr, "alice").await;
     let _bob = Client::named(server.addr, "bob").await;
-    join(&mut alice, "#rust").await;
+    alice.join("#rust").await;
     alice.send("/who").await;
     let lines = alice.lines_until(|l| l.contains("(you)")).await;
     assert!(lines.iter().any(|l| l.contains("1 online in #rust:")), "{lines:#?}");
@@ -148,9 +142,9 @@ async fn room_names_ignore_case_and_lookalikes_and_bad_ones_are_refused() {
     let server = Server::start(&[]);
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(server.addr, "bob").await;
-    join(&mut alice, "#Rust").await;
+    alice.join("#Rust").await;
     // Cyrillic ѕ for s, and capitals: the same room.
-    join(&mut bob, "#RU\u{0455}T").await;
+    bob.join("#RU\u{0455}T").await;
     alice.expect_line(|l| l.contains("bob joined")).await;
     bob.send("/join #no.dots").await;
     let refusal = bob.expect_line(|l| l.contains("Sorry")).await;
@@ -163,8 +157,8 @@ async fn a_rename_and_a_departure_reach_each_user_once_across_shared_rooms() {
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(server.addr, "bob").await;
     for room in ["#a", "#b", "#c"] {
-        join(&mut alice, room).await;
-        join(&mut bob, room).await;
+        alice.join(room).await;
+        bob.join(room).await;
     }
     bob.send("/nick robert").await;
     bob.expect_line(|l| l.contains("You are now known as robert")).await;
@@ -183,7 +177,7 @@ async fn alone_is_about_the_current_room() {
     let server = Server::start(&[]);
     let mut alice = Client::named(server.addr, "alice").await;
     let _bob = Client::named(server.addr, "bob").await;
-    join(&mut alice, "#empty").await;
+    alice.join("#empty").await;
     alice.send("anyone here?").await;
     alice.expect_line(|l| l.contains("alone")).await;
 }
@@ -193,14 +187,14 @@ async fn room_limits_are_refused_with_a_reason() {
     let server = Server::start(&["--max-rooms", "3", "--rooms-per-user", "2"]);
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(server.addr, "bob").await;
-    join(&mut alice, "#one").await;
+    alice.join("#one").await;
     alice.send("/join #two").await;
     let refusal = alice.expect_line(|l| l.contains("Sorry")).await;
     assert!(refusal.contains("2 rooms already"), "{refusal}");
-    join(&mut bob, "#two").await;
+    bob.join("#two").await;
     bob.send("/part #two").await;
     bob.expect_line(|l| l.contains("You left #two")).await;
-    join(&mut bob, "#three").await;
+    bob.join("#three").await;
     let mut carol = Client::named(server.addr, "carol").await;
     carol.send("/join #four").await;
     let refusal = carol.expect_line(|l| l.contains("Sorry")).await;
@@ -223,7 +217,7 @@ async fn the_console_lists_rooms_and_speaks_in_one_or_all() {
     let mut server = Server::start(&[]);
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(server.addr, "bob").await;
-    join(&mut alice, "#rust").await;
+    alice.join("#rust").await;
     server.console_command("/rooms");
     server.console.wait_for("the room list", |l| l.contains("#rust (1 users)"));
     server.console_command("/say #rust rust only");

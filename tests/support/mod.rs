@@ -453,6 +453,21 @@ impl Client {
         }
     }
 
+    /// Sends `/join ROOM` and reads until the server says `ROOM` (in any
+    /// case or look-alike spelling) is now the current room; returns the
+    /// lines up to that one, without escapes. Only that room's notice
+    /// counts: an earlier "now in" (after a `/part`, say) is read past.
+    pub async fn join(&mut self, room: &str) -> Vec<String> {
+        self.send(&format!("/join {room}")).await;
+        let wanted = chat_proto::RoomKey::of(room);
+        let now_in_wanted = |line: &str| {
+            matches!(chat_proto::classify(&strip_ansi(line)),
+                chat_proto::Heard::CurrentRoom { room } if chat_proto::RoomKey::of(room) == wanted)
+        };
+        let lines = self.lines_until(now_in_wanted).await;
+        lines.iter().map(|line| strip_ansi(line)).collect()
+    }
+
     /// Reads until the server closes the connection (within [`WAIT`]); returns the lines.
     pub async fn until_closed(&mut self) -> Vec<String> {
         let mut lines = Vec::new();
