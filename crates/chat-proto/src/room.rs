@@ -83,6 +83,11 @@ impl RoomName {
 }
 
 impl RoomKey {
+    /// The key of `#lobby`.
+    pub fn lobby() -> Self {
+        RoomName::lobby().key()
+    }
+
     /// The key of whatever a user typed (`#RUST`, `rust`), valid or not.
     pub fn of(text: &str) -> Self {
         let text = text.trim();

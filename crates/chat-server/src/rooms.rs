@@ -42,6 +42,14 @@ struct RoomsState {
     kept_order: VecDeque<RoomKey>,
 }
 
+impl RoomsState {
+    /// Open rooms that count against `--max-rooms`: every one but
+    /// `#lobby`, where everyone arrives.
+    fn rooms_besides_lobby(&self) -> usize {
+        self.open.len() - usize::from(self.open.contains_key(&RoomKey::lobby()))
+    }
+}
+
 pub struct Rooms {
     state: Mutex<RoomsState>,
     max_rooms: usize,
@@ -103,8 +111,7 @@ impl Rooms {
         if let Some(room) = state.open.get(&key) {
             return Ok(enter(room));
         }
-        // #lobby is where everyone arrives: it never counts against the limit.
-        if state.open.len() >= self.max_rooms && name.as_str() != chat_proto::LOBBY {
+        if key != RoomKey::lobby() && state.rooms_besides_lobby() >= self.max_rooms {
             return Err(RoomError::TooManyRooms { max: self.max_rooms });
         }
         let history = match state.kept.remove(&key) {
