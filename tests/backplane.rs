@@ -272,3 +272,29 @@ async fn a_remote_departure_reaches_each_user_once_across_shared_rooms() {
     let leaves = all.iter().filter(|l| l.contains("robert left")).count();
     assert_eq!((renames, leaves), (1, 1), "{all:#?}");
 }
+
+/// The presence notices an observer on the same daemon reads, and one on
+/// another daemon reads, are the same words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_parts_read_the_same_from_every_daemon() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let mut here = Client::named(a.addr, "here").await;
+    let mut there = join_seen_by(&b, "there", &mut here).await;
+    let mut bob = Client::named(a.addr, "bob").await;
+    for observer in [&mut here, &mut there] {
+        let arrival = strip_ansi(&observer.expect_line(|l| l.contains("bob joined")).await);
+        assert!(arrival.ends_with("bob joined"), "an arrival names no room: {arrival}");
+    }
+    bob.join("#side").await;
+    bob.send("/part #lobby").await;
+    bob.expect_line(|l| l.contains("You left #lobby")).await;
+    bob.send("/join #lobby").await;
+    bob.expect_line(|l| l.contains("now in #lobby")).await;
+    for observer in [&mut here, &mut there] {
+        let part = strip_ansi(&observer.expect_line(|l| l.contains("bob left")).await);
+        assert!(part.ends_with("bob left #lobby"), "{part}");
+        let join = strip_ansi(&observer.expect_line(|l| l.contains("bob joined")).await);
+        assert!(join.ends_with("bob joined #lobby"), "a /join names its room: {join}");
+    }
+}

@@ -22,6 +22,7 @@ use tracing::{info, warn};
 
 use crate::backplane::Backplane;
 use crate::backplane::wire::Wire;
+use crate::event::Presence;
 use crate::people::{Admitted, Direct, Inbox, People, Person, theme_index};
 use crate::room::{ConnId, Entry, Listing, Member, Message, Place, Room, RoomError, Scope};
 use crate::rooms::{RoomListing, Rooms};
@@ -47,6 +48,22 @@ pub struct Speaker {
 impl Speaker {
     fn member(&self) -> Member {
         Member { name: self.name.clone(), theme: self.theme, peer: self.peer }
+    }
+
+    fn arrived(&self) -> Presence {
+        Presence::Arrived { who: self.name.clone(), theme: self.theme }
+    }
+
+    fn joined(&self, room: &RoomName) -> Presence {
+        Presence::Joined { who: self.name.clone(), theme: self.theme, room: room.clone() }
+    }
+
+    fn parted(&self, room: &RoomName) -> Presence {
+        Presence::Parted { who: self.name.clone(), theme: self.theme, room: room.clone() }
+    }
+
+    fn departed(&self, how: &str) -> Presence {
+        Presence::Departed { who: self.name.clone(), theme: self.theme, how: how.to_owned() }
     }
 }
 
@@ -159,7 +176,7 @@ impl Hub {
         };
         let registered = right == NameRight::Owner;
         let speaker = Speaker { id, name: name.clone(), theme: admitted.theme, peer, registered };
-        let notice = |_: &Room| format!("{} {} joined", speaker.theme.emoji, speaker.name);
+        let notice = |_: &Room| speaker.arrived();
         let lobby = RoomName::lobby();
         let recalled = self.recall(&lobby.key()).await;
         let lobby = match self.enter(&speaker, &lobby, recalled, notice) {
@@ -172,7 +189,7 @@ impl Hub {
                 return Err(error);
             }
         };
-        self.forward_join(&speaker, &RoomName::lobby());
+        self.forward_join(&speaker, &RoomName::lobby(), true);
         self.carry(&lobby.room).await;
         let Admitted { theme, inbox, degraded } = admitted;
         Ok((name, Arrival { theme, inbox, degraded, lobby }))
@@ -246,7 +263,7 @@ impl Hub {
         speaker: &Speaker,
         name: &RoomName,
         recalled: Option<Vec<Line>>,
-        notice: impl FnOnce(&Room) -> String,
+        notice: impl FnOnce(&Room) -> Presence,
     ) -> Result<Joined, RoomError> {
         let seed = |room: &Room| {
             for (name, theme, node) in self.people.remote_in(room.key()) {
@@ -255,7 +272,7 @@ impl Hub {
         };
         let joined = self.rooms.enter(name, recalled, seed, |room| Joined {
             room: Arc::clone(room),
-            entry: room.join(speaker.id, speaker.member(), notice(room)),
+            entry: room.join(speaker.id, speaker.member(), &notice(room)),
         })?;
         self.people.set_in_room(speaker.id, joined.room.key(), true);
         Ok(joined)
@@ -276,10 +293,8 @@ impl Hub {
             return Err(RoomError::TooManyRoomsForYou { max: self.rooms_per_user });
         }
         let recalled = self.recall(&name.key()).await;
-        let joined = self.enter(speaker, name, recalled, |room| {
-            format!("{} {} joined {}", speaker.theme.emoji, speaker.name, room.name())
-        })?;
-        self.forward_join(speaker, joined.room.name());
+        let joined = self.enter(speaker, name, recalled, |room| speaker.joined(room.name()))?;
+        self.forward_join(speaker, joined.room.name(), false);
         self.carry(&joined.room).await;
         Ok(Some(joined))
     }
@@ -293,10 +308,8 @@ impl Hub {
         if rooms == 1 {
             return Err(RoomError::OnlyRoom);
         }
-        let emoji = speaker.theme.emoji;
         let left = self.rooms.leave(key, |room| {
-            let notice = format!("{emoji} {} left {}", speaker.name, room.name());
-            room.leave(speaker.id, notice, Scope::Room);
+            room.leave(speaker.id, &speaker.parted(room.name()), Scope::Room);
             room.name().clone()
         });
         self.people.set_in_room(speaker.id, key, false);
@@ -334,7 +347,7 @@ impl Hub {
                 return Err(error);
             }
         };
-        let notice = format!("{} {old} is now known as {new}", speaker.theme.emoji);
+        let notice = Presence::Renamed { old: old.clone(), new: new.clone(), theme: speaker.theme };
         let scope = Scope::across(&rooms);
         for key in &rooms {
             if let Some(room) = self.rooms.get(key) {
@@ -420,10 +433,10 @@ impl Hub {
                 .collect();
             self.store.left(&speaker.name.key(), &names);
         }
-        let notice = format!("{} {} {how}", speaker.theme.emoji, speaker.name);
+        let notice = speaker.departed(&how);
         let scope = Scope::across(&person.rooms);
         for key in &person.rooms {
-            self.rooms.leave(key, |room| room.leave(speaker.id, notice.clone(), scope.clone()));
+            self.rooms.leave(key, |room| room.leave(speaker.id, &notice, scope.clone()));
         }
         if let Some(bp) = &self.backplane {
             let (name, theme) = (speaker.name.clone(), theme_index(&speaker.theme));
@@ -503,11 +516,12 @@ impl Hub {
         }
     }
 
-    fn forward_join(&self, speaker: &Speaker, room: &RoomName) {
+    /// Tells the other daemons `speaker` entered `room`, on `arrival` on the server or by `/join`.
+    fn forward_join(&self, speaker: &Speaker, room: &RoomName, arrival: bool) {
         if let Some(bp) = &self.backplane {
             let theme = theme_index(&speaker.theme);
             let (node, name, room) = (bp.node(), speaker.name.clone(), room.clone());
-            bp.forward(Wire::Join { node, name, theme, room });
+            bp.forward(Wire::Join { node, name, theme, room, arrival });
         }
     }
 

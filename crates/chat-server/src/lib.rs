@@ -5,7 +5,7 @@
 //! [`context`] (what every connection shares), [`server`] (accept loops,
 //! admission, shutdown), [`connection`] (one task per client: greeting,
 //! naming, the select loop, goodbye), [`session`] (a named user's state and
-//! how a session ends), [`command`] (what a user's line does), [`hub`] (the
+//! how a session ends), [`command`] (what a user's line does), [`event`] (what happened, as data), [`hub`] (the
 //! one door through which every change goes, here and to other daemons),
 //! [`people`] (names, themes and inboxes of everyone connected), [`rooms`]
 //! (which rooms are open), [`room`] (one room's members, history, broadcast
@@ -26,6 +26,7 @@ pub mod config;
 pub mod connection;
 pub mod console;
 pub mod context;
+pub mod event;
 pub mod hub;
 pub mod logging;
 pub mod metrics;

@@ -32,6 +32,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::event::Presence;
 use crate::stats::Stats;
 
 /// Another daemon sharing the rooms, as the backplane names it.
@@ -234,7 +235,7 @@ struct RoomState {
     /// Members of other daemons, known from the backplane; empty without one.
     remote: HashMap<NameKey, RemoteMember>,
     history: VecDeque<Arc<Event>>,
-    presence: Presence,
+    presence: Gathering,
     /// Events published since the room opened; a reader that steps out of
     /// the queue uses it to count what it missed.
     published: u64,
@@ -242,7 +243,7 @@ struct RoomState {
 
 /// Joins and leaves waiting to be announced together.
 #[derive(Debug, Default)]
-struct Presence {
+struct Gathering {
     last_sent: Option<Instant>,
     pending: Vec<(String, Scope)>,
 }
@@ -320,36 +321,35 @@ impl Room {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Adds a member, subscribes them, and announces `notice` ("🦊 alice
-    /// joined") to the others.
-    pub fn join(&self, id: ConnId, member: Member, notice: String) -> Entry {
+    /// Adds a member, subscribes them, and tells the others `notice`.
+    pub fn join(&self, id: ConnId, member: Member, notice: &Presence) -> Entry {
         let mut state = self.lock();
         let online = state.online_summary();
         let history = state.history.iter().cloned().collect();
         let events = self.events.subscribe();
         state.members.insert(id, member);
-        self.announce_presence(&mut state, Some(id), notice, Scope::Room);
+        self.announce_presence(&mut state, Some(id), notice.text(), Scope::Room);
         Entry { online, history, events }
     }
 
     /// Removes a member, telling the others `notice` with its scope; false
     /// when they were not a member.
-    pub fn leave(&self, id: ConnId, notice: String, scope: Scope) -> bool {
+    pub fn leave(&self, id: ConnId, notice: &Presence, scope: Scope) -> bool {
         let mut state = self.lock();
         if state.members.remove(&id).is_none() {
             return false;
         }
-        self.announce_presence(&mut state, Some(id), notice, scope);
+        self.announce_presence(&mut state, Some(id), notice.text(), scope);
         true
     }
 
     /// A member changed name: the room's list follows, and `notice` goes out
     /// with its scope.
-    pub fn rename(&self, id: ConnId, new: &Name, notice: &str, scope: Scope) {
+    pub fn rename(&self, id: ConnId, new: &Name, notice: &Presence, scope: Scope) {
         let mut state = self.lock();
         let Some(member) = state.members.get_mut(&id) else { return };
         member.name = new.clone();
-        let event = Event { from: Some(id), line: Line::notice(notice), scope };
+        let event = Event { from: Some(id), line: Line::notice(&notice.text()), scope };
         self.publish_locked(&mut state, event, false);
     }
 
@@ -561,34 +561,35 @@ impl Room {
     }
 
     /// A member of another daemon joined; `notice` (if any) tells everyone here.
-    pub fn remote_join(&self, node: NodeId, name: Name, theme: Theme, notice: Option<String>) {
+    pub fn remote_join(&self, node: NodeId, name: Name, theme: Theme, notice: Option<&Presence>) {
         let mut state = self.lock();
         state.remote.insert(name.key(), RemoteMember { name, theme, node });
         if let Some(notice) = notice {
-            self.announce_presence(&mut state, None, notice, Scope::Room);
+            self.announce_presence(&mut state, None, notice.text(), Scope::Room);
         }
     }
 
     /// A member of another daemon left; `notice` tells everyone here, with its scope.
-    pub fn remote_leave(&self, node: NodeId, name: &Name, notice: String, scope: Scope) {
+    pub fn remote_leave(&self, node: NodeId, name: &Name, notice: &Presence, scope: Scope) {
         let mut state = self.lock();
         let key = name.key();
         if state.remote.get(&key).is_none_or(|m| m.node != node) {
             return;
         }
         state.remote.remove(&key);
-        self.announce_presence(&mut state, None, notice, scope);
+        self.announce_presence(&mut state, None, notice.text(), scope);
     }
 
     /// A member of another daemon changed name; `notice` tells everyone here.
-    pub fn remote_rename(&self, node: NodeId, old: &Name, new: Name, notice: &str, scope: Scope) {
+    pub fn remote_rename(&self, node: NodeId, notice: &Presence, scope: Scope) {
+        let Presence::Renamed { old, new, .. } = notice else { return };
         let mut state = self.lock();
         let Some(mut member) = state.remote.remove(&old.key()).filter(|m| m.node == node) else {
             return;
         };
-        member.name = new;
+        member.name = new.clone();
         state.remote.insert(member.name.key(), member);
-        let event = Event { from: None, line: Line::notice(notice), scope };
+        let event = Event { from: None, line: Line::notice(&notice.text()), scope };
         self.publish_locked(&mut state, event, false);
     }
 
@@ -673,7 +674,9 @@ mod tests {
         for text in ["one", "two", "three"] {
             room.announce(text, Scope::Room);
         }
-        let entry = room.join(1, member("late"), "late joined".into());
+        let late = member("late");
+        let notice = Presence::Arrived { who: late.name.clone(), theme: late.theme };
+        let entry = room.join(1, late, &notice);
         let replay: Vec<_> = entry.history.iter().map(|e| e.line.bytes(false).clone()).collect();
         let expected: Vec<_> =
             ["two", "three"].map(|t| Line::announcement(t).bytes(false).clone()).into();

@@ -408,7 +408,9 @@ mod tests {
     fn subscribe(room: &Arc<Room>) -> Subscription {
         let name = Name::parse("reader").expect("valid name");
         let member = Member { name, theme: THEMES[0], peer: SocketAddr::from(([127, 0, 0, 1], 9)) };
-        let entry = room.join(1, member, "reader joined".into());
+        let notice =
+            crate::event::Presence::Arrived { who: member.name.clone(), theme: member.theme };
+        let entry = room.join(1, member, &notice);
         Subscription::new(Arc::clone(room), entry.events, 1)
     }
 

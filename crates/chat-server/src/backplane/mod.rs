@@ -42,6 +42,7 @@ use tracing::{info, warn};
 
 use chat_proto::{RoomKey, RoomName};
 
+use crate::event::Presence;
 use crate::people::{Departed, Direct, People};
 use crate::room::{Message, Room, Scope};
 use crate::rooms::Rooms;
@@ -585,8 +586,9 @@ impl Task {
                     wait_for_local_readers(&room).await;
                 }
             }
-            Wire::Join { name, theme, room, .. } => {
-                self.remote_enter(node, name, theme, &room, true)
+            Wire::Join { name, theme, room, arrival, .. } => {
+                let announce = if arrival { Entered::Arrived } else { Entered::Joined };
+                self.remote_enter(node, name, theme, &room, announce)
             }
             Wire::Part { name, room, .. } => self.remote_part(node, &name, &room),
             Wire::Leave { name, how, .. } => {
@@ -596,11 +598,11 @@ impl Task {
             }
             Wire::Rename { old, new, .. } => {
                 if let Some(departed) = self.people.remote_rename(node, &old, new.clone()) {
-                    let notice = format!("{} {old} is now known as {new}", departed.theme.emoji);
+                    let notice = Presence::Renamed { old, new, theme: departed.theme };
                     let scope = Scope::across(&departed.rooms);
                     for key in &departed.rooms {
                         if let Some(room) = self.rooms.get(key) {
-                            room.remote_rename(node, &old, new.clone(), &notice, scope.clone());
+                            room.remote_rename(node, &notice, scope.clone());
                         }
                     }
                 }
@@ -635,7 +637,7 @@ impl Task {
                 }
                 for RosterEntry { name, theme, rooms } in members {
                     for room in &rooms {
-                        self.remote_enter(node, name.clone(), theme, room, false);
+                        self.remote_enter(node, name.clone(), theme, room, Entered::Listed);
                     }
                 }
             }
@@ -724,42 +726,38 @@ impl Task {
     }
 
     /// A user of another daemon entered a room (or is listed in its roster there).
-    fn remote_enter(
-        &self,
-        node: NodeId,
-        name: Name,
-        theme: usize,
-        room: &RoomName,
-        announce: bool,
-    ) {
+    fn remote_enter(&self, node: NodeId, name: Name, theme: usize, room: &RoomName, how: Entered) {
         let Some(theme) = self.people.remote_enter(node, name.clone(), theme, room) else {
             return;
         };
         let Some(open) = self.rooms.get(&room.key()) else { return };
-        let notice = announce.then(|| match room.as_str() {
-            chat_proto::LOBBY => format!("{} {name} joined", theme.emoji),
-            _ => format!("{} {name} joined {room}", theme.emoji),
-        });
-        open.remote_join(node, name, theme, notice);
+        let who = name.clone();
+        let notice = match how {
+            Entered::Arrived => Some(Presence::Arrived { who, theme }),
+            Entered::Joined => Some(Presence::Joined { who, theme, room: room.clone() }),
+            Entered::Listed => None,
+        };
+        open.remote_join(node, name, theme, notice.as_ref());
     }
 
     /// A user of another daemon left one room.
     fn remote_part(&self, node: NodeId, name: &Name, room: &RoomName) {
         let Some(theme) = self.people.remote_part(node, name, &room.key()) else { return };
         if let Some(open) = self.rooms.get(&room.key()) {
-            let notice = format!("{} {name} left {room}", theme.emoji);
-            open.remote_leave(node, name, notice, Scope::Room);
+            let notice = Presence::Parted { who: name.clone(), theme, room: room.clone() };
+            open.remote_leave(node, name, &notice, Scope::Room);
         }
     }
 
     /// A user of another daemon is gone, as `how` says: each of their rooms
     /// here is told, once per reader.
     fn remote_departed(&self, node: NodeId, name: &Name, departed: Departed, how: &str) {
-        let notice = format!("{} {name} {how}", departed.theme.emoji);
+        let notice =
+            Presence::Departed { who: name.clone(), theme: departed.theme, how: how.to_owned() };
         let scope = Scope::across(&departed.rooms);
         for key in &departed.rooms {
             if let Some(room) = self.rooms.get(key) {
-                room.remote_leave(node, name, notice.clone(), scope.clone());
+                room.remote_leave(node, name, &notice, scope.clone());
             }
         }
     }
@@ -776,6 +774,18 @@ impl Task {
             self.bp.inner.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// How a user of another daemon came to be in a room, and so what the
+/// room's members here are told.
+#[derive(Debug, Clone, Copy)]
+enum Entered {
+    /// They arrived on their server, into `#lobby`.
+    Arrived,
+    /// They typed `/join`.
+    Joined,
+    /// Their daemon's roster lists them there: nothing to tell.
+    Listed,
 }
 
 /// Remote lines are paced by the local readers too, within a bound, so a

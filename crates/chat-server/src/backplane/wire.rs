@@ -26,12 +26,14 @@ pub enum Wire {
         text: String,
         action: bool,
     },
-    /// A user entered a room (arriving on their server means entering `#lobby`).
+    /// A user entered a room: by `/join`, or (`arrival`) by arriving on
+    /// their server, which means entering `#lobby`.
     Join {
         node: NodeId,
         name: Name,
         theme: usize,
         room: RoomName,
+        arrival: bool,
     },
     /// A user left one room.
     Part {
@@ -126,8 +128,9 @@ impl Wire {
                 let tag = if *action { "A" } else { "M" };
                 format!("{tag}\t{node:x}\t{room}\t{name}\t{theme}\t{text}")
             }
-            Wire::Join { node, name, theme, room } => {
-                format!("J\t{node:x}\t{name}\t{theme}\t{room}")
+            Wire::Join { node, name, theme, room, arrival } => {
+                let tag = if *arrival { "E" } else { "J" };
+                format!("{tag}\t{node:x}\t{name}\t{theme}\t{room}")
             }
             Wire::Part { node, name, room } => format!("D\t{node:x}\t{name}\t{room}"),
             Wire::Leave { node, name, theme, how } => {
@@ -177,11 +180,12 @@ impl Wire {
                 text: fields.rest(),
                 action: tag == "A",
             },
-            "J" => Wire::Join {
+            "J" | "E" => Wire::Join {
                 node,
                 name: fields.name()?,
                 theme: fields.theme()?,
                 room: fields.room()?,
+                arrival: tag == "E",
             },
             "D" => Wire::Part { node, name: fields.name()?, room: fields.room()? },
             "L" => Wire::Leave {
@@ -326,7 +330,8 @@ mod tests {
                 text: "waves".into(),
                 action: true,
             },
-            Wire::Join { node, name: name("bob"), theme: 0, room: room("#lobby") },
+            Wire::Join { node, name: name("bob"), theme: 0, room: room("#lobby"), arrival: true },
+            Wire::Join { node, name: name("bob"), theme: 0, room: room("#lobby"), arrival: false },
             Wire::Part { node, name: name("bob"), room: room("#go") },
             Wire::Leave { node, name: name("bob"), theme: 0, how: "left (bye now)".into() },
             Wire::Rename { node, old: name("bob"), new: name("robert"), theme: 0 },
