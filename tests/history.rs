@@ -413,3 +413,33 @@ async fn daemons_on_a_backplane_share_one_history_that_outlives_them() {
     assert!(joined.iter().any(|l| l.ends_with("alice: shared one")), "{joined:#?}");
     assert!(joined.iter().any(|l| l.ends_with("alice: shared two, about tokio")), "{joined:#?}");
 }
+
+/// `/search` folds case and accents the same way whether the history is a
+/// local file or shared through Redis.
+#[tokio::test]
+async fn search_answers_the_same_with_a_local_or_a_shared_history() {
+    let redis = RedisServer::start();
+    let local = Server::start(&["--rate", "0"]);
+    let shared = Server::start(&["--backplane", &redis.url(), "--rate", "0"]);
+    let said = ["un café noir", "a plain CAFE", "Ærøskøbing is naïve", "caffeine"];
+    let mut answers = Vec::new();
+    for server in [&local, &shared] {
+        let mut alice = Client::named(server.addr, "alice").await;
+        let mut bob = Client::named(server.addr, "bob").await;
+        alice.expect_line(|l| l.contains("bob joined")).await;
+        say_all(&mut bob, &mut alice, &said).await;
+        let mut found = Vec::new();
+        for query in ["/search cafe", "/search Café", "/search NAIVE", "/search Ærøskobing"] {
+            let (_, lines) = ask(&mut alice, query).await;
+            let texts: Vec<String> =
+                lines.iter().map(|l| l.split("bob: ").nth(1).unwrap_or(l).to_owned()).collect();
+            found.push(texts);
+        }
+        answers.push(found);
+    }
+    let cafe = vec!["un café noir".to_owned(), "a plain CAFE".to_owned()];
+    assert_eq!(answers[0][0], cafe, "the local store folds accents");
+    assert_eq!(answers[0][1], cafe, "typed with an accent, too");
+    assert_eq!(answers[0][2], ["Ærøskøbing is naïve"], "{answers:#?}");
+    assert_eq!(answers[1], answers[0], "the shared history answers as the local one");
+}

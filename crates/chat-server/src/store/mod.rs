@@ -16,6 +16,8 @@ pub mod shared;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
+use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
 
 use chat_proto::{Line, Name, NameKey, RoomKey, RoomName};
 
@@ -94,9 +96,13 @@ pub fn cutoff_ms(retain: Option<Duration>) -> i64 {
 }
 
 /// The words of a text as `/search` compares them: runs of letters and
-/// digits, in lower case (the same split SQLite's `unicode61` tokenizer makes).
+/// digits, in lower case, without diacritics (`Café` is `cafe`): the
+/// words SQLite's `unicode61` tokenizer with `remove_diacritics 2` makes,
+/// so the local index and a scan of the shared history agree.
 pub fn words_of(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
+    let folded: String = text.nfd().filter(|&c| !is_combining_mark(c)).collect();
+    folded
+        .split(|c: char| !c.is_alphanumeric())
         .filter(|word| !word.is_empty())
         .map(str::to_lowercase)
         .collect()
@@ -317,5 +323,13 @@ mod tests {
         assert!(search_terms("!!! ...").is_empty());
         assert!(matches_terms("I don't know", &search_terms("don't")));
         assert!(matches_terms("Élan vital", &search_terms("élan")));
+    }
+
+    #[test]
+    fn search_ignores_accents_either_way() {
+        assert!(matches_terms("un café noir", &search_terms("cafe")));
+        assert!(matches_terms("un cafe noir", &search_terms("CAFÉ")));
+        assert!(matches_terms("Ærøskøbing naïve", &search_terms("naive")));
+        assert!(!matches_terms("un café noir", &search_terms("caf")));
     }
 }
