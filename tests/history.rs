@@ -338,6 +338,68 @@ async fn a_full_disk_never_disconnects_anyone_and_writing_resumes() {
     assert_eq!(complaints(&server.log.snapshot()), 1);
 }
 
+/// Account changes made while the disk is full are refused with the reason,
+/// never confirmed and then lost; where a registered user was when they left
+/// is kept once space returns.
+#[tokio::test]
+async fn account_changes_on_a_full_disk_are_refused_or_kept_never_confirmed_and_lost() {
+    let dir = TempDir::new("full-accounts");
+    let db = dir.file("chat.db");
+    let mut server = Server::start(&["--db", &db, "--rate", "0", "--metrics", "127.0.0.1:0"]);
+    let metrics = server.metrics_addr();
+    let read = |name: &str| metric(&http_get(metrics, "/metrics"), name);
+    let mut alice = Client::named(server.addr, "alice").await;
+    alice.send("/register alice-password").await;
+    alice.expect_line(|l| l.contains("yours now")).await;
+    alice.join("#rust").await;
+    let mut carol = Client::named(server.addr, "carol").await;
+    let size = |path: String| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    limit_file_size(server.pid(), Some(size(db.clone()).max(size(format!("{db}-wal")))));
+    let filler = "x".repeat(2000);
+    for i in 0..150 {
+        carol.send(&format!("filling {i} {filler}")).await;
+    }
+    poll_until("a failed write counted", WAIT, || match read("chat_store_write_failures_total") {
+        0 => Err(0),
+        n => Ok(n),
+    })
+    .await;
+
+    let refused = |l: &str| l.contains("Sorry") && l.contains("could not be kept");
+    carol.send("/register carol-password").await;
+    let refusal = strip_ansi(&carol.expect_line(|l| l.contains("yours now") || refused(l)).await);
+    assert!(refusal.contains("carol is not registered"), "{refusal}");
+    alice.send("/password alice-password alice-new-password").await;
+    let refusal = strip_ansi(&alice.expect_line(|l| l.contains("changed") || refused(l)).await);
+    assert!(refusal.contains("your password is unchanged"), "{refusal}");
+    alice.send("/unregister alice-password").await;
+    let refusal = strip_ansi(&alice.expect_line(|l| l.contains("no longer") || refused(l)).await);
+    assert!(refusal.contains("alice is still registered"), "{refusal}");
+    alice.send("/quit").await;
+    alice.until_closed().await;
+
+    limit_file_size(server.pid(), None);
+    server.log.wait_for("the store writing again", |l| l.contains("writing to the database again"));
+    server.signal(libc::SIGTERM);
+    server.wait_exit(WAIT);
+
+    let server = Server::start(&["--db", &db]);
+    let mut carol = Client::connect(server.addr).await;
+    carol.expect_line(|l| l.contains("name")).await;
+    carol.send("carol").await;
+    carol.expect_line(|l| l.contains("Welcome, carol")).await;
+    let mut alice = Client::connect(server.addr).await;
+    alice.expect_line(|l| l.contains("name")).await;
+    alice.send("alice").await;
+    alice.expect_line(|l| l.contains("password")).await;
+    alice.send("alice-password").await;
+    let back = alice.lines_until(|l| l.contains("#rust")).await;
+    assert!(back.iter().any(|l| l.contains("Welcome, alice")), "the old password: {back:#?}");
+    alice.send("/rooms").await;
+    let rooms = alice.lines_until(|l| l.contains("#rust")).await.join("\n");
+    assert!(rooms.contains("(yours"), "put back in #rust, where she left: {rooms}");
+}
+
 /// Adds a line said `days_ago` to a stopped daemon's database.
 fn age_database(db: &str, days_ago: i64, text: &str) {
     let conn = rusqlite::Connection::open(db).expect("database opens");

@@ -288,7 +288,7 @@ async fn register<W: AsyncWrite + Unpin>(
                     )
                 }
                 Ok(false) => vocabulary::refusal(&RoomError::Registered.to_string()),
-                Err(error) => vocabulary::refusal(&error.to_string()),
+                Err(error) => not_kept(&format!("{name} is not registered"), &error),
             },
         }
     };
@@ -337,7 +337,7 @@ async fn change_password<W: AsyncWrite + Unpin>(
             Ok(hash) => match ctx.hub.store().set_hash(&session.speaker.name.key(), hash).await {
                 Ok(true) => "Your password is changed.".to_owned(),
                 Ok(false) => vocabulary::refusal("the name is not registered any more"),
-                Err(error) => vocabulary::refusal(&error.to_string()),
+                Err(error) => not_kept("your password is unchanged", &error),
             },
         },
     };
@@ -360,10 +360,19 @@ async fn unregister<W: AsyncWrite + Unpin>(
                 info!(id = session.speaker.id, peer = %session.speaker.peer, %name, "unregistered");
                 format!("{name} is no longer registered.")
             }
-            Err(error) => vocabulary::refusal(&error.to_string()),
+            Err(error) => not_kept(&format!("{name} is still registered"), &error),
         },
     };
     Ok(out.say(&Line::notice(&reply)).await?)
+}
+
+/// The refusal of an account change the store could not keep: `outcome`
+/// says what stands ("your password is unchanged"), then why.
+fn not_kept(outcome: &str, error: &Unavailable) -> String {
+    vocabulary::refusal(&format!(
+        "{outcome}: the change could not be kept ({}); try again later",
+        error.0
+    ))
 }
 
 async fn rename<W: AsyncWrite + Unpin>(

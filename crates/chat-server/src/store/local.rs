@@ -23,8 +23,11 @@
 //!
 //! Registered names are few and asked about at every arrival, so they are
 //! read once at start and kept in memory: a lookup never waits behind a
-//! backlog of lines to write. Changes update memory at once and are written
-//! by the thread like everything else.
+//! backlog of lines to write. A registration, a new password or an
+//! unregistration is written by the thread first and takes effect in
+//! memory only once written, so nothing is confirmed that is not kept (a
+//! full disk refuses it with the reason). Where a registered user was when
+//! they left is kept like a line: held in memory and retried while writes fail.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -122,8 +125,16 @@ pub struct StoreStats {
 /// Work for the store's thread, given the connection and the retention cutoff.
 type Task = Box<dyn FnOnce(&mut Connection, i64) + Send>;
 
+/// Where a registered user was when they left, waiting to be written.
+struct Departure {
+    key: NameKey,
+    rooms: String,
+    at_ms: i64,
+}
+
 enum Job {
     Record(RoomName, Stored),
+    Left(Departure),
     /// A read or an account change, answered through its own channel.
     Run(Task),
     Close,
@@ -205,58 +216,53 @@ impl LocalStore {
         self.accounts().get(key).cloned()
     }
 
-    /// Registers `name` unless it is; the row is written by the thread.
-    pub fn register(&self, name: &Name, hash: String) -> Result<bool, Unavailable> {
-        let mut accounts = self.accounts();
-        let key = name.key();
-        if accounts.contains_key(&key) {
+    /// Registers `name` unless it is, once the row is written (the
+    /// database, written by one thread in order, decides a race).
+    pub async fn register(&self, name: &Name, hash: String) -> Result<bool, Unavailable> {
+        if self.accounts().contains_key(&name.key()) {
             return Ok(false);
         }
         let (owned, stored_hash) = (name.clone(), hash.clone());
-        self.write(move |conn| register(conn, &owned, &stored_hash).map(drop))?;
-        let account = Account { name: name.to_string(), hash, rooms: Vec::new(), left_at_ms: None };
-        accounts.insert(key, account);
-        Ok(true)
-    }
-
-    pub fn set_hash(&self, key: &NameKey, hash: String) -> Result<bool, Unavailable> {
-        let mut accounts = self.accounts();
-        let Some(account) = accounts.get_mut(key) else { return Ok(false) };
-        let (owned, stored_hash) = (key.clone(), hash.clone());
-        self.write(move |conn| set_hash(conn, &owned, &stored_hash).map(drop))?;
-        account.hash = hash;
-        Ok(true)
-    }
-
-    pub fn unregister(&self, key: &NameKey) -> Result<bool, Unavailable> {
-        let mut accounts = self.accounts();
-        if !accounts.contains_key(key) {
+        if !self.run(move |conn, _| register(conn, &owned, &stored_hash)).await? {
             return Ok(false);
         }
-        let owned = key.clone();
-        self.write(move |conn| unregister(conn, &owned).map(drop))?;
-        accounts.remove(key);
+        let account = Account { name: name.to_string(), hash, rooms: Vec::new(), left_at_ms: None };
+        self.accounts().insert(name.key(), account);
         Ok(true)
     }
 
-    /// Where a registered user was when they left.
+    /// Replaces the password hash, once written.
+    pub async fn set_hash(&self, key: &NameKey, hash: String) -> Result<bool, Unavailable> {
+        let (owned, stored_hash) = (key.clone(), hash.clone());
+        if !self.run(move |conn, _| set_hash(conn, &owned, &stored_hash)).await? {
+            return Ok(false);
+        }
+        if let Some(account) = self.accounts().get_mut(key) {
+            account.hash = hash;
+        }
+        Ok(true)
+    }
+
+    /// Gives the name back, once the row is deleted.
+    pub async fn unregister(&self, key: &NameKey) -> Result<bool, Unavailable> {
+        let owned = key.clone();
+        let removed = self.run(move |conn, _| unregister(conn, &owned)).await?;
+        self.accounts().remove(key);
+        Ok(removed)
+    }
+
+    /// Where a registered user was when they left: known at once, written
+    /// like a line (retried while writes fail).
     pub fn left(&self, key: &NameKey, rooms: String, at_ms: i64) {
         let mut accounts = self.accounts();
         let Some(account) = accounts.get_mut(key) else { return };
         account.rooms = rooms.split_whitespace().map(str::to_owned).collect();
         account.left_at_ms = Some(at_ms);
-        let owned = key.clone();
-        if self.write(move |conn| left(conn, &owned, &rooms, at_ms)).is_err() {
+        let departure = Departure { key: key.clone(), rooms, at_ms };
+        if self.jobs.try_send(Job::Left(departure)).is_err() {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             warn!("the store is busy: a departure was not recorded");
         }
-    }
-
-    /// Queues a change of the accounts table behind everything queued before it.
-    fn write(
-        &self,
-        work: impl FnOnce(&mut Connection) -> rusqlite::Result<()> + Send + 'static,
-    ) -> Result<(), Unavailable> {
-        if self.spawn(work) { Ok(()) } else { Err(Unavailable("the store is busy".to_owned())) }
     }
 
     /// Hands a line to the store's thread; never waits.
@@ -298,20 +304,6 @@ impl LocalStore {
             Ok(result) => result.map_err(Unavailable),
             Err(_) => Err(Unavailable("the store has stopped".to_owned())),
         }
-    }
-
-    /// Runs a write on the store's thread without waiting for it; its
-    /// failure is logged. False when the queue is full.
-    pub fn spawn(
-        &self,
-        work: impl FnOnce(&mut Connection) -> rusqlite::Result<()> + Send + 'static,
-    ) -> bool {
-        let task: Task = Box::new(move |conn, _| {
-            if let Err(error) = work(conn) {
-                warn!(%error, "a write to the database failed");
-            }
-        });
-        self.jobs.try_send(Job::Run(task)).is_ok()
     }
 
     /// Writes everything queued, then stops the thread and waits for it.
@@ -422,6 +414,8 @@ struct Writer {
     stats: Arc<StoreStats>,
     retain: Option<Duration>,
     pending: VecDeque<(RoomName, Stored)>,
+    /// Departures of registered users not written yet, the latest per name.
+    departures: HashMap<NameKey, Departure>,
     /// Set while writes fail: when to try again.
     retry_at: Option<Instant>,
     last_failure_log: Option<Instant>,
@@ -435,6 +429,7 @@ impl Writer {
             stats,
             retain,
             pending: VecDeque::new(),
+            departures: HashMap::new(),
             retry_at: None,
             last_failure_log: None,
             next_retention: Instant::now(),
@@ -459,6 +454,9 @@ impl Writer {
                 taken += 1;
                 match job {
                     Job::Record(room, stored) => self.keep(room, stored),
+                    Job::Left(departure) => {
+                        self.departures.insert(departure.key.clone(), departure);
+                    }
                     Job::Run(task) => {
                         self.write_pending();
                         task(&mut self.conn, cutoff_ms(self.retain));
@@ -480,21 +478,26 @@ impl Writer {
     /// to write what is left, whatever the retry pace.
     fn write_before_exit(&mut self) {
         let deadline = Instant::now() + CLOSE_PATIENCE;
-        while !self.pending.is_empty() && Instant::now() < deadline {
+        while self.has_pending() && Instant::now() < deadline {
             self.retry_at = None;
             self.write_pending();
-            if !self.pending.is_empty() {
+            if self.has_pending() {
                 std::thread::sleep(RETRY / 10);
             }
         }
-        if !self.pending.is_empty() {
-            warn!(lines = self.pending.len(), "stopping with lines the database refused");
+        if self.has_pending() {
+            let (lines, departures) = (self.pending.len(), self.departures.len());
+            warn!(lines, departures, "stopping with writes the database refused");
         }
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.pending.is_empty() || !self.departures.is_empty()
     }
 
     fn next_wake(&self) -> Instant {
         match self.retry_at {
-            Some(retry) if !self.pending.is_empty() => retry.min(self.next_retention),
+            Some(retry) if self.has_pending() => retry.min(self.next_retention),
             _ => self.next_retention,
         }
     }
@@ -510,17 +513,14 @@ impl Writer {
     /// Writes what waits in one transaction; on failure keeps it for the
     /// next try (at most once a [`RETRY`] while failing).
     fn write_pending(&mut self) {
-        if self.pending.is_empty() {
+        if !self.has_pending() {
             return;
         }
         if self.retry_at.is_some_and(|at| Instant::now() < at) {
             return;
         }
-        match insert_all(&mut self.conn, &self.pending) {
+        match self.write_lines().and_then(|()| self.write_departures()) {
             Ok(()) => {
-                self.stats.written.fetch_add(self.pending.len() as u64, Ordering::Relaxed);
-                self.stats.batches.fetch_add(1, Ordering::Relaxed);
-                self.pending.clear();
                 if self.retry_at.take().is_some() {
                     info!("writing to the database again");
                 }
@@ -534,10 +534,37 @@ impl Writer {
                     .is_none_or(|at| now.duration_since(at) >= FAILURE_LOG_PERIOD)
                 {
                     self.last_failure_log = Some(now);
-                    warn!(%error, waiting = self.pending.len(), "cannot write to the database; chat goes on, retrying");
+                    let (waiting, departures) = (self.pending.len(), self.departures.len());
+                    warn!(%error, waiting, departures, "cannot write to the database; chat goes on, retrying");
                 }
             }
         }
+    }
+
+    /// Writes the waiting lines in one transaction; they wait on if it fails.
+    fn write_lines(&mut self) -> rusqlite::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        insert_all(&mut self.conn, &self.pending)?;
+        self.stats.written.fetch_add(self.pending.len() as u64, Ordering::Relaxed);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Writes the waiting departures in one transaction; they wait on if it fails.
+    fn write_departures(&mut self) -> rusqlite::Result<()> {
+        if self.departures.is_empty() {
+            return Ok(());
+        }
+        let transaction = self.conn.transaction()?;
+        for Departure { key, rooms, at_ms } in self.departures.values() {
+            left(&transaction, key, rooms, *at_ms)?;
+        }
+        transaction.commit()?;
+        self.departures.clear();
+        Ok(())
     }
 
     /// Deletes one chunk of lines older than `--retain-days`; comes back

@@ -209,7 +209,7 @@ impl Store {
     pub async fn register(&self, name: &Name, hash: String) -> Result<bool, Unavailable> {
         let name = name.clone();
         match self {
-            Store::Local(store) => store.register(&name, hash),
+            Store::Local(store) => Box::pin(store.register(&name, hash)).await,
             Store::Shared(shared) => Box::pin(shared.register(&name, &hash)).await,
         }
     }
@@ -218,7 +218,7 @@ impl Store {
     pub async fn set_hash(&self, key: &NameKey, hash: String) -> Result<bool, Unavailable> {
         let key = key.clone();
         match self {
-            Store::Local(store) => store.set_hash(&key, hash),
+            Store::Local(store) => Box::pin(store.set_hash(&key, hash)).await,
             Store::Shared(shared) => Box::pin(shared.set_hash(&key, &hash)).await,
         }
     }
@@ -226,7 +226,7 @@ impl Store {
     pub async fn unregister(&self, key: &NameKey) -> Result<bool, Unavailable> {
         let key = key.clone();
         match self {
-            Store::Local(store) => store.unregister(&key),
+            Store::Local(store) => Box::pin(store.unregister(&key)).await,
             Store::Shared(shared) => Box::pin(shared.unregister(&key)).await,
         }
     }
