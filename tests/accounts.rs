@@ -267,3 +267,23 @@ async fn guesses_through_several_daemons_share_one_throttle() {
     let answered = guess_at_once(&[a.addr, b.addr, a.addr, b.addr, a.addr, b.addr]).await;
     assert!(answered[5] >= Duration::from_secs(7), "half on each daemon: {answered:?}");
 }
+
+#[tokio::test]
+async fn a_login_on_another_daemon_replaces_the_first() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = Server::start(&["--backplane", &url]);
+    let b = Server::start(&["--backplane", &url]);
+    let mut first = Client::named(a.addr, "alice").await;
+    register(&mut first, PASSWORD).await;
+    let mut bob = Client::named(a.addr, "bob").await;
+    let (mut second, welcome) = log_in(b.addr, "alice", PASSWORD).await;
+    assert!(welcome.iter().any(|l| l.contains("Welcome, alice")), "{welcome:#?}");
+    let goodbye = first.until_closed().await;
+    assert!(
+        goodbye.iter().any(|l| strip_ansi(l).contains("logged in from another connection")),
+        "{goodbye:#?}"
+    );
+    second.send("still me, from b").await;
+    bob.expect_line(|l| strip_ansi(l).ends_with("alice: still me, from b")).await;
+}

@@ -229,14 +229,18 @@ impl Hub {
     }
 
     /// The registered owner of `name` logged in again: the connection
-    /// using it here is told and closed. Waits (briefly) until the name is
-    /// free; false if it is still taken.
+    /// using it, here or on another daemon, is told and closed. Waits
+    /// (briefly) until the name is free; false if it is still taken.
     pub async fn replace(&self, name: &Name) -> bool {
         if self.people.is_name_free(name) {
             return true;
         }
         if self.people.send_direct(name.as_str(), Direct::Replaced).is_err() {
-            return self.people.is_name_free(name);
+            let Some(bp) = &self.backplane else { return self.people.is_name_free(name) };
+            if self.people.remote_person(name.as_str()).is_none() {
+                return self.people.is_name_free(name);
+            }
+            bp.forward(Wire::Replace { node: bp.node(), name: name.clone() });
         }
         self.people.until_name_free(name, tokio::time::Instant::now() + REPLACE_WAIT).await
     }
@@ -439,9 +443,11 @@ impl Hub {
             self.rooms.leave(key, |room| room.leave(speaker.id, &notice, scope.clone()));
         }
         if let Some(bp) = &self.backplane {
+            // Released first: a daemon that hears of the departure (a login
+            // replacing this one, say) finds the name free to claim.
             let (name, theme) = (speaker.name.clone(), theme_index(&speaker.theme));
-            bp.forward(Wire::Leave { node: bp.node(), name: name.clone(), theme, how });
-            bp.release(name);
+            bp.release(name.clone());
+            bp.forward(Wire::Leave { node: bp.node(), name, theme, how });
         }
     }
 

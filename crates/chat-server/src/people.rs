@@ -119,7 +119,7 @@ struct PeopleState {
 #[derive(Default)]
 pub struct People {
     state: Mutex<PeopleState>,
-    /// Told whenever a local user leaves or renames, freeing a name.
+    /// Told whenever a name is freed: a user here or on another daemon left or renamed.
     name_freed: Notify,
 }
 
@@ -157,7 +157,8 @@ impl People {
         Some(person)
     }
 
-    /// Waits until `name` is free here, at most until `deadline`; true if it is.
+    /// Waits until `name` is free (here and on the other daemons we know
+    /// of), at most until `deadline`; true if it is.
     pub async fn until_name_free(&self, name: &Name, deadline: tokio::time::Instant) -> bool {
         loop {
             let freed = self.name_freed.notified();
@@ -304,6 +305,8 @@ impl People {
         }
         let person = state.remote.remove(&key)?;
         state.release_theme(&person.theme);
+        drop(state);
+        self.name_freed.notify_waiters();
         Some(departed(&person))
     }
 
@@ -314,6 +317,8 @@ impl People {
         person.name = new;
         let was = departed(&person);
         state.remote.insert(person.name.key(), person);
+        drop(state);
+        self.name_freed.notify_waiters();
         Some(was)
     }
 
@@ -330,6 +335,8 @@ impl People {
                 gone.push((person.name.clone(), departed(&person)));
             }
         }
+        drop(state);
+        self.name_freed.notify_waiters();
         gone
     }
 

@@ -524,10 +524,12 @@ impl Task {
         let keys = &self.bp.inner.keys;
         match event {
             Wire::Message { room, .. } => keys.room(&room.key()),
-            Wire::Private { to, .. } => match self.people.remote_person(to.as_str()) {
-                Some((node, _)) => keys.node(node),
-                None => keys.events.clone(),
-            },
+            Wire::Private { to, .. } | Wire::Replace { name: to, .. } => {
+                match self.people.remote_person(to.as_str()) {
+                    Some((node, _)) => keys.node(node),
+                    None => keys.events.clone(),
+                }
+            }
             _ => keys.events.clone(),
         }
     }
@@ -620,6 +622,11 @@ impl Task {
             Wire::Private { to, from, theme, text, .. } => {
                 let line = chat_proto::Line::private(&chat_proto::THEMES[theme], &from, &text);
                 let _ = self.people.send_direct(to.as_str(), Direct::Line(line));
+            }
+            Wire::Replace { name, .. } => {
+                if self.people.send_direct(name.as_str(), Direct::Replaced).is_ok() {
+                    info!(%name, "replaced by a login on another daemon");
+                }
             }
             Wire::Heartbeat { .. } => {}
             Wire::Hello { .. } => {

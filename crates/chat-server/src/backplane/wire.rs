@@ -68,6 +68,12 @@ pub enum Wire {
         theme: usize,
         text: String,
     },
+    /// The owner of a registered name logged in on the sending node: the
+    /// node where `name` is connected closes that older connection.
+    Replace {
+        node: NodeId,
+        name: Name,
+    },
     /// "I am alive"; a node silent for a few heartbeats is gone.
     Heartbeat {
         node: NodeId,
@@ -115,6 +121,7 @@ impl Wire {
             | Wire::Rename { node, .. }
             | Wire::Announcement { node, .. }
             | Wire::Private { node, .. }
+            | Wire::Replace { node, .. }
             | Wire::Heartbeat { node }
             | Wire::Hello { node }
             | Wire::Roster { node, .. }
@@ -143,6 +150,7 @@ impl Wire {
             Wire::Private { node, to, from, theme, text } => {
                 format!("P\t{node:x}\t{to}\t{from}\t{theme}\t{text}")
             }
+            Wire::Replace { node, name } => format!("X\t{node:x}\t{name}"),
             Wire::Heartbeat { node } => format!("H\t{node:x}"),
             Wire::Hello { node } => format!("O\t{node:x}"),
             Wire::Roster { node, first, members } => {
@@ -212,6 +220,7 @@ impl Wire {
                 theme: fields.theme()?,
                 text: fields.rest(),
             },
+            "X" => Wire::Replace { node, name: fields.name()? },
             "H" => Wire::Heartbeat { node },
             "O" => Wire::Hello { node },
             "R" => {
@@ -340,6 +349,7 @@ mod tests {
                 rooms: vec![room("#a"), room("#b")],
                 text: "maintenance".into(),
             },
+            Wire::Replace { node, name: name("alice") },
             Wire::Private {
                 node,
                 to: name("carol"),
