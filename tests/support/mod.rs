@@ -251,6 +251,13 @@ impl Server {
         adjust: impl FnOnce(&mut Command),
     ) -> Server {
         let mut command = Command::new(bin_path("chat-server"));
+        // The daemon reads every flag from a CHAT_* variable too: only the
+        // ones this test gives may reach it, not whatever the shell has.
+        for (var, _) in std::env::vars_os() {
+            if var.to_str().is_some_and(|v| v.starts_with("CHAT_")) {
+                command.env_remove(var);
+            }
+        }
         let listens = args.iter().any(|a| a.starts_with("--listen"))
             || env.iter().any(|(var, _)| *var == "CHAT_LISTEN");
         if !listens {
