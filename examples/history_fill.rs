@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use chat_proto::{Name, RoomName};
-use chat_server::room::Message;
+use chat_server::event::Message;
 use chat_server::store::local::{LocalStore, insert_all};
 use chat_server::store::{Said, Stored, now_ms};
 use clap::Parser;

@@ -22,6 +22,7 @@ use crate::room::{Listing, RoomError};
 use crate::session::{End, Session};
 use crate::store::{self, Stored, Unavailable};
 use crate::subscription::Subscription;
+use crate::text;
 
 /// Carries out one line the user sent.
 pub async fn execute<W: AsyncWrite + Unpin>(
@@ -145,7 +146,7 @@ async fn join<W: AsyncWrite + Unpin>(
             if !entry.history.is_empty() {
                 out.push(&Line::notice(&format!("Recent messages in {}:", room.name())));
                 for event in &entry.history {
-                    out.push(&event.line);
+                    out.push(text::line(event));
                 }
             }
             let key = room.key().clone();

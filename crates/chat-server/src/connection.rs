@@ -23,14 +23,16 @@ use tracing::{info, warn};
 use crate::accounts;
 use crate::command;
 use crate::context::Context;
+use crate::event::{ConnId, Event};
 use crate::hub::{Arrival, Joined, NameRight, Speaker};
 use crate::output::Output;
 use crate::people::Direct;
-use crate::room::{ConnId, Event, Online, RoomError};
+use crate::room::{Online, RoomError};
 use crate::session::{End, Memberships, Session};
 use crate::stats::Stats;
 use crate::store::Account;
 use crate::subscription::Subscription;
+use crate::text;
 use crate::throttle::Throttle;
 
 /// Initial read buffer: small, since most connections are idle most of the time.
@@ -293,7 +295,7 @@ where
         if !history.is_empty() {
             self.output.push(&Line::notice("Recent messages:"));
             for event in &history {
-                self.output.push(&event.line);
+                self.output.push(text::line(event));
             }
         }
         self.output.flush().await?;

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::LoginThrottle;
 use crate::admission::{Admission, Gate, Refusal};
 use crate::config::Limits;
+use crate::event::ConnId;
 use crate::hub::Hub;
-use crate::room::ConnId;
 
 pub struct Context {
     pub hub: Hub,

@@ -1,13 +1,98 @@
-//! What happened, as data: the changes of presence a room tells its
-//! members (someone arrived, joined, parted, left the server, was renamed),
-//! whoever caused them and on whichever daemon.
+//! What happened, as data: the events a room hands its readers, kept by
+//! the store and carried by the backplane.
 //!
-//! The hub builds a [`Presence`] for a local change and the backplane
-//! builds the same one for a change it hears of from another daemon, so
-//! the words a reader sees are written once, in [`Presence::text`], and a
-//! join reads the same wherever the joiner is connected.
+//! An [`Event`] says what happened ([`What`]: something said, a change of
+//! presence, several changes gathered), who caused it, and which rooms it
+//! went to ([`Scope`]). It holds no text of any protocol: each door
+//! renders it at its own edge, and the rendering is cached on the shared
+//! event, so a line read by a hundred readers of one protocol is still
+//! rendered once (the text protocol's cache is [`Event::text_cache`],
+//! filled by `text::line`). The hub builds a [`Presence`] for a local change and
+//! the backplane builds the same one for a change it hears of from another
+//! daemon, so a join reads the same wherever the joiner is connected.
 
-use chat_proto::{Name, RoomName, Theme};
+use std::sync::{Arc, OnceLock};
+
+use chat_proto::{Line, Name, RoomKey, RoomName, THEMES, Theme};
+
+/// Identifies one connection for the lifetime of the process.
+pub type ConnId = u64;
+
+/// Something that happened in a room, on its way to the room's readers.
+#[derive(Debug)]
+pub struct Event {
+    /// The connection that caused it, which does not receive it.
+    pub from: Option<ConnId>,
+    pub what: What,
+    pub scope: Scope,
+    /// The text protocol's rendering, made by the first reader that needs it.
+    text: OnceLock<Line>,
+}
+
+impl Event {
+    pub fn new(from: Option<ConnId>, what: What, scope: Scope) -> Event {
+        Event { from, what, scope, text: OnceLock::new() }
+    }
+
+    /// Something said, replayed from history to newcomers.
+    pub fn history(said: Said) -> Arc<Event> {
+        Arc::new(Event::new(None, What::Said(said), Scope::Room))
+    }
+
+    /// Where the text protocol keeps its rendering of this event.
+    pub fn text_cache(&self) -> &OnceLock<Line> {
+        &self.text
+    }
+}
+
+/// What an event is about.
+#[derive(Debug, Clone)]
+pub enum What {
+    /// A chat line, a `/me` action or an announcement: what history keeps.
+    Said(Said),
+    /// Someone came, went, moved or was renamed.
+    Presence(Presence),
+    /// Joins and leaves of a busy room gathered into one notice, each with
+    /// its own scope: a reader that saw some of them through another room
+    /// is shown the rest only.
+    Gathered(Arc<[(Presence, Scope)]>),
+}
+
+/// The kinds of thing said in a room, as history keeps them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Said {
+    /// A chat line or a `/me` action.
+    Message(Message),
+    /// The operator's `/say`.
+    Announcement(String),
+}
+
+impl Said {
+    /// The words said, as `/search` reads them.
+    pub fn text(&self) -> &str {
+        match self {
+            Said::Message(message) => &message.text,
+            Said::Announcement(text) => text,
+        }
+    }
+}
+
+/// A chat message or `/me` action, as said by someone here or elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub name: Name,
+    /// Position of the speaker's theme in [`THEMES`].
+    pub theme: usize,
+    pub text: String,
+    pub action: bool,
+}
+
+impl Message {
+    /// The speaker's theme (the last one for an index out of range).
+    pub fn theme(&self) -> &'static Theme {
+        &THEMES[self.theme.min(THEMES.len() - 1)]
+    }
+}
 
 /// A change of who is where, as a room's members are told of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,16 +109,32 @@ pub enum Presence {
     Renamed { old: Name, new: Name, theme: Theme },
 }
 
-impl Presence {
-    /// The words of the notice: `🦊 alice joined #rust`.
-    pub fn text(&self) -> String {
+/// Which readers of a room show an event.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// Everyone in this room.
+    Room,
+    /// One event sent to several rooms (sorted): a reader shows it only
+    /// through the first of them it is in, so it sees it once.
+    Rooms(Arc<[RoomKey]>),
+}
+
+impl Scope {
+    /// The scope of one event sent to each of `rooms` (sorted): with one
+    /// room there is nothing to show once, and readers skip the check.
+    pub fn across(rooms: &[RoomKey]) -> Scope {
+        match rooms {
+            [] | [_] => Scope::Room,
+            several => Scope::Rooms(several.into()),
+        }
+    }
+
+    /// True when a reader in `mine` (sorted) shows this through room `via`.
+    pub fn shows(&self, via: &RoomKey, mine: &[RoomKey]) -> bool {
         match self {
-            Presence::Arrived { who, theme } => format!("{} {who} joined", theme.emoji),
-            Presence::Joined { who, theme, room } => format!("{} {who} joined {room}", theme.emoji),
-            Presence::Parted { who, theme, room } => format!("{} {who} left {room}", theme.emoji),
-            Presence::Departed { who, theme, how } => format!("{} {who} {how}", theme.emoji),
-            Presence::Renamed { old, new, theme } => {
-                format!("{} {old} is now known as {new}", theme.emoji)
+            Scope::Room => true,
+            Scope::Rooms(rooms) => {
+                rooms.iter().find(|room| mine.binary_search(room).is_ok()) == Some(via)
             }
         }
     }
@@ -41,26 +142,16 @@ impl Presence {
 
 #[cfg(test)]
 mod tests {
-    use chat_proto::THEMES;
-
     use super::*;
 
-    fn name(text: &str) -> Name {
-        Name::parse(text).expect("valid name")
-    }
-
     #[test]
-    fn an_arrival_is_told_without_a_room_and_a_join_with_one() {
-        let (who, theme) = (name("alice"), THEMES[0]);
-        let emoji = theme.emoji;
-        let lobby = RoomName::lobby();
-        assert_eq!(
-            Presence::Arrived { who: who.clone(), theme }.text(),
-            format!("{emoji} alice joined")
-        );
-        let joined = Presence::Joined { who: who.clone(), theme, room: lobby.clone() };
-        assert_eq!(joined.text(), format!("{emoji} alice joined #lobby"));
-        let parted = Presence::Parted { who, theme, room: lobby };
-        assert_eq!(parted.text(), format!("{emoji} alice left #lobby"));
+    fn an_event_for_several_rooms_shows_through_the_first_one_the_reader_is_in() {
+        let [a, b, c] = ["#a", "#b", "#c"].map(RoomKey::of);
+        let scope = Scope::Rooms(vec![a.clone(), b.clone(), c.clone()].into());
+        assert!(scope.shows(&a, &[a.clone(), b.clone()]));
+        assert!(!scope.shows(&b, &[a.clone(), b.clone()]));
+        assert!(scope.shows(&b, &[b.clone(), c.clone()]));
+        assert!(scope.shows(&c, std::slice::from_ref(&c)));
+        assert!(Scope::Room.shows(&b, &[a, b.clone()]));
     }
 }

@@ -22,12 +22,12 @@ use tracing::{info, warn};
 
 use crate::backplane::Backplane;
 use crate::backplane::wire::Wire;
-use crate::event::Presence;
+use crate::event::{ConnId, Message, Presence, Said, Scope};
 use crate::people::{Admitted, Direct, Inbox, People, Person, theme_index};
-use crate::room::{ConnId, Entry, Listing, Member, Message, Place, Room, RoomError, Scope};
+use crate::room::{Entry, Listing, Member, Place, Room, RoomError};
 use crate::rooms::{RoomListing, Rooms};
 use crate::stats::Stats;
-use crate::store::{Said, Store, Stored};
+use crate::store::{Store, Stored};
 
 /// Attempts at a free `guest-NNNN` name before giving up.
 const GUEST_ATTEMPTS: usize = 50;
@@ -247,12 +247,12 @@ impl Hub {
 
     /// The recent lines a room replays, read from the history unless the
     /// room has them in memory already (`None` then).
-    async fn recall(&self, room: &RoomKey) -> Option<Vec<Line>> {
+    async fn recall(&self, room: &RoomKey) -> Option<Vec<Said>> {
         if self.replay == 0 || self.rooms.remembers(room) {
             return None;
         }
         match self.store.recent(room, self.replay).await {
-            Ok(lines) => Some(lines.iter().map(Stored::line).collect()),
+            Ok(lines) => Some(lines.into_iter().map(|stored| stored.said).collect()),
             Err(error) => {
                 warn!(%error, room = room.as_str(), "no replay for a room that opens");
                 None
@@ -266,7 +266,7 @@ impl Hub {
         &self,
         speaker: &Speaker,
         name: &RoomName,
-        recalled: Option<Vec<Line>>,
+        recalled: Option<Vec<Said>>,
         notice: impl FnOnce(&Room) -> Presence,
     ) -> Result<Joined, RoomError> {
         let seed = |room: &Room| {
@@ -380,7 +380,7 @@ impl Hub {
             text: text.to_owned(),
             action,
         };
-        let others = room.say(Some(speaker.id), &message);
+        let others = room.say(Some(speaker.id), Said::Message(message.clone()));
         // A copy only when another daemon is to hear it; kept before it is
         // forwarded, so whoever reads it elsewhere finds it in the shared
         // history too.

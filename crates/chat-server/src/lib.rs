@@ -40,6 +40,7 @@ pub mod socket;
 pub mod stats;
 pub mod store;
 pub mod subscription;
+pub mod text;
 pub mod throttle;
 pub mod tls;
 

@@ -21,7 +21,8 @@ use chat_proto::{Line, Name, NameKey, RoomKey, RoomName, THEMES, Theme};
 use rand::Rng;
 use tokio::sync::Notify;
 
-use crate::room::{ConnId, NodeId, RoomError};
+use crate::event::ConnId;
+use crate::room::{NodeId, RoomError};
 
 /// Direct messages a connection may have waiting before more are refused.
 const DIRECT_QUEUE: usize = 64;

@@ -6,11 +6,12 @@
 //! Publishing a line and recording it in history happen under that lock, and
 //! so does subscribing a newcomer together with copying the history, so a
 //! joining member sees every message exactly once: in the replay or live.
-//! Lines travel as `Arc<Event>`: rendered once (here, for every chat line,
-//! local or remote), shared by every recipient. An event that concerns one
-//! person in several rooms (a rename, a departure, an announcement to every
-//! room) carries the rooms it went to, its [`Scope`], so a reader in several
-//! of them shows it once. The room also owns the task that sends the joins
+//! What happens travels as `Arc<Event>` (see [`crate::event`]): data,
+//! shared by every recipient, rendered by each protocol at its edge and
+//! cached on the event, so a line to a hundred readers is rendered once. An
+//! event that concerns one person in several rooms (a rename, a departure,
+//! an announcement to every room) carries the rooms it went to, its
+//! [`Scope`], so a reader in several of them shows it once. The room also owns the task that sends the joins
 //! and leaves a busy room gathered, the signal that readers made
 //! progress, on which waiting senders sleep, and the signal of each
 //! publication, on which readers in several rooms wait.
@@ -27,19 +28,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chat_proto::vocabulary::room_tag;
-use chat_proto::{Line, Name, NameKey, RoomKey, RoomName, THEMES, Theme};
+use chat_proto::{Name, NameKey, RoomKey, RoomName, Theme};
 use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::event::Presence;
+use crate::event::{ConnId, Event, Presence, Said, Scope, What};
 use crate::stats::Stats;
 
 /// Another daemon sharing the rooms, as the backplane names it.
 pub type NodeId = u64;
-
-/// Identifies one connection for the lifetime of the process.
-pub type ConnId = u64;
 
 /// A newcomer is told the names of at most this many others (else a count).
 const ONLINE_LIST_MAX: usize = 20;
@@ -47,82 +45,6 @@ const ONLINE_LIST_MAX: usize = 20;
 const COALESCE_FROM_MEMBERS: usize = 32;
 /// In a larger room, at most one presence notice per window; the rest are gathered.
 pub const PRESENCE_WINDOW: Duration = Duration::from_secs(1);
-/// A gathered presence notice names everyone up to about this many bytes;
-/// only past it does it say "and N more".
-const PRESENCE_LINE_BYTES: usize = 4000;
-
-/// A line on its way to a room's members.
-#[derive(Debug)]
-pub struct Event {
-    /// The connection that caused it, which does not receive it.
-    pub from: Option<ConnId>,
-    pub line: Line,
-    pub scope: Scope,
-}
-
-impl Event {
-    /// A line of recent history, replayed to newcomers.
-    pub fn history(line: Line) -> Arc<Event> {
-        Arc::new(Event { from: None, line, scope: Scope::Room })
-    }
-}
-
-/// Which readers of a room show an event.
-#[derive(Debug, Clone)]
-pub enum Scope {
-    /// Everyone in this room.
-    Room,
-    /// One event sent to several rooms (sorted): a reader shows it only
-    /// through the first of them it is in, so it sees it once.
-    Rooms(Arc<[RoomKey]>),
-    /// Joins and leaves gathered into one line, each with its own scope; a
-    /// reader that saw some of them through another room gets the line
-    /// without those.
-    Gathered(Arc<[(String, Scope)]>),
-}
-
-impl Scope {
-    /// The scope of one event sent to each of `rooms` (sorted): with one
-    /// room there is nothing to show once, and readers skip the check.
-    pub fn across(rooms: &[RoomKey]) -> Scope {
-        match rooms {
-            [] | [_] => Scope::Room,
-            several => Scope::Rooms(several.into()),
-        }
-    }
-
-    /// True when a reader in `mine` (sorted) shows this through room `via`.
-    pub fn shows(&self, via: &RoomKey, mine: &[RoomKey]) -> bool {
-        match self {
-            Scope::Room | Scope::Gathered(_) => true,
-            Scope::Rooms(rooms) => {
-                rooms.iter().find(|room| mine.binary_search(room).is_ok()) == Some(via)
-            }
-        }
-    }
-}
-
-/// A chat message or `/me` action, as said by someone here or elsewhere.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub name: Name,
-    /// Position of the speaker's theme in [`THEMES`].
-    pub theme: usize,
-    pub text: String,
-    pub action: bool,
-}
-
-impl Message {
-    /// The one place a chat line is rendered.
-    pub fn line(&self) -> Line {
-        let theme = &THEMES[self.theme.min(THEMES.len() - 1)];
-        if self.action {
-            Line::action(theme, &self.name, &self.text)
-        } else {
-            Line::chat(theme, &self.name, &self.text)
-        }
-    }
-}
 
 /// A member of this room on this daemon.
 #[derive(Debug, Clone)]
@@ -245,7 +167,7 @@ struct RoomState {
 #[derive(Debug, Default)]
 struct Gathering {
     last_sent: Option<Instant>,
-    pending: Vec<(String, Scope)>,
+    pending: Vec<(Presence, Scope)>,
 }
 
 pub struct Room {
@@ -328,7 +250,7 @@ impl Room {
         let history = state.history.iter().cloned().collect();
         let events = self.events.subscribe();
         state.members.insert(id, member);
-        self.announce_presence(&mut state, Some(id), notice.text(), Scope::Room);
+        self.announce_presence(&mut state, Some(id), notice.clone(), Scope::Room);
         Entry { online, history, events }
     }
 
@@ -339,7 +261,7 @@ impl Room {
         if state.members.remove(&id).is_none() {
             return false;
         }
-        self.announce_presence(&mut state, Some(id), notice.text(), scope);
+        self.announce_presence(&mut state, Some(id), notice.clone(), scope);
         true
     }
 
@@ -349,7 +271,7 @@ impl Room {
         let mut state = self.lock();
         let Some(member) = state.members.get_mut(&id) else { return };
         member.name = new.clone();
-        let event = Event { from: Some(id), line: Line::notice(&notice.text()), scope };
+        let event = Event::new(Some(id), What::Presence(notice.clone()), scope);
         self.publish_locked(&mut state, event, false);
     }
 
@@ -370,7 +292,7 @@ impl Room {
         &self,
         state: &mut RoomState,
         from: Option<ConnId>,
-        change: String,
+        change: Presence,
         scope: Scope,
     ) {
         let now = Instant::now();
@@ -379,8 +301,7 @@ impl Room {
         let members = state.members.len() + state.remote.len();
         if quiet || members < COALESCE_FROM_MEMBERS {
             state.presence.last_sent = Some(now);
-            let line = Line::notice(&change);
-            self.publish_locked(state, Event { from, line, scope }, false);
+            self.publish_locked(state, Event::new(from, What::Presence(change), scope), false);
             return;
         }
         if state.presence.pending.is_empty() {
@@ -428,23 +349,21 @@ impl Room {
             return;
         }
         state.presence.last_sent = Some(Instant::now());
-        let line = Line::notice(&summarise_changes(pending.iter().map(|(c, _)| c.as_str())));
-        let every_change_for_everyone = pending.iter().all(|(_, s)| matches!(s, Scope::Room));
-        let scope =
-            if every_change_for_everyone { Scope::Room } else { Scope::Gathered(pending.into()) };
-        self.publish_locked(&mut state, Event { from: None, line, scope }, false);
+        let event = Event::new(None, What::Gathered(pending.into()), Scope::Room);
+        self.publish_locked(&mut state, event, false);
     }
 
     /// Sends a chat message to everyone but its author (`from`, when local)
     /// and keeps it in history. Returns how many others are in the room.
-    pub fn say(&self, from: Option<ConnId>, message: &Message) -> usize {
-        self.publish(Event { from, line: message.line(), scope: Scope::Room }, true)
+    pub fn say(&self, from: Option<ConnId>, said: Said) -> usize {
+        self.publish(Event::new(from, What::Said(said), Scope::Room), true)
     }
 
     /// An operator's announcement, kept in history; `scope` says which other
     /// rooms it went to. Returns how many members it reached here.
     pub fn announce(&self, text: &str, scope: Scope) -> usize {
-        self.publish(Event { from: None, line: Line::announcement(text), scope }, true)
+        let said = Said::Announcement(text.to_owned());
+        self.publish(Event::new(None, What::Said(said), scope), true)
     }
 
     fn remember_locked(&self, state: &mut RoomState, event: Arc<Event>) {
@@ -565,7 +484,7 @@ impl Room {
         let mut state = self.lock();
         state.remote.insert(name.key(), RemoteMember { name, theme, node });
         if let Some(notice) = notice {
-            self.announce_presence(&mut state, None, notice.text(), Scope::Room);
+            self.announce_presence(&mut state, None, notice.clone(), Scope::Room);
         }
     }
 
@@ -577,7 +496,7 @@ impl Room {
             return;
         }
         state.remote.remove(&key);
-        self.announce_presence(&mut state, None, notice.text(), scope);
+        self.announce_presence(&mut state, None, notice.clone(), scope);
     }
 
     /// A member of another daemon changed name; `notice` tells everyone here.
@@ -589,7 +508,7 @@ impl Room {
         };
         member.name = new.clone();
         state.remote.insert(member.name.key(), member);
-        let event = Event { from: None, line: Line::notice(&notice.text()), scope };
+        let event = Event::new(None, What::Presence(notice.clone()), scope);
         self.publish_locked(&mut state, event, false);
     }
 
@@ -635,27 +554,10 @@ impl Drop for WaitingSender<'_> {
     }
 }
 
-/// One line for many joins and leaves: everyone named, up to a line of about
-/// [`PRESENCE_LINE_BYTES`]; only past that, a count of the rest.
-pub fn summarise_changes<'a>(changes: impl ExactSizeIterator<Item = &'a str>) -> String {
-    let total = changes.len();
-    let mut line = String::new();
-    for (listed, change) in changes.enumerate() {
-        if !line.is_empty() && line.len() + change.len() + 2 > PRESENCE_LINE_BYTES {
-            let more = total - listed;
-            line.push_str(&format!(" and {more} more joined or left (/who lists everyone)"));
-            return line;
-        }
-        if !line.is_empty() {
-            line.push_str(", ");
-        }
-        line.push_str(change);
-    }
-    line
-}
-
 #[cfg(test)]
 mod tests {
+    use chat_proto::{Line, THEMES};
+
     use super::*;
 
     fn room(history_len: usize) -> Room {
@@ -677,41 +579,10 @@ mod tests {
         let late = member("late");
         let notice = Presence::Arrived { who: late.name.clone(), theme: late.theme };
         let entry = room.join(1, late, &notice);
-        let replay: Vec<_> = entry.history.iter().map(|e| e.line.bytes(false).clone()).collect();
+        let replay: Vec<_> =
+            entry.history.iter().map(|e| crate::text::line(e).bytes(false).clone()).collect();
         let expected: Vec<_> =
             ["two", "three"].map(|t| Line::announcement(t).bytes(false).clone()).into();
         assert_eq!(replay, expected);
-    }
-
-    #[test]
-    fn an_event_for_several_rooms_shows_through_the_first_one_the_reader_is_in() {
-        let [a, b, c] = ["#a", "#b", "#c"].map(RoomKey::of);
-        let scope = Scope::Rooms(vec![a.clone(), b.clone(), c.clone()].into());
-        assert!(scope.shows(&a, &[a.clone(), b.clone()]));
-        assert!(!scope.shows(&b, &[a.clone(), b.clone()]));
-        assert!(scope.shows(&b, &[b.clone(), c.clone()]));
-        assert!(scope.shows(&c, std::slice::from_ref(&c)));
-        assert!(Scope::Room.shows(&b, &[a, b.clone()]));
-    }
-
-    #[test]
-    fn a_gathered_notice_names_everyone_up_to_about_four_kilobytes() {
-        let changes: Vec<String> = (0..48).map(|i| format!("🦊 user{i} joined")).collect();
-        let line = summarise_changes(changes.iter().map(String::as_str));
-        for i in 0..48 {
-            assert!(line.contains(&format!("user{i} joined")), "user{i} missing from {line}");
-        }
-        assert!(!line.contains("more"), "{line}");
-    }
-
-    #[test]
-    fn only_past_the_limit_does_it_count_the_rest() {
-        let changes: Vec<String> = (0..1000).map(|i| format!("🦊 user{i} joined")).collect();
-        let line = summarise_changes(changes.iter().map(String::as_str));
-        assert!(line.len() <= PRESENCE_LINE_BYTES + 64, "{} bytes", line.len());
-        let named = line.matches(" joined").count() - 1;
-        assert!(named > 100, "only {named} named");
-        let rest = format!("and {} more joined or left (/who lists everyone)", 1000 - named);
-        assert!(line.ends_with(&rest), "{line}");
     }
 }

@@ -14,12 +14,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use chat_proto::{Line, RoomKey, RoomName};
+use chat_proto::{RoomKey, RoomName};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::room::{Event, Room, RoomError};
+use crate::event::{Event, Said};
+use crate::room::{Room, RoomError};
 use crate::stats::Stats;
 
 /// Closed rooms whose history is kept; past this, the oldest is forgotten.
@@ -102,7 +103,7 @@ impl Rooms {
     pub fn enter<T>(
         &self,
         name: &RoomName,
-        recalled: Option<Vec<Line>>,
+        recalled: Option<Vec<Said>>,
         open: impl FnOnce(&Room),
         enter: impl FnOnce(&Arc<Room>) -> T,
     ) -> Result<T, RoomError> {

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use crate::admission::{Admission, Refusal};
 use crate::connection;
 use crate::context::Context;
-use crate::room::ConnId;
+use crate::event::ConnId;
 use crate::socket;
 use crate::stats::Stats;
 

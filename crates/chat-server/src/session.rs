@@ -393,7 +393,8 @@ mod tests {
     use chat_proto::{Name, RoomName, THEMES};
 
     use super::*;
-    use crate::room::{Member, Scope};
+    use crate::event::Scope;
+    use crate::room::Member;
     use crate::stats::Stats;
 
     const WAIT: Duration = Duration::from_secs(5);
@@ -421,7 +422,9 @@ mod tests {
                 tokio::time::timeout(WAIT, rooms.next()).await.expect("a delivery in time");
             let Delivery::Event(event) = delivery else { panic!("{delivery:?}") };
             if event.from != Some(1) {
-                return String::from_utf8_lossy(event.line.bytes(false)).trim().to_owned();
+                return String::from_utf8_lossy(crate::text::line(&event).bytes(false))
+                    .trim()
+                    .to_owned();
             }
         }
     }

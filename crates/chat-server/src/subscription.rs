@@ -20,9 +20,11 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::event::{ConnId, Event, What};
 use crate::output::{Output, WriteError};
-use crate::room::{ConnId, Event, Room, Scope, summarise_changes};
+use crate::room::Room;
 use crate::stats::Stats;
+use crate::text;
 
 /// A reader whose write has waited this long steps out of the room's queue
 /// until its output drains, so it holds back no sender.
@@ -132,28 +134,16 @@ impl Subscription {
     fn show<W: AsyncWrite + Unpin>(&self, event: &Event, out: &mut Output<W>, view: View<'_>) {
         let tag = (!view.current).then(|| self.room.tag());
         let key = self.room.key();
-        match &event.scope {
-            Scope::Room => out.push_tagged(tag, &event.line),
-            scope @ Scope::Rooms(_) => {
-                if scope.shows(key, view.rooms) {
-                    out.push_tagged(tag, &event.line);
-                }
-            }
-            Scope::Gathered(changes) => {
-                if changes.iter().all(|(_, scope)| scope.shows(key, view.rooms)) {
-                    out.push_tagged(tag, &event.line);
-                    return;
-                }
+        let shown = |scope: &crate::event::Scope| scope.shows(key, view.rooms);
+        match &event.what {
+            What::Gathered(changes) if !changes.iter().all(|(_, scope)| shown(scope)) => {
                 // Some of these the reader saw through another room: the rest only.
-                let kept: Vec<&str> = changes
-                    .iter()
-                    .filter(|(_, scope)| scope.shows(key, view.rooms))
-                    .map(|(change, _)| change.as_str())
-                    .collect();
-                if !kept.is_empty() {
-                    out.push_tagged(tag, &Line::notice(&summarise_changes(kept.into_iter())));
+                if let Some(rest) = text::gathered_for(changes, shown) {
+                    out.push_tagged(tag, &rest);
                 }
             }
+            _ if shown(&event.scope) => out.push_tagged(tag, text::line(event)),
+            _ => {}
         }
     }
 

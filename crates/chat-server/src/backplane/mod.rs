@@ -42,9 +42,9 @@ use tracing::{info, warn};
 
 use chat_proto::{RoomKey, RoomName};
 
-use crate::event::Presence;
+use crate::event::{Message, Presence, Said, Scope};
 use crate::people::{Departed, Direct, People};
-use crate::room::{Message, Room, Scope};
+use crate::room::Room;
 use crate::rooms::Rooms;
 use crate::store::shared;
 use wire::{NodeId, ROSTER_CHUNK, RosterEntry, Wire};
@@ -584,7 +584,7 @@ impl Task {
         match event {
             Wire::Message { room, name, theme, text, action, .. } => {
                 if let Some(room) = self.rooms.get(&room.key()) {
-                    room.say(None, &Message { name, theme, text, action });
+                    room.say(None, Said::Message(Message { name, theme, text, action }));
                     wait_for_local_readers(&room).await;
                 }
             }

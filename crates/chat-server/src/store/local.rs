@@ -42,8 +42,8 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use super::{Account, Said, Stored, Unavailable, cutoff_ms, now_ms, parse_name};
-use crate::room::Message;
+use super::{Account, Stored, Unavailable, cutoff_ms, now_ms, parse_name};
+use crate::event::{Message, Said};
 
 /// What `PRAGMA application_id` says in a chat-server database ("chat").
 const APPLICATION_ID: i64 = 0x6368_6174;

@@ -23,7 +23,8 @@ use chat_proto::{Line, Name, NameKey, RoomKey, RoomName};
 
 use crate::accounts::LoginThrottle;
 use crate::backplane::Backplane;
-use crate::room::Message;
+pub use crate::event::Said;
+use crate::text;
 
 pub use local::LocalStore;
 pub use shared::SharedHistory;
@@ -39,15 +40,6 @@ pub struct Stored {
     pub said: Said,
 }
 
-/// The kinds of line a room's history keeps.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Said {
-    /// A chat line or a `/me` action.
-    Message(Message),
-    /// The operator's `/say`.
-    Announcement(String),
-}
-
 impl Stored {
     /// Said just now.
     pub fn now(said: Said) -> Stored {
@@ -56,10 +48,7 @@ impl Stored {
 
     /// The line as it was shown live.
     pub fn line(&self) -> Line {
-        match &self.said {
-            Said::Message(message) => message.line(),
-            Said::Announcement(text) => Line::announcement(text),
-        }
+        text::said_line(&self.said)
     }
 
     /// The line with its UTC time in front: `[09:12] 🦊 alice: text`.
@@ -69,10 +58,7 @@ impl Stored {
 
     /// The text `/search` looks in.
     pub fn text(&self) -> &str {
-        match &self.said {
-            Said::Message(message) => &message.text,
-            Said::Announcement(text) => text,
-        }
+        self.said.text()
     }
 }
 

@@ -21,11 +21,10 @@ use chat_proto::{Name, NameKey, RoomKey};
 use crate::accounts;
 
 use super::{
-    Account, SEARCH_RESULTS, Said, Stored, Unavailable, cutoff_ms, matches_terms, now_ms,
-    parse_name,
+    Account, SEARCH_RESULTS, Stored, Unavailable, cutoff_ms, matches_terms, now_ms, parse_name,
 };
 use crate::backplane::Backplane;
-use crate::room::Message;
+use crate::event::{Message, Said};
 
 /// Lines kept per room in Redis.
 pub const CAP: usize = 10_000;
