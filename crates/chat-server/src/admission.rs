@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use chat_proto::Line;
+use crate::reply::Reply;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Why a connection was turned away.
@@ -20,15 +20,20 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub fn line(&self) -> Line {
-        Line::notice(&match self {
-            Refusal::Full { max_clients } => {
-                format!("Sorry, the server is full ({max_clients} users). Please try again later.")
-            }
-            Refusal::TooManyFromAddress { max_per_ip } => format!(
-                "Sorry, too many connections from your address (at most {max_per_ip}). Close one and try again."
-            ),
-        })
+    /// What the refused peer is told.
+    pub fn reply(&self) -> Reply {
+        Reply::Turned {
+            reason: match self {
+                Refusal::Full { max_clients } => {
+                    format!(
+                        "Sorry, the server is full ({max_clients} users). Please try again later."
+                    )
+                }
+                Refusal::TooManyFromAddress { max_per_ip } => format!(
+                    "Sorry, too many connections from your address (at most {max_per_ip}). Close one and try again."
+                ),
+            },
+        }
     }
 }
 

@@ -2,15 +2,15 @@
 //!
 //! The line is sanitised, parsed with [`chat_proto::command::parse`] (the
 //! vocabulary the client shares), and carried out here: changes to rooms
-//! and people go through the [`Hub`](crate::hub::Hub), replies go to the
-//! user's own output. Plain lines and `/me` go to the current room; a
+//! and people go through the [`Hub`](crate::hub::Hub), typed [`Reply`]s
+//! go to the user's own output, which renders them in its protocol. Plain lines and `/me` go to the current room; a
 //! message is followed by pacing, so a flat-out sender moves at the room's
 //! pace.
 
 use std::sync::Arc;
 
 use chat_proto::command::{self, Command};
-use chat_proto::{Line, Name, RoomKey, RoomName, sanitize_text, vocabulary};
+use chat_proto::{Name, RoomKey, RoomName, sanitize_text};
 use tokio::io::AsyncWrite;
 use tracing::{info, warn};
 
@@ -18,11 +18,11 @@ use crate::accounts;
 use crate::context::Context;
 use crate::hub::Joined;
 use crate::output::Output;
-use crate::room::{Listing, RoomError};
+use crate::reply::{Mine, Page, Reply};
+use crate::room::RoomError;
 use crate::session::{End, Session};
 use crate::store::{self, Stored, Unavailable};
 use crate::subscription::Subscription;
-use crate::text;
 
 /// Carries out one line the user sent.
 pub async fn execute<W: AsyncWrite + Unpin>(
@@ -39,12 +39,7 @@ pub async fn execute<W: AsyncWrite + Unpin>(
     match command::parse(text) {
         Command::Message(message) => say(ctx, session, out, message, false).await,
         Command::Me(action) => say(ctx, session, out, action, true).await,
-        Command::Help => {
-            for line in command::help_lines() {
-                out.push(&Line::plain(&line));
-            }
-            Ok(out.flush().await?)
-        }
+        Command::Help => Ok(out.say(&Reply::Help).await?),
         Command::Who(room) => who(ctx, session, out, room).await,
         Command::Join(room) => join(ctx, session, out, room).await,
         Command::Part(room) => part(ctx, session, out, room).await,
@@ -57,25 +52,20 @@ pub async fn execute<W: AsyncWrite + Unpin>(
         Command::Unregister(password) => unregister(ctx, session, out, password).await,
         Command::Msg { to, text } => {
             let reply = match ctx.hub.whisper(&session.speaker, to, text) {
-                Ok(name) => Line::private_sent(&name, text),
-                Err(e) => Line::notice(&format!("Not delivered: {e}.")),
+                Ok(name) => Reply::PrivateSent { to: name, text: text.to_owned() },
+                Err(e) => Reply::NotDelivered { reason: e.to_string() },
             };
             Ok(out.say(&reply).await?)
         }
         Command::Color(Some(on)) => {
             out.color = on;
-            let state = if on { "on" } else { "off" };
-            Ok(out.say(&Line::notice(&format!("Colour is {state}."))).await?)
+            Ok(out.say(&Reply::Colour { on, asked: false }).await?)
         }
-        Command::Color(None) => {
-            let state = if out.color { "on" } else { "off" };
-            Ok(out.say(&Line::notice(&format!("Colour is {state}; /color on|off"))).await?)
-        }
+        Command::Color(None) => Ok(out.say(&Reply::Colour { on: out.color, asked: true }).await?),
         Command::Quit(reason) => Err(End::Quit(reason.map(str::to_owned))),
-        Command::Usage(usage) => Ok(out.say(&Line::notice(&format!("Usage: {usage}"))).await?),
+        Command::Usage(usage) => Ok(out.say(&Reply::Usage { usage }).await?),
         Command::Unknown(command) => {
-            let hint = format!("Unknown command /{command}; type /help for the list.");
-            Ok(out.say(&Line::notice(&hint)).await?)
+            Ok(out.say(&Reply::Unknown { command: command.to_owned() }).await?)
         }
     }
 }
@@ -92,7 +82,7 @@ async fn say<W: AsyncWrite + Unpin>(
     let room = Arc::clone(session.rooms.current());
     let others = ctx.hub.say(&session.speaker, &room, text, action);
     if others == 0 {
-        out.say(&Line::notice(vocabulary::ALONE)).await?;
+        out.say(&Reply::Alone).await?;
     }
     Ok(session.rooms.pace(out, |room| ctx.hub.is_backlogged(room)).await?)
 }
@@ -111,20 +101,18 @@ async fn who<W: AsyncWrite + Unpin>(
     };
     let members = match ctx.hub.who(&key) {
         Ok(members) => members,
-        Err(e) => return Ok(out.say(&Line::notice(&vocabulary::refusal(&e.to_string()))).await?),
+        Err(e) => return Ok(refuse(out, e).await?),
     };
-    out.push(&Line::notice(&format!("{} online in {name}:", members.len())));
-    push_listings(out, &members, &session.speaker.name);
-    Ok(out.flush().await?)
+    let me = session.speaker.name.clone();
+    Ok(out.say(&Reply::Members { room: name, members, me }).await?)
 }
 
-fn push_listings<W: AsyncWrite + Unpin>(out: &mut Output<W>, members: &[Listing], me: &Name) {
-    for member in members {
-        let you = if member.name == *me { " (you)" } else { "" };
-        let entry =
-            format!("  {} {} ({}){you}", member.theme.emoji, member.name, member.theme.colour);
-        out.push(&Line::plain(&entry));
-    }
+/// Says why something was refused.
+async fn refuse<W: AsyncWrite + Unpin>(
+    out: &mut Output<W>,
+    reason: impl ToString,
+) -> Result<(), crate::output::WriteError> {
+    out.say(&Reply::Refusal { reason: reason.to_string() }).await
 }
 
 /// `/join #room`: joins (opening the room) and makes it current, or makes
@@ -137,27 +125,22 @@ async fn join<W: AsyncWrite + Unpin>(
 ) -> Result<(), End> {
     let name = match RoomName::parse(typed) {
         Ok(name) => name,
-        Err(e) => return Ok(out.say(&Line::notice(&vocabulary::refusal(&e.to_string()))).await?),
+        Err(e) => return Ok(refuse(out, e).await?),
     };
     match ctx.hub.join_room(&session.speaker, &name).await {
         Ok(Some(Joined { room, entry })) => {
             info!(id = session.speaker.id, room = %room.name(), "joined a room");
-            out.push(&Line::notice(&vocabulary::joined(room.name(), &entry.online.describe())));
-            if !entry.history.is_empty() {
-                out.push(&Line::notice(&format!("Recent messages in {}:", room.name())));
-                for event in &entry.history {
-                    out.push(text::line(event));
-                }
-            }
+            out.reply(&Reply::Joined { room: room.name().clone(), online: entry.online });
+            out.reply(&Reply::Recent { room: Some(room.name().clone()), lines: entry.history });
             let key = room.key().clone();
             session.rooms.add(Subscription::new(room, entry.events, session.speaker.id));
             session.rooms.set_current(&key);
         }
         Ok(None) => session.rooms.set_current(&name.key()),
-        Err(e) => return Ok(out.say(&Line::notice(&vocabulary::refusal(&e.to_string()))).await?),
+        Err(e) => return Ok(refuse(out, e).await?),
     }
-    let now_in = vocabulary::now_in(session.rooms.current().name());
-    Ok(out.say(&Line::notice(&now_in)).await?)
+    let now_in = Reply::NowIn { room: session.rooms.current().name().clone() };
+    Ok(out.say(&now_in).await?)
 }
 
 /// `/part [#room]`: leaves a room (default: the current one), never the last.
@@ -173,12 +156,12 @@ async fn part<W: AsyncWrite + Unpin>(
     };
     let name = match ctx.hub.part_room(&session.speaker, &key) {
         Ok(name) => name,
-        Err(e) => return Ok(out.say(&Line::notice(&vocabulary::refusal(&e.to_string()))).await?),
+        Err(e) => return Ok(refuse(out, e).await?),
     };
     info!(id = session.speaker.id, room = %name, "left a room");
-    out.push(&Line::notice(&vocabulary::left(&name)));
+    out.reply(&Reply::Left { room: name });
     if let Some(current) = session.rooms.remove(&key) {
-        out.push(&Line::notice(&vocabulary::now_in(current.name())));
+        out.reply(&Reply::NowIn { room: current.name().clone() });
     }
     Ok(out.flush().await?)
 }
@@ -191,16 +174,18 @@ async fn rooms<W: AsyncWrite + Unpin>(
 ) -> Result<(), End> {
     let listings = ctx.hub.room_list();
     let current = session.rooms.current().key();
-    out.push(&Line::notice(&format!("{} rooms:", listings.len())));
-    for room in listings {
-        let mark = match (&room.key == current, session.rooms.contains(&room.key)) {
-            (true, _) => " (yours, current)",
-            (false, true) => " (yours)",
-            (false, false) => "",
-        };
-        out.push(&Line::plain(&format!("  {} ({}){mark}", room.name, room.users)));
-    }
-    Ok(out.flush().await?)
+    let rooms = listings
+        .into_iter()
+        .map(|room| {
+            let mine = match (&room.key == current, session.rooms.contains(&room.key)) {
+                (true, _) => Mine::Current,
+                (false, true) => Mine::Yes,
+                (false, false) => Mine::No,
+            };
+            (room, mine)
+        })
+        .collect();
+    Ok(out.say(&Reply::Rooms { rooms }).await?)
 }
 
 /// `/history [N]`: the current room's last N lines from the store, with times.
@@ -212,11 +197,7 @@ async fn history<W: AsyncWrite + Unpin>(
 ) -> Result<(), End> {
     let room = Arc::clone(session.rooms.current());
     let found = ctx.hub.store().recent(room.key(), count).await;
-    let heading = |n: usize| match n {
-        0 => format!("No messages in {} yet.", room.name()),
-        n => format!("The last {} in {} (times in UTC):", messages(n), room.name()),
-    };
-    show_stored(out, found, heading).await
+    show_stored(out, found, Page::History { room: room.name().clone() }).await
 }
 
 /// `/search WORDS`: the current room's latest lines with every word.
@@ -228,40 +209,25 @@ async fn search<W: AsyncWrite + Unpin>(
 ) -> Result<(), End> {
     let terms = store::search_terms(typed);
     if terms.is_empty() {
-        let hint = "Search for words made of letters or digits: /search WORDS";
-        return Ok(out.say(&Line::notice(hint)).await?);
+        return Ok(out.say(&Reply::NothingToSearch).await?);
     }
     let room = Arc::clone(session.rooms.current());
     let found = ctx.hub.store().search(room.key(), terms).await;
-    let heading = |n: usize| match n {
-        0 => format!("No messages in {} contain {typed}.", room.name()),
-        n => {
-            format!("{} in {} with {typed} (latest last, times in UTC):", messages(n), room.name())
-        }
-    };
-    show_stored(out, found, heading).await
+    let page = Page::Search { room: room.name().clone(), words: typed.to_owned() };
+    show_stored(out, found, page).await
 }
 
-/// "1 message", "2 messages".
-fn messages(n: usize) -> String {
-    if n == 1 { "1 message".to_owned() } else { format!("{n} messages") }
-}
-
-/// A heading, then each line with its time; or why the history cannot answer.
+/// A page of stored lines with their times, or why the history cannot answer.
 async fn show_stored<W: AsyncWrite + Unpin>(
     out: &mut Output<W>,
     found: Result<Vec<Stored>, Unavailable>,
-    heading: impl FnOnce(usize) -> String,
+    page: Page,
 ) -> Result<(), End> {
-    let lines = match found {
-        Ok(lines) => lines,
-        Err(error) => return Ok(out.say(&Line::notice(&format!("Sorry, {error}."))).await?),
+    let reply = match found {
+        Ok(lines) => Reply::Found { page, lines },
+        Err(error) => Reply::Unavailable { reason: error.to_string() },
     };
-    out.push(&Line::notice(&heading(lines.len())));
-    for stored in &lines {
-        out.push(&stored.timed_line());
-    }
-    Ok(out.flush().await?)
+    Ok(out.say(&reply).await?)
 }
 
 /// `/register PASSWORD`: the current name becomes the user's.
@@ -273,27 +239,24 @@ async fn register<W: AsyncWrite + Unpin>(
 ) -> Result<(), End> {
     let name = session.speaker.name.clone();
     let reply = if session.speaker.registered {
-        format!("{name} is registered already; /password OLD NEW changes its password.")
+        Reply::RegisteredAlready { name }
     } else if let Some(problem) = accounts::password_problem(password) {
-        vocabulary::refusal(&problem)
+        Reply::Refusal { reason: problem }
     } else {
         match accounts::hash(password.to_owned()).await {
-            Err(error) => vocabulary::refusal(&error),
+            Err(error) => Reply::Refusal { reason: error },
             Ok(hash) => match ctx.hub.store().register(&name, hash).await {
                 Ok(true) => {
                     session.speaker.registered = true;
                     info!(id = session.speaker.id, peer = %session.speaker.peer, %name, "registered");
-                    format!(
-                        "{name} is yours now: next time it asks for your password. \
-                         Without TLS, passwords cross the network in the clear."
-                    )
+                    Reply::Registered { name }
                 }
-                Ok(false) => vocabulary::refusal(&RoomError::Registered.to_string()),
+                Ok(false) => Reply::Refusal { reason: RoomError::Registered.to_string() },
                 Err(error) => not_kept(&format!("{name} is not registered"), &error),
             },
         }
     };
-    Ok(out.say(&Line::notice(&reply)).await?)
+    Ok(out.say(&reply).await?)
 }
 
 /// Checks the owner's password for a command on their registered name,
@@ -332,17 +295,19 @@ async fn change_password<W: AsyncWrite + Unpin>(
         None => owner_check(ctx, session, old).await,
     };
     let reply = match checked {
-        Err(reason) => vocabulary::refusal(&reason),
+        Err(reason) => Reply::Refusal { reason },
         Ok(()) => match accounts::hash(new.to_owned()).await {
-            Err(error) => vocabulary::refusal(&error),
+            Err(error) => Reply::Refusal { reason: error },
             Ok(hash) => match ctx.hub.store().set_hash(&session.speaker.name.key(), hash).await {
-                Ok(true) => "Your password is changed.".to_owned(),
-                Ok(false) => vocabulary::refusal("the name is not registered any more"),
+                Ok(true) => Reply::PasswordChanged,
+                Ok(false) => {
+                    Reply::Refusal { reason: "the name is not registered any more".to_owned() }
+                }
                 Err(error) => not_kept("your password is unchanged", &error),
             },
         },
     };
-    Ok(out.say(&Line::notice(&reply)).await?)
+    Ok(out.say(&reply).await?)
 }
 
 /// `/unregister PASSWORD`: the name is anyone's again.
@@ -354,26 +319,24 @@ async fn unregister<W: AsyncWrite + Unpin>(
 ) -> Result<(), End> {
     let name = session.speaker.name.clone();
     let reply = match owner_check(ctx, session, password).await {
-        Err(reason) => vocabulary::refusal(&reason),
+        Err(reason) => Reply::Refusal { reason },
         Ok(()) => match ctx.hub.store().unregister(&name.key()).await {
             Ok(_) => {
                 session.speaker.registered = false;
                 info!(id = session.speaker.id, peer = %session.speaker.peer, %name, "unregistered");
-                format!("{name} is no longer registered.")
+                Reply::Unregistered { name }
             }
             Err(error) => not_kept(&format!("{name} is still registered"), &error),
         },
     };
-    Ok(out.say(&Line::notice(&reply)).await?)
+    Ok(out.say(&reply).await?)
 }
 
 /// The refusal of an account change the store could not keep: `outcome`
 /// says what stands ("your password is unchanged"), then why.
-fn not_kept(outcome: &str, error: &Unavailable) -> String {
-    vocabulary::refusal(&format!(
-        "{outcome}: the change could not be kept ({}); try again later",
-        error.0
-    ))
+fn not_kept(outcome: &str, error: &Unavailable) -> Reply {
+    let reason = format!("{outcome}: the change could not be kept ({}); try again later", error.0);
+    Reply::Refusal { reason }
 }
 
 async fn rename<W: AsyncWrite + Unpin>(
@@ -384,15 +347,15 @@ async fn rename<W: AsyncWrite + Unpin>(
 ) -> Result<(), End> {
     let name = match Name::parse(new) {
         Ok(name) => name,
-        Err(e) => return Ok(out.say(&Line::notice(&vocabulary::refusal(&e.to_string()))).await?),
+        Err(e) => return Ok(refuse(out, e).await?),
     };
     let old = session.speaker.name.clone();
     let reply = match ctx.hub.rename(&mut session.speaker, name).await {
         Ok(()) => {
             info!(id = session.speaker.id, %old, new = %session.speaker.name, "renamed");
-            vocabulary::renamed(&session.speaker.name)
+            Reply::Renamed { name: session.speaker.name.clone() }
         }
-        Err(e) => vocabulary::refusal(&RoomError::to_string(&e)),
+        Err(e) => Reply::Refusal { reason: e.to_string() },
     };
-    Ok(out.say(&Line::notice(&reply)).await?)
+    Ok(out.say(&reply).await?)
 }

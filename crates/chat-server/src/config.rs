@@ -28,6 +28,17 @@ pub struct Config {
           requires_all = ["tls_cert", "tls_key"])]
     pub listen_tls: Vec<SocketAddr>,
 
+    /// Address to listen on for JSON lines, for programs: one JSON object
+    /// per line each way, the same session as --listen (see docs/json.md);
+    /// repeat for several. Off unless given.
+    #[arg(
+        long = "listen-json",
+        value_name = "ADDR",
+        env = "CHAT_LISTEN_JSON",
+        value_delimiter = ','
+    )]
+    pub listen_json: Vec<SocketAddr>,
+
     /// PEM file with the TLS certificate chain (leaf first).
     #[arg(long, value_name = "PATH", env = "CHAT_TLS_CERT", requires = "listen_tls")]
     pub tls_cert: Option<PathBuf>,
@@ -142,9 +153,9 @@ pub struct Limits {
 
 impl Config {
     /// The plain listen addresses: as given, or the default when no listener
-    /// of either kind was named.
+    /// of any kind was named.
     pub fn plain_listen_addrs(&self) -> Vec<SocketAddr> {
-        if self.listen.is_empty() && self.listen_tls.is_empty() {
+        if self.listen.is_empty() && self.listen_tls.is_empty() && self.listen_json.is_empty() {
             return vec![SocketAddr::from(([127, 0, 0, 1], 7878))];
         }
         self.listen.clone()

@@ -1,6 +1,9 @@
-//! One client, from greeting to goodbye.
+//! One client, from greeting to goodbye, whatever door it came through.
 //!
-//! A connection is a single task: it asks for a name, arrives in `#lobby`
+//! This is the session written once: the door (the text protocol, JSON
+//! lines) only renders what the session says and reads what the user
+//! sends, through the connection's [`Protocol`]. A connection is a single
+//! task: it asks for a name, arrives in `#lobby`
 //! through the [`Hub`](crate::hub::Hub), then `select!`s over the shutdown
 //! signal, direct messages (private lines, server notices, kicks), the
 //! queues of its rooms (its [`Memberships`]) and its own input, whose
@@ -13,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_proto::{ChatCodec, Frame, Line, Name, RoomName, sanitize_text, vocabulary};
+use chat_proto::{ChatCodec, Frame, Name, RoomName, sanitize_text};
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
@@ -27,12 +30,13 @@ use crate::event::{ConnId, Event};
 use crate::hub::{Arrival, Joined, NameRight, Speaker};
 use crate::output::Output;
 use crate::people::Direct;
+use crate::protocol::Protocol;
+use crate::reply::Reply;
 use crate::room::{Online, RoomError};
 use crate::session::{End, Memberships, Session};
 use crate::stats::Stats;
 use crate::store::Account;
 use crate::subscription::Subscription;
-use crate::text;
 use crate::throttle::Throttle;
 
 /// Initial read buffer: small, since most connections are idle most of the time.
@@ -64,16 +68,23 @@ struct Connection<R, W> {
     output: Output<W>,
 }
 
-/// Runs one connection to its end. Never fails: every way out is logged.
-pub async fn serve<R, W>(ctx: Arc<Context>, id: ConnId, peer: SocketAddr, reader: R, writer: W)
-where
+/// Runs one connection speaking `protocol` to its end. Never fails: every
+/// way out is logged.
+pub async fn serve<R, W>(
+    ctx: Arc<Context>,
+    id: ConnId,
+    peer: SocketAddr,
+    protocol: &'static dyn Protocol,
+    reader: R,
+    writer: W,
+) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let limits = &ctx.limits;
     let input = FramedRead::with_capacity(reader, ChatCodec::new(limits.max_line), READ_BUFFER);
     let stats = Arc::clone(ctx.hub.stats());
-    let output = Output::new(writer, limits.color, limits.write_timeout, stats);
+    let output = Output::new(writer, protocol, limits.color, limits.write_timeout, stats);
     let mut connection = Connection { id, peer, ctx: Arc::clone(&ctx), input, output };
     info!(%peer, id, "connected");
     let (speaker, end) = connection.run().await;
@@ -119,8 +130,8 @@ where
     /// a registered name, with its password). A returning owner's account
     /// comes back with the session.
     async fn choose_name(&mut self) -> Result<(Session, Welcome, Option<Account>), End> {
-        self.output.push(&Line::notice(vocabulary::GREETING));
-        self.output.say(&Line::notice(vocabulary::NAME_PROMPT)).await?;
+        self.output.reply(&Reply::Greeting);
+        self.output.say(&Reply::NamePrompt { again: false }).await?;
         let deadline = Instant::now() + self.ctx.limits.name_timeout;
         let mut first_line = true;
         loop {
@@ -144,8 +155,8 @@ where
                     return Ok((session, welcome, account));
                 }
                 Err(reason) => {
-                    self.output.push(&Line::notice(&vocabulary::refusal(&reason)));
-                    self.output.say(&Line::notice(vocabulary::ANOTHER_NAME_PROMPT)).await?;
+                    self.output.reply(&Reply::Refusal { reason });
+                    self.output.say(&Reply::NamePrompt { again: true }).await?;
                 }
             }
         }
@@ -180,7 +191,7 @@ where
             let arrived = hub.arrive(self.id, name, self.peer, NameRight::Free).await;
             return Ok(arrived.map(|a| (a, None)).map_err(|e| e.to_string()));
         };
-        self.output.say(&Line::notice(&vocabulary::password_prompt(&name))).await?;
+        self.output.say(&Reply::PasswordPrompt { name: name.clone() }).await?;
         let password = loop {
             if let Some(line) = self.read_before(deadline).await? {
                 break sanitize_text(&line).trim().to_owned();
@@ -226,25 +237,11 @@ where
         let Some(left_at) = account.left_at_ms else { return Ok(()) };
         let limit = self.ctx.limits.history.max(1);
         for room in rooms {
-            match hub.store().since(&room.key(), left_at, limit).await {
-                Ok((0, _)) => {
-                    self.output
-                        .push(&Line::notice(&format!("Nothing new in {room} since you left.")));
-                }
-                Ok((count, latest)) => {
-                    let heading = format!(
-                        "While you were away: {count} new in {room}; the latest {} (UTC; /history for more):",
-                        latest.len()
-                    );
-                    self.output.push(&Line::notice(&heading));
-                    for stored in &latest {
-                        self.output.push(&stored.timed_line());
-                    }
-                }
-                Err(error) => {
-                    self.output.push(&Line::notice(&format!("Sorry, {error}.")));
-                }
-            }
+            let reply = match hub.store().since(&room.key(), left_at, limit).await {
+                Ok((count, latest)) => Reply::Missed { room, count, latest },
+                Err(error) => Reply::Unavailable { reason: error.to_string() },
+            };
+            self.output.reply(&reply);
         }
         Ok(self.output.flush().await?)
     }
@@ -271,14 +268,17 @@ where
         match frame {
             None => Err(End::Closed),
             Some(Err(e)) => Err(End::Lost(e.to_string())),
-            Some(Ok(Frame::Line(line))) => Ok(Some(line)),
+            Some(Ok(Frame::Line(line))) => match self.output.protocol().input(line) {
+                Ok(line) => Ok(Some(line)),
+                Err(reason) => {
+                    self.output.say(&Reply::Refusal { reason }).await?;
+                    Ok(None)
+                }
+            },
             Some(Ok(Frame::TooLong { bytes })) => {
                 Stats::add(&self.ctx.hub.stats().too_long, 1);
                 let limit = self.ctx.limits.max_line;
-                let notice = format!(
-                    "Your line ({bytes} bytes) was longer than {limit} bytes and was discarded."
-                );
-                self.output.say(&Line::notice(&notice)).await?;
+                self.output.say(&Reply::TooLong { bytes, limit }).await?;
                 Ok(None)
             }
         }
@@ -287,17 +287,12 @@ where
     async fn welcome(&mut self, session: &Session, welcome: Welcome) -> Result<(), End> {
         let Welcome { online, history, degraded } = welcome;
         let Speaker { name, theme, .. } = &session.speaker;
-        self.output.push(&Line::notice(&vocabulary::welcome(name, theme)));
+        self.output.reply(&Reply::Welcome { name: name.clone(), theme: *theme });
         if degraded {
-            self.output.push(&Line::notice(vocabulary::DEGRADED));
+            self.output.reply(&Reply::Degraded);
         }
-        self.output.push(&Line::notice(&online.describe()));
-        if !history.is_empty() {
-            self.output.push(&Line::notice("Recent messages:"));
-            for event in &history {
-                self.output.push(text::line(event));
-            }
-        }
+        self.output.reply(&Reply::Online { online });
+        self.output.reply(&Reply::Recent { room: None, lines: history });
         self.output.flush().await?;
         Ok(())
     }
@@ -352,7 +347,7 @@ where
 
     async fn on_direct(&mut self, direct: Direct) -> Result<(), End> {
         match direct {
-            Direct::Line(line) => Ok(self.output.say(&line).await?),
+            Direct::Reply(reply) => Ok(self.output.say(&reply).await?),
             Direct::Kick { reason } => Err(End::Kicked(reason)),
             Direct::Replaced => Err(End::Replaced),
         }
@@ -361,8 +356,8 @@ where
     /// Says goodbye when there is someone to say it to, closes our side, and
     /// reads until the peer closes so the goodbye is not lost to a reset.
     async fn goodbye(&mut self, end: &End) {
-        if let Some(line) = end.goodbye() {
-            self.output.push(&line);
+        if let Some(goodbye) = end.goodbye() {
+            self.output.reply(&goodbye);
         }
         if !end.peer_is_listening() {
             return;

@@ -6,13 +6,14 @@
 //! went to ([`Scope`]). It holds no text of any protocol: each door
 //! renders it at its own edge, and the rendering is cached on the shared
 //! event, so a line read by a hundred readers of one protocol is still
-//! rendered once (the text protocol's cache is [`Event::text_cache`],
-//! filled by `text::line`). The hub builds a [`Presence`] for a local change and
+//! rendered once (each protocol's cache on the event, filled by the first
+//! reader of that protocol: see `protocol::text::line`). The hub builds a [`Presence`] for a local change and
 //! the backplane builds the same one for a change it hears of from another
 //! daemon, so a join reads the same wherever the joiner is connected.
 
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use chat_proto::{Line, Name, RoomKey, RoomName, THEMES, Theme};
 
 /// Identifies one connection for the lifetime of the process.
@@ -27,11 +28,13 @@ pub struct Event {
     pub scope: Scope,
     /// The text protocol's rendering, made by the first reader that needs it.
     text: OnceLock<Line>,
+    /// The JSON protocol's rendering, likewise.
+    json: OnceLock<Bytes>,
 }
 
 impl Event {
     pub fn new(from: Option<ConnId>, what: What, scope: Scope) -> Event {
-        Event { from, what, scope, text: OnceLock::new() }
+        Event { from, what, scope, text: OnceLock::new(), json: OnceLock::new() }
     }
 
     /// Something said, replayed from history to newcomers.
@@ -43,6 +46,22 @@ impl Event {
     pub fn text_cache(&self) -> &OnceLock<Line> {
         &self.text
     }
+
+    /// Where the JSON protocol keeps its rendering of this event.
+    pub fn json_cache(&self) -> &OnceLock<Bytes> {
+        &self.json
+    }
+}
+
+/// Gathered changes for a reader who saw some of them through another
+/// room: an event of the rest, if any are left.
+pub fn gathered_rest(
+    changes: &[(Presence, Scope)],
+    shown: impl Fn(&Scope) -> bool,
+) -> Option<Event> {
+    let kept: Vec<(Presence, Scope)> =
+        changes.iter().filter(|(_, scope)| shown(scope)).cloned().collect();
+    (!kept.is_empty()).then(|| Event::new(None, What::Gathered(kept.into()), Scope::Room))
 }
 
 /// What an event is about.

@@ -17,13 +17,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_proto::{Line, Name, RoomKey, RoomName, Theme};
+use chat_proto::{Name, RoomKey, RoomName, Theme};
 use tracing::{info, warn};
 
 use crate::backplane::Backplane;
 use crate::backplane::wire::Wire;
 use crate::event::{ConnId, Message, Presence, Said, Scope};
 use crate::people::{Admitted, Direct, Inbox, People, Person, theme_index};
+use crate::reply::Reply;
 use crate::room::{Entry, Listing, Member, Place, Room, RoomError};
 use crate::rooms::{RoomListing, Rooms};
 use crate::stats::Stats;
@@ -397,8 +398,12 @@ impl Hub {
     /// A private line to one user, here or on another daemon; returns the
     /// recipient's name as spelt.
     pub fn whisper(&self, speaker: &Speaker, to: &str, text: &str) -> Result<Name, RoomError> {
-        let line = Line::private(&speaker.theme, &speaker.name, text);
-        match self.people.send_direct(to, Direct::Line(line)) {
+        let private = Reply::Private {
+            from: speaker.name.clone(),
+            theme: speaker.theme,
+            text: text.to_owned(),
+        };
+        match self.people.send_direct(to, Direct::Reply(private)) {
             Ok(person) => Ok(person.name),
             Err(RoomError::NoSuchUser) => self.whisper_elsewhere(speaker, to, text),
             Err(error) => Err(error),

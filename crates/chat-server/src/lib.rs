@@ -32,6 +32,8 @@ pub mod logging;
 pub mod metrics;
 pub mod output;
 pub mod people;
+pub mod protocol;
+pub mod reply;
 pub mod room;
 pub mod rooms;
 pub mod server;
@@ -40,7 +42,6 @@ pub mod socket;
 pub mod stats;
 pub mod store;
 pub mod subscription;
-pub mod text;
 pub mod throttle;
 pub mod tls;
 
@@ -61,6 +62,10 @@ pub use config::{Config, Limits};
 pub use context::Context;
 pub use server::Listener;
 
+use protocol::Protocol;
+use protocol::json::JSON;
+use protocol::text::TEXT;
+
 /// How long a starting daemon waits for Redis before it serves anyway.
 const BACKPLANE_FIRST_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -70,17 +75,20 @@ pub struct Bound {
     pub metrics: Option<TcpListener>,
 }
 
-/// Binds every `--listen`, `--listen-tls` and `--metrics` address, naming the one that fails.
+/// Binds every `--listen`, `--listen-tls`, `--listen-json` and `--metrics`
+/// address, naming the one that fails.
 pub async fn bind_all(config: &Config) -> anyhow::Result<Bound> {
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
     };
-    let plain = config.plain_listen_addrs().into_iter().map(|addr| (addr, None));
-    let secure = config.listen_tls.iter().map(|&addr| (addr, tls.clone()));
+    let text: &'static dyn Protocol = &TEXT;
+    let plain = config.plain_listen_addrs().into_iter().map(|addr| (addr, None, text));
+    let secure = config.listen_tls.iter().map(|&addr| (addr, tls.clone(), text));
+    let json = config.listen_json.iter().map(|&addr| (addr, None, &JSON as &'static dyn Protocol));
     let mut listeners = Vec::new();
-    for (addr, tls) in plain.chain(secure) {
-        listeners.push(Listener { tcp: bind(addr).await?, tls });
+    for (addr, tls, protocol) in plain.chain(secure).chain(json) {
+        listeners.push(Listener { tcp: bind(addr).await?, tls, protocol });
     }
     let metrics = match config.metrics {
         Some(addr) => Some(bind(addr).await?),

@@ -1,5 +1,9 @@
 //! The sending side of one connection: what waits to be written, and the writer.
 //!
+//! What is written is rendered by the connection's [`Protocol`]: the
+//! session hands its output events and replies, the protocol turns them
+//! into bytes (through [`Sink`]), and the output batches and writes them.
+//!
 //! Small lines are copied into one reusable buffer; a long line (a gathered
 //! presence notice of a few KiB, say) is queued by reference to the one
 //! copy every recipient shares, so a notice to 19,000 readers costs 19,000
@@ -16,9 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use chat_proto::Line;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use crate::event::Event;
+use crate::protocol::{Protocol, Sink};
+use crate::reply::Reply;
+use crate::room::Room;
 use crate::stats::Stats;
 
 /// Stop draining the room's queue into the buffer past this many bytes.
@@ -53,11 +60,19 @@ pub struct Output<W> {
     stats: Arc<Stats>,
     pub color: bool,
     write_timeout: Duration,
+    protocol: &'static dyn Protocol,
 }
 
 impl<W: AsyncWrite + Unpin> Output<W> {
-    pub fn new(writer: W, color: bool, write_timeout: Duration, stats: Arc<Stats>) -> Self {
+    pub fn new(
+        writer: W,
+        protocol: &'static dyn Protocol,
+        color: bool,
+        write_timeout: Duration,
+        stats: Arc<Stats>,
+    ) -> Self {
         Output {
+            protocol,
             writer,
             queue: VecDeque::new(),
             tail: BytesMut::new(),
@@ -69,18 +84,19 @@ impl<W: AsyncWrite + Unpin> Output<W> {
         }
     }
 
-    /// Appends a line in this connection's colour setting.
-    pub fn push(&mut self, line: &Line) {
-        self.append(line.bytes(self.color));
-        self.lines += 1;
+    /// The protocol this connection speaks.
+    pub fn protocol(&self) -> &'static dyn Protocol {
+        self.protocol
     }
 
-    /// Appends a line after a room tag (plain text, as `[#rust] `), if any.
-    pub fn push_tagged(&mut self, tag: Option<&Bytes>, line: &Line) {
-        if let Some(tag) = tag {
-            self.append(tag);
-        }
-        self.push(line);
+    /// Appends an event delivered from `room` (`current`: the reader's current room).
+    pub fn event(&mut self, event: &Event, room: &Room, current: bool) {
+        self.protocol.event(event, room, current, self);
+    }
+
+    /// Appends a reply.
+    pub fn reply(&mut self, reply: &Reply) {
+        self.protocol.reply(reply, self);
     }
 
     fn append(&mut self, bytes: &Bytes) {
@@ -121,9 +137,9 @@ impl<W: AsyncWrite + Unpin> Output<W> {
         self.pending >= BATCH_BYTES
     }
 
-    /// Appends a line and writes everything pending.
-    pub async fn say(&mut self, line: &Line) -> Result<(), WriteError> {
-        self.push(line);
+    /// Appends a reply and writes everything pending.
+    pub async fn say(&mut self, reply: &Reply) -> Result<(), WriteError> {
+        self.reply(reply);
         self.flush().await
     }
 
@@ -184,6 +200,21 @@ impl<W: AsyncWrite + Unpin> Output<W> {
     }
 }
 
+impl<W: AsyncWrite + Unpin> Sink for Output<W> {
+    fn put(&mut self, line: &Bytes) {
+        self.append(line);
+        self.lines += 1;
+    }
+
+    fn put_part(&mut self, part: &Bytes) {
+        self.append(part);
+    }
+
+    fn color(&self) -> bool {
+        self.color
+    }
+}
+
 /// What is pending, in order, as slices for one vectored write.
 fn slices<'a>(queue: &'a VecDeque<Bytes>, tail: &'a BytesMut) -> Vec<IoSlice<'a>> {
     let queued = queue.iter().take(MAX_SLICES).map(|b| IoSlice::new(b));
@@ -195,6 +226,7 @@ fn slices<'a>(queue: &'a VecDeque<Bytes>, tail: &'a BytesMut) -> Vec<IoSlice<'a>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::text::TEXT;
 
     /// A writer that takes at most `chunk` bytes per call, vectored or not.
     struct Trickle {
@@ -253,13 +285,16 @@ mod tests {
     async fn short_and_shared_lines_go_out_in_order_whatever_the_write_sizes() {
         for chunk in [1, 7, 100, 5000, 1 << 20] {
             let writer = Trickle { written: Vec::new(), chunk };
-            let mut out = Output::new(writer, false, Duration::from_secs(1), Arc::default());
+            let mut out = Output::new(writer, &TEXT, false, Duration::from_secs(1), Arc::default());
             let long = "x".repeat(SHARED_FROM * 3);
             let tag = Bytes::from_static(b"[#rust] ");
             let mut expected = String::new();
             for i in 0..(MAX_SLICES * 5) {
                 let text = if i % 3 == 0 { long.clone() } else { format!("line {i}") };
-                out.push_tagged((i % 2 == 0).then_some(&tag), &Line::plain(&text));
+                if i % 2 == 0 {
+                    out.put_part(&tag);
+                }
+                out.put(&Bytes::from(format!("{text}\r\n")));
                 if i % 2 == 0 {
                     expected.push_str("[#rust] ");
                 }

@@ -16,12 +16,12 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use chat_proto::vocabulary::{DEGRADED, WHOLE_AGAIN};
-use chat_proto::{Line, Name, NameKey, RoomKey, RoomName, THEMES, Theme};
+use chat_proto::{Name, NameKey, RoomKey, RoomName, THEMES, Theme};
 use rand::Rng;
 use tokio::sync::Notify;
 
 use crate::event::ConnId;
+use crate::reply::Reply;
 use crate::room::{NodeId, RoomError};
 
 /// Direct messages a connection may have waiting before more are refused.
@@ -30,8 +30,8 @@ const DIRECT_QUEUE: usize = 64;
 /// Something addressed to one connection rather than to a room.
 #[derive(Debug)]
 pub enum Direct {
-    /// A line only this user sees (a private message, a server notice).
-    Line(Line),
+    /// What only this user is told (a private message, the room degraded).
+    Reply(Reply),
     /// The operator removes this user.
     Kick { reason: String },
     /// The owner of this registered name logged in on another connection.
@@ -367,10 +367,10 @@ impl People {
             return;
         }
         state.degraded = degraded;
-        let line = Line::notice(if degraded { DEGRADED } else { WHOLE_AGAIN });
+        let reply = if degraded { Reply::Degraded } else { Reply::WholeAgain };
         for person in state.local.values() {
             // A person whose inbox is full is not reading; they miss this notice only.
-            let _ = person.inbox.push(Direct::Line(line.clone()));
+            let _ = person.inbox.push(Direct::Reply(reply.clone()));
         }
     }
 

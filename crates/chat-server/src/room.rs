@@ -579,8 +579,11 @@ mod tests {
         let late = member("late");
         let notice = Presence::Arrived { who: late.name.clone(), theme: late.theme };
         let entry = room.join(1, late, &notice);
-        let replay: Vec<_> =
-            entry.history.iter().map(|e| crate::text::line(e).bytes(false).clone()).collect();
+        let replay: Vec<_> = entry
+            .history
+            .iter()
+            .map(|e| crate::protocol::text::line(e).bytes(false).clone())
+            .collect();
         let expected: Vec<_> =
             ["two", "three"].map(|t| Line::announcement(t).bytes(false).clone()).into();
         assert_eq!(replay, expected);

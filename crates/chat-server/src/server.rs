@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_proto::Line;
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
@@ -24,6 +24,7 @@ use crate::admission::{Admission, Refusal};
 use crate::connection;
 use crate::context::Context;
 use crate::event::ConnId;
+use crate::protocol::Protocol;
 use crate::socket;
 use crate::stats::Stats;
 
@@ -42,7 +43,11 @@ const REFUSAL_GRACE: Duration = Duration::from_secs(2);
 pub async fn run(ctx: Arc<Context>, listeners: Vec<Listener>, tracker: TaskTracker) {
     for listener in listeners {
         if let Ok(addr) = listener.tcp.local_addr() {
-            info!(%addr, tls = listener.tls.is_some(), "listening");
+            if listener.protocol.is_text() {
+                info!(%addr, tls = listener.tls.is_some(), "listening");
+            } else {
+                info!(%addr, "JSON lines listening");
+            }
         }
         tracker.spawn(accept_loop(Arc::clone(&ctx), listener, tracker.clone()));
     }
@@ -54,10 +59,12 @@ pub async fn run(ctx: Arc<Context>, listeners: Vec<Listener>, tracker: TaskTrack
     }
 }
 
-/// A bound socket, and the TLS acceptor when its clients speak TLS.
+/// A bound socket, the TLS acceptor when its clients speak TLS, and the
+/// protocol they speak.
 pub struct Listener {
     pub tcp: TcpListener,
     pub tls: Option<TlsAcceptor>,
+    pub protocol: &'static dyn Protocol,
 }
 
 async fn accept_loop(ctx: Arc<Context>, listener: Listener, tracker: TaskTracker) {
@@ -71,7 +78,7 @@ async fn accept_loop(ctx: Arc<Context>, listener: Listener, tracker: TaskTracker
         match accepted {
             Ok((stream, peer)) => {
                 backoff = MIN_BACKOFF;
-                admit(&ctx, &tracker, stream, peer, listener.tls.as_ref());
+                admit(&ctx, &tracker, stream, peer, &listener);
             }
             Err(error) => {
                 if let Some(suppressed) = errors.allow() {
@@ -92,9 +99,9 @@ fn admit(
     tracker: &TaskTracker,
     stream: TcpStream,
     peer: SocketAddr,
-    tls: Option<&TlsAcceptor>,
+    listener: &Listener,
 ) {
-    let tls = tls.cloned();
+    let (tls, protocol) = (listener.tls.clone(), listener.protocol);
     if let Err(error) = socket::configure(&stream) {
         warn!(%peer, %error, "could not set socket options");
     }
@@ -102,32 +109,40 @@ fn admit(
         Ok(admission) => {
             Stats::add(&ctx.hub.stats().connections, 1);
             let id = ctx.next_id();
-            tracker.spawn(serve_socket(Arc::clone(ctx), id, peer, stream, tls, admission));
+            let door = Door { peer, protocol, tls };
+            tracker.spawn(serve_socket(Arc::clone(ctx), id, door, stream, admission));
         }
         Err(refusal) => {
             Stats::add(&ctx.hub.stats().refused, 1);
             warn!(%peer, ?refusal, "refused");
-            tracker.spawn(refuse(stream, tls, refusal));
+            tracker.spawn(refuse(stream, tls, protocol, refusal));
         }
     }
+}
+
+/// Where an accepted socket came from: its peer, and the door it came through.
+struct Door {
+    peer: SocketAddr,
+    protocol: &'static dyn Protocol,
+    tls: Option<TlsAcceptor>,
 }
 
 async fn serve_socket(
     ctx: Arc<Context>,
     id: ConnId,
-    peer: SocketAddr,
+    door: Door,
     stream: TcpStream,
-    tls: Option<TlsAcceptor>,
     _admission: Admission,
 ) {
+    let Door { peer, protocol, tls } = door;
     match tls {
         None => {
             let (reader, writer) = stream.into_split();
-            connection::serve(ctx, id, peer, reader, writer).await;
+            connection::serve(ctx, id, peer, protocol, reader, writer).await;
         }
         // Boxed: the TLS session state is large, and inline it would make
         // every plain connection's task that large too.
-        Some(acceptor) => Box::pin(serve_tls(ctx, id, peer, stream, acceptor)).await,
+        Some(acceptor) => Box::pin(serve_tls(ctx, id, peer, protocol, stream, acceptor)).await,
     }
 }
 
@@ -135,6 +150,7 @@ async fn serve_tls(
     ctx: Arc<Context>,
     id: ConnId,
     peer: SocketAddr,
+    protocol: &'static dyn Protocol,
     stream: TcpStream,
     acceptor: TlsAcceptor,
 ) {
@@ -143,7 +159,7 @@ async fn serve_tls(
     match tokio::time::timeout(ctx.limits.name_timeout, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
             let (reader, writer) = tokio::io::split(stream);
-            connection::serve(ctx, id, peer, reader, writer).await;
+            connection::serve(ctx, id, peer, protocol, reader, writer).await;
         }
         Ok(Err(error)) => info!(%peer, id, %error, "TLS handshake failed"),
         Err(_) => info!(%peer, id, "TLS handshake timed out"),
@@ -151,8 +167,13 @@ async fn serve_tls(
 }
 
 /// One clear line instead of a silent close, then a clean close.
-async fn refuse(stream: TcpStream, tls: Option<TlsAcceptor>, refusal: Refusal) {
-    let line = refusal.line();
+async fn refuse(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    protocol: &'static dyn Protocol,
+    refusal: Refusal,
+) {
+    let line = crate::protocol::standalone(protocol, &refusal.reply());
     let _ = tokio::time::timeout(REFUSAL_GRACE, async {
         match tls {
             None => say_and_close(stream, &line).await,
@@ -164,9 +185,9 @@ async fn refuse(stream: TcpStream, tls: Option<TlsAcceptor>, refusal: Refusal) {
 
 async fn say_and_close<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
-    line: &Line,
+    line: &Bytes,
 ) -> std::io::Result<()> {
-    stream.write_all(line.bytes(false)).await?;
+    stream.write_all(line).await?;
     stream.shutdown().await?;
     let mut sink = [0u8; 256];
     while stream.read(&mut sink).await? > 0 {}
@@ -229,7 +250,8 @@ mod tests {
         });
         let ctx = Arc::new(Context::new(hub, limits, shutdown));
         let admission = ctx.admit(peer.ip()).expect("admitted");
-        let task = serve_socket(ctx, 1, peer, stream, None, admission);
+        let door = Door { peer, protocol: &crate::protocol::text::TEXT, tls: None };
+        let task = serve_socket(ctx, 1, door, stream, admission);
         let size = std::mem::size_of_val(&task);
         assert!(size <= 2048, "a connection task takes {size} bytes");
     }

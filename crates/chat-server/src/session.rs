@@ -13,13 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
-use chat_proto::{Line, RoomKey, vocabulary};
+use chat_proto::RoomKey;
 use tokio::io::AsyncWrite;
 use tokio::sync::futures::OwnedNotified;
 
 use crate::hub::Speaker;
 use crate::output::{Output, WriteError};
 use crate::people::Inbox;
+use crate::reply::{Farewell, Reply};
 use crate::room::Room;
 use crate::subscription::{Delivery, Drain, Subscription, View};
 use crate::throttle::Throttle;
@@ -328,17 +329,17 @@ pub enum End {
 }
 
 impl End {
-    /// The last line the client gets, if there is anyone to say it to.
-    pub fn goodbye(&self) -> Option<Line> {
-        Some(match self {
-            End::Quit(_) => Line::notice(vocabulary::GOODBYE),
-            End::Kicked(reason) => Line::notice(&vocabulary::kicked(reason)),
-            End::Replaced => Line::notice(vocabulary::REPLACED_GOODBYE),
-            End::Shutdown => Line::notice(vocabulary::SHUTDOWN_GOODBYE),
-            End::NameTimeout => Line::notice(vocabulary::NAME_TIMEOUT_GOODBYE),
-            End::Http => Line::plain(vocabulary::NOT_HTTP),
+    /// The last words the client gets, if there is anyone to say them to.
+    pub fn goodbye(&self) -> Option<Reply> {
+        Some(Reply::Goodbye(match self {
+            End::Quit(_) => Farewell::Quit,
+            End::Kicked(reason) => Farewell::Kicked { reason: reason.clone() },
+            End::Replaced => Farewell::Replaced,
+            End::Shutdown => Farewell::Shutdown,
+            End::NameTimeout => Farewell::NameTimeout,
+            End::Http => Farewell::NotHttp,
             End::Closed | End::Lost(_) | End::Stalled => return None,
-        })
+        }))
     }
 
     /// Whether the peer can still read a goodbye.
@@ -422,7 +423,7 @@ mod tests {
                 tokio::time::timeout(WAIT, rooms.next()).await.expect("a delivery in time");
             let Delivery::Event(event) = delivery else { panic!("{delivery:?}") };
             if event.from != Some(1) {
-                return String::from_utf8_lossy(crate::text::line(&event).bytes(false))
+                return String::from_utf8_lossy(crate::protocol::text::line(&event).bytes(false))
                     .trim()
                     .to_owned();
             }

@@ -13,18 +13,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_proto::{Line, RoomKey, vocabulary};
+use chat_proto::RoomKey;
 use tokio::io::AsyncWrite;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::event::{ConnId, Event, What};
+use crate::event::{ConnId, Event, What, gathered_rest};
 use crate::output::{Output, WriteError};
+use crate::reply::Reply;
 use crate::room::Room;
 use crate::stats::Stats;
-use crate::text;
 
 /// A reader whose write has waited this long steps out of the room's queue
 /// until its output drains, so it holds back no sender.
@@ -132,17 +132,16 @@ impl Subscription {
     /// Shows an event as this reader should see it: tagged when from a room
     /// other than the current one, once when sent to several rooms.
     fn show<W: AsyncWrite + Unpin>(&self, event: &Event, out: &mut Output<W>, view: View<'_>) {
-        let tag = (!view.current).then(|| self.room.tag());
         let key = self.room.key();
         let shown = |scope: &crate::event::Scope| scope.shows(key, view.rooms);
         match &event.what {
             What::Gathered(changes) if !changes.iter().all(|(_, scope)| shown(scope)) => {
                 // Some of these the reader saw through another room: the rest only.
-                if let Some(rest) = text::gathered_for(changes, shown) {
-                    out.push_tagged(tag, &rest);
+                if let Some(rest) = gathered_rest(changes, shown) {
+                    out.event(&rest, &self.room, view.current);
                 }
             }
-            _ if shown(&event.scope) => out.push_tagged(tag, text::line(event)),
+            _ if shown(&event.scope) => out.event(event, &self.room, view.current),
             _ => {}
         }
     }
@@ -241,7 +240,7 @@ impl Subscription {
     fn push_missed<W: AsyncWrite + Unpin>(&self, missed: u64, out: &mut Output<W>, view: View<'_>) {
         Stats::add(&self.room.stats.missed, missed);
         debug!(id = self.me, missed, "slow reader skipped ahead");
-        let tag = (!view.current).then(|| self.room.tag());
-        out.push_tagged(tag, &Line::notice(&vocabulary::missed(missed)));
+        let room = (!view.current).then(|| self.room.name().clone());
+        out.reply(&Reply::Skipped { count: missed, room });
     }
 }

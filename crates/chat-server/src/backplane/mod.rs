@@ -44,6 +44,7 @@ use chat_proto::{RoomKey, RoomName};
 
 use crate::event::{Message, Presence, Said, Scope};
 use crate::people::{Departed, Direct, People};
+use crate::reply::Reply;
 use crate::room::Room;
 use crate::rooms::Rooms;
 use crate::store::shared;
@@ -620,8 +621,9 @@ impl Task {
                 }
             }
             Wire::Private { to, from, theme, text, .. } => {
-                let line = chat_proto::Line::private(&chat_proto::THEMES[theme], &from, &text);
-                let _ = self.people.send_direct(to.as_str(), Direct::Line(line));
+                let theme = chat_proto::THEMES[theme];
+                let private = Reply::Private { from, theme, text };
+                let _ = self.people.send_direct(to.as_str(), Direct::Reply(private));
             }
             Wire::Replace { name, .. } => {
                 if self.people.send_direct(name.as_str(), Direct::Replaced).is_ok() {

@@ -19,12 +19,11 @@ use tokio::time::Instant;
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 
-use chat_proto::{Line, Name, NameKey, RoomKey, RoomName};
+use chat_proto::{Name, NameKey, RoomKey, RoomName};
 
 use crate::accounts::LoginThrottle;
 use crate::backplane::Backplane;
 pub use crate::event::Said;
-use crate::text;
 
 pub use local::LocalStore;
 pub use shared::SharedHistory;
@@ -44,16 +43,6 @@ impl Stored {
     /// Said just now.
     pub fn now(said: Said) -> Stored {
         Stored { at_ms: now_ms(), said }
-    }
-
-    /// The line as it was shown live.
-    pub fn line(&self) -> Line {
-        text::said_line(&self.said)
-    }
-
-    /// The line with its UTC time in front: `[09:12] 🦊 alice: text`.
-    pub fn timed_line(&self) -> Line {
-        self.line().prefixed(&format!("{} ", clock(self.at_ms)))
     }
 
     /// The text `/search` looks in.

@@ -1,0 +1,265 @@
+//! JSON lines (`--listen-json`): one JSON object per line each way, for
+//! programs that would rather not parse the text protocol's words.
+//!
+//! From the server, every event and reply is one object with a `type`
+//! (`message`, `action`, `announcement`, `join`, `part`, `leave`,
+//! `rename`, `presence` for gathered changes; `welcome`, `refusal`,
+//! `members`, `rooms`, `found`, ... for replies; see `docs/json.md`).
+//! Events carry the `room` they happened in. From the client, each line is
+//! an object `{"line": "..."}` holding exactly what a netcat user would
+//! type (`hello`, `/join #rust`, `/quit`), so every command works the same
+//! through this door. An event's object is rendered once and shared by
+//! every JSON reader, as the text protocol's line is.
+
+use bytes::Bytes;
+use chat_proto::{Name, RoomName, Theme};
+use serde_json::{Value, json};
+
+use super::{Protocol, Sink};
+use crate::event::{Event, Presence, Said, What};
+use crate::reply::{Farewell, Mine, Page, Reply};
+use crate::room::{Listing, Online, Room};
+use crate::store::Stored;
+
+/// The JSON-lines protocol.
+pub struct Json;
+
+/// The one instance every JSON connection uses.
+pub static JSON: Json = Json;
+
+impl Protocol for Json {
+    fn event(&self, event: &Event, room: &Room, _current: bool, sink: &mut dyn Sink) {
+        let bytes = event.json_cache().get_or_init(|| line(&event_object(event, room.name())));
+        sink.put(bytes);
+    }
+
+    fn reply(&self, reply: &Reply, sink: &mut dyn Sink) {
+        sink.put(&line(&reply_object(reply)));
+    }
+
+    fn input(&self, line: String) -> Result<String, String> {
+        let parsed: Value = serde_json::from_str(&line)
+            .map_err(|e| format!("not a JSON object ({e}); send {{\"line\": \"hello\"}}"))?;
+        match parsed.get("line").and_then(Value::as_str) {
+            Some(text) => Ok(text.to_owned()),
+            None => Err("a JSON object with a string \"line\" was expected".to_owned()),
+        }
+    }
+}
+
+/// One object as a line of its own.
+fn line(value: &Value) -> Bytes {
+    let mut bytes = value.to_string().into_bytes();
+    bytes.push(b'\n');
+    Bytes::from(bytes)
+}
+
+fn who(name: &Name, theme: &Theme) -> Value {
+    json!({ "name": name.as_str(), "emoji": theme.emoji, "colour": theme.colour })
+}
+
+fn event_object(event: &Event, room: &RoomName) -> Value {
+    let mut object = what_object(&event.what);
+    object["room"] = json!(room.as_str());
+    object
+}
+
+fn what_object(what: &What) -> Value {
+    match what {
+        What::Said(said) => said_object(said),
+        What::Presence(change) => presence_object(change),
+        What::Gathered(changes) => {
+            let changes: Vec<Value> = changes.iter().map(|(c, _)| presence_object(c)).collect();
+            json!({ "type": "presence", "changes": changes })
+        }
+    }
+}
+
+fn said_object(said: &Said) -> Value {
+    match said {
+        Said::Message(message) => {
+            let kind = if message.action { "action" } else { "message" };
+            let mut object = json!({ "type": kind, "text": message.text });
+            object["from"] = who(&message.name, message.theme());
+            object
+        }
+        Said::Announcement(text) => json!({ "type": "announcement", "text": text }),
+    }
+}
+
+fn stored_object(stored: &Stored) -> Value {
+    let mut object = said_object(&stored.said);
+    object["at_ms"] = json!(stored.at_ms);
+    object
+}
+
+fn presence_object(change: &Presence) -> Value {
+    match change {
+        Presence::Arrived { who: name, theme } => {
+            json!({ "type": "join", "who": who(name, theme), "arrival": true })
+        }
+        Presence::Joined { who: name, theme, room } => {
+            json!({ "type": "join", "who": who(name, theme), "arrival": false, "to": room.as_str() })
+        }
+        Presence::Parted { who: name, theme, room } => {
+            json!({ "type": "part", "who": who(name, theme), "from": room.as_str() })
+        }
+        Presence::Departed { who: name, theme, how } => {
+            json!({ "type": "leave", "who": who(name, theme), "how": how })
+        }
+        Presence::Renamed { old, new, theme } => {
+            json!({ "type": "rename", "old": old.as_str(), "who": who(new, theme) })
+        }
+    }
+}
+
+fn listing(member: &Listing) -> Value {
+    who(&member.name, &member.theme)
+}
+
+fn online(online: &Online) -> Value {
+    match online {
+        Online::Listed(members) => json!(members.iter().map(listing).collect::<Vec<_>>()),
+        Online::Many(count) => json!({ "count": count }),
+    }
+}
+
+fn reply_object(reply: &Reply) -> Value {
+    match reply {
+        Reply::Greeting => json!({ "type": "greeting" }),
+        Reply::NamePrompt { again } => json!({ "type": "name_prompt", "again": again }),
+        Reply::PasswordPrompt { name } => {
+            json!({ "type": "password_prompt", "name": name.as_str() })
+        }
+        Reply::Refusal { reason } => json!({ "type": "refusal", "reason": reason }),
+        Reply::Unavailable { reason } => json!({ "type": "unavailable", "reason": reason }),
+        Reply::TooLong { bytes, limit } => {
+            json!({ "type": "too_long", "bytes": bytes, "limit": limit })
+        }
+        Reply::Welcome { name, theme } => {
+            let mut object = json!({ "type": "welcome" });
+            object["you"] = who(name, theme);
+            object
+        }
+        Reply::Degraded => json!({ "type": "degraded" }),
+        Reply::WholeAgain => json!({ "type": "whole_again" }),
+        Reply::Online { online: members } => {
+            json!({ "type": "online", "members": online(members) })
+        }
+        Reply::Recent { room, lines } => {
+            let lines: Vec<Value> = lines.iter().map(|e| what_object(&e.what)).collect();
+            json!({ "type": "recent", "room": room.as_ref().map(RoomName::as_str), "lines": lines })
+        }
+        Reply::Help => json!({ "type": "help", "lines": chat_proto::command::help_lines() }),
+        Reply::Members { room, members, me } => json!({
+            "type": "members",
+            "room": room,
+            "members": members.iter().map(listing).collect::<Vec<_>>(),
+            "you": me.as_str(),
+        }),
+        Reply::Joined { room, online: members } => {
+            json!({ "type": "joined", "room": room.as_str(), "members": online(members) })
+        }
+        Reply::Left { room } => json!({ "type": "left", "room": room.as_str() }),
+        Reply::NowIn { room } => json!({ "type": "current", "room": room.as_str() }),
+        Reply::Rooms { rooms } => {
+            let rooms: Vec<Value> = rooms
+                .iter()
+                .map(|(room, mine)| {
+                    json!({
+                        "room": room.name.as_str(),
+                        "users": room.users,
+                        "yours": *mine != Mine::No,
+                        "current": *mine == Mine::Current,
+                    })
+                })
+                .collect();
+            json!({ "type": "rooms", "rooms": rooms })
+        }
+        Reply::Found { page, lines } => {
+            let lines: Vec<Value> = lines.iter().map(stored_object).collect();
+            match page {
+                Page::History { room } => {
+                    json!({ "type": "history", "room": room.as_str(), "lines": lines })
+                }
+                Page::Search { room, words } => {
+                    json!({ "type": "search", "room": room.as_str(), "words": words, "lines": lines })
+                }
+            }
+        }
+        Reply::Private { from, theme, text } => {
+            let mut object = json!({ "type": "private", "text": text });
+            object["from"] = who(from, theme);
+            object
+        }
+        Reply::PrivateSent { to, text } => {
+            json!({ "type": "private_sent", "to": to.as_str(), "text": text })
+        }
+        Reply::NotDelivered { reason } => json!({ "type": "not_delivered", "reason": reason }),
+        Reply::Alone => json!({ "type": "alone" }),
+        Reply::Colour { on, .. } => json!({ "type": "colour", "on": on }),
+        Reply::Usage { usage } => json!({ "type": "usage", "usage": usage }),
+        Reply::NothingToSearch => json!({ "type": "usage", "usage": "/search WORDS" }),
+        Reply::Unknown { command } => json!({ "type": "unknown_command", "command": command }),
+        Reply::Renamed { name } => json!({ "type": "renamed", "name": name.as_str() }),
+        Reply::Registered { name } => json!({ "type": "registered", "name": name.as_str() }),
+        Reply::RegisteredAlready { name } => {
+            json!({ "type": "registered", "name": name.as_str(), "already": true })
+        }
+        Reply::PasswordChanged => json!({ "type": "password_changed" }),
+        Reply::Unregistered { name } => json!({ "type": "unregistered", "name": name.as_str() }),
+        Reply::Missed { room, count, latest } => json!({
+            "type": "catch_up",
+            "room": room.as_str(),
+            "count": count,
+            "lines": latest.iter().map(stored_object).collect::<Vec<_>>(),
+        }),
+        Reply::Skipped { count, room } => json!({
+            "type": "skipped",
+            "count": count,
+            "room": room.as_ref().map(RoomName::as_str),
+        }),
+        Reply::Goodbye(farewell) => {
+            let (reason, detail) = match farewell {
+                Farewell::Quit => ("quit", None),
+                Farewell::Kicked { reason } => ("kicked", Some(reason.as_str())),
+                Farewell::Replaced => ("replaced", None),
+                Farewell::Shutdown => ("shutdown", None),
+                Farewell::NameTimeout => ("name_timeout", None),
+                Farewell::NotHttp => ("not_http", None),
+            };
+            json!({ "type": "goodbye", "reason": reason, "detail": detail })
+        }
+        Reply::Turned { reason } => json!({ "type": "refused", "reason": reason }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Message, Scope};
+
+    /// What a JSON client sent, as the session reads it.
+    fn typed(line: &str) -> Result<String, String> {
+        JSON.input(line.to_owned())
+    }
+
+    #[test]
+    fn a_line_is_read_from_its_object_and_anything_else_is_refused_with_a_reason() {
+        assert_eq!(typed(r#"{"line": "/join #rust"}"#), Ok("/join #rust".to_owned()));
+        assert!(typed("hello").is_err_and(|e| e.contains("JSON")));
+        assert!(typed(r#"{"text": "hi"}"#).is_err_and(|e| e.contains("\"line\"")));
+    }
+
+    #[test]
+    fn a_message_names_its_room_speaker_and_text() {
+        let name = Name::parse("alice").expect("valid name");
+        let message = Message { name, theme: 0, text: "<b>hi</b>".to_owned(), action: false };
+        let event = Event::new(None, What::Said(Said::Message(message)), Scope::Room);
+        let object = event_object(&event, &RoomName::lobby());
+        assert_eq!(object["type"], "message");
+        assert_eq!(object["room"], "#lobby");
+        assert_eq!(object["from"]["name"], "alice");
+        assert_eq!(object["text"], "<b>hi</b>", "text as text, never markup");
+    }
+}

@@ -1,0 +1,76 @@
+//! The seam between the one session and the doors it is reached through.
+//!
+//! A session (naming and login, commands, rooms, pacing, stepping aside,
+//! the goodbye) is written once, in `connection`, `command`, `session` and
+//! `subscription`, and speaks in [`Event`]s and [`Reply`]s. A door
+//! implements [`Protocol`]: how an event delivered from a room and a reply
+//! read on its wire, and how a line the user sent reads as the chat's
+//! commands. The session writes what a protocol renders into its output
+//! ([`Sink`]), which batches and writes the bytes.
+//!
+//! Doors: [`text::TEXT`], the text protocol of netcat, telnet, TLS and the
+//! bundled client (`--listen`, `--listen-tls`); [`json::JSON`], one JSON
+//! object per line for programs (`--listen-json`).
+
+pub mod json;
+pub mod text;
+
+use bytes::Bytes;
+
+use crate::event::Event;
+use crate::reply::Reply;
+use crate::room::Room;
+
+/// Where a protocol puts what it renders: the connection's output.
+pub trait Sink {
+    /// Appends one whole line (or message), ending as the wire wants.
+    fn put(&mut self, line: &Bytes);
+    /// Appends the start of a line, whose rest follows with [`Sink::put`].
+    fn put_part(&mut self, part: &Bytes);
+    /// Whether this reader wants colour (`--no-color`, `/color`).
+    fn color(&self) -> bool;
+}
+
+/// How one door shows events and replies, and reads what its user sends.
+pub trait Protocol: Send + Sync + 'static {
+    /// Appends `event`, delivered from `room`; `current` when that is the
+    /// reader's current room.
+    fn event(&self, event: &Event, room: &Room, current: bool, sink: &mut dyn Sink);
+
+    /// Appends `reply`.
+    fn reply(&self, reply: &Reply, sink: &mut dyn Sink);
+
+    /// A line the user sent, as the chat's commands read it (`/join
+    /// #rust`, or a message), or why it is not one.
+    fn input(&self, line: String) -> Result<String, String>;
+
+    /// True for the text protocol (whose listeners the log names as chat listeners).
+    fn is_text(&self) -> bool {
+        false
+    }
+}
+
+/// A reply rendered on its own, for a connection refused before any
+/// session starts (the server is full, say): no colour.
+pub fn standalone(protocol: &dyn Protocol, reply: &Reply) -> Bytes {
+    let mut bytes = bytes::BytesMut::new();
+    protocol.reply(reply, &mut Collected(&mut bytes));
+    bytes.freeze()
+}
+
+/// Collects what a protocol renders into one buffer.
+struct Collected<'a>(&'a mut bytes::BytesMut);
+
+impl Sink for Collected<'_> {
+    fn put(&mut self, line: &Bytes) {
+        self.0.extend_from_slice(line);
+    }
+
+    fn put_part(&mut self, part: &Bytes) {
+        self.0.extend_from_slice(part);
+    }
+
+    fn color(&self) -> bool {
+        false
+    }
+}
