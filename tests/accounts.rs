@@ -9,31 +9,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Client, RedisServer, Server, TempDir, WAIT, strip_ansi};
+use support::{Client, RedisServer, Server, TempDir, WAIT, ask_for, log_in, register, strip_ansi};
 
 const PASSWORD: &str = "correct-horse";
-
-/// Registers the current name of `client`.
-async fn register(client: &mut Client, password: &str) -> String {
-    client.send(&format!("/register {password}")).await;
-    strip_ansi(&client.expect_line(|l| l.contains("yours now") || l.contains("Sorry")).await)
-}
-
-/// Types `name` at the name prompt and waits for the password prompt.
-async fn ask_for(client: &mut Client, name: &str) -> String {
-    client.send(name).await;
-    strip_ansi(&client.expect_line(|l| l.contains("password")).await)
-}
-
-/// Connects and logs in as a registered name.
-async fn log_in(addr: std::net::SocketAddr, name: &str, password: &str) -> (Client, Vec<String>) {
-    let mut client = Client::connect(addr).await;
-    client.expect_line(|l| l.contains("name")).await;
-    ask_for(&mut client, name).await;
-    client.send(password).await;
-    let lines = client.lines_until(|l| l.contains("Welcome,")).await;
-    (client, lines.iter().map(|l| strip_ansi(l)).collect())
-}
 
 /// One wrong guess at alice's password from each address, all at once;
 /// returns how long each took to be refused, shortest first.

@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    Client, RedisServer, Server, TempDir, WAIT, barrier, bin_path, http_get, metric, poll_until,
-    strip_ansi,
+    Client, RedisServer, Server, TempDir, WAIT, ask, barrier, bin_path, http_get, metric,
+    poll_until, strip_ansi,
 };
 
 /// `speaker` says each line; `listener` has received them all on return.
@@ -23,33 +23,6 @@ async fn say_all(speaker: &mut Client, listener: &mut Client, lines: &[&str]) {
     if let Some(last) = lines.last() {
         listener.expect_line(|l| strip_ansi(l).ends_with(last)).await;
     }
-}
-
-/// Sends `/history ...` or `/search ...` and returns the heading and the
-/// timed lines after it (stripped of colour).
-async fn ask(client: &mut Client, command: &str) -> (String, Vec<String>) {
-    client.send(command).await;
-    let heading = strip_ansi(
-        &client
-            .expect_line(|l| {
-                let l = strip_ansi(l);
-                let answer =
-                    l.contains("UTC") || l.contains("No messages in") || l.contains("Sorry,");
-                l.starts_with("*** ") && answer
-            })
-            .await,
-    );
-    let count = heading
-        .split_whitespace()
-        .find_map(|word| word.parse::<usize>().ok())
-        .filter(|_| !heading.contains("No messages"))
-        .unwrap_or(0);
-    let mut lines = Vec::new();
-    for _ in 0..count {
-        let line = client.next_line().await.expect("a line of history");
-        lines.push(strip_ansi(&line));
-    }
-    (heading, lines)
 }
 
 /// True for `[HH:MM] rest`.

@@ -277,8 +277,19 @@ impl Server {
         let log = Captured::follow(child.stderr.take().expect("stderr piped"));
         let console = Captured::follow(child.stdout.take().expect("stdout piped"));
         let stdin = child.stdin.take();
-        let listening =
-            log.wait_for("the plain chat listener's log line", |l| is_chat_listener(l, false));
+        let listening = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            log.wait_for("the plain chat listener's log line", |l| is_chat_listener(l, false))
+        }));
+        let listening = listening.unwrap_or_else(|timed_out| {
+            // Not yet a `Server` that would be killed when dropped: kill it here.
+            match child.try_wait() {
+                Ok(Some(status)) => eprintln!("chat-server ended before listening: {status}"),
+                _ => eprintln!("chat-server still running without listening, killed"),
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            std::panic::resume_unwind(timed_out)
+        });
         let addr = listening_addr(&listening);
         Server { addr, child, stdin, log, console }
     }
@@ -315,6 +326,11 @@ impl Server {
             assert!(start.elapsed() < within, "chat-server still running after {within:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// How the process ended, or `None` while it runs.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("child status")
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -504,6 +520,62 @@ pub async fn barrier(from: &mut Client, to: &mut Client) -> Vec<String> {
     let mut lines = to.lines_until(|l| l.contains(&token)).await;
     lines.pop();
     lines
+}
+
+// Registered names and stored history, as a user reaches them (tests/accounts.rs,
+// tests/history.rs, tests/systemd.rs).
+
+/// Registers the current name of `client`.
+pub async fn register(client: &mut Client, password: &str) -> String {
+    client.send(&format!("/register {password}")).await;
+    strip_ansi(&client.expect_line(|l| l.contains("yours now") || l.contains("Sorry")).await)
+}
+
+/// Types `name` at the name prompt and waits for the password prompt.
+pub async fn ask_for(client: &mut Client, name: &str) -> String {
+    client.send(name).await;
+    strip_ansi(&client.expect_line(|l| l.contains("password")).await)
+}
+
+/// Connects and logs in as a registered name.
+pub async fn log_in(
+    addr: std::net::SocketAddr,
+    name: &str,
+    password: &str,
+) -> (Client, Vec<String>) {
+    let mut client = Client::connect(addr).await;
+    client.expect_line(|l| l.contains("name")).await;
+    ask_for(&mut client, name).await;
+    client.send(password).await;
+    let lines = client.lines_until(|l| l.contains("Welcome,")).await;
+    (client, lines.iter().map(|l| strip_ansi(l)).collect())
+}
+
+/// Sends `/history ...` or `/search ...` and returns the heading and the
+/// timed lines after it (stripped of colour).
+pub async fn ask(client: &mut Client, command: &str) -> (String, Vec<String>) {
+    client.send(command).await;
+    let heading = strip_ansi(
+        &client
+            .expect_line(|l| {
+                let l = strip_ansi(l);
+                let answer =
+                    l.contains("UTC") || l.contains("No messages in") || l.contains("Sorry,");
+                l.starts_with("*** ") && answer
+            })
+            .await,
+    );
+    let count = heading
+        .split_whitespace()
+        .find_map(|word| word.parse::<usize>().ok())
+        .filter(|_| !heading.contains("No messages"))
+        .unwrap_or(0);
+    let mut lines = Vec::new();
+    for _ in 0..count {
+        let line = client.next_line().await.expect("a line of history");
+        lines.push(strip_ansi(&line));
+    }
+    (heading, lines)
 }
 
 /// A `redis-server` on a free loopback port, for backplane tests; killed when dropped.
