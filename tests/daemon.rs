@@ -406,3 +406,58 @@ async fn a_gathered_notice_names_every_joiner() {
         }
     }
 }
+
+/// A daemon whose stderr has gone (its reader closed the pipe) still
+/// serves, and still stops cleanly on SIGTERM: a log line it cannot write
+/// is dropped, never a panic in the task that logged it.
+#[tokio::test]
+async fn a_daemon_whose_log_reader_went_away_still_stops_on_sigterm() {
+    use std::io::BufRead;
+    let (log, log_end) = std::io::pipe().expect("a pipe");
+    let daemon = Command::new(support::bin_path("chat-server"))
+        .args(["--listen", "127.0.0.1:0", "--db", ":memory:"])
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log_end)
+        .spawn()
+        .expect("chat-server starts");
+    // Killed however the test ends, so a daemon that ignores SIGTERM does not outlive it.
+    let mut daemon = KilledOnDrop(daemon);
+    let mut log = std::io::BufReader::new(log);
+    let mut line = String::new();
+    while !support::is_chat_listener(&line, false) {
+        line.clear();
+        assert!(log.read_line(&mut line).expect("the log") > 0, "no listening line");
+    }
+    let addr = support::listening_addr(&line);
+    drop(log);
+    // Every connection logs now, into a pipe nobody reads.
+    let mut alice = Client::named(addr, "alice").await;
+    let mut bob = Client::named(addr, "bob").await;
+    alice.send("still serving").await;
+    bob.expect_line(|l| l.contains("still serving")).await;
+    // SAFETY: kill(2) on the child we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(daemon.0.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = daemon.0.try_wait().expect("child status") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "chat-server ignored SIGTERM with its log reader gone");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    let lines = alice.until_closed().await;
+    assert!(lines.iter().any(|l| l.contains("shutting down")), "{lines:?}");
+}
+
+/// A child process killed when dropped.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
