@@ -2,8 +2,9 @@
 //! real `chat-server` with real database files: SIGTERM and SIGKILL
 //! restarts, `/history` and `/search`, the file as an operator reads it, a
 //! corrupt, a locked and an unreachable database at start, a full disk in
-//! the middle of a chat, retention, and two daemons sharing one history
-//! through a real `redis-server`. Each test owns its database file.
+//! the middle of a chat, retention, the store giving way to the room, and
+//! two daemons sharing one history through a real `redis-server`. Each test
+//! owns its database file.
 
 mod support;
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use support::{
     Client, RedisServer, Server, TempDir, WAIT, barrier, bin_path, http_get, metric, poll_until,
-    strip_ansi,
+    strip_ansi, thread_nices,
 };
 
 /// `speaker` says each line; `listener` has received them all on return.
@@ -412,4 +413,43 @@ async fn daemons_on_a_backplane_share_one_history_that_outlives_them() {
     let joined = carol.join("#rust").await;
     assert!(joined.iter().any(|l| l.ends_with("alice: shared one")), "{joined:#?}");
     assert!(joined.iter().any(|l| l.ends_with("alice: shared two, about tokio")), "{joined:#?}");
+}
+
+#[tokio::test]
+async fn the_store_gives_the_core_to_the_room() {
+    const LOWEST_NICE: i64 = 19;
+    let dir = TempDir::new("priority");
+    let db = dir.file("chat.db");
+    let server = Server::start(&["--db", &db, "--rate", "0", "--metrics", "127.0.0.1:0"]);
+    let metrics = server.metrics_addr();
+    let read = |name: &str| metric(&http_get(metrics, "/metrics"), name);
+    let mut alice = Client::named(server.addr, "alice").await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    alice.expect_line(|l| l.contains("bob joined")).await;
+    barrier(&mut bob, &mut alice).await;
+    let threads = poll_until("the store's thread at the lowest priority", WAIT, || {
+        let threads = thread_nices(server.pid());
+        let store = threads.iter().filter(|(name, _)| name == "chat-store");
+        if store.clone().count() == 1 && store.clone().all(|(_, nice)| *nice == LOWEST_NICE) {
+            Ok(threads)
+        } else {
+            Err(threads)
+        }
+    })
+    .await;
+    let room: Vec<_> = threads.iter().filter(|(name, _)| name != "chat-store").collect();
+    assert!(room.iter().any(|(name, _)| name == "tokio-rt-worker"), "{threads:?}");
+    assert!(room.iter().all(|(_, nice)| *nice < LOWEST_NICE), "the room's threads: {threads:?}");
+
+    // A flood the room delivers first; the store catches up afterwards and drops nothing.
+    let flood: String = (0..20_000).map(|i| format!("flood {i}\n")).collect();
+    bob.send_raw(flood.as_bytes()).await;
+    alice.expect_line(|l| strip_ansi(l).ends_with("flood 19999")).await;
+    let expected = 20_000 + 1;
+    poll_until("every line of the flood stored", WAIT, || match read("chat_store_written_total") {
+        written if written >= expected => Ok(written),
+        written => Err(written),
+    })
+    .await;
+    assert_eq!(read("chat_store_dropped_total"), 0);
 }

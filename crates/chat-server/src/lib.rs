@@ -13,7 +13,8 @@
 //! [`subscription`] (a reader's place in the room's queue), [`output`]
 //! (batched, time-bounded writes), [`throttle`] (the per-client rate),
 //! [`console`] (operator commands on stdin), [`socket`] (TCP options),
-//! [`logging`] (tracing setup), [`tls`] (certificates for `--listen-tls`),
+//! [`logging`] (tracing setup), [`priority`] (threads that give way to the
+//! room), [`tls`] (certificates for `--listen-tls`),
 //! [`backplane`] (several daemons sharing one room through Redis), [`store`]
 //! (the history that survives a restart: SQLite, or Redis), [`stats`] and
 //! [`metrics`] (counters, Prometheus endpoint).
@@ -31,6 +32,7 @@ pub mod logging;
 pub mod metrics;
 pub mod output;
 pub mod people;
+pub mod priority;
 pub mod room;
 pub mod rooms;
 pub mod server;

@@ -40,6 +40,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use super::{Account, Said, Stored, Unavailable, cutoff_ms, now_ms, parse_name};
+use crate::priority::lower_this_threads_priority;
 use crate::room::Message;
 
 /// What `PRAGMA application_id` says in a chat-server database ("chat").
@@ -442,6 +443,11 @@ impl Writer {
     }
 
     fn run(mut self, queue: Receiver<Job>) {
+        // Lines wait in the queue while the room's workers want the core;
+        // the store catches up when they rest.
+        if let Err(error) = lower_this_threads_priority() {
+            warn!(%error, "cannot lower the priority of the store; writing history competes with chat for the CPU");
+        }
         loop {
             let wait = self.next_wake().saturating_duration_since(Instant::now());
             let first = match queue.recv_timeout(wait) {
