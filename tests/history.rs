@@ -2,9 +2,9 @@
 //! real `chat-server` with real database files: SIGTERM and SIGKILL
 //! restarts, `/history` and `/search`, the file as an operator reads it, a
 //! corrupt, a locked and an unreachable database at start, a full disk in
-//! the middle of a chat, retention, the store giving way to the room, and
-//! two daemons sharing one history through a real `redis-server`. Each test
-//! owns its database file.
+//! the middle of a chat, retention, the store giving way to the room, no
+//! history at all (`--db none`), and two daemons sharing one history
+//! through a real `redis-server`. Each test owns its database file.
 
 mod support;
 
@@ -452,4 +452,62 @@ async fn the_store_gives_the_core_to_the_room() {
     })
     .await;
     assert_eq!(read("chat_store_dropped_total"), 0);
+}
+
+#[tokio::test]
+async fn with_db_none_nothing_is_kept_and_joins_replay_what_the_daemon_saw() {
+    let dir = TempDir::new("none");
+    let in_dir = |command: &mut Command| {
+        command.current_dir(&dir.path);
+    };
+    let mut server = Server::start_with(&["--db", "none", "--rate", "0"], in_dir);
+    server.log.wait_for("the startup line saying so", |l| l.contains("no history is kept"));
+    let mut alice = Client::named(server.addr, "alice").await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    alice.expect_line(|l| l.contains("bob joined")).await;
+    say_all(&mut bob, &mut alice, &["lobby one", "lobby two"]).await;
+    bob.join("#quiet").await;
+    bob.send("quiet one").await;
+    bob.send("/part #quiet").await;
+    bob.expect_line(|l| l.contains("You are now in #lobby")).await;
+
+    // Joins replay from memory: an open room, and a room that closed meanwhile.
+    let mut carol = Client::connect(server.addr).await;
+    carol.expect_line(|l| l.contains("name")).await;
+    carol.send("carol").await;
+    let replay = carol.lines_until(|l| strip_ansi(l).ends_with("bob: lobby two")).await;
+    assert!(replay.iter().any(|l| strip_ansi(l).ends_with("bob: lobby one")), "{replay:#?}");
+    let joined = carol.join("#quiet").await;
+    assert!(joined.iter().any(|l| l.ends_with("bob: quiet one")), "{joined:#?}");
+
+    // /history and /search say plainly that nothing is kept.
+    for command in ["/history", "/search one"] {
+        carol.send(command).await;
+        let answer = strip_ansi(&carol.expect_line(|l| strip_ansi(l).starts_with("*** ")).await);
+        assert!(answer.contains("keeps no history"), "{command}: {answer}");
+        assert!(!answer.contains("Sorry"), "not a failure: {answer}");
+    }
+
+    // A registered name works while the daemon runs.
+    alice.send("/register correct-horse").await;
+    alice.expect_line(|l| l.contains("yours now")).await;
+    alice.send("/quit").await;
+    alice.until_closed().await;
+    let mut again = Client::connect(server.addr).await;
+    again.expect_line(|l| l.contains("name")).await;
+    again.send("alice").await;
+    again.expect_line(|l| l.contains("password")).await;
+    again.send("correct-horse").await;
+    again.expect_line(|l| l.contains("Welcome, alice")).await;
+    drop((again, bob, carol));
+    stop(&mut server, libc::SIGTERM);
+    let left: Vec<_> = std::fs::read_dir(&dir.path).expect("the directory").flatten().collect();
+    assert!(left.is_empty(), "no file written: {left:?}");
+
+    // After a restart nothing is replayed and the name is free again.
+    let server = Server::start_with(&["--db", "none"], in_dir);
+    let mut alice = Client::named(server.addr, "alice").await;
+    alice.send("/history").await;
+    let seen = alice.lines_until(|l| strip_ansi(l).contains("keeps no history")).await;
+    assert!(!seen.iter().any(|l| l.contains("lobby one")), "{seen:#?}");
 }

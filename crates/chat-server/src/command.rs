@@ -202,6 +202,10 @@ async fn rooms<W: AsyncWrite + Unpin>(
     Ok(out.flush().await?)
 }
 
+/// What `/history` and `/search` answer on a daemon run with `--db none`.
+const NO_HISTORY_KEPT: &str =
+    "This server keeps no history: /history and /search have nothing to show.";
+
 /// `/history [N]`: the current room's last N lines from the store, with times.
 async fn history<W: AsyncWrite + Unpin>(
     ctx: &Context,
@@ -209,6 +213,9 @@ async fn history<W: AsyncWrite + Unpin>(
     out: &mut Output<W>,
     count: usize,
 ) -> Result<(), End> {
+    if !ctx.hub.store().keeps_history() {
+        return Ok(out.say(&Line::notice(NO_HISTORY_KEPT)).await?);
+    }
     let room = Arc::clone(session.rooms.current());
     let found = ctx.hub.store().recent(room.key(), count).await;
     let heading = |n: usize| match n {
@@ -229,6 +236,9 @@ async fn search<W: AsyncWrite + Unpin>(
     if terms.is_empty() {
         let hint = "Search for words made of letters or digits: /search WORDS";
         return Ok(out.say(&Line::notice(hint)).await?);
+    }
+    if !ctx.hub.store().keeps_history() {
+        return Ok(out.say(&Line::notice(NO_HISTORY_KEPT)).await?);
     }
     let room = Arc::clone(session.rooms.current());
     let found = ctx.hub.store().search(room.key(), terms).await;

@@ -94,10 +94,18 @@ async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// Opens the `--db` store, unless the daemons share their history through
-/// the backplane; the error is one line naming the file and the reason.
+/// the backplane or no history is kept (`--db none`); the error is one line
+/// naming the file and the reason.
 pub fn open_store(config: &Config, limits: &Limits) -> anyhow::Result<Option<LocalStore>> {
     if config.backplane.is_some() {
         tracing::info!("history is kept in Redis, shared by the daemons; --db is not used");
+        return Ok(None);
+    }
+    if config.db == store::NO_HISTORY {
+        tracing::info!(
+            "no history is kept (--db none): a room replays only what this daemon saw since it \
+             started, and registered names last until it stops"
+        );
         return Ok(None);
     }
     let store = LocalStore::open(&config.db, limits.retain).map_err(anyhow::Error::msg)?;

@@ -171,14 +171,6 @@ impl LocalStore {
         Ok(conn)
     }
 
-    /// A private in-memory store.
-    pub fn in_memory(retain: Option<Duration>) -> LocalStore {
-        match Self::open(":memory:", retain) {
-            Ok(store) => store,
-            Err(error) => unreachable!("an in-memory database always opens: {error}"),
-        }
-    }
-
     fn start(
         conn: Connection,
         lock: Option<File>,
