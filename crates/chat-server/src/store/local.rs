@@ -15,6 +15,12 @@
 //! in a metric; chat is never told. Old lines go after `--retain-days`, a
 //! bounded chunk at a time between batches.
 //!
+//! The thread runs at the lowest priority (nice 19): the room's delivery
+//! comes first. Under a flood that keeps the room's core busy the lines
+//! wait in the queue (up to [`QUEUE`]) and are written once the flood
+//! eases; the full-text index is written once per transaction, for exactly
+//! the rows it added, rather than by a trigger per row.
+//!
 //! The file is locked (`flock`) for as long as the daemon runs, so a second
 //! daemon on the same file stops at start with a clear line, while
 //! `sqlite3` (which uses other locks) can still read it. The schema carries
@@ -28,8 +34,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -91,13 +97,28 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
     // 3: the full-text index is no longer kept by a trigger per row (about
     // 12 µs of CPU each): `insert_all` indexes each transaction's new rows
-    // in one statement (about 2.5 µs a row). Rows already there stay
-    // indexed; the delete trigger still takes retention's deletions out.
-    "DROP TRIGGER messages_text_insert;",
+    // in one statement (about 2.5 µs a row). `messages_text_upto` says how
+    // far the index goes: every message with an id up to `upto` is in it,
+    // none after (rows already there were indexed by the old trigger). The
+    // delete trigger takes out only indexed rows, since FTS5 reports a
+    // corrupt index when told to delete a row it never had (a row added by
+    // hand, say, until the next batch indexes it).
+    "DROP TRIGGER messages_text_insert;
+    DROP TRIGGER messages_text_delete;
+    CREATE TABLE messages_text_upto (upto INTEGER NOT NULL);
+    INSERT INTO messages_text_upto SELECT coalesce(max(id), 0) FROM messages;
+    CREATE TRIGGER messages_text_delete AFTER DELETE ON messages
+        WHEN old.id <= (SELECT upto FROM messages_text_upto) BEGIN
+        INSERT INTO messages_text (messages_text, rowid, text) VALUES ('delete', old.id, old.text);
+    END;",
 ];
 
-/// Requests waiting for the store's thread; past this, lines are dropped and counted.
-const QUEUE: usize = 65_536;
+/// Requests waiting for the store's thread; past this, lines are dropped and
+/// counted. The store's thread gives way to the room, so under a flood the
+/// lines wait here until the flood ends: W1's 100,000 lines fit, with room to
+/// spare. Memory goes with what waits (about 250 bytes a line, 33 MB when
+/// full), none while the store keeps up.
+const QUEUE: usize = 131_072;
 /// Lines written in one transaction at most.
 const BATCH: usize = 8_192;
 /// Lines kept in memory while writes fail; past this, the oldest are dropped.
@@ -135,9 +156,43 @@ enum Job {
     Close,
 }
 
+/// The way to the store's thread: a channel that allocates only for the jobs
+/// waiting in it (a bounded one would hold [`QUEUE`] slots from the start),
+/// bounded by their count.
+#[derive(Clone)]
+struct Queue {
+    jobs: Sender<Job>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl Queue {
+    /// Queues `job` unless [`QUEUE`] jobs wait already; never waits itself.
+    fn offer(&self, job: Job) -> bool {
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= QUEUE {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        self.send_counted(job)
+    }
+
+    /// Queues `job` however many wait (the last one, [`Job::Close`]).
+    fn push(&self, job: Job) -> bool {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        self.send_counted(job)
+    }
+
+    fn send_counted(&self, job: Job) -> bool {
+        if self.jobs.send(job).is_ok() {
+            return true;
+        }
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        false
+    }
+}
+
 /// The handle connection tasks use; the thread behind it owns the database.
 pub struct LocalStore {
-    jobs: SyncSender<Job>,
+    queue: Queue,
     thread: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<StoreStats>,
     /// Every registered name, by key.
@@ -177,18 +232,20 @@ impl LocalStore {
         retain: Option<Duration>,
         accounts: HashMap<NameKey, Account>,
     ) -> LocalStore {
-        let (jobs, queue) = std::sync::mpsc::sync_channel(QUEUE);
+        let (jobs, received) = std::sync::mpsc::channel();
+        let queue = Queue { jobs, waiting: Arc::default() };
         let stats = Arc::new(StoreStats::default());
         let writer = Writer::new(conn, Arc::clone(&stats), retain);
+        let waiting = Arc::clone(&queue.waiting);
         let thread = std::thread::Builder::new()
             .name("chat-store".to_owned())
-            .spawn(move || writer.run(queue))
+            .spawn(move || writer.run(received, &waiting))
             .ok();
         if thread.is_none() {
             warn!("could not start the store's thread; history will not be kept");
         }
         let accounts = Mutex::new(accounts);
-        LocalStore { jobs, thread: Mutex::new(thread), stats, accounts, _lock: lock }
+        LocalStore { queue, thread: Mutex::new(thread), stats, accounts, _lock: lock }
     }
 
     pub fn stats(&self) -> &StoreStats {
@@ -259,9 +316,7 @@ impl LocalStore {
 
     /// Hands a line to the store's thread; never waits.
     pub fn record(&self, room: &RoomName, stored: Stored) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.jobs.try_send(Job::Record(room.clone(), stored))
-        {
+        if !self.queue.offer(Job::Record(room.clone(), stored)) {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -291,7 +346,9 @@ impl LocalStore {
             let _ = reply.send(work(conn, cutoff).map_err(|e| e.to_string()));
         });
         let busy = || Unavailable("the store is busy".to_owned());
-        self.jobs.try_send(Job::Run(task)).map_err(|_| busy())?;
+        if !self.queue.offer(Job::Run(task)) {
+            return Err(busy());
+        }
         match answer.await {
             Ok(result) => result.map_err(Unavailable),
             Err(_) => Err(Unavailable("the store has stopped".to_owned())),
@@ -309,17 +366,17 @@ impl LocalStore {
                 warn!(%error, "a write to the database failed");
             }
         });
-        self.jobs.try_send(Job::Run(task)).is_ok()
+        self.queue.offer(Job::Run(task))
     }
 
     /// Writes everything queued, then stops the thread and waits for it.
     pub async fn close(&self) {
         info!("store: writing what is queued before stopping");
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let jobs = self.jobs.clone();
+        let queue = self.queue.clone();
         let closed = tokio::task::spawn_blocking(move || {
-            // Blocking send: the close waits behind every line already queued.
-            let _ = jobs.send(Job::Close);
+            // The close waits behind every line already queued.
+            let _ = queue.push(Job::Close);
             if let Some(thread) = thread {
                 let _ = thread.join();
             }
@@ -439,7 +496,7 @@ impl Writer {
         }
     }
 
-    fn run(mut self, queue: Receiver<Job>) {
+    fn run(mut self, queue: Receiver<Job>, waiting: &AtomicUsize) {
         // Lines wait in the queue while the room's workers want the core;
         // the store catches up when they rest.
         if let Err(error) = lower_this_threads_priority() {
@@ -459,6 +516,7 @@ impl Writer {
             let mut taken = 0;
             let mut next = first;
             while let Some(job) = next {
+                waiting.fetch_sub(1, Ordering::Relaxed);
                 taken += 1;
                 match job {
                     Job::Record(room, stored) => self.keep(room, stored),
@@ -677,9 +735,10 @@ pub fn since(
     Ok((count as u64, lines))
 }
 
-/// Writes lines in one transaction and adds exactly them to the full-text
-/// index, in one statement (the store's thread does; so do tools that fill
-/// a stopped daemon's file, such as the history benchmark's).
+/// Writes lines in one transaction and adds them to the full-text index in
+/// one statement, with any row added by hand since the last batch (the
+/// store's thread does; so do tools that fill a stopped daemon's file, such
+/// as the history benchmark's).
 pub fn insert_all<'a>(
     conn: &mut Connection,
     lines: impl IntoIterator<Item = &'a (RoomName, Stored)>,
@@ -717,12 +776,18 @@ pub fn insert_all<'a>(
             added = Some(added.map_or((id, id), |(first, _)| (first, id)));
         }
         if let Some((first, last)) = added {
+            // From where the index stops, or from the first new row when
+            // that is lower (every row after the index's end was deleted,
+            // and ids were given out again).
             transaction
                 .prepare_cached(
-                    "INSERT INTO messages_text (rowid, text)
-                         SELECT id, text FROM messages WHERE id BETWEEN ?1 AND ?2",
+                    "INSERT INTO messages_text (rowid, text) SELECT id, text FROM messages
+                         WHERE id > min((SELECT upto FROM messages_text_upto), ?1 - 1)",
                 )?
-                .execute(params![first, last])?;
+                .execute([first])?;
+            transaction
+                .prepare_cached("UPDATE messages_text_upto SET upto = ?1")?
+                .execute([last])?;
         }
     }
     transaction.commit()
@@ -811,6 +876,32 @@ mod tests {
         // Retention's deletions leave the index as they leave the rows.
         conn.execute("DELETE FROM messages WHERE id <= 3", []).expect("deleted");
         assert_eq!(found(&conn, "apple"), [5]);
+        index_matches_messages(&conn);
+    }
+
+    #[test]
+    fn rows_added_by_hand_are_indexed_with_the_next_batch_and_deleted_either_way() {
+        let mut conn = Connection::open_in_memory().expect("a database");
+        prepare(&conn, false).expect("a new database");
+        let by_hand = |conn: &Connection, text: &str| {
+            conn.execute(
+                "INSERT INTO messages (room, at, kind, text) VALUES ('lobby', 1, 'announce', ?1)",
+                [text],
+            )
+            .expect("a row added by hand")
+        };
+        insert_all(&mut conn, &[line("first apple")]).expect("written");
+        by_hand(&conn, "apple by hand");
+        by_hand(&conn, "deleted before it was indexed");
+        conn.execute("DELETE FROM messages WHERE id = 3", []).expect("an unindexed row deleted");
+        insert_all(&mut conn, &[line("apple in a batch")]).expect("written");
+        assert_eq!(found(&conn, "apple"), [1, 2, 3]);
+        index_matches_messages(&conn);
+
+        // Everything deleted (all of it older than --retain-days): ids start again.
+        conn.execute("DELETE FROM messages", []).expect("all deleted");
+        insert_all(&mut conn, &[line("apple anew"), line("pear anew")]).expect("written");
+        assert_eq!((found(&conn, "apple"), found(&conn, "pear")), (vec![1], vec![2]));
         index_matches_messages(&conn);
     }
 }
