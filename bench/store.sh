@@ -174,12 +174,13 @@ if configs:
         cells = []
         for c in configs:
             xs = [f(r, s) for r, s in zip(runs(f"w1-{c}"), runs(f"store-w1-{c}"))]
-            cells.append(f"{med(xs) / med(base):.2f} (rounds: " + ", ".join(f"{x / b:.2f}" for x, b in zip(xs, base)) + ")")
+            ratios = [x / b for x, b in zip(xs, base)]
+            cells.append(f"{med(ratios):.2f} (rounds: " + ", ".join(f"{r:.2f}" for r in ratios) + ")")
         print(f"| {name} | " + " | ".join(cells) + " |")
     dps = lambda r, s: r["deliveries_per_s"]
     row("deliveries/s", dps, lambda v: f"{v / 1e6:.2f} M/s")
     if runs("w1-none"):
-        ratio_row("deliveries/s / `--db none` (same round)", dps)
+        ratio_row("deliveries/s / `--db none`, median of the rounds' ratios", dps)
     row("lost", lambda r, s: r["lost"], lambda v: f"{v:.0f}")
     row("server CPU per delivery", lambda r, s: r["server"]["cpu_s"] * 1e9 / r["delivered"], lambda v: f"{v:.0f} ns")
     tick = lambda name: (lambda r, s: sum(v for k, v in s["threads"].items() if k == name))
