@@ -2,7 +2,8 @@
 //! real `chat-server` with real database files: SIGTERM and SIGKILL
 //! restarts, `/history` and `/search`, the file as an operator reads it, a
 //! corrupt, a locked and an unreachable database at start, a full disk in
-//! the middle of a chat, retention, and two daemons sharing one history
+//! the middle of a chat, retention, the store giving way to the room, no
+//! history at all (`--db none`), and two daemons sharing one history
 //! through a real `redis-server`. Each test owns its database file.
 
 mod support;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use support::{
     Client, RedisServer, Server, TempDir, WAIT, ask, barrier, bin_path, http_get, metric,
-    poll_until, strip_ansi,
+    poll_until, strip_ansi, thread_nices,
 };
 
 /// `speaker` says each line; `listener` has received them all on return.
@@ -477,4 +478,101 @@ async fn search_answers_the_same_with_a_local_or_a_shared_history() {
     assert_eq!(answers[0][1], cafe, "typed with an accent, too");
     assert_eq!(answers[0][2], ["Ærøskøbing is naïve"], "{answers:#?}");
     assert_eq!(answers[1], answers[0], "the shared history answers as the local one");
+}
+
+#[tokio::test]
+async fn the_store_gives_the_core_to_the_room() {
+    const LOWEST_NICE: i64 = 19;
+    let dir = TempDir::new("priority");
+    let db = dir.file("chat.db");
+    let server = Server::start(&["--db", &db, "--rate", "0", "--metrics", "127.0.0.1:0"]);
+    let metrics = server.metrics_addr();
+    let read = |name: &str| metric(&http_get(metrics, "/metrics"), name);
+    let mut alice = Client::named(server.addr, "alice").await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    alice.expect_line(|l| l.contains("bob joined")).await;
+    barrier(&mut bob, &mut alice).await;
+    let threads = poll_until("the store's thread at the lowest priority", WAIT, || {
+        let threads = thread_nices(server.pid());
+        let store = threads.iter().filter(|(name, _)| name == "chat-store");
+        if store.clone().count() == 1 && store.clone().all(|(_, nice)| *nice == LOWEST_NICE) {
+            Ok(threads)
+        } else {
+            Err(threads)
+        }
+    })
+    .await;
+    let room: Vec<_> = threads.iter().filter(|(name, _)| name != "chat-store").collect();
+    assert!(room.iter().any(|(name, _)| name == "tokio-rt-worker"), "{threads:?}");
+    assert!(room.iter().all(|(_, nice)| *nice < LOWEST_NICE), "the room's threads: {threads:?}");
+
+    // A flood the room delivers first; the store catches up afterwards and drops nothing.
+    let flood: String = (0..20_000).map(|i| format!("flood {i}\n")).collect();
+    bob.send_raw(flood.as_bytes()).await;
+    alice.expect_line(|l| strip_ansi(l).ends_with("flood 19999")).await;
+    let expected = 20_000 + 1;
+    poll_until("every line of the flood stored", WAIT, || match read("chat_store_written_total") {
+        written if written >= expected => Ok(written),
+        written => Err(written),
+    })
+    .await;
+    assert_eq!(read("chat_store_dropped_total"), 0);
+}
+
+#[tokio::test]
+async fn with_db_none_nothing_is_kept_and_joins_replay_what_the_daemon_saw() {
+    let dir = TempDir::new("none");
+    let in_dir = |command: &mut Command| {
+        command.current_dir(&dir.path);
+    };
+    let mut server = Server::start_with(&["--db", "none", "--rate", "0"], in_dir);
+    server.log.wait_for("the startup line saying so", |l| l.contains("no history is kept"));
+    let mut alice = Client::named(server.addr, "alice").await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    alice.expect_line(|l| l.contains("bob joined")).await;
+    say_all(&mut bob, &mut alice, &["lobby one", "lobby two"]).await;
+    bob.join("#quiet").await;
+    bob.send("quiet one").await;
+    bob.send("/part #quiet").await;
+    bob.expect_line(|l| l.contains("You are now in #lobby")).await;
+
+    // Joins replay from memory: an open room, and a room that closed meanwhile.
+    let mut carol = Client::connect(server.addr).await;
+    carol.expect_line(|l| l.contains("name")).await;
+    carol.send("carol").await;
+    let replay = carol.lines_until(|l| strip_ansi(l).ends_with("bob: lobby two")).await;
+    assert!(replay.iter().any(|l| strip_ansi(l).ends_with("bob: lobby one")), "{replay:#?}");
+    let joined = carol.join("#quiet").await;
+    assert!(joined.iter().any(|l| l.ends_with("bob: quiet one")), "{joined:#?}");
+
+    // /history and /search say plainly that nothing is kept.
+    for command in ["/history", "/search one"] {
+        carol.send(command).await;
+        let answer = strip_ansi(&carol.expect_line(|l| strip_ansi(l).starts_with("*** ")).await);
+        assert!(answer.contains("keeps no history"), "{command}: {answer}");
+        assert!(!answer.contains("Sorry"), "not a failure: {answer}");
+    }
+
+    // A registered name works while the daemon runs.
+    alice.send("/register correct-horse").await;
+    alice.expect_line(|l| l.contains("yours now")).await;
+    alice.send("/quit").await;
+    alice.until_closed().await;
+    let mut again = Client::connect(server.addr).await;
+    again.expect_line(|l| l.contains("name")).await;
+    again.send("alice").await;
+    again.expect_line(|l| l.contains("password")).await;
+    again.send("correct-horse").await;
+    again.expect_line(|l| l.contains("Welcome, alice")).await;
+    drop((again, bob, carol));
+    stop(&mut server, libc::SIGTERM);
+    let left: Vec<_> = std::fs::read_dir(&dir.path).expect("the directory").flatten().collect();
+    assert!(left.is_empty(), "no file written: {left:?}");
+
+    // After a restart nothing is replayed and the name is free again.
+    let server = Server::start_with(&["--db", "none"], in_dir);
+    let mut alice = Client::named(server.addr, "alice").await;
+    alice.send("/history").await;
+    let seen = alice.lines_until(|l| strip_ansi(l).contains("keeps no history")).await;
+    assert!(!seen.iter().any(|l| l.contains("lobby one")), "{seen:#?}");
 }

@@ -684,6 +684,22 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
+/// Each thread of a process: its name (`comm`) and its nice value.
+pub fn thread_nices(pid: u32) -> Vec<(String, i64)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the process's threads");
+    let mut threads = Vec::new();
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        // A thread that ended since the listing has no stat any more.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        // Fields after the parenthesised name; nice is field 19 of proc_pid_stat(5).
+        let fields: Vec<&str> = stat[stat.rfind(')').expect("a name") + 2..].split(' ').collect();
+        let nice: i64 = fields[19 - 3].parse().expect("a nice value");
+        threads.push((comm.trim().to_owned(), nice));
+    }
+    threads
+}
+
 /// Resets the peak resident size (`VmHWM`) to the current one; false where
 /// the kernel does not allow it.
 pub fn reset_peak_rss(pid: u32) -> bool {

@@ -32,6 +32,8 @@ use chat_proto::NameKey;
 use tokio::time::Instant;
 use tracing::warn;
 
+use crate::priority::lower_this_threads_priority;
+
 /// The shortest password `/register` and `/password` accept.
 pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Failed attempts on a name before each further one waits.
@@ -170,27 +172,6 @@ fn run_hash_jobs(jobs: &Mutex<Receiver<Job>>) {
             Err(_) => return,
         }
     }
-}
-
-/// Gives the calling thread the lowest nice value, 19: next to a thread of
-/// normal priority it gets about 1.5% of a busy CPU, so it gives way to the
-/// room's workers, yet other busy processes cannot starve it altogether
-/// (as they would a `SCHED_IDLE` thread). On Linux nice is per thread.
-#[cfg(target_os = "linux")]
-fn lower_this_threads_priority() -> std::io::Result<()> {
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() };
-    // SAFETY: setpriority on our own thread id; raising nice needs no privilege.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, LOWEST_PRIORITY) };
-    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
-}
-
-/// The nice value of the hashing threads.
-pub const LOWEST_PRIORITY: libc::c_int = 19;
-
-#[cfg(not(target_os = "linux"))]
-fn lower_this_threads_priority() -> std::io::Result<()> {
-    Ok(())
 }
 
 /// How long the next attempt after `failures` failures waits.

@@ -195,6 +195,9 @@ async fn history<W: AsyncWrite + Unpin>(
     out: &mut Output<W>,
     count: usize,
 ) -> Result<(), End> {
+    if !ctx.hub.store().keeps_history() {
+        return Ok(out.say(&Reply::NoHistoryKept).await?);
+    }
     let room = Arc::clone(session.rooms.current());
     let found = ctx.hub.store().recent(room.key(), count).await;
     show_stored(out, found, Page::History { room: room.name().clone() }).await
@@ -210,6 +213,9 @@ async fn search<W: AsyncWrite + Unpin>(
     let terms = store::search_terms(typed);
     if terms.is_empty() {
         return Ok(out.say(&Reply::NothingToSearch).await?);
+    }
+    if !ctx.hub.store().keeps_history() {
+        return Ok(out.say(&Reply::NoHistoryKept).await?);
     }
     let room = Arc::clone(session.rooms.current());
     let found = ctx.hub.store().search(room.key(), terms).await;

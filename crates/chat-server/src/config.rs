@@ -88,9 +88,10 @@ pub struct Config {
     #[arg(long, value_name = "N", env = "CHAT_HISTORY", default_value_t = 20)]
     pub history: usize,
 
-    /// The database file that keeps every room's messages across restarts
-    /// (SQLite; `:memory:` keeps nothing on disk). Not used with --backplane,
-    /// whose daemons share their history in Redis.
+    /// The database file that keeps every room's messages and the registered
+    /// names across restarts (SQLite; `:memory:` keeps nothing on disk; `none`
+    /// keeps no history at all, and registered names only until the daemon
+    /// stops). Not used with --backplane, whose daemons share their history in Redis.
     #[arg(long, value_name = "PATH", env = "CHAT_DB", default_value = "chat.db")]
     pub db: String,
 

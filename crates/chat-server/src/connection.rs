@@ -234,7 +234,9 @@ where
                 rooms.push(name);
             }
         }
-        let Some(left_at) = account.left_at_ms else { return Ok(()) };
+        let Some(left_at) = account.left_at_ms.filter(|_| hub.store().keeps_history()) else {
+            return Ok(());
+        };
         let limit = self.ctx.limits.history.max(1);
         for room in rooms {
             let reply = match hub.store().since(&room.key(), left_at, limit).await {

@@ -13,7 +13,8 @@
 //! [`subscription`] (a reader's place in the room's queue), [`output`]
 //! (batched, time-bounded writes), [`throttle`] (the per-client rate),
 //! [`console`] (operator commands on stdin), [`socket`] (TCP options),
-//! [`logging`] (tracing setup), [`tls`] (certificates for `--listen-tls`),
+//! [`logging`] (tracing setup), [`priority`] (threads that give way to the
+//! room), [`tls`] (certificates for `--listen-tls`),
 //! [`backplane`] (several daemons sharing one room through Redis), [`store`]
 //! (the history that survives a restart: SQLite, or Redis), [`stats`] and
 //! [`metrics`] (counters, Prometheus endpoint).
@@ -32,6 +33,7 @@ pub mod logging;
 pub mod metrics;
 pub mod output;
 pub mod people;
+pub mod priority;
 pub mod protocol;
 pub mod reply;
 pub mod room;
@@ -102,10 +104,18 @@ async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// Opens the `--db` store, unless the daemons share their history through
-/// the backplane; the error is one line naming the file and the reason.
+/// the backplane or no history is kept (`--db none`); the error is one line
+/// naming the file and the reason.
 pub fn open_store(config: &Config, limits: &Limits) -> anyhow::Result<Option<LocalStore>> {
     if config.backplane.is_some() {
         tracing::info!("history is kept in Redis, shared by the daemons; --db is not used");
+        return Ok(None);
+    }
+    if config.db == store::NO_HISTORY {
+        tracing::info!(
+            "no history is kept (--db none): a room replays only what this daemon saw since it \
+             started, and registered names last until it stops"
+        );
         return Ok(None);
     }
     let store = LocalStore::open(&config.db, limits.retain).map_err(anyhow::Error::msg)?;

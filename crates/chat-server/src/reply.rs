@@ -54,6 +54,8 @@ pub enum Reply {
     Rooms { rooms: Vec<(RoomListing, Mine)> },
     /// `/history` or `/search`: a page of stored lines.
     Found { page: Page, lines: Vec<Stored> },
+    /// `/history` or `/search` on a daemon that keeps no history (`--db none`).
+    NoHistoryKept,
     /// The history could not answer.
     Unavailable { reason: String },
     /// A private message from someone.

@@ -133,6 +133,7 @@ fn reply_object(reply: &Reply) -> Value {
         }
         Reply::Refusal { reason } => json!({ "type": "refusal", "reason": reason }),
         Reply::Unavailable { reason } => json!({ "type": "unavailable", "reason": reason }),
+        Reply::NoHistoryKept => json!({ "type": "no_history_kept" }),
         Reply::TooLong { bytes, limit } => {
             json!({ "type": "too_long", "bytes": bytes, "limit": limit })
         }

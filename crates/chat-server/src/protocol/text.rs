@@ -122,6 +122,9 @@ fn reply_lines(reply: &Reply) -> Vec<Line> {
         Reply::NowIn { room } => notice(&vocabulary::now_in(room)),
         Reply::Rooms { rooms } => rooms_lines(rooms),
         Reply::Found { page, lines } => found(page, lines),
+        Reply::NoHistoryKept => {
+            notice("This server keeps no history: /history and /search have nothing to show.")
+        }
         Reply::Private { from, theme, text } => vec![Line::private(theme, from, text)],
         Reply::PrivateSent { to, text } => vec![Line::private_sent(to, text)],
         Reply::NotDelivered { reason } => notice(&format!("Not delivered: {reason}.")),

@@ -6,11 +6,13 @@
 //! backplane's queue), `recent` and `search` read without ever running on a
 //! connection's task. Two places keep it: [`local`] (an embedded SQLite
 //! file, or `:memory:`, written by one thread in batches) and [`shared`]
-//! (one capped Redis list per room, which every daemon reads and writes).
+//! (one capped Redis list per room, which every daemon reads and writes);
+//! with `--db none`, nothing does ([`memory`] keeps only registered names).
 //! A [`Stored`] message is what both keep: when it was said, by whom, and
 //! what; it renders to the same [`Line`] as when it was live.
 
 pub mod local;
+pub mod memory;
 pub mod shared;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -26,7 +28,11 @@ use crate::backplane::Backplane;
 pub use crate::event::Said;
 
 pub use local::LocalStore;
+pub use memory::MemoryAccounts;
 pub use shared::SharedHistory;
+
+/// What `--db` says for keeping no history at all.
+pub const NO_HISTORY: &str = "none";
 
 /// Matches `/search` returns at most.
 pub const SEARCH_RESULTS: usize = 20;
@@ -124,11 +130,13 @@ pub enum Store {
     Local(LocalStore),
     /// Shared by every daemon on the backplane, in Redis.
     Shared(SharedHistory),
+    /// No history (`--db none`); registered names last until the daemon stops.
+    Nothing(MemoryAccounts),
 }
 
 impl Store {
     /// With a backplane, the history every daemon shares; else the local
-    /// store (a private in-memory one when none was opened).
+    /// store, or no history when none was opened (`--db none`).
     pub fn new(
         local: Option<LocalStore>,
         backplane: Option<&Backplane>,
@@ -137,8 +145,14 @@ impl Store {
         match (local, backplane) {
             (_, Some(bp)) => Store::Shared(SharedHistory::new(bp.clone(), retain)),
             (Some(store), None) => Store::Local(store),
-            (None, None) => Store::Local(LocalStore::in_memory(retain)),
+            (None, None) => Store::Nothing(MemoryAccounts::default()),
         }
+    }
+
+    /// False with `--db none`: `/history`, `/search` and a returning
+    /// owner's catch-up have nothing to read.
+    pub fn keeps_history(&self) -> bool {
+        !matches!(self, Store::Nothing(_))
     }
 
     /// Keeps a line said in `room`; never waits.
@@ -146,6 +160,7 @@ impl Store {
         match self {
             Store::Local(store) => store.record(room, stored),
             Store::Shared(shared) => shared.record(&room.key(), &stored),
+            Store::Nothing(_) => {}
         }
     }
 
@@ -155,6 +170,7 @@ impl Store {
         match self {
             Store::Local(store) => Box::pin(store.recent(room, limit)).await,
             Store::Shared(shared) => Box::pin(shared.recent(room, limit)).await,
+            Store::Nothing(_) => Ok(Vec::new()),
         }
     }
 
@@ -168,6 +184,7 @@ impl Store {
         match self {
             Store::Local(store) => Box::pin(store.search(room, terms)).await,
             Store::Shared(shared) => Box::pin(shared.search(room, terms)).await,
+            Store::Nothing(_) => Ok(Vec::new()),
         }
     }
 
@@ -177,6 +194,7 @@ impl Store {
         match self {
             Store::Local(store) => Ok(store.account(&key)),
             Store::Shared(shared) => Box::pin(shared.account(&key)).await,
+            Store::Nothing(accounts) => Ok(accounts.account(&key)),
         }
     }
 
@@ -186,6 +204,7 @@ impl Store {
         match self {
             Store::Local(store) => Box::pin(store.register(&name, hash)).await,
             Store::Shared(shared) => Box::pin(shared.register(&name, &hash)).await,
+            Store::Nothing(accounts) => Ok(accounts.register(&name, hash)),
         }
     }
 
@@ -195,6 +214,7 @@ impl Store {
         match self {
             Store::Local(store) => Box::pin(store.set_hash(&key, hash)).await,
             Store::Shared(shared) => Box::pin(shared.set_hash(&key, &hash)).await,
+            Store::Nothing(accounts) => Ok(accounts.set_hash(&key, hash)),
         }
     }
 
@@ -203,6 +223,7 @@ impl Store {
         match self {
             Store::Local(store) => Box::pin(store.unregister(&key)).await,
             Store::Shared(shared) => Box::pin(shared.unregister(&key)).await,
+            Store::Nothing(accounts) => Ok(accounts.unregister(&key)),
         }
     }
 
@@ -213,6 +234,7 @@ impl Store {
         match self {
             Store::Local(store) => store.left(&key, rooms, at),
             Store::Shared(shared) => shared.left(key, rooms, at),
+            Store::Nothing(accounts) => accounts.left(&key, &rooms, at),
         }
     }
 
@@ -229,6 +251,7 @@ impl Store {
                 Box::pin(store.run(move |conn, _| local::since(conn, &room, after_ms, limit))).await
             }
             Store::Shared(shared) => Box::pin(shared.since(&room, after_ms, limit)).await,
+            Store::Nothing(_) => Ok((0, Vec::new())),
         }
     }
 
@@ -266,7 +289,7 @@ impl Store {
     pub fn local_stats(&self) -> Option<&local::StoreStats> {
         match self {
             Store::Local(store) => Some(store.stats()),
-            Store::Shared(_) => None,
+            Store::Shared(_) | Store::Nothing(_) => None,
         }
     }
 }
