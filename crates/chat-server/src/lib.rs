@@ -146,10 +146,12 @@ pub async fn run(
         shutdown.clone(),
         tracker.clone(),
     ));
+    // What other daemons do reaches the hub through `heard`, once it exists.
+    let (heard, remote_changes) = tokio::sync::mpsc::channel(backplane::HEARD_QUEUE);
     let backplane = backplane
         .map(|url| {
             let (people, rooms) = (Arc::clone(&people), Arc::clone(&rooms));
-            Backplane::start(url, people, rooms, shutdown.clone(), &tracker)
+            Backplane::start(url, people, rooms, heard, shutdown.clone(), &tracker)
         })
         .transpose()?;
     if let Some(bp) = &backplane {
@@ -166,6 +168,8 @@ pub async fn run(
         replay: limits.history,
     });
     let ctx = Arc::new(Context::new(hub, limits, shutdown));
+    let follower = Arc::clone(&ctx);
+    tracker.spawn(async move { follower.hub.follow_remote(remote_changes).await });
     if console {
         console::spawn(Arc::clone(&ctx));
     }

@@ -9,8 +9,9 @@
 //! `#rust`'s lines. Who is where (arrivals, joins, parts, renames,
 //! departures, rosters, heartbeats) goes on one channel every node reads,
 //! so `/rooms` and `/who #room` count everyone. The same task reads the
-//! channels, skips its own events, renders each remote line once, and hands
-//! it to the [`Room`] like any other line. Names are claimed in Redis (`name:<key>`, set only if
+//! channels, skips its own events, and hands every other daemon's event to
+//! the hub ([`Heard`]), which applies it like a local change: the backplane
+//! reads the daemon's people and rooms but changes neither. Names are claimed in Redis (`name:<key>`, set only if
 //! absent, with an expiry this node refreshes), so they are unique across
 //! nodes and a crashed node's names free themselves. Nodes send heartbeats;
 //! one silent for [`NODE_TIMEOUT`] is gone and its users leave. Each room's
@@ -40,12 +41,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use chat_proto::{RoomKey, RoomName};
+use chat_proto::RoomKey;
 
-use crate::event::{Message, Presence, Said, Scope};
-use crate::people::{Departed, Direct, People};
-use crate::reply::Reply;
-use crate::room::Room;
+use crate::people::People;
 use crate::rooms::Rooms;
 use crate::store::shared;
 use wire::{NodeId, ROSTER_CHUNK, RosterEntry, Wire};
@@ -67,8 +65,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// How long the backplane waits at most for local readers per remote line.
-const REMOTE_PACING: Duration = Duration::from_millis(100);
 /// At most one "still unreachable" log line per this period.
 const ERROR_LOG_PERIOD: Duration = Duration::from_secs(30);
 
@@ -151,6 +147,7 @@ impl Backplane {
         url: &str,
         people: Arc<People>,
         rooms: Arc<Rooms>,
+        heard: mpsc::Sender<Heard>,
         shutdown: CancellationToken,
         tracker: &tokio_util::task::TaskTracker,
     ) -> anyhow::Result<Backplane> {
@@ -177,6 +174,7 @@ impl Backplane {
             client,
             people,
             rooms,
+            heard,
             outgoing,
             shutdown,
             degraded: false,
@@ -326,12 +324,31 @@ impl Backplane {
     }
 }
 
+/// What the backplane hears, handed to the hub to apply (see
+/// `hub::remote`): the backplane itself changes nothing of the daemon's.
+#[derive(Debug)]
+pub enum Heard {
+    /// An event another daemon published (never a heartbeat, hello or goodbye).
+    Event(Wire),
+    /// Redis was lost (`true`), or is back with every room channel
+    /// subscribed again (`false`).
+    Degraded(bool),
+    /// Another daemon is gone (shut down, or silent too long); `how` its users left.
+    NodeGone { node: NodeId, how: &'static str },
+}
+
+/// What the backplane hands the hub at most before it waits.
+pub const HEARD_QUEUE: usize = 1024;
+
 /// The backplane task: connects, publishes, subscribes, and reconnects.
+/// It reads `people` and `rooms` (rosters, names to refresh, rooms to
+/// carry) and changes neither: what it hears goes to the hub through `heard`.
 struct Task {
     bp: Backplane,
     client: redis::Client,
     people: Arc<People>,
     rooms: Arc<Rooms>,
+    heard: mpsc::Sender<Heard>,
     outgoing: mpsc::Receiver<Outgoing>,
     shutdown: CancellationToken,
     /// Local users were told the room is degraded, and not yet that it is whole.
@@ -365,7 +382,7 @@ impl Task {
             let SessionEnd::Lost(error) = end else { return };
             if !self.degraded {
                 warn!(%error, "backplane lost; serving local users only");
-                self.people.set_degraded(true);
+                self.tell(Heard::Degraded(true)).await;
                 self.degraded = true;
                 last_error_log = Some(Instant::now());
             } else if last_error_log.is_none_or(|at| at.elapsed() >= ERROR_LOG_PERIOD) {
@@ -430,7 +447,7 @@ impl Task {
         }
         // Subscribed to every channel again: only now is the room whole.
         if std::mem::take(&mut self.degraded) {
-            self.people.set_degraded(false);
+            self.tell(Heard::Degraded(false)).await;
         }
         let mut nodes: HashMap<NodeId, Instant> = HashMap::new();
         let mut own_heartbeat_seen = Instant::now();
@@ -470,7 +487,7 @@ impl Task {
                     // Silence means death only if we are reading the channel
                     // promptly ourselves: our own heartbeat is back in time.
                     if own_heartbeat_seen.elapsed() < HEARTBEAT * 2 {
-                        self.sweep_silent_nodes(&mut nodes);
+                        self.sweep_silent_nodes(&mut nodes).await;
                     }
                 }
                 _ = refresh.tick() => {
@@ -583,53 +600,6 @@ impl Task {
         let node = event.node();
         nodes.insert(node, Instant::now());
         match event {
-            Wire::Message { room, name, theme, text, action, .. } => {
-                if let Some(room) = self.rooms.get(&room.key()) {
-                    room.say(None, Said::Message(Message { name, theme, text, action }));
-                    wait_for_local_readers(&room).await;
-                }
-            }
-            Wire::Join { name, theme, room, arrival, .. } => {
-                let announce = if arrival { Entered::Arrived } else { Entered::Joined };
-                self.remote_enter(node, name, theme, &room, announce)
-            }
-            Wire::Part { name, room, .. } => self.remote_part(node, &name, &room),
-            Wire::Leave { name, how, .. } => {
-                if let Some(departed) = self.people.remote_leave(node, &name) {
-                    self.remote_departed(node, &name, departed, &how);
-                }
-            }
-            Wire::Rename { old, new, .. } => {
-                if let Some(departed) = self.people.remote_rename(node, &old, new.clone()) {
-                    let notice = Presence::Renamed { old, new, theme: departed.theme };
-                    let scope = Scope::across(&departed.rooms);
-                    for key in &departed.rooms {
-                        if let Some(room) = self.rooms.get(key) {
-                            room.remote_rename(node, &notice, scope.clone());
-                        }
-                    }
-                }
-            }
-            Wire::Announcement { rooms, text, .. } => {
-                let mut keys: Vec<RoomKey> = rooms.iter().map(RoomName::key).collect();
-                keys.sort();
-                let scope = Scope::across(&keys);
-                for key in &keys {
-                    if let Some(room) = self.rooms.get(key) {
-                        room.announce(&text, scope.clone());
-                    }
-                }
-            }
-            Wire::Private { to, from, theme, text, .. } => {
-                let theme = chat_proto::THEMES[theme];
-                let private = Reply::Private { from, theme, text };
-                let _ = self.people.send_direct(to.as_str(), Direct::Reply(private));
-            }
-            Wire::Replace { name, .. } => {
-                if self.people.send_direct(name.as_str(), Direct::Replaced).is_ok() {
-                    info!(%name, "replaced by a login on another daemon");
-                }
-            }
             Wire::Heartbeat { .. } => {}
             Wire::Hello { .. } => {
                 let roster = self.roster().into_iter().map(Outgoing::Event);
@@ -637,36 +607,34 @@ impl Task {
                     warn!(%error, "could not send our roster");
                 }
             }
-            Wire::Roster { first, members, .. } => {
-                if first {
-                    self.people.remote_node_gone(node);
-                    for room in self.rooms.all() {
-                        room.forget_remote_node(node);
-                    }
-                }
-                for RosterEntry { name, theme, rooms } in members {
-                    for room in &rooms {
-                        self.remote_enter(node, name.clone(), theme, room, Entered::Listed);
-                    }
-                }
-            }
             Wire::Goodbye { .. } => {
                 nodes.remove(&node);
-                self.remote_node_gone(node, "left (their server shut down)");
+                self.tell(Heard::NodeGone { node, how: "left (their server shut down)" }).await;
             }
+            event => self.tell(Heard::Event(event)).await,
         }
     }
 
-    fn sweep_silent_nodes(&self, nodes: &mut HashMap<NodeId, Instant>) {
+    /// Hands what was heard to the hub, waiting while it is behind (Redis
+    /// holds what comes meanwhile).
+    async fn tell(&self, heard: Heard) {
+        // An error only means the daemon is stopping.
+        let _ = self.heard.send(heard).await;
+    }
+
+    async fn sweep_silent_nodes(&self, nodes: &mut HashMap<NodeId, Instant>) {
         let now = Instant::now();
-        nodes.retain(|&node, last_seen| {
-            let alive = now.duration_since(*last_seen) < NODE_TIMEOUT;
-            if !alive {
-                warn!(node = format!("{node:x}"), "node went silent; its users leave the room");
-                self.remote_node_gone(node, "lost connection (their server is gone)");
-            }
-            alive
-        });
+        let silent: Vec<NodeId> = nodes
+            .iter()
+            .filter(|(_, last_seen)| now.duration_since(**last_seen) >= NODE_TIMEOUT)
+            .map(|(&node, _)| node)
+            .collect();
+        for node in silent {
+            nodes.remove(&node);
+            warn!(node = format!("{node:x}"), "node went silent; its users leave the room");
+            self.tell(Heard::NodeGone { node, how: "lost connection (their server is gone)" })
+                .await;
+        }
     }
 
     /// Our users as roster messages, in chunks.
@@ -734,74 +702,9 @@ impl Task {
         }
     }
 
-    /// A user of another daemon entered a room (or is listed in its roster there).
-    fn remote_enter(&self, node: NodeId, name: Name, theme: usize, room: &RoomName, how: Entered) {
-        let Some(theme) = self.people.remote_enter(node, name.clone(), theme, room) else {
-            return;
-        };
-        let Some(open) = self.rooms.get(&room.key()) else { return };
-        let who = name.clone();
-        let notice = match how {
-            Entered::Arrived => Some(Presence::Arrived { who, theme }),
-            Entered::Joined => Some(Presence::Joined { who, theme, room: room.clone() }),
-            Entered::Listed => None,
-        };
-        open.remote_join(node, name, theme, notice.as_ref());
-    }
-
-    /// A user of another daemon left one room.
-    fn remote_part(&self, node: NodeId, name: &Name, room: &RoomName) {
-        let Some(theme) = self.people.remote_part(node, name, &room.key()) else { return };
-        if let Some(open) = self.rooms.get(&room.key()) {
-            let notice = Presence::Parted { who: name.clone(), theme, room: room.clone() };
-            open.remote_leave(node, name, &notice, Scope::Room);
-        }
-    }
-
-    /// A user of another daemon is gone, as `how` says: each of their rooms
-    /// here is told, once per reader.
-    fn remote_departed(&self, node: NodeId, name: &Name, departed: Departed, how: &str) {
-        let notice =
-            Presence::Departed { who: name.clone(), theme: departed.theme, how: how.to_owned() };
-        let scope = Scope::across(&departed.rooms);
-        for key in &departed.rooms {
-            if let Some(room) = self.rooms.get(key) {
-                room.remote_leave(node, name, &notice, scope.clone());
-            }
-        }
-    }
-
-    /// Another daemon is gone (shut down or silent): its users leave.
-    fn remote_node_gone(&self, node: NodeId, how: &str) {
-        for (name, departed) in self.people.remote_node_gone(node) {
-            self.remote_departed(node, &name, departed, how);
-        }
-    }
-
     fn discard_queued(&mut self) {
         while self.outgoing.try_recv().is_ok() {
             self.bp.inner.dropped.fetch_add(1, Ordering::Relaxed);
         }
-    }
-}
-
-/// How a user of another daemon came to be in a room, and so what the
-/// room's members here are told.
-#[derive(Debug, Clone, Copy)]
-enum Entered {
-    /// They arrived on their server, into `#lobby`.
-    Arrived,
-    /// They typed `/join`.
-    Joined,
-    /// Their daemon's roster lists them there: nothing to tell.
-    Listed,
-}
-
-/// Remote lines are paced by the local readers too, within a bound, so a
-/// burst from another node does not lap them; Redis holds the rest.
-async fn wait_for_local_readers(room: &Room) {
-    let deadline = Instant::now() + REMOTE_PACING;
-    while room.is_backlogged() && Instant::now() < deadline {
-        room.wait_for_readers(deadline, || room.is_backlogged()).await;
     }
 }

@@ -13,6 +13,8 @@
 //! message and announcement is also handed to the [`Store`] (never
 //! waiting), and a room that opens replays what the history recalls of it.
 
+mod remote;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
