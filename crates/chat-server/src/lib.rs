@@ -35,6 +35,7 @@ pub mod output;
 pub mod people;
 pub mod priority;
 pub mod protocol;
+pub mod redis_link;
 pub mod reply;
 pub mod room;
 pub mod rooms;
@@ -157,7 +158,7 @@ pub async fn run(
     if let Some(bp) = &backplane {
         bp.first_attempt(BACKPLANE_FIRST_ATTEMPT).await;
     }
-    let store = Store::new(store, backplane.as_ref(), limits.retain);
+    let store = Store::new(store, backplane.as_ref().map(Backplane::link), limits.retain);
     let hub = Hub::new(HubParts {
         people,
         rooms,

@@ -28,7 +28,7 @@
 pub mod wire;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,13 +44,10 @@ use tracing::{info, warn};
 use chat_proto::RoomKey;
 
 use crate::people::People;
+use crate::redis_link::{Queued, RedisLink};
 use crate::rooms::Rooms;
-use crate::store::shared;
 use wire::{NodeId, ROSTER_CHUNK, RosterEntry, Wire};
 
-/// Events waiting for Redis; past this, new ones are dropped (and counted)
-/// rather than ever slowing local traffic.
-const QUEUE: usize = 16_384;
 /// Events published in one pipeline at most.
 const BATCH: usize = 256;
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -99,11 +96,6 @@ impl Keys {
         format!("chat:room:{}", room.as_str())
     }
 
-    /// A room's capped history list.
-    pub fn history(&self, room: &RoomKey) -> String {
-        format!("chat:history:{}", room.as_str())
-    }
-
     fn name(&self, name: &Name) -> String {
         format!("chat:name:{}", name.key().as_str())
     }
@@ -118,27 +110,13 @@ pub struct Backplane {
 struct Inner {
     node: NodeId,
     keys: Keys,
-    queue: mpsc::Sender<Outgoing>,
-    /// The command connection while Redis is reachable.
-    commands: Mutex<Option<MultiplexedConnection>>,
-    connected: AtomicBool,
-    dropped: AtomicU64,
+    link: RedisLink,
     /// The rooms whose channels are subscribed now, and a signal when that changes.
     carried: Mutex<HashSet<RoomKey>>,
     carried_changed: Notify,
     /// Set once the first attempt to reach Redis has ended, either way.
     settled: AtomicBool,
     settled_signal: Notify,
-}
-
-enum Outgoing {
-    Event(Wire),
-    /// An entry for a room's shared history.
-    Remember {
-        key: String,
-        entry: Vec<u8>,
-    },
-    Release(Name),
 }
 
 impl Backplane {
@@ -153,15 +131,12 @@ impl Backplane {
     ) -> anyhow::Result<Backplane> {
         let client = redis::Client::open(url)
             .map_err(|e| anyhow::anyhow!("invalid --backplane URL {url:?}: {e}"))?;
-        let (queue, outgoing) = mpsc::channel(QUEUE);
+        let (link, outgoing) = RedisLink::new();
         let backplane = Backplane {
             inner: Arc::new(Inner {
                 node: rand::random(),
                 keys: Keys::new(),
-                queue,
-                commands: Mutex::new(None),
-                connected: AtomicBool::new(false),
-                dropped: AtomicU64::new(0),
+                link,
                 carried: Mutex::default(),
                 carried_changed: Notify::new(),
                 settled: AtomicBool::new(false),
@@ -187,46 +162,58 @@ impl Backplane {
         self.inner.node
     }
 
+    /// The link to Redis, which the shared store uses too.
+    pub fn link(&self) -> &RedisLink {
+        &self.inner.link
+    }
+
     pub fn is_connected(&self) -> bool {
-        self.inner.connected.load(Ordering::Relaxed)
+        self.inner.link.is_connected()
     }
 
-    /// True while the queue to Redis is more than half full (and Redis is
-    /// reachable): local senders then wait, as they do for local readers,
-    /// rather than have their lines dropped on the way to the other nodes.
+    /// True while the queue to Redis is more than half full: local senders
+    /// then wait, rather than have their lines dropped on the way.
     pub fn is_backlogged(&self) -> bool {
-        self.is_connected() && self.inner.queue.capacity() < QUEUE / 2
+        self.inner.link.is_backlogged()
     }
 
-    /// Events dropped because Redis was unreachable or too slow.
+    /// Writes dropped because Redis was unreachable or too slow.
     pub fn dropped(&self) -> u64 {
-        self.inner.dropped.load(Ordering::Relaxed)
+        self.inner.link.dropped()
     }
 
-    /// Sends an event to the other nodes; never waits.
+    /// Sends an event to every other node; never waits.
     pub fn forward(&self, event: Wire) {
-        self.enqueue(Outgoing::Event(event));
+        self.inner.link.send(self.published(&event, None));
     }
 
-    /// Appends an entry to a room's shared history, in order with the events.
-    pub fn remember(&self, room: &RoomKey, entry: Vec<u8>) {
-        self.enqueue(Outgoing::Remember { key: self.history_key(room), entry });
-    }
-
-    /// The Redis key of a room's shared history.
-    pub fn history_key(&self, room: &RoomKey) -> String {
-        self.inner.keys.history(room)
+    /// Sends an event to one other node only (a private line, a login
+    /// that replaces one there); never waits.
+    pub fn forward_to(&self, node: NodeId, event: Wire) {
+        self.inner.link.send(self.published(&event, Some(node)));
     }
 
     /// Gives a name back once its user left or renamed.
-    pub fn release(&self, name: Name) {
-        self.enqueue(Outgoing::Release(name));
+    pub fn release(&self, name: &Name) {
+        self.inner.link.send(self.released(name));
     }
 
-    fn enqueue(&self, outgoing: Outgoing) {
-        if !self.is_connected() || self.inner.queue.try_send(outgoing).is_err() {
-            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+    /// An event as published: chat lines on their room's channel, what is
+    /// for one node on that node's channel, the rest on the channel every
+    /// node reads.
+    fn published(&self, event: &Wire, to: Option<NodeId>) -> Queued {
+        let keys = &self.inner.keys;
+        let channel = match (event, to) {
+            (_, Some(node)) => keys.node(node),
+            (Wire::Message { room, .. }, None) => keys.room(&room.key()),
+            _ => keys.events.clone(),
+        };
+        Queued::Publish { channel, payload: event.encode() }
+    }
+
+    fn released(&self, name: &Name) -> Queued {
+        let key = self.inner.keys.name(name);
+        Queued::Script { script: RELEASE_SCRIPT, key, args: vec![format!("{:x}", self.node())] }
     }
 
     /// Claims `name` for this node across the room. `false` only when
@@ -313,14 +300,12 @@ impl Backplane {
         }
     }
 
-    /// The command connection, while Redis is reachable.
-    pub fn commands(&self) -> Option<MultiplexedConnection> {
-        self.inner.commands.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    fn commands(&self) -> Option<MultiplexedConnection> {
+        self.inner.link.commands()
     }
 
     fn set_commands(&self, conn: Option<MultiplexedConnection>) {
-        self.inner.connected.store(conn.is_some(), Ordering::Relaxed);
-        *self.inner.commands.lock().unwrap_or_else(|p| p.into_inner()) = conn;
+        self.inner.link.set_commands(conn);
     }
 }
 
@@ -349,7 +334,7 @@ struct Task {
     people: Arc<People>,
     rooms: Arc<Rooms>,
     heard: mpsc::Sender<Heard>,
-    outgoing: mpsc::Receiver<Outgoing>,
+    outgoing: mpsc::Receiver<Queued>,
     shutdown: CancellationToken,
     /// Local users were told the room is degraded, and not yet that it is whole.
     degraded: bool,
@@ -441,8 +426,8 @@ impl Task {
         let node = self.bp.node();
         let mut greeting = vec![Wire::Hello { node }];
         greeting.extend(self.roster());
-        if let Err(error) = self.publish(&mut conn, greeting.into_iter().map(Outgoing::Event)).await
-        {
+        let greeting = greeting.iter().map(|event| self.bp.published(event, None));
+        if let Err(error) = self.publish(&mut conn, greeting).await {
             return SessionEnd::Lost(error);
         }
         // Subscribed to every channel again: only now is the room whole.
@@ -480,7 +465,7 @@ impl Task {
                     self.receive(&mut conn, payload, &mut nodes, &mut own_heartbeat_seen).await;
                 }
                 _ = heartbeat.tick() => {
-                    let beat = std::iter::once(Outgoing::Event(Wire::Heartbeat { node }));
+                    let beat = std::iter::once(self.bp.published(&Wire::Heartbeat { node }, None));
                     if let Err(error) = self.publish(&mut conn, beat).await {
                         return SessionEnd::Lost(error);
                     }
@@ -504,52 +489,22 @@ impl Task {
         }
     }
 
-    /// Publishes events in one pipeline, in order.
+    /// Sends writes in one pipeline, in order.
     async fn publish(
         &self,
         conn: &mut MultiplexedConnection,
-        events: impl Iterator<Item = Outgoing>,
+        writes: impl Iterator<Item = Queued>,
     ) -> Result<(), String> {
-        let keys = &self.bp.inner.keys;
         let mut pipe = redis::pipe();
         let mut any = false;
-        for outgoing in events {
+        for write in writes {
+            write.add_to(&mut pipe);
             any = true;
-            match outgoing {
-                Outgoing::Event(event) => {
-                    pipe.publish(self.channel_of(&event), event.encode()).ignore();
-                }
-                Outgoing::Remember { key, entry } => shared::append(&mut pipe, &key, &entry),
-                Outgoing::Release(name) => {
-                    pipe.cmd("EVAL")
-                        .arg(RELEASE_SCRIPT)
-                        .arg(1)
-                        .arg(keys.name(&name))
-                        .arg(format!("{:x}", self.bp.node()))
-                        .ignore();
-                }
-            }
         }
         if !any {
             return Ok(());
         }
         pipe.query_async::<()>(conn).await.map_err(|e| e.to_string())
-    }
-
-    /// Chat lines go to their room's channel, private messages to the
-    /// recipient's node only, the rest to every node.
-    fn channel_of(&self, event: &Wire) -> String {
-        let keys = &self.bp.inner.keys;
-        match event {
-            Wire::Message { room, .. } => keys.room(&room.key()),
-            Wire::Private { to, .. } | Wire::Replace { name: to, .. } => {
-                match self.people.remote_person(to.as_str()) {
-                    Some((node, _)) => keys.node(node),
-                    None => keys.events.clone(),
-                }
-            }
-            _ => keys.events.clone(),
-        }
     }
 
     /// Subscribes to the channels of the rooms open here and drops the
@@ -602,7 +557,8 @@ impl Task {
         match event {
             Wire::Heartbeat { .. } => {}
             Wire::Hello { .. } => {
-                let roster = self.roster().into_iter().map(Outgoing::Event);
+                let roster = self.roster();
+                let roster = roster.iter().map(|event| self.bp.published(event, None));
                 if let Err(error) = self.publish(conn, roster).await {
                     warn!(%error, "could not send our roster");
                 }
@@ -687,13 +643,13 @@ impl Task {
     /// our names are free for others.
     async fn leave_room(&mut self, conn: &mut MultiplexedConnection) {
         let node = self.bp.node();
-        let mut farewell: Vec<Outgoing> = Vec::new();
+        let mut farewell: Vec<Queued> = Vec::new();
         while let Ok(outgoing) = self.outgoing.try_recv() {
             farewell.push(outgoing);
         }
-        farewell.push(Outgoing::Event(Wire::Goodbye { node }));
-        let names = self.people.local_names().into_iter().map(Outgoing::Release);
-        farewell.extend(names);
+        farewell.push(self.bp.published(&Wire::Goodbye { node }, None));
+        let names = self.people.local_names();
+        farewell.extend(names.iter().map(|name| self.bp.released(name)));
         let said = self.publish(conn, farewell.into_iter());
         if let Err(error) =
             tokio::time::timeout(RESPONSE_TIMEOUT, said).await.unwrap_or(Err("timed out".into()))
@@ -704,7 +660,7 @@ impl Task {
 
     fn discard_queued(&mut self) {
         while self.outgoing.try_recv().is_ok() {
-            self.bp.inner.dropped.fetch_add(1, Ordering::Relaxed);
+            self.bp.inner.link.count_dropped(1);
         }
     }
 }

@@ -172,7 +172,7 @@ impl Hub {
             Ok(admitted) => admitted,
             Err(error) => {
                 if let Some(bp) = &self.backplane {
-                    bp.release(name);
+                    bp.release(&name);
                 }
                 return Err(error);
             }
@@ -187,7 +187,7 @@ impl Hub {
             Err(error) => {
                 self.people.remove(id);
                 if let Some(bp) = &self.backplane {
-                    bp.release(name);
+                    bp.release(&name);
                 }
                 return Err(error);
             }
@@ -240,10 +240,10 @@ impl Hub {
         }
         if self.people.send_direct(name.as_str(), Direct::Replaced).is_err() {
             let Some(bp) = &self.backplane else { return self.people.is_name_free(name) };
-            if self.people.remote_person(name.as_str()).is_none() {
+            let Some((there, _)) = self.people.remote_person(name.as_str()) else {
                 return self.people.is_name_free(name);
-            }
-            bp.forward(Wire::Replace { node: bp.node(), name: name.clone() });
+            };
+            bp.forward_to(there, Wire::Replace { node: bp.node(), name: name.clone() });
         }
         self.people.until_name_free(name, tokio::time::Instant::now() + REPLACE_WAIT).await
     }
@@ -349,7 +349,7 @@ impl Hub {
             Ok(renamed) => renamed,
             Err(error) => {
                 if let Some(bp) = backplane {
-                    bp.release(new);
+                    bp.release(&new);
                 }
                 return Err(error);
             }
@@ -365,7 +365,7 @@ impl Hub {
             let theme = theme_index(&speaker.theme);
             bp.forward(Wire::Rename { node: bp.node(), old: old.clone(), new: new.clone(), theme });
             if !same_person {
-                bp.release(old);
+                bp.release(&old);
             }
         }
         speaker.name = new;
@@ -419,14 +419,17 @@ impl Hub {
         text: &str,
     ) -> Result<Name, RoomError> {
         let bp = self.backplane.as_ref().ok_or(RoomError::NoSuchUser)?;
-        let (_, name) = self.people.remote_person(to).ok_or(RoomError::NoSuchUser)?;
-        bp.forward(Wire::Private {
-            node: bp.node(),
-            to: name.clone(),
-            from: speaker.name.clone(),
-            theme: theme_index(&speaker.theme),
-            text: text.to_owned(),
-        });
+        let (there, name) = self.people.remote_person(to).ok_or(RoomError::NoSuchUser)?;
+        bp.forward_to(
+            there,
+            Wire::Private {
+                node: bp.node(),
+                to: name.clone(),
+                from: speaker.name.clone(),
+                theme: theme_index(&speaker.theme),
+                text: text.to_owned(),
+            },
+        );
         Ok(name)
     }
 
@@ -453,7 +456,7 @@ impl Hub {
             // Released first: a daemon that hears of the departure (a login
             // replacing this one, say) finds the name free to claim.
             let (name, theme) = (speaker.name.clone(), theme_index(&speaker.theme));
-            bp.release(name.clone());
+            bp.release(&name);
             bp.forward(Wire::Leave { node: bp.node(), name, theme, how });
         }
     }

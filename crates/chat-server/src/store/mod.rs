@@ -24,8 +24,8 @@ use unicode_normalization::char::is_combining_mark;
 use chat_proto::{Name, NameKey, RoomKey, RoomName};
 
 use crate::accounts::LoginThrottle;
-use crate::backplane::Backplane;
 pub use crate::event::Said;
+use crate::redis_link::RedisLink;
 
 pub use local::LocalStore;
 pub use memory::MemoryAccounts;
@@ -135,15 +135,15 @@ pub enum Store {
 }
 
 impl Store {
-    /// With a backplane, the history every daemon shares; else the local
+    /// With a link to Redis (a backplane), the history every daemon shares; else the local
     /// store, or no history when none was opened (`--db none`).
     pub fn new(
         local: Option<LocalStore>,
-        backplane: Option<&Backplane>,
+        shared: Option<&RedisLink>,
         retain: Option<Duration>,
     ) -> Self {
-        match (local, backplane) {
-            (_, Some(bp)) => Store::Shared(SharedHistory::new(bp.clone(), retain)),
+        match (local, shared) {
+            (_, Some(link)) => Store::Shared(SharedHistory::new(link.clone(), retain)),
             (Some(store), None) => Store::Local(store),
             (None, None) => Store::Nothing(MemoryAccounts::default()),
         }

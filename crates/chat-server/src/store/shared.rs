@@ -23,8 +23,8 @@ use crate::accounts;
 use super::{
     Account, SEARCH_RESULTS, Stored, Unavailable, cutoff_ms, matches_terms, now_ms, parse_name,
 };
-use crate::backplane::Backplane;
 use crate::event::{Message, Said};
+use crate::redis_link::{Queued, RedisLink};
 
 /// Lines kept per room in Redis.
 pub const CAP: usize = 10_000;
@@ -33,25 +33,26 @@ const SEARCH_PAGE: usize = 1_000;
 /// How long a read may take before the user is told the history is unavailable.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The pipeline commands that append one entry to a room's list and cap it.
-pub fn append(pipe: &mut redis::Pipeline, key: &str, entry: &[u8]) {
-    pipe.lpush(key, entry).ignore();
-    pipe.ltrim(key, 0, CAP as isize - 1).ignore();
+/// The Redis key of a room's history.
+fn history_key(room: &RoomKey) -> String {
+    format!("chat:history:{}", room.as_str())
 }
 
 pub struct SharedHistory {
-    backplane: Backplane,
+    link: RedisLink,
     retain: Option<Duration>,
 }
 
 impl SharedHistory {
-    pub fn new(backplane: Backplane, retain: Option<Duration>) -> Self {
-        SharedHistory { backplane, retain }
+    pub fn new(link: RedisLink, retain: Option<Duration>) -> Self {
+        SharedHistory { link, retain }
     }
 
-    /// Queued with the backplane's other traffic; never waits.
+    /// Queued on the link with the backplane's traffic (so before the
+    /// event that announces the line); never waits.
     pub fn record(&self, room: &RoomKey, stored: &Stored) {
-        self.backplane.remember(room, encode(stored));
+        let queued = Queued::Prepend { key: history_key(room), entry: encode(stored), cap: CAP };
+        self.link.send(queued);
     }
 
     pub async fn recent(&self, room: &RoomKey, limit: usize) -> Result<Vec<Stored>, Unavailable> {
@@ -138,18 +139,12 @@ impl SharedHistory {
     ) -> Result<Vec<Vec<u8>>, Unavailable> {
         let mut range = redis::cmd("LRANGE");
         let last = (start + count).saturating_sub(1);
-        range.arg(self.backplane.history_key(room)).arg(start).arg(last);
+        range.arg(history_key(room)).arg(start).arg(last);
         self.query(range).await
     }
 
     async fn query<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Result<T, Unavailable> {
-        let unreachable = || Unavailable("the backplane is not connected".to_owned());
-        let mut conn = self.backplane.commands().ok_or_else(unreachable)?;
-        match tokio::time::timeout(READ_TIMEOUT, command.query_async(&mut conn)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(Unavailable(error.to_string())),
-            Err(_) => Err(Unavailable("Redis did not answer in time".to_owned())),
-        }
+        self.link.query(command, READ_TIMEOUT).await.map_err(Unavailable)
     }
 }
 
@@ -205,9 +200,9 @@ impl SharedHistory {
 
     /// Records where a registered user was when they left; never waits.
     pub fn left(&self, key: NameKey, rooms: String, at_ms: i64) {
-        let backplane = self.backplane.clone();
+        let link = self.link.clone();
         tokio::spawn(async move {
-            let Some(mut conn) = backplane.commands() else { return };
+            let Some(mut conn) = link.commands() else { return };
             let mut command = redis::cmd("EVAL");
             command
                 .arg(LEFT_SCRIPT)
