@@ -12,11 +12,12 @@ use std::sync::Arc;
 use chat_proto::command::{self, Command};
 use chat_proto::{Name, RoomKey, RoomName, sanitize_text};
 use tokio::io::AsyncWrite;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::accounts;
 use crate::context::Context;
 use crate::hub::Joined;
+use crate::login::{self, Denied};
 use crate::output::Output;
 use crate::reply::{Mine, Page, Reply};
 use crate::room::RoomError;
@@ -277,14 +278,11 @@ async fn owner_check(ctx: &Context, session: &Session, password: &str) -> Result
         Ok(None) => return Err(format!("{name} is not registered any more")),
         Err(error) => return Err(error.to_string()),
     };
-    let key = name.key();
-    tokio::time::sleep_until(ctx.hub.store().login_turn(&key, &ctx.logins).await).await;
-    if accounts::verify(password.to_owned(), account.hash).await {
-        ctx.hub.store().login_succeeded(&key, &ctx.logins).await;
-        Ok(())
-    } else {
-        warn!(id = session.speaker.id, peer = %session.speaker.peer, %name, "wrong password");
-        Err("wrong password".to_owned())
+    let who = login::Who { id: session.speaker.id, peer: session.speaker.peer };
+    match login::check(ctx, who, name, &account, password.to_owned()).await {
+        Ok(()) => Ok(()),
+        Err(Denied::Refused(_)) => Err("wrong password".to_owned()),
+        Err(Denied::Stopping) => Err("the server is shutting down".to_owned()),
     }
 }
 

@@ -21,18 +21,18 @@ use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
-use tracing::{info, warn};
+use tracing::info;
 
-use crate::accounts;
 use crate::command;
 use crate::context::Context;
 use crate::event::{ConnId, Event};
 use crate::hub::{Arrival, Joined, NameRight, Speaker};
+use crate::login::{self, Denied};
 use crate::output::Output;
 use crate::people::Direct;
 use crate::protocol::Protocol;
 use crate::reply::Reply;
-use crate::room::{Online, RoomError};
+use crate::room::Online;
 use crate::session::{End, Memberships, Session};
 use crate::stats::Stats;
 use crate::store::Account;
@@ -178,17 +178,9 @@ where
     /// connection already using it.
     async fn arrive_as(&mut self, name: Name, deadline: Instant) -> Result<Arrived, End> {
         let ctx = Arc::clone(&self.ctx);
-        let hub = &ctx.hub;
-        let account = match hub.store().account(&name.key()).await {
-            Ok(account) => account,
-            Err(error) => {
-                warn!(%error, %name, "cannot tell whether a name is registered");
-                None
-            }
-        };
-        let Some(account) = account else {
+        let Some(account) = login::account_of(&ctx, &name).await else {
             // Looked up just now: the hub need not ask the store again.
-            let arrived = hub.arrive(self.id, name, self.peer, NameRight::Free).await;
+            let arrived = ctx.hub.arrive(self.id, name, self.peer, NameRight::Free).await;
             return Ok(arrived.map(|a| (a, None)).map_err(|e| e.to_string()));
         };
         self.output.say(&Reply::PasswordPrompt { name: name.clone() }).await?;
@@ -197,23 +189,12 @@ where
                 break sanitize_text(&line).trim().to_owned();
             }
         };
-        let key = name.key();
-        let turn = hub.store().login_turn(&key, &ctx.logins).await;
-        tokio::select! {
-            _ = self.ctx.shutdown.cancelled() => return Err(End::Shutdown),
-            _ = tokio::time::sleep_until(turn) => {}
+        let who = login::Who { id: self.id, peer: self.peer };
+        match login::log_in(&ctx, who, name, &account, password).await {
+            Ok(arrived) => Ok(Ok((arrived, Some(account)))),
+            Err(Denied::Refused(reason)) => Ok(Err(reason)),
+            Err(Denied::Stopping) => Err(End::Shutdown),
         }
-        if !accounts::verify(password, account.hash.clone()).await {
-            warn!(peer = %self.peer, id = self.id, %name, "wrong password");
-            return Ok(Err(format!("wrong password for {name}")));
-        }
-        hub.store().login_succeeded(&key, &ctx.logins).await;
-        info!(peer = %self.peer, id = self.id, %name, "logged in");
-        if !hub.replace(&name).await {
-            return Ok(Err(RoomError::NameTaken.to_string()));
-        }
-        let arrived = hub.arrive(self.id, name, self.peer, NameRight::Owner).await;
-        Ok(arrived.map(|a| (a, Some(account))).map_err(|e| e.to_string()))
     }
 
     /// A returning owner is put back in the rooms they were in and told,

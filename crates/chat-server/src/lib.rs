@@ -30,6 +30,7 @@ pub mod context;
 pub mod event;
 pub mod hub;
 pub mod logging;
+pub mod login;
 pub mod metrics;
 pub mod output;
 pub mod people;
