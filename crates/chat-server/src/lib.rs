@@ -20,34 +20,34 @@
 //! [`metrics`] (counters, Prometheus endpoint).
 
 pub mod accounts;
-pub mod admission;
-pub mod backplane;
-pub mod command;
+pub(crate) mod admission;
+pub(crate) mod backplane;
+pub(crate) mod command;
 pub mod config;
-pub mod connection;
-pub mod console;
-pub mod context;
+pub(crate) mod connection;
+pub(crate) mod console;
+pub(crate) mod context;
 pub mod event;
-pub mod hub;
+pub(crate) mod hub;
 pub mod logging;
-pub mod login;
-pub mod metrics;
-pub mod output;
-pub mod people;
-pub mod priority;
-pub mod protocol;
-pub mod redis_link;
-pub mod reply;
-pub mod room;
-pub mod rooms;
-pub mod server;
-pub mod session;
-pub mod socket;
-pub mod stats;
+pub(crate) mod login;
+pub(crate) mod metrics;
+pub(crate) mod output;
+pub(crate) mod people;
+pub(crate) mod priority;
+pub(crate) mod protocol;
+pub(crate) mod redis_link;
+pub(crate) mod reply;
+pub(crate) mod room;
+pub(crate) mod rooms;
+pub(crate) mod server;
+pub(crate) mod session;
+pub(crate) mod socket;
+pub(crate) mod stats;
 pub mod store;
-pub mod subscription;
-pub mod throttle;
-pub mod tls;
+pub(crate) mod subscription;
+pub(crate) mod throttle;
+pub(crate) mod tls;
 
 use std::sync::Arc;
 
