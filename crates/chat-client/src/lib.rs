@@ -11,6 +11,7 @@
 
 pub mod args;
 pub mod backoff;
+pub mod comeback;
 pub mod connection;
 pub mod display;
 pub mod error;

@@ -14,10 +14,10 @@
 //! says so, waits as [`Backoff`] says (the keyboard still read, so the
 //! half-typed line stays and Ctrl-C or Ctrl-D leave), connects again, takes
 //! the same name with the password kept in memory, rejoins the rooms it was
-//! in and sends the lines entered meanwhile. Only the server's own goodbyes
-//! that make coming back pointless (removed, replaced, quit) end it.
+//! in and sends the lines entered meanwhile; what it restores and holds is
+//! a [`Comeback`]'s business. Only the server's own goodbyes that make
+//! coming back pointless (removed, replaced, quit) end it.
 
-use std::collections::VecDeque;
 use std::io::Write;
 
 use rustyline_async::{ReadlineEvent, SharedWriter};
@@ -26,9 +26,9 @@ use tokio::time::{Instant, sleep, sleep_until};
 use crate::Settings;
 use crate::args::{DEFAULT_ADDR, ServerAddr};
 use chat_proto::command::{self, Command, is_quit};
-use chat_proto::{LOBBY, RoomKey};
 
 use crate::backoff::Backoff;
+use crate::comeback::{Comeback, Held, UNSENT_MAX};
 use crate::connection::{Connection, GOODBYE_TIMEOUT};
 use crate::display::{Style, for_terminal, sanitized};
 use crate::error::Error;
@@ -41,8 +41,6 @@ const ADDRESS_PROMPT: &str = "server address [127.0.0.1:7878]: ";
 const NAME_PROMPT: &str = "name: ";
 /// What starts the client's own notes on the screen, as the server's notices start.
 const NOTE_MARK: &str = "*** ";
-/// Lines entered while not connected that are kept to send once back in.
-const UNSENT_MAX: usize = 100;
 
 /// Runs an interactive session on the terminal.
 pub async fn run(settings: Settings) -> Result<(), Error> {
@@ -78,7 +76,6 @@ async fn session(
         password_typed: None,
         comeback: None,
         backoff: Backoff::default(),
-        unsent: VecDeque::new(),
     };
     chat.show_prompt()?;
     if let Some(name) = &settings.name {
@@ -160,41 +157,6 @@ struct Server {
     tls: Option<Tls>,
 }
 
-/// What coming back after a lost connection restores, kept from the loss
-/// until the server welcomes us again.
-struct Comeback {
-    /// The name we had.
-    name: String,
-    /// The rooms we were in, and the one our plain lines went to.
-    rooms: Vec<String>,
-    current: String,
-    /// The kept password was sent on this connection already: if the
-    /// server asks again, it was wrong, and the user is asked.
-    password_tried: bool,
-    /// The server refused the name (taken meanwhile): the user types one.
-    naming: bool,
-}
-
-impl Comeback {
-    /// The commands that put us back where we were, the current room last;
-    /// a registered name's rooms are restored by the server, and joining a
-    /// room we are in again only makes it current.
-    fn rejoin_commands(&self) -> Vec<String> {
-        let lobby = RoomKey::of(LOBBY);
-        let current = RoomKey::of(&self.current);
-        let mut commands: Vec<String> = self
-            .rooms
-            .iter()
-            .filter(|room| ![&lobby, &current].contains(&&RoomKey::of(room)))
-            .map(|room| format!("/join {room}"))
-            .collect();
-        if current != lobby {
-            commands.push(format!("/join {}", self.current));
-        }
-        commands
-    }
-}
-
 /// A session: the keyboard, the socket, who we are, and what it takes to
 /// come back after a lost connection.
 struct Chat<'a> {
@@ -212,8 +174,6 @@ struct Chat<'a> {
     /// Set from a lost connection until the server welcomes us back.
     comeback: Option<Comeback>,
     backoff: Backoff,
-    /// Lines entered while not connected, sent once back in.
-    unsent: VecDeque<String>,
 }
 
 impl Chat<'_> {
@@ -272,21 +232,19 @@ impl Chat<'_> {
 
     /// Whether typed lines wait for the session to be back in.
     fn holding(&self) -> bool {
-        self.comeback.as_ref().is_some_and(|comeback| !comeback.naming)
+        self.comeback.as_ref().is_some_and(Comeback::holds_lines)
     }
 
     /// Keeps a line entered while not connected, to send once back in.
     fn hold(&mut self, line: String) -> Result<(), Error> {
-        if self.unsent.len() >= UNSENT_MAX {
-            return self.note(&format!(
+        let Some(comeback) = self.comeback.as_mut() else { return Ok(()) };
+        match comeback.hold(line) {
+            Held::First => self.note("Not connected: what you enter is sent once back in."),
+            Held::Queued => Ok(()),
+            Held::Dropped => self.note(&format!(
                 "Not connected: {UNSENT_MAX} lines wait already, that one is dropped."
-            ));
+            )),
         }
-        if self.unsent.is_empty() {
-            self.note("Not connected: what you enter is sent once back in.")?;
-        }
-        self.unsent.push_back(line);
-        Ok(())
     }
 
     /// Sends a line the user entered, keeping in memory the password that
@@ -320,7 +278,7 @@ impl Chat<'_> {
             NameEvent::Refused { .. } => {
                 self.password_typed = None;
                 if let Some(comeback) = self.comeback.as_mut() {
-                    comeback.naming = true;
+                    comeback.name_refused();
                 }
             }
             NameEvent::Unchanged => {}
@@ -345,12 +303,8 @@ impl Chat<'_> {
     /// The kept password, if we are coming back as `name` and have not
     /// tried it on this connection yet.
     fn kept_password_for(&mut self, name: &str) -> Option<String> {
-        let comeback = self.comeback.as_mut()?;
-        if comeback.password_tried || !comeback.name.eq_ignore_ascii_case(name) {
-            return None;
-        }
-        comeback.password_tried = true;
-        self.password.clone()
+        let tried = self.comeback.as_mut()?.try_kept_password(name);
+        if tried { self.password.clone() } else { None }
     }
 
     /// Reads a password without echo (`None`: the user gave up, Ctrl-D).
@@ -370,10 +324,11 @@ impl Chat<'_> {
         }
         let Some(comeback) = self.comeback.take() else { return Ok(()) };
         self.backoff.reset();
-        for command in comeback.rejoin_commands() {
+        let (rejoin, unsent) = comeback.into_lines();
+        for command in rejoin {
             self.send(&command).await?;
         }
-        while let Some(line) = self.unsent.pop_front() {
+        for line in unsent {
             self.submit(&line).await?;
         }
         Ok(())
@@ -383,14 +338,9 @@ impl Chat<'_> {
     /// saying so; `Err(lost)` when the user leaves meanwhile. Once
     /// connected, sends our name: the rest follows from what the server says.
     async fn come_back(&mut self, lost: Error) -> Result<(), Error> {
-        let comeback = self.comeback.take().unwrap_or_else(|| Comeback {
-            name: self.identity.me().unwrap_or_default().to_owned(),
-            rooms: self.identity.rooms().to_vec(),
-            current: self.identity.room().to_owned(),
-            password_tried: false,
-            naming: false,
-        });
-        self.comeback = Some(Comeback { password_tried: false, naming: false, ..comeback });
+        let mut comeback = self.comeback.take().unwrap_or_else(|| Comeback::from(&self.identity));
+        comeback.on_new_connection();
+        self.comeback = Some(comeback);
         self.show_prompt()?;
         let (addr, tls) = (self.server.addr.clone(), self.server.tls.clone());
         let mut why = lost.to_string();
@@ -444,7 +394,7 @@ impl Chat<'_> {
     /// while coming back, the name prompt or `alice #rust> ` otherwise.
     fn show_prompt(&mut self) -> Result<(), Error> {
         let prompt = match &self.comeback {
-            Some(comeback) if !comeback.naming => {
+            Some(comeback) if comeback.holds_lines() => {
                 format!("{} {} (offline)> ", comeback.name, comeback.current)
             }
             _ => prompt_for(&self.identity),
@@ -503,23 +453,6 @@ mod tests {
     use super::*;
     use chat_proto::vocabulary::{self, NAME_PROMPT as ASKS_NAME};
     use chat_proto::{Line, Name, RoomName, THEMES};
-
-    fn comeback(rooms: &[&str], current: &str) -> Comeback {
-        Comeback {
-            name: "alice".into(),
-            rooms: rooms.iter().map(|room| (*room).to_owned()).collect(),
-            current: current.into(),
-            password_tried: false,
-            naming: false,
-        }
-    }
-
-    #[test]
-    fn coming_back_rejoins_every_room_and_the_current_one_last() {
-        let back = comeback(&["#lobby", "#rust", "#Quiet"], "#quiet");
-        assert_eq!(back.rejoin_commands(), ["/join #rust", "/join #quiet"]);
-        assert!(comeback(&["#lobby"], "#lobby").rejoin_commands().is_empty());
-    }
 
     #[test]
     fn password_commands_stay_out_of_the_history() {
