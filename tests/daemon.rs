@@ -332,23 +332,40 @@ async fn joins_in_a_busy_room_are_gathered_into_few_notices() {
     let server = Server::start(&["--max-clients", "200"]);
     let mut observer = Client::named(server.addr, "observer").await;
     let joiners = 80;
-    let _users = join_at_once(server.addr, joiners).await;
-    let mut accounted = 0;
-    let mut notices = 0;
-    while accounted < joiners {
+    let started = Instant::now();
+    let mut users = join_at_once(server.addr, joiners).await;
+    let mut announced = vec![0; joiners];
+    let mut notices = Vec::new();
+    while announced.contains(&0) {
         let line = strip_ansi(&observer.expect_line(|l| l.contains("joined")).await);
-        notices += 1;
-        accounted += line.matches(" joined").count() - usize::from(line.contains("more joined"));
-        if let Some(more) = line
-            .split(" and ")
-            .last()
-            .and_then(|rest| rest.strip_suffix(" more joined or left (/who lists everyone)"))
-        {
-            accounted += more.parse::<usize>().expect("a count of the others");
+        // 80 short names fit in one line of 4 KiB: nobody may be counted
+        // instead of named.
+        assert!(!line.contains("more joined"), "a name was left out: {line}");
+        for (i, times) in announced.iter_mut().enumerate() {
+            *times += line.matches(&format!(" joiner{i} joined")).count();
         }
+        notices.push(line);
     }
-    assert_eq!(accounted, joiners, "every join accounted for exactly once");
-    assert!(notices < joiners, "{notices} notices for {joiners} joins: nothing was gathered");
+    let gathering = started.elapsed();
+    // Nothing more about them comes before a later line: every join was
+    // announced exactly once.
+    let later = support::barrier(&mut users[0], &mut observer).await;
+    let late: Vec<&String> = later.iter().filter(|l| l.contains(" joined")).collect();
+    assert!(late.is_empty(), "joins announced after all were accounted for: {late:#?}");
+    let twice: Vec<usize> = (0..joiners).filter(|&i| announced[i] != 1).collect();
+    assert!(twice.is_empty(), "announced more than once: {twice:?} in {notices:#?}");
+    // A room under 32 members announces each join at once: the observer
+    // and 30 joiners. From then on each notice comes at least a second
+    // (the gathering window) after the one before, so the other 50 joins
+    // make at most one notice per second of joining, and one more.
+    // Announcing each join alone would make 80.
+    let most = 30 + gathering.as_secs() as usize + 2;
+    assert!(
+        notices.len() <= most,
+        "{} notices for {joiners} joins in {gathering:?} (at most {most}): {notices:#?}",
+        notices.len()
+    );
+    assert!(notices.len() < joiners, "nothing was gathered: {notices:#?}");
 }
 
 #[tokio::test]
