@@ -122,6 +122,91 @@ async fn a_registered_name_takes_its_password_and_nothing_else() {
     assert!(logged.contains("wrong password") && !logged.contains("wrong-horse"), "{logged}");
 }
 
+/// Connects, gives `name`, and returns every line up to the welcome or a
+/// password prompt, whichever comes first, without colour.
+async fn choose_name(addr: std::net::SocketAddr, name: &str) -> (Client, Vec<String>) {
+    let mut client = Client::connect(addr).await;
+    client.expect_line(|l| l.contains("name")).await;
+    client.send(name).await;
+    let lines = client.lines_until(|l| l.contains("Welcome,") || l.contains("password")).await;
+    (client, lines.iter().map(|l| strip_ansi(l)).collect())
+}
+
+/// Gives `password` at the password prompt and returns the refusal, after
+/// which the name prompt comes again.
+async fn refused_login(client: &mut Client, password: &str) -> String {
+    client.send(password).await;
+    let refusal = strip_ansi(&client.expect_line(|l| l.contains("Sorry")).await);
+    client.expect_line(|l| l.contains("Choose another name")).await;
+    refusal
+}
+
+#[tokio::test]
+async fn password_changes_it_and_only_with_the_old_one() {
+    const NEW: &str = "battery-staple";
+    let server = Server::start(&[]);
+    let mut alice = Client::named(server.addr, "alice").await;
+    register(&mut alice, PASSWORD).await;
+    let changed = |l: &str| l.contains("Sorry") || l.contains("password is changed");
+    alice.send(&format!("/password not-the-password {NEW}")).await;
+    let refusal = strip_ansi(&alice.expect_line(changed).await);
+    assert!(refusal.contains("wrong password"), "{refusal}");
+    alice.send(&format!("/password {PASSWORD} short")).await;
+    let refusal = strip_ansi(&alice.expect_line(changed).await);
+    assert!(refusal.contains("at least 8 characters"), "{refusal}");
+    alice.send(&format!("/password {PASSWORD} {NEW}")).await;
+    let reply = strip_ansi(&alice.expect_line(changed).await);
+    assert!(reply.contains("Your password is changed"), "{reply}");
+    alice.send("/quit").await;
+    alice.until_closed().await;
+
+    // The old password is refused at the login, the new one accepted.
+    let (mut returning, prompt) = choose_name(server.addr, "alice").await;
+    assert!(prompt.last().is_some_and(|l| l.contains("password")), "{prompt:#?}");
+    let refusal = refused_login(&mut returning, PASSWORD).await;
+    assert!(refusal.contains("wrong password"), "the old password: {refusal}");
+    ask_for(&mut returning, "alice").await;
+    returning.send(NEW).await;
+    returning.expect_line(|l| l.contains("Welcome, alice")).await;
+    let logged = server.log.snapshot().join("\n");
+    for secret in [PASSWORD, NEW, "not-the-password"] {
+        assert!(!logged.contains(secret), "a password reached the log: {logged}");
+    }
+}
+
+#[tokio::test]
+async fn unregister_gives_the_name_back_only_with_the_password() {
+    let server = Server::start(&[]);
+    let mut alice = Client::named(server.addr, "alice").await;
+    register(&mut alice, PASSWORD).await;
+    let unregistered = |l: &str| l.contains("Sorry") || l.contains("no longer registered");
+    alice.send("/unregister not-the-password").await;
+    let refusal = strip_ansi(&alice.expect_line(unregistered).await);
+    assert!(refusal.contains("wrong password"), "{refusal}");
+    alice.send("/register another-password").await;
+    let registering = |l: &str| l.contains("registered already") || l.contains("yours now");
+    let still = strip_ansi(&alice.expect_line(registering).await);
+    assert!(still.contains("alice is registered already"), "still registered: {still}");
+    alice.send(&format!("/unregister {PASSWORD}")).await;
+    let reply = strip_ansi(&alice.expect_line(unregistered).await);
+    assert!(reply.contains("alice is no longer registered"), "{reply}");
+    alice.send("/quit").await;
+    alice.until_closed().await;
+
+    // Anyone may take the name now, and its look-alikes, with no password.
+    for (taker, name) in [("bob", "ALlCE"), ("carol", "alice")] {
+        let (mut user, lines) = choose_name(server.addr, name).await;
+        let welcome = lines.last().expect("a reply to the name");
+        assert!(welcome.contains(&format!("Welcome, {name}")), "{taker}: {lines:#?}");
+        user.send("/quit").await;
+        user.until_closed().await;
+    }
+    let logged = server.log.snapshot().join("\n");
+    for secret in [PASSWORD, "not-the-password"] {
+        assert!(!logged.contains(secret), "a password reached the log: {logged}");
+    }
+}
+
 #[tokio::test]
 async fn guesses_on_one_name_wait_longer_and_longer_whatever_the_connection() {
     let server = Server::start(&[]);
