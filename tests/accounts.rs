@@ -350,6 +350,94 @@ async fn a_returning_owner_is_put_back_and_told_what_they_missed_across_a_restar
     assert!(rooms.contains("(yours"), "put back in #rust: {rooms}");
 }
 
+/// The rooms `client` is in, as `/rooms` marks them, and everything it
+/// read before the listing.
+async fn my_rooms(client: &mut Client) -> (Vec<String>, Vec<String>) {
+    client.send("/rooms").await;
+    let before = client.lines_until(|l| strip_ansi(l).ends_with(" rooms:")).await;
+    let before: Vec<String> = before.iter().map(|l| strip_ansi(l)).collect();
+    let count: usize = before
+        .last()
+        .and_then(|l| l.split_whitespace().rev().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count of rooms: {before:#?}"));
+    let mut mine = Vec::new();
+    for _ in 0..count {
+        let entry = strip_ansi(&client.next_line().await.expect("a room of the listing"));
+        if entry.contains("(yours") {
+            mine.push(entry.split_whitespace().next().expect("a room name").to_owned());
+        }
+    }
+    mine.sort();
+    (mine, before)
+}
+
+/// The rooms a returning owner was told they were not put back in.
+fn not_put_back(lines: &[String]) -> Vec<String> {
+    let mut rooms: Vec<String> = lines
+        .iter()
+        .filter_map(|l| l.split("you were not put back in ").nth(1))
+        .filter_map(|rest| rest.split(':').next())
+        .map(str::to_owned)
+        .collect();
+    rooms.sort();
+    rooms
+}
+
+/// A registered owner was in more rooms than a restarted daemon's lower
+/// limits allow: they are put back in what fits, and told of each room
+/// that did not, with the reason; no limit is exceeded.
+#[tokio::test]
+async fn a_returning_owner_is_put_back_within_the_room_limits_and_told_of_the_rest() {
+    let dir = TempDir::new("returning-limits");
+    let db = dir.file("chat.db");
+    let mut server = Server::start(&["--db", &db]);
+    let mut alice = Client::named(server.addr, "alice").await;
+    register(&mut alice, PASSWORD).await;
+    let left_in = ["#a", "#b", "#c"];
+    for room in left_in {
+        alice.join(room).await;
+    }
+    alice.send("/quit").await;
+    alice.until_closed().await;
+    server.signal(libc::SIGTERM);
+    server.wait_exit(WAIT);
+
+    // Three rooms per user now, #lobby included: two of the three fit.
+    let mut server = Server::start(&["--db", &db, "--rooms-per-user", "3"]);
+    let (mut alice, _) = log_in(server.addr, "alice", PASSWORD).await;
+    let (mine, told) = my_rooms(&mut alice).await;
+    assert_eq!(mine.len(), 3, "#lobby and two rooms: {mine:?}");
+    assert!(mine.contains(&"#lobby".to_owned()), "{mine:?}");
+    let refused = not_put_back(&told);
+    assert_eq!(refused.len(), 1, "told of the one room that did not fit: {told:#?}");
+    let reason = told.iter().find(|l| l.contains("not put back")).expect("the notice");
+    assert!(reason.contains("you are in 3 rooms already"), "{reason}");
+    let mut accounted: Vec<String> =
+        mine.iter().filter(|r| *r != "#lobby").chain(&refused).cloned().collect();
+    accounted.sort();
+    assert_eq!(accounted, left_in, "each room put back or told of, once: {told:#?}");
+    let kept: Vec<String> = mine.into_iter().filter(|r| r != "#lobby").collect();
+    alice.send("/quit").await;
+    alice.until_closed().await;
+    server.signal(libc::SIGTERM);
+    server.wait_exit(WAIT);
+
+    // One room on the whole daemon besides #lobby: one of the two fits.
+    let server = Server::start(&["--db", &db, "--max-rooms", "1"]);
+    let (mut alice, _) = log_in(server.addr, "alice", PASSWORD).await;
+    let (mine, told) = my_rooms(&mut alice).await;
+    assert_eq!(mine.len(), 2, "#lobby and one room: {mine:?}");
+    let refused = not_put_back(&told);
+    assert_eq!(refused.len(), 1, "told of the room that did not fit: {told:#?}");
+    let reason = told.iter().find(|l| l.contains("not put back")).expect("the notice");
+    assert!(reason.contains("this server has 1 rooms already"), "{reason}");
+    let mut accounted: Vec<String> =
+        mine.iter().filter(|r| *r != "#lobby").chain(&refused).cloned().collect();
+    accounted.sort();
+    assert_eq!(accounted, kept, "each room put back or told of, once: {told:#?}");
+}
+
 #[tokio::test]
 async fn a_name_registered_on_one_daemon_is_protected_on_another() {
     let redis = RedisServer::start();
