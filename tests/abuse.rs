@@ -33,14 +33,20 @@ const MIB: u64 = 1024;
 // ---------------------------------------------------------------------------
 // Slowloris
 
-/// 500 connections each send half a name and stall. `--name-timeout` closes
-/// every one of them, and meanwhile a real user joins and chats.
+/// 500 connections each send half a name and stall. While they hold their
+/// connections, two real users join and talk both ways; then
+/// `--name-timeout` closes every stalled connection, and chat goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_connections_are_closed_by_the_name_timeout_while_users_chat() {
     const STALLERS: usize = 500;
-    let server = Server::start(&["--name-timeout", "2"]);
+    // Long enough that 500 connections and a conversation fit before the
+    // first staller is closed, even on a loaded machine.
+    const NAME_TIMEOUT_SECS: u64 = 8;
+    let server = Server::start(&["--name-timeout", &NAME_TIMEOUT_SECS.to_string()]);
     let mut alice = Client::named(server.addr, "alice").await;
+    let before = open_fds(server.pid());
     let mut stallers = Vec::with_capacity(STALLERS);
+    let first_stalled = Instant::now();
     for i in 0..STALLERS {
         let mut staller = Client::connect(server.addr).await;
         staller.send_raw(format!("slow{i}").as_bytes()).await; // no newline, ever
@@ -48,13 +54,23 @@ async fn slowloris_connections_are_closed_by_the_name_timeout_while_users_chat()
     }
     let mut bob = Client::named(server.addr, "bob").await;
     alice.expect_line(|l| l.contains("bob joined")).await;
-    bob.send("hello through the crowd").await;
-    alice.expect_line(|l| l.contains("bob: hello through the crowd")).await;
-    let closed = count_log_lines(&server, "no name in time");
-    eprintln!(
-        "slowloris: bob joined and chatted while {} of {STALLERS} stalled connections were open",
-        STALLERS - closed
+    for round in 0..5 {
+        bob.send(&format!("hello through the crowd {round}")).await;
+        alice.expect_line(|l| l.contains(&format!("bob: hello through the crowd {round}"))).await;
+        alice.send(&format!("heard you {round}")).await;
+        bob.expect_line(|l| l.contains(&format!("alice: heard you {round}"))).await;
+    }
+    let talked = first_stalled.elapsed();
+    // The conversation happened while every staller was still connected:
+    // none was closed yet, and the daemon holds a socket for each.
+    assert_eq!(
+        count_log_lines(&server, "no name in time"),
+        0,
+        "stallers were closed before alice and bob had talked ({talked:?} after the first)"
     );
+    let held = open_fds(server.pid()).saturating_sub(before);
+    assert!(held >= STALLERS, "{held} sockets more than before {STALLERS} stallers + bob");
+    eprintln!("slowloris: alice and bob talked within {talked:?} while {STALLERS} stalled");
 
     let mut closing = JoinSet::new();
     for mut staller in stallers {
