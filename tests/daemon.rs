@@ -98,7 +98,7 @@ async fn console_quit_tells_every_client_and_exits_zero() {
 
 #[tokio::test]
 async fn a_reader_that_never_reads_slows_nobody_and_is_told_what_it_missed() {
-    let server = Server::start(&["--rate", "0", "--queue", "64"]);
+    let server = Server::start(&["--rate", "0", "--queue", "64", "--metrics", "127.0.0.1:0"]);
     let mut slow = Client::named(server.addr, "slow").await;
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(server.addr, "bob").await;
@@ -155,6 +155,20 @@ async fn a_reader_that_never_reads_slows_nobody_and_is_told_what_it_missed() {
         got + told <= total + 2,
         "received {got} + told missed {told} for {total} sent: {missed:?}"
     );
+    // The metric counts what readers were told they missed: the slow
+    // reader's notices, and any another reader got (read up to a barrier,
+    // which comes after every line of the flood).
+    support::barrier(&mut bob, &mut alice).await;
+    let told_anyone: usize = [&slow, &alice, &bob]
+        .iter()
+        .flat_map(|user| &user.seen)
+        .filter_map(|line| match chat_proto::classify(&strip_ansi(line)) {
+            chat_proto::Heard::Missed { count } => Some(count as usize),
+            _ => None,
+        })
+        .sum();
+    let page = support::http_get(server.metrics_addr(), "/metrics");
+    assert_eq!(support::metric(&page, "chat_lines_missed_total") as usize, told_anyone);
 }
 
 /// Sorts a line the slow reader got: a numbered line of the flood, or a
@@ -173,7 +187,16 @@ fn tally_flood_line(line: &str, received: &mut Vec<usize>, missed: &mut Vec<usiz
 
 #[tokio::test]
 async fn a_client_that_accepts_no_bytes_is_disconnected_after_the_write_timeout() {
-    let server = Server::start(&["--rate", "0", "--queue", "16", "--write-timeout", "1"]);
+    let server = Server::start(&[
+        "--rate",
+        "0",
+        "--queue",
+        "16",
+        "--write-timeout",
+        "1",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
     let _stalled = Client::named(server.addr, "stalled").await;
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(server.addr, "bob").await;
@@ -193,6 +216,8 @@ async fn a_client_that_accepts_no_bytes_is_disconnected_after_the_write_timeout(
     server.log.wait_for("slow disconnect log", |l| {
         l.contains("stalled") && l.contains("write timed out")
     });
+    let page = support::http_get(server.metrics_addr(), "/metrics");
+    assert_eq!(support::metric(&page, "chat_slow_reader_disconnects_total"), 1, "{page}");
 }
 
 #[tokio::test]
