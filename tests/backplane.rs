@@ -7,7 +7,7 @@ mod support;
 use std::time::Instant;
 
 use chat_server::backplane::{HEARTBEAT, NODE_TIMEOUT};
-use support::{Client, RedisServer, Server, WAIT, strip_ansi};
+use support::{Client, RedisServer, Server, WAIT, http_get, metric, poll_until, strip_ansi};
 
 fn node(redis: &RedisServer) -> Server {
     let server = Server::start(&["--backplane", &redis.url(), "--rate", "0"]);
@@ -308,4 +308,51 @@ async fn joins_and_parts_read_the_same_from_every_daemon() {
         let join = strip_ansi(&observer.expect_line(|l| l.contains("bob joined")).await);
         assert!(join.ends_with("bob joined #lobby"), "a /join names its room: {join}");
     }
+}
+
+/// The backplane's metrics: configured, up while Redis answers and down
+/// while it does not, events dropped meanwhile, and users on every daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_the_backplane_through_an_outage() {
+    let mut redis = RedisServer::start();
+    let a =
+        Server::start(&["--backplane", &redis.url(), "--rate", "0", "--metrics", "127.0.0.1:0"]);
+    a.log.wait_for("backplane connected", |l| l.contains("backplane connected"));
+    let metrics = a.metrics_addr();
+    let read = |name: &str| metric(&http_get(metrics, "/metrics"), name);
+    let b = node(&redis);
+    assert_eq!(read("chat_backplane_configured"), 1);
+    assert_eq!(read("chat_backplane_up"), 1);
+    let mut alice = Client::named(a.addr, "alice").await;
+    let mut bob = join_seen_by(&b, "bob", &mut alice).await;
+    bob.send("hello from b").await;
+    alice.expect_line(|l| l.contains("bob: hello from b")).await;
+    // alice is here; bob counts among the users sharing the rooms.
+    assert_eq!((read("chat_users"), read("chat_room_users")), (1, 2));
+    let dropped = read("chat_backplane_dropped_total");
+
+    redis.kill();
+    alice.expect_line(|l| l.contains("degraded")).await;
+    poll_until("the backplane down", WAIT, || match read("chat_backplane_up") {
+        0 => Ok(()),
+        n => Err(n),
+    })
+    .await;
+    for i in 0..3 {
+        alice.send(&format!("unheard {i}")).await;
+    }
+    // A round trip on the daemon: its lines were handed on by then.
+    let mut carol = Client::named(a.addr, "carol").await;
+    support::barrier(&mut alice, &mut carol).await;
+    let during = read("chat_backplane_dropped_total");
+    assert!(during >= dropped + 3, "{dropped} then {during}: alice's 3 lines not counted");
+
+    redis.restart();
+    alice.expect_line(|l| l.contains("whole again")).await;
+    poll_until("the backplane up again", WAIT, || match read("chat_backplane_up") {
+        1 => Ok(()),
+        n => Err(n),
+    })
+    .await;
+    let _ = b;
 }
