@@ -334,11 +334,11 @@ async fn a_full_disk_never_disconnects_anyone_and_writing_resumes() {
         if written >= expected { Ok(written) } else { Err(written) }
     })
     .await;
-    // Failed transactions are not counted; the ones that held the kept
-    // lines once space returned are, each with at least one line.
+    // Failed transactions are not counted; the lines kept back went in
+    // together once space returned, so fewer transactions than lines.
     let batches = read("chat_store_batches_total");
     assert!(
-        batches > batches_before && batches - batches_before <= written - written_before,
+        batches > batches_before && batches - batches_before < written - written_before,
         "{batches_before} then {batches} transactions for {written_before} then {written} lines"
     );
     assert_eq!(read("chat_store_dropped_total"), 0, "nothing was dropped");
