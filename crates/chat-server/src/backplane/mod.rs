@@ -363,9 +363,11 @@ impl Task {
             self.bp.settle();
             let SessionEnd::Lost(error) = end else { return };
             if !self.degraded {
-                warn!(%error, "backplane lost; serving local users only");
+                // Users are marked first: whoever arrives once this is
+                // logged is told in the welcome.
                 self.people.set_degraded(true);
                 self.degraded = true;
+                warn!(%error, "backplane lost; serving local users only");
                 last_error_log = Some(Instant::now());
             } else if last_error_log.is_none_or(|at| at.elapsed() >= ERROR_LOG_PERIOD) {
                 warn!(%error, retry_in = ?backoff, "backplane still unreachable");
