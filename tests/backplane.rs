@@ -4,7 +4,10 @@
 
 mod support;
 
-use support::{Client, RedisServer, Server, strip_ansi};
+use std::time::Instant;
+
+use chat_server::backplane::{HEARTBEAT, NODE_TIMEOUT};
+use support::{Client, RedisServer, Server, WAIT, http_get, metric, poll_until, strip_ansi};
 
 fn node(redis: &RedisServer) -> Server {
     let server = Server::start(&["--backplane", &redis.url(), "--rate", "0"]);
@@ -145,8 +148,18 @@ async fn users_of_a_killed_node_leave_within_seconds() {
     let mut alice = Client::named(a.addr, "alice").await;
     let _bob = join_seen_by(&b, "bob", &mut alice).await;
     b.kill(); // SIGKILL: no goodbye reaches Redis
+    let killed = Instant::now();
     let left = strip_ansi(&alice.expect_line(|l| l.contains("bob")).await);
+    let took = killed.elapsed();
     assert!(left.contains("bob lost connection"), "{left}");
+    // A node silent for NODE_TIMEOUT is swept at the next heartbeat tick,
+    // and a sweep waits for our own heartbeat to have come back within two
+    // ticks: the departure is due by NODE_TIMEOUT + 3 heartbeats (7 s).
+    // Twice that leaves room for a loaded machine and is still well under
+    // the generic WAIT, which would accept any departure at all.
+    let bound = (NODE_TIMEOUT + HEARTBEAT * 3) * 2;
+    assert!(bound < WAIT / 2, "the bound must say more than WAIT does");
+    assert!(took <= bound, "bob's departure seen {took:?} after the kill, over {bound:?}");
     alice.send("/who").await;
     alice.expect_line(|l| l.contains("1 online")).await;
 }
@@ -181,14 +194,12 @@ async fn redis_down_degrades_to_local_then_the_room_is_whole_again() {
             assert_eq!(told, 1, "{name} told {notice:?} {told} times: {:#?}", user.seen);
         }
     }
-    assert!(
-        a.log
-            .snapshot()
-            .iter()
-            .filter(|l| l.contains("degraded") || l.contains("backplane lost"))
-            .count()
-            <= 2
-    );
+    // One outage, one warning: the retries in between are not logged
+    // again (at most once per 30 s, and the outage is shorter).
+    let log = a.log.snapshot();
+    let lost: Vec<&String> =
+        log.iter().filter(|l| l.contains("degraded") || l.contains("backplane lost")).collect();
+    assert_eq!(lost.len(), 1, "the outage logged once: {lost:#?}");
     let _ = (a, b);
 }
 
@@ -297,4 +308,51 @@ async fn joins_and_parts_read_the_same_from_every_daemon() {
         let join = strip_ansi(&observer.expect_line(|l| l.contains("bob joined")).await);
         assert!(join.ends_with("bob joined #lobby"), "a /join names its room: {join}");
     }
+}
+
+/// The backplane's metrics: configured, up while Redis answers and down
+/// while it does not, events dropped meanwhile, and users on every daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_the_backplane_through_an_outage() {
+    let mut redis = RedisServer::start();
+    let a =
+        Server::start(&["--backplane", &redis.url(), "--rate", "0", "--metrics", "127.0.0.1:0"]);
+    a.log.wait_for("backplane connected", |l| l.contains("backplane connected"));
+    let metrics = a.metrics_addr();
+    let read = |name: &str| metric(&http_get(metrics, "/metrics"), name);
+    let b = node(&redis);
+    assert_eq!(read("chat_backplane_configured"), 1);
+    assert_eq!(read("chat_backplane_up"), 1);
+    let mut alice = Client::named(a.addr, "alice").await;
+    let mut bob = join_seen_by(&b, "bob", &mut alice).await;
+    bob.send("hello from b").await;
+    alice.expect_line(|l| l.contains("bob: hello from b")).await;
+    // alice is here; bob counts among the users sharing the rooms.
+    assert_eq!((read("chat_users"), read("chat_room_users")), (1, 2));
+    let dropped = read("chat_backplane_dropped_total");
+
+    redis.kill();
+    alice.expect_line(|l| l.contains("degraded")).await;
+    poll_until("the backplane down", WAIT, || match read("chat_backplane_up") {
+        0 => Ok(()),
+        n => Err(n),
+    })
+    .await;
+    for i in 0..3 {
+        alice.send(&format!("unheard {i}")).await;
+    }
+    // A round trip on the daemon: its lines were handed on by then.
+    let mut carol = Client::named(a.addr, "carol").await;
+    support::barrier(&mut alice, &mut carol).await;
+    let during = read("chat_backplane_dropped_total");
+    assert!(during >= dropped + 3, "{dropped} then {during}: alice's 3 lines not counted");
+
+    redis.restart();
+    alice.expect_line(|l| l.contains("whole again")).await;
+    poll_until("the backplane up again", WAIT, || match read("chat_backplane_up") {
+        1 => Ok(()),
+        n => Err(n),
+    })
+    .await;
+    let _ = b;
 }

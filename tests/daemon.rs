@@ -98,7 +98,7 @@ async fn console_quit_tells_every_client_and_exits_zero() {
 
 #[tokio::test]
 async fn a_reader_that_never_reads_slows_nobody_and_is_told_what_it_missed() {
-    let server = Server::start(&["--rate", "0", "--queue", "64"]);
+    let server = Server::start(&["--rate", "0", "--queue", "64", "--metrics", "127.0.0.1:0"]);
     let mut slow = Client::named(server.addr, "slow").await;
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(server.addr, "bob").await;
@@ -155,6 +155,20 @@ async fn a_reader_that_never_reads_slows_nobody_and_is_told_what_it_missed() {
         got + told <= total + 2,
         "received {got} + told missed {told} for {total} sent: {missed:?}"
     );
+    // The metric counts what readers were told they missed: the slow
+    // reader's notices, and any another reader got (read up to a barrier,
+    // which comes after every line of the flood).
+    support::barrier(&mut bob, &mut alice).await;
+    let told_anyone: usize = [&slow, &alice, &bob]
+        .iter()
+        .flat_map(|user| &user.seen)
+        .filter_map(|line| match chat_proto::classify(&strip_ansi(line)) {
+            chat_proto::Heard::Missed { count } => Some(count as usize),
+            _ => None,
+        })
+        .sum();
+    let page = support::http_get(server.metrics_addr(), "/metrics");
+    assert_eq!(support::metric(&page, "chat_lines_missed_total") as usize, told_anyone);
 }
 
 /// Sorts a line the slow reader got: a numbered line of the flood, or a
@@ -173,7 +187,16 @@ fn tally_flood_line(line: &str, received: &mut Vec<usize>, missed: &mut Vec<usiz
 
 #[tokio::test]
 async fn a_client_that_accepts_no_bytes_is_disconnected_after_the_write_timeout() {
-    let server = Server::start(&["--rate", "0", "--queue", "16", "--write-timeout", "1"]);
+    let server = Server::start(&[
+        "--rate",
+        "0",
+        "--queue",
+        "16",
+        "--write-timeout",
+        "1",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
     let _stalled = Client::named(server.addr, "stalled").await;
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(server.addr, "bob").await;
@@ -193,6 +216,8 @@ async fn a_client_that_accepts_no_bytes_is_disconnected_after_the_write_timeout(
     server.log.wait_for("slow disconnect log", |l| {
         l.contains("stalled") && l.contains("write timed out")
     });
+    let page = support::http_get(server.metrics_addr(), "/metrics");
+    assert_eq!(support::metric(&page, "chat_slow_reader_disconnects_total"), 1, "{page}");
 }
 
 #[tokio::test]
@@ -332,23 +357,40 @@ async fn joins_in_a_busy_room_are_gathered_into_few_notices() {
     let server = Server::start(&["--max-clients", "200"]);
     let mut observer = Client::named(server.addr, "observer").await;
     let joiners = 80;
-    let _users = join_at_once(server.addr, joiners).await;
-    let mut accounted = 0;
-    let mut notices = 0;
-    while accounted < joiners {
+    let started = Instant::now();
+    let mut users = join_at_once(server.addr, joiners).await;
+    let mut announced = vec![0; joiners];
+    let mut notices = Vec::new();
+    while announced.contains(&0) {
         let line = strip_ansi(&observer.expect_line(|l| l.contains("joined")).await);
-        notices += 1;
-        accounted += line.matches(" joined").count() - usize::from(line.contains("more joined"));
-        if let Some(more) = line
-            .split(" and ")
-            .last()
-            .and_then(|rest| rest.strip_suffix(" more joined or left (/who lists everyone)"))
-        {
-            accounted += more.parse::<usize>().expect("a count of the others");
+        // 80 short names fit in one line of 4 KiB: nobody may be counted
+        // instead of named.
+        assert!(!line.contains("more joined"), "a name was left out: {line}");
+        for (i, times) in announced.iter_mut().enumerate() {
+            *times += line.matches(&format!(" joiner{i} joined")).count();
         }
+        notices.push(line);
     }
-    assert_eq!(accounted, joiners, "every join accounted for exactly once");
-    assert!(notices < joiners, "{notices} notices for {joiners} joins: nothing was gathered");
+    let gathering = started.elapsed();
+    // Nothing more about them comes before a later line: every join was
+    // announced exactly once.
+    let later = support::barrier(&mut users[0], &mut observer).await;
+    let late: Vec<&String> = later.iter().filter(|l| l.contains(" joined")).collect();
+    assert!(late.is_empty(), "joins announced after all were accounted for: {late:#?}");
+    let twice: Vec<usize> = (0..joiners).filter(|&i| announced[i] != 1).collect();
+    assert!(twice.is_empty(), "announced more than once: {twice:?} in {notices:#?}");
+    // A room under 32 members announces each join at once: the observer
+    // and 30 joiners. From then on each notice comes at least a second
+    // (the gathering window) after the one before, so the other 50 joins
+    // make at most one notice per second of joining, and one more.
+    // Announcing each join alone would make 80.
+    let most = 30 + gathering.as_secs() as usize + 2;
+    assert!(
+        notices.len() <= most,
+        "{} notices for {joiners} joins in {gathering:?} (at most {most}): {notices:#?}",
+        notices.len()
+    );
+    assert!(notices.len() < joiners, "nothing was gathered: {notices:#?}");
 }
 
 #[tokio::test]

@@ -273,6 +273,11 @@ async fn a_full_disk_never_disconnects_anyone_and_writing_resumes() {
         if written >= 1 { Ok(written) } else { Err(written) }
     })
     .await;
+    let batches_before = read("chat_store_batches_total");
+    assert!(
+        (1..=written_before).contains(&batches_before),
+        "{written_before} lines in {batches_before} transactions"
+    );
     // Files may not grow past their size now (a full disk, as far as the daemon can tell).
     let size = |path: String| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let full = size(db.clone()).max(size(format!("{db}-wal")));
@@ -298,11 +303,19 @@ async fn a_full_disk_never_disconnects_anyone_and_writing_resumes() {
 
     limit_file_size(server.pid(), None);
     let expected = written_before + said.len() as u64 + 2;
-    poll_until("every line written once space returned", WAIT, || {
+    let written = poll_until("every line written once space returned", WAIT, || {
         let written = read("chat_store_written_total");
         if written >= expected { Ok(written) } else { Err(written) }
     })
     .await;
+    // Failed transactions are not counted; the lines kept back went in
+    // together once space returned, so fewer transactions than lines.
+    let batches = read("chat_store_batches_total");
+    assert!(
+        batches > batches_before && batches - batches_before < written - written_before,
+        "{batches_before} then {batches} transactions for {written_before} then {written} lines"
+    );
+    assert_eq!(read("chat_store_dropped_total"), 0, "nothing was dropped");
     server.log.wait_for("the store saying it writes again", |l| {
         l.contains("writing to the database again")
     });
@@ -310,6 +323,69 @@ async fn a_full_disk_never_disconnects_anyone_and_writing_resumes() {
     let kept = lines.iter().filter(|l| l.contains("while full ")).count();
     assert_eq!(kept, said.len(), "nothing said while the disk was full was lost");
     assert_eq!(complaints(&server.log.snapshot()), 1);
+}
+
+/// While the disk is full the store keeps lines in memory, up to a bound
+/// (200,000 lines); past it the oldest are dropped and counted. Once space
+/// returns, every line said is either written or counted as dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_beyond_what_a_full_disk_can_keep_back_are_dropped_and_counted() {
+    const LINES: u64 = 205_000;
+    let dir = TempDir::new("dropped");
+    let db = dir.file("chat.db");
+    let server = Server::start(&["--db", &db, "--rate", "0", "--metrics", "127.0.0.1:0"]);
+    let metrics = server.metrics_addr();
+    let read = |name: &str| metric(&http_get(metrics, "/metrics"), name);
+    let mut alice = Client::named(server.addr, "alice").await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    alice.expect_line(|l| l.contains("bob joined")).await;
+    barrier(&mut bob, &mut alice).await;
+    let written_before = poll_until("the barrier line stored", WAIT, || {
+        let written = read("chat_store_written_total");
+        if written >= 1 { Ok(written) } else { Err(written) }
+    })
+    .await;
+    let size = |path: String| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    limit_file_size(server.pid(), Some(size(db.clone()).max(size(format!("{db}-wal")))));
+
+    // bob reads (and discards) whatever comes, so nobody is a slow reader;
+    // alice says LINES short lines as fast as the daemon takes them.
+    let (mut bob_reads, _bob_writes) = bob.into_parts();
+    let reading = tokio::spawn(async move {
+        let mut sink = vec![0u8; 64 * 1024];
+        while let Ok(n) = tokio::io::AsyncReadExt::read(&mut bob_reads, &mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    });
+    let mut batch = String::with_capacity(64 * 1024);
+    for i in 0..LINES {
+        batch.push_str(&format!("d{i}\n"));
+        if batch.len() >= 60 * 1024 || i + 1 == LINES {
+            alice.send_raw(batch.as_bytes()).await;
+            batch.clear();
+        }
+    }
+    alice.send("the last line").await;
+    let said = LINES + 1;
+    let dropped = poll_until("lines dropped past the bound", WAIT, || {
+        match read("chat_store_dropped_total") {
+            0 => Err(0),
+            n => Ok(n),
+        }
+    })
+    .await;
+    limit_file_size(server.pid(), None);
+    let (written, dropped) = poll_until("every line written or dropped", WAIT, || {
+        let written = read("chat_store_written_total") - written_before;
+        let dropped = read("chat_store_dropped_total").max(dropped);
+        if written + dropped >= said { Ok((written, dropped)) } else { Err((written, dropped)) }
+    })
+    .await;
+    assert_eq!(written + dropped, said, "{written} written + {dropped} dropped");
+    assert!(dropped >= said - 200_000, "at most 200,000 kept back: {dropped} dropped");
+    reading.abort();
 }
 
 /// Account changes made while the disk is full are refused with the reason,

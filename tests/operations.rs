@@ -5,7 +5,7 @@ mod support;
 
 use std::process::Command;
 
-use support::{Client, Server, bin_path, http_get, listening_addr, metric};
+use support::{Client, Server, WAIT, bin_path, http_get, listening_addr, metric, poll_until};
 
 #[tokio::test]
 async fn metrics_are_served_in_prometheus_text_format() {
@@ -33,6 +33,51 @@ async fn metrics_are_served_in_prometheus_text_format() {
     assert!(metric(page, "chat_bytes_sent_total") > 0);
     assert_eq!(metric(page, "chat_backplane_configured"), 0);
     assert!(http_get(metrics, "/").starts_with("HTTP/1.0 404"));
+}
+
+/// The metrics `metrics_are_served_in_prometheus_text_format` leaves
+/// still: admissions and refusals, rooms opening and closing, users here
+/// and on every daemon, and the uptime.
+#[tokio::test]
+async fn metrics_count_admissions_refusals_rooms_and_uptime() {
+    let server = Server::start(&["--metrics", "127.0.0.1:0", "--max-clients", "2"]);
+    let metrics = server.metrics_addr();
+    let read = |name: &str| metric(&http_get(metrics, "/metrics"), name);
+    let started = read("chat_uptime_seconds");
+    assert_eq!(read("chat_connections_total"), 0);
+    assert_eq!(read("chat_connections_refused_total"), 0);
+    assert_eq!(read("chat_room_users"), 0);
+    assert_eq!(read("chat_rooms"), 0, "a room opens with its first member, #lobby too");
+
+    let mut alice = Client::named(server.addr, "alice").await;
+    let _bob = Client::named(server.addr, "bob").await;
+    let mut carol = Client::connect(server.addr).await;
+    let refused = carol.until_closed().await;
+    assert!(refused.iter().any(|l| l.contains("server is full")), "{refused:?}");
+    poll_until("one refusal counted", WAIT, || match read("chat_connections_refused_total") {
+        1 => Ok(()),
+        n => Err(n),
+    })
+    .await;
+    assert_eq!(read("chat_connections_total"), 2, "alice and bob admitted, carol not");
+    // Without a backplane, everyone sharing the rooms is here.
+    assert_eq!((read("chat_users"), read("chat_room_users")), (2, 2));
+    assert_eq!(read("chat_rooms"), 1, "#lobby");
+
+    alice.join("#rust").await;
+    assert_eq!(read("chat_rooms"), 2, "#rust opened");
+    alice.send("/part #rust").await;
+    alice.expect_line(|l| l.contains("You left #rust")).await;
+    poll_until("#rust closed", WAIT, || match read("chat_rooms") {
+        1 => Ok(()),
+        n => Err(n),
+    })
+    .await;
+    poll_until("the uptime moving on", WAIT, || match read("chat_uptime_seconds") {
+        n if n > started => Ok(()),
+        n => Err(n),
+    })
+    .await;
 }
 
 #[tokio::test]

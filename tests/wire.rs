@@ -54,12 +54,33 @@ async fn invalid_utf8_is_replaced_and_the_connection_stays_up() {
     let server = Server::start(&[]);
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(server.addr, "bob").await;
-    alice.send_raw(b"caf\xe9 \xff\xfe ok\n").await;
-    let line = bob.expect_line(|l| l.contains("caf")).await;
-    assert!(
-        strip_ansi(&line).ends_with("alice: caf\u{FFFD} ok") || line.contains('\u{FFFD}'),
-        "{line:?}"
-    );
+    // Each invalid sequence becomes one U+FFFD and nothing around it is
+    // lost: a lone Latin-1 byte, a truncated three-byte sequence, a stray
+    // continuation byte, next to valid two- and four-byte characters.
+    // (`\xff\xfe ` is a telnet IAC DONT, removed before decoding.)
+    let sent: [(&[u8], &str); 2] = [
+        (b"caf\xe9 \xff\xfe ok\n", "caf\u{FFFD} ok"),
+        (
+            b"na\xc3\xafve \xe2\x82 \xf0\x9f\xa6\x8a\x80 end\n",
+            "na\u{EF}ve \u{FFFD} \u{1F98A}\u{FFFD} end",
+        ),
+    ];
+    for (bytes, expected) in sent {
+        alice.send_raw(bytes).await;
+        let raw = loop {
+            let raw = bob.read_raw_line().await.expect("bob still connected");
+            if String::from_utf8_lossy(&raw).contains("alice: ") {
+                break raw;
+            }
+        };
+        // The bytes as sent, so that the test's own lossy reading cannot
+        // stand in for the server's.
+        let line = std::str::from_utf8(&raw).expect("the server sends valid UTF-8");
+        let plain = strip_ansi(line.trim_end_matches("\r\n"));
+        assert!(plain.ends_with(&format!("alice: {expected}")), "{plain:?} for {bytes:?}");
+        let text = plain.split("alice: ").nth(1).expect("attributed to alice");
+        assert_eq!(text, expected, "exactly the text, the invalid bytes replaced");
+    }
     alice.send("still here").await;
     bob.expect_line(|l| l.contains("still here")).await;
 }

@@ -245,6 +245,33 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn failures_are_forgotten_fifteen_minutes_after_the_last_one() {
+        // The documented figure, not the constant: changing it must fail here.
+        const FIFTEEN_MINUTES: Duration = Duration::from_secs(15 * 60);
+        let throttle = LoginThrottle::default();
+        let key = NameKey::of("alice");
+        let three_failures = || {
+            for _ in 0..FREE_ATTEMPTS {
+                assert_eq!(throttle.reserve(&key), Instant::now(), "a free attempt");
+            }
+        };
+        three_failures();
+        // Just short of 15 minutes the failures still count: the next
+        // attempt is checked at once (its wait is long over), and the one
+        // after it waits.
+        tokio::time::advance(FIFTEEN_MINUTES - Duration::from_secs(1)).await;
+        assert_eq!(throttle.reserve(&key), Instant::now());
+        let waited = throttle.reserve(&key).duration_since(Instant::now());
+        assert_eq!(waited, wait_after(FREE_ATTEMPTS + 1), "still remembered");
+        // 15 minutes after the last failure (and past its wait), the
+        // name starts afresh: three free attempts again, then a wait.
+        tokio::time::advance(waited + FIFTEEN_MINUTES).await;
+        three_failures();
+        let waited = throttle.reserve(&key).duration_since(Instant::now());
+        assert_eq!(waited, FIRST_WAIT, "forgotten: the fourth failure waits the first wait");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_burst_of_a_hundred_guesses_takes_at_least_what_the_schedule_says() {
         let throttle = LoginThrottle::default();
         let key = NameKey::of("alice");

@@ -205,18 +205,30 @@ where
         let mut rooms = Vec::new();
         for typed in &account.rooms {
             let Ok(name) = RoomName::parse(typed) else { continue };
-            if !session.rooms.contains(&name.key())
-                && let Ok(Some(Joined { room, entry })) =
-                    hub.join_room(&session.speaker, &name).await
-            {
-                session.rooms.add(Subscription::new(room, entry.events, session.speaker.id));
+            if !session.rooms.contains(&name.key()) {
+                match hub.join_room(&session.speaker, &name).await {
+                    Ok(Some(Joined { room, entry })) => {
+                        session.rooms.add(Subscription::new(
+                            room,
+                            entry.events,
+                            session.speaker.id,
+                        ));
+                    }
+                    Ok(None) => {}
+                    // A room over the limits (lowered since they left, say)
+                    // is refused as a /join would be, and they are told.
+                    Err(error) => {
+                        let reason = format!("you were not put back in {name}: {error}");
+                        self.output.reply(&Reply::Refusal { reason });
+                    }
+                }
             }
             if session.rooms.contains(&name.key()) {
                 rooms.push(name);
             }
         }
         let Some(left_at) = account.left_at_ms.filter(|_| hub.store().keeps_history()) else {
-            return Ok(());
+            return Ok(self.output.flush().await?);
         };
         let limit = self.ctx.limits.history.max(1);
         for room in rooms {

@@ -21,7 +21,7 @@
 
 pub mod accounts;
 pub(crate) mod admission;
-pub(crate) mod backplane;
+pub mod backplane;
 pub(crate) mod command;
 pub mod config;
 pub(crate) mod connection;

@@ -315,9 +315,10 @@ impl Backplane {
 pub enum Heard {
     /// An event another daemon published (never a heartbeat, hello or goodbye).
     Event(Wire),
-    /// Redis was lost (`true`), or is back with every room channel
-    /// subscribed again (`false`).
-    Degraded(bool),
+    /// Redis was lost, for this reason: the room reaches only local users.
+    Lost { error: String },
+    /// Redis is back with every room channel subscribed again.
+    Whole,
     /// Another daemon is gone (shut down, or silent too long); `how` its users left.
     NodeGone { node: NodeId, how: &'static str },
 }
@@ -366,8 +367,9 @@ impl Task {
             self.bp.settle();
             let SessionEnd::Lost(error) = end else { return };
             if !self.degraded {
-                warn!(%error, "backplane lost; serving local users only");
-                self.tell(Heard::Degraded(true)).await;
+                // The hub marks users degraded, then logs the loss: whoever
+                // arrives once it is logged is told in the welcome.
+                self.tell(Heard::Lost { error: error.clone() }).await;
                 self.degraded = true;
                 last_error_log = Some(Instant::now());
             } else if last_error_log.is_none_or(|at| at.elapsed() >= ERROR_LOG_PERIOD) {
@@ -432,7 +434,7 @@ impl Task {
         }
         // Subscribed to every channel again: only now is the room whole.
         if std::mem::take(&mut self.degraded) {
-            self.tell(Heard::Degraded(false)).await;
+            self.tell(Heard::Whole).await;
         }
         let mut nodes: HashMap<NodeId, Instant> = HashMap::new();
         let mut own_heartbeat_seen = Instant::now();

@@ -14,7 +14,7 @@ use std::time::Duration;
 use chat_proto::{Name, RoomKey, RoomName, THEMES};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::Hub;
 use crate::backplane::Heard;
@@ -45,7 +45,12 @@ impl Hub {
         while let Some(heard) = heard.recv().await {
             match heard {
                 Heard::Event(event) => self.apply_remote(event).await,
-                Heard::Degraded(degraded) => self.people.set_degraded(degraded),
+                Heard::Lost { error } => {
+                    // Users first: whoever arrives once this is logged is told.
+                    self.people.set_degraded(true);
+                    warn!(%error, "backplane lost; serving local users only");
+                }
+                Heard::Whole => self.people.set_degraded(false),
                 Heard::NodeGone { node, how } => self.remote_node_gone(node, how),
             }
         }
