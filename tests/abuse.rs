@@ -472,9 +472,22 @@ async fn clients_vanishing_mid_flow_never_crash_or_stall_the_server() {
     while let Some(done) = chatters.join_next().await {
         sent += done.expect("chatter");
     }
+    // The observer may still be stepping aside from the chatters' backlog:
+    // a line that went by meanwhile is counted in its "missed" notice, not
+    // lost, so late says it again after each such notice (a few times at most).
     let mut late = Client::named(addr, "late").await;
-    late.send("the room still works").await;
-    observer.expect_line(|l| l.contains("late: the room still works")).await;
+    let mut said = 0;
+    loop {
+        late.send("the room still works").await;
+        said += 1;
+        let line = observer
+            .expect_line(|l| l.contains("late: the room still works") || l.contains("You missed"))
+            .await;
+        if line.contains("late: the room still works") {
+            break;
+        }
+        assert!(said < 5, "the observer keeps missing what late says");
+    }
     eprintln!(
         "vanishing clients: chatters sent {sent} lines; the observer saw {chatter_lines} while \
          the four left; the half-closed client read {halfclose_lines} lines, then EOF"
