@@ -149,6 +149,7 @@ impl Scope {
     }
 
     /// True when a reader in `mine` (sorted) shows this through room `via`.
+    #[inline]
     pub fn shows(&self, via: &RoomKey, mine: &[RoomKey]) -> bool {
         match self {
             Scope::Room => true,

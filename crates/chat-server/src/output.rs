@@ -91,7 +91,11 @@ impl<W: AsyncWrite + Unpin> Output<W> {
 
     /// Appends an event delivered from `room` (`current`: the reader's current room).
     pub fn event(&mut self, event: &Event, room: &Room, current: bool) {
-        self.protocol.event(event, room, current, self);
+        let rendered = self.protocol.event(event, room, current, self.color);
+        if let Some(before) = rendered.before {
+            self.append(before);
+        }
+        self.put(rendered.line);
     }
 
     /// Appends a reply.

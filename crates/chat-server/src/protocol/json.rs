@@ -15,7 +15,7 @@ use bytes::Bytes;
 use chat_proto::{Name, RoomName, Theme};
 use serde_json::{Value, json};
 
-use super::{Protocol, Sink};
+use super::{Protocol, Rendered, Sink};
 use crate::event::{Event, Presence, Said, What};
 use crate::reply::{Farewell, Mine, Page, Reply};
 use crate::room::{Listing, Online, Room};
@@ -28,9 +28,15 @@ pub struct Json;
 pub static JSON: Json = Json;
 
 impl Protocol for Json {
-    fn event(&self, event: &Event, room: &Room, _current: bool, sink: &mut dyn Sink) {
-        let bytes = event.json_cache().get_or_init(|| line(&event_object(event, room.name())));
-        sink.put(bytes);
+    fn event<'a>(
+        &self,
+        event: &'a Event,
+        room: &'a Room,
+        _current: bool,
+        _color: bool,
+    ) -> Rendered<'a> {
+        let line = event.json_cache().get_or_init(|| line(&event_object(event, room.name())));
+        Rendered { before: None, line }
     }
 
     fn reply(&self, reply: &Reply, sink: &mut dyn Sink) {

@@ -21,6 +21,13 @@ use crate::event::Event;
 use crate::reply::Reply;
 use crate::room::Room;
 
+/// An event as one reader is shown it: the line, and a part in front of it
+/// (the text protocol's `[#room] ` tag for a room that is not current).
+pub struct Rendered<'a> {
+    pub before: Option<&'a Bytes>,
+    pub line: &'a Bytes,
+}
+
 /// Where a protocol puts what it renders: the connection's output.
 pub trait Sink {
     /// Appends one whole line (or message), ending as the wire wants.
@@ -33,9 +40,17 @@ pub trait Sink {
 
 /// How one door shows events and replies, and reads what its user sends.
 pub trait Protocol: Send + Sync + 'static {
-    /// Appends `event`, delivered from `room`; `current` when that is the
-    /// reader's current room.
-    fn event(&self, event: &Event, room: &Room, current: bool, sink: &mut dyn Sink);
+    /// `event`, delivered from `room`, as this reader is shown it
+    /// (`current`: that is the reader's current room; `color`: the reader
+    /// wants colour). The bytes are the event's cached rendering, shared by
+    /// every reader: the hot path of every delivery, so one call, no copy.
+    fn event<'a>(
+        &self,
+        event: &'a Event,
+        room: &'a Room,
+        current: bool,
+        color: bool,
+    ) -> Rendered<'a>;
 
     /// Appends `reply`.
     fn reply(&self, reply: &Reply, sink: &mut dyn Sink);

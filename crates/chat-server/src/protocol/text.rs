@@ -10,7 +10,7 @@
 use chat_proto::vocabulary::{self, room_tag};
 use chat_proto::{Line, RoomName, command};
 
-use super::{Protocol, Sink};
+use super::{Protocol, Rendered, Sink};
 use crate::event::{Event, Presence, Said, What};
 use crate::reply::{Farewell, Mine, Page, Reply};
 use crate::room::{Listing, Room};
@@ -23,11 +23,14 @@ pub struct Text;
 pub static TEXT: Text = Text;
 
 impl Protocol for Text {
-    fn event(&self, event: &Event, room: &Room, current: bool, sink: &mut dyn Sink) {
-        if !current {
-            sink.put_part(room.tag());
-        }
-        put(sink, line(event));
+    fn event<'a>(
+        &self,
+        event: &'a Event,
+        room: &'a Room,
+        current: bool,
+        color: bool,
+    ) -> Rendered<'a> {
+        Rendered { before: (!current).then(|| room.tag()), line: line(event).bytes(color) }
     }
 
     fn reply(&self, reply: &Reply, sink: &mut dyn Sink) {
