@@ -257,31 +257,43 @@ fn limit_file_size(pid: u32, bytes: Option<u64>) {
     assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
 }
 
-#[tokio::test]
-async fn a_full_disk_never_disconnects_anyone_and_writing_resumes() {
-    let dir = TempDir::new("full");
+/// Files may not grow past their size now: a full disk, as far as the
+/// daemon on `db` can tell.
+fn fill_the_disk(server: &Server, db: &str) {
+    let size = |path: String| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    limit_file_size(server.pid(), Some(size(db.to_owned()).max(size(format!("{db}-wal")))));
+}
+
+/// A daemon on its own database file with metrics, alice and bob in
+/// `#lobby`, and a line of theirs already stored; returns the count stored.
+async fn chatting_on_disk(dir: &TempDir) -> (String, Server, Client, Client, u64) {
     let db = dir.file("chat.db");
     let server = Server::start(&["--db", &db, "--rate", "0", "--metrics", "127.0.0.1:0"]);
     let metrics = server.metrics_addr();
-    let read = |name: &str| metric(&http_get(metrics, "/metrics"), name);
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(server.addr, "bob").await;
     alice.expect_line(|l| l.contains("bob joined")).await;
     barrier(&mut bob, &mut alice).await;
-    let written_before = poll_until("the barrier line stored", WAIT, || {
-        let written = read("chat_store_written_total");
+    let written = poll_until("the barrier line stored", WAIT, || {
+        let written = metric(&http_get(metrics, "/metrics"), "chat_store_written_total");
         if written >= 1 { Ok(written) } else { Err(written) }
     })
     .await;
+    (db, server, alice, bob, written)
+}
+
+#[tokio::test]
+async fn a_full_disk_never_disconnects_anyone_and_writing_resumes() {
+    let dir = TempDir::new("full");
+    let (db, server, mut alice, mut bob, written_before) = chatting_on_disk(&dir).await;
+    let metrics = server.metrics_addr();
+    let read = |name: &str| metric(&http_get(metrics, "/metrics"), name);
     let batches_before = read("chat_store_batches_total");
     assert!(
         (1..=written_before).contains(&batches_before),
         "{written_before} lines in {batches_before} transactions"
     );
-    // Files may not grow past their size now (a full disk, as far as the daemon can tell).
-    let size = |path: String| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let full = size(db.clone()).max(size(format!("{db}-wal")));
-    limit_file_size(server.pid(), Some(full));
+    fill_the_disk(&server, &db);
 
     let filler = "x".repeat(2000);
     let said: Vec<String> = (0..150).map(|i| format!("while full {i} {filler}")).collect();
@@ -332,21 +344,10 @@ async fn a_full_disk_never_disconnects_anyone_and_writing_resumes() {
 async fn lines_beyond_what_a_full_disk_can_keep_back_are_dropped_and_counted() {
     const LINES: u64 = 205_000;
     let dir = TempDir::new("dropped");
-    let db = dir.file("chat.db");
-    let server = Server::start(&["--db", &db, "--rate", "0", "--metrics", "127.0.0.1:0"]);
+    let (db, server, mut alice, bob, written_before) = chatting_on_disk(&dir).await;
     let metrics = server.metrics_addr();
     let read = |name: &str| metric(&http_get(metrics, "/metrics"), name);
-    let mut alice = Client::named(server.addr, "alice").await;
-    let mut bob = Client::named(server.addr, "bob").await;
-    alice.expect_line(|l| l.contains("bob joined")).await;
-    barrier(&mut bob, &mut alice).await;
-    let written_before = poll_until("the barrier line stored", WAIT, || {
-        let written = read("chat_store_written_total");
-        if written >= 1 { Ok(written) } else { Err(written) }
-    })
-    .await;
-    let size = |path: String| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    limit_file_size(server.pid(), Some(size(db.clone()).max(size(format!("{db}-wal")))));
+    fill_the_disk(&server, &db);
 
     // bob reads (and discards) whatever comes, so nobody is a slow reader;
     // alice says LINES short lines as fast as the daemon takes them.
@@ -403,8 +404,7 @@ async fn account_changes_on_a_full_disk_are_refused_or_kept_never_confirmed_and_
     alice.expect_line(|l| l.contains("yours now")).await;
     alice.join("#rust").await;
     let mut carol = Client::named(server.addr, "carol").await;
-    let size = |path: String| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    limit_file_size(server.pid(), Some(size(db.clone()).max(size(format!("{db}-wal")))));
+    fill_the_disk(&server, &db);
     let filler = "x".repeat(2000);
     for i in 0..150 {
         carol.send(&format!("filling {i} {filler}")).await;
