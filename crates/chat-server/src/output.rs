@@ -210,10 +210,6 @@ impl<W: AsyncWrite + Unpin> Sink for Output<W> {
         self.lines += 1;
     }
 
-    fn put_part(&mut self, part: &Bytes) {
-        self.append(part);
-    }
-
     fn color(&self) -> bool {
         self.color
     }
@@ -296,7 +292,7 @@ mod tests {
             for i in 0..(MAX_SLICES * 5) {
                 let text = if i % 3 == 0 { long.clone() } else { format!("line {i}") };
                 if i % 2 == 0 {
-                    out.put_part(&tag);
+                    out.append(&tag);
                 }
                 out.put(&Bytes::from(format!("{text}\r\n")));
                 if i % 2 == 0 {

@@ -32,8 +32,6 @@ pub struct Rendered<'a> {
 pub trait Sink {
     /// Appends one whole line (or message), ending as the wire wants.
     fn put(&mut self, line: &Bytes);
-    /// Appends the start of a line, whose rest follows with [`Sink::put`].
-    fn put_part(&mut self, part: &Bytes);
     /// Whether this reader wants colour (`--no-color`, `/color`).
     fn color(&self) -> bool;
 }
@@ -79,10 +77,6 @@ struct Collected<'a>(&'a mut bytes::BytesMut);
 impl Sink for Collected<'_> {
     fn put(&mut self, line: &Bytes) {
         self.0.extend_from_slice(line);
-    }
-
-    fn put_part(&mut self, part: &Bytes) {
-        self.0.extend_from_slice(part);
     }
 
     fn color(&self) -> bool {
