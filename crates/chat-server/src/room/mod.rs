@@ -11,18 +11,24 @@
 //! cached on the event, so a line to a hundred readers is rendered once. An
 //! event that concerns one person in several rooms (a rename, a departure,
 //! an announcement to every room) carries the rooms it went to, its
-//! [`Scope`], so a reader in several of them shows it once. The room also owns the task that sends the joins
-//! and leaves a busy room gathered, the signal that readers made
-//! progress, on which waiting senders sleep, and the signal of each
+//! [`Scope`], so a reader in several of them shows it once. The room also
+//! owns the task that sends the joins and leaves a busy room gathered
+//! (`presence.rs`), the signal that readers made progress, on which
+//! waiting senders sleep (`pacing.rs`), and the signal of each
 //! publication, on which readers in several rooms wait.
 //!
 //! Names and themes are the daemon's (see [`crate::people`]); a room only
 //! lists who is in it. It knows other daemons only as [`NodeId`]s that
 //! members belong to; how they are reached is the backplane's business.
 
+mod pacing;
+mod presence;
+
+use presence::Gathering;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -30,7 +36,6 @@ use bytes::Bytes;
 use chat_proto::vocabulary::room_tag;
 use chat_proto::{Name, NameKey, RoomKey, RoomName, Theme};
 use tokio::sync::{Notify, broadcast};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::{ConnId, Event, Presence, Said, Scope, What};
@@ -163,13 +168,6 @@ struct RoomState {
     published: u64,
 }
 
-/// Joins and leaves waiting to be announced together.
-#[derive(Debug, Default)]
-struct Gathering {
-    last_sent: Option<Instant>,
-    pending: Vec<(Presence, Scope)>,
-}
-
 pub struct Room {
     name: RoomName,
     key: RoomKey,
@@ -285,74 +283,6 @@ impl Room {
         self.closed.cancel();
     }
 
-    /// Publishes a join or leave at once in a small or quiet room; otherwise
-    /// gathers it into one notice sent when the window ends, so that N joins
-    /// cost O(N) deliveries per window instead of O(N) each.
-    fn announce_presence(
-        &self,
-        state: &mut RoomState,
-        from: Option<ConnId>,
-        change: Presence,
-        scope: Scope,
-    ) {
-        let now = Instant::now();
-        let quiet = state.presence.pending.is_empty()
-            && state.presence.last_sent.is_none_or(|at| now.duration_since(at) >= PRESENCE_WINDOW);
-        let members = state.members.len() + state.remote.len();
-        if quiet || members < COALESCE_FROM_MEMBERS {
-            state.presence.last_sent = Some(now);
-            self.publish_locked(state, Event::new(from, What::Presence(change), scope), false);
-            return;
-        }
-        if state.presence.pending.is_empty() {
-            self.presence_due.notify_one();
-        }
-        state.presence.pending.push((change, scope));
-    }
-
-    /// Sends the joins and leaves this room gathered, each batch when its
-    /// window ends, until the room closes or `shutdown`.
-    pub async fn announce_gathered_presence(self: Arc<Self>, shutdown: CancellationToken) {
-        loop {
-            let wait = async {
-                match self.presence_due() {
-                    Some(due) => tokio::time::sleep_until(due).await,
-                    None => self.presence_due.notified().await,
-                }
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = self.closed.cancelled() => return,
-                _ = wait => {}
-            }
-            if self.presence_due().is_some_and(|due| due <= Instant::now()) {
-                self.flush_presence();
-            }
-        }
-    }
-
-    /// When gathered presence changes are due, if any are waiting.
-    fn presence_due(&self) -> Option<Instant> {
-        let state = self.lock();
-        if state.presence.pending.is_empty() {
-            return None;
-        }
-        let last = state.presence.last_sent.unwrap_or_else(Instant::now);
-        Some(last + PRESENCE_WINDOW)
-    }
-
-    /// Publishes the gathered joins and leaves as one notice.
-    fn flush_presence(&self) {
-        let mut state = self.lock();
-        let pending = std::mem::take(&mut state.presence.pending);
-        if pending.is_empty() {
-            return;
-        }
-        state.presence.last_sent = Some(Instant::now());
-        let event = Event::new(None, What::Gathered(pending.into()), Scope::Room);
-        self.publish_locked(&mut state, event, false);
-    }
-
     /// Sends a chat message to everyone but its author (`from`, when local)
     /// and keeps it in history. Returns how many others are in the room.
     pub fn say(&self, from: Option<ConnId>, said: Said) -> usize {
@@ -418,46 +348,6 @@ impl Room {
     /// queue, for a reader stepping aside or going.
     pub fn idle_receiver(&self) -> broadcast::Receiver<Arc<Event>> {
         broadcast::channel(1).1
-    }
-
-    /// True while the slowest reader in the queue is past the high-water
-    /// mark: local senders then wait (see `subscription`), so readers that
-    /// keep up lose nothing. Readers blocked on their sockets step out of
-    /// the queue, so they never hold senders back for long.
-    pub fn is_backlogged(&self) -> bool {
-        self.events.len() > self.high_water
-    }
-
-    /// True when a reader this many lines behind makes senders wait.
-    pub fn holds_back_senders(&self, behind: usize) -> bool {
-        behind > self.high_water
-    }
-
-    /// Called by a reader that took lines off the queue: wakes the senders
-    /// waiting in [`Room::wait_for_readers`], if any (an atomic load otherwise).
-    pub fn note_reader_progress(&self) {
-        if self.senders_waiting.load(Ordering::SeqCst) > 0 {
-            self.readers_progressed.notify_waiters();
-        }
-    }
-
-    /// Waits while `backlogged` holds, until readers make progress or
-    /// `deadline` passes. The wait is registered before `backlogged` is
-    /// checked, so progress made in between is never missed; the caller
-    /// checks again afterwards, since a wake-up may be early.
-    pub async fn wait_for_readers(&self, deadline: Instant, backlogged: impl Fn() -> bool) {
-        let progressed = self.readers_progressed.notified();
-        tokio::pin!(progressed);
-        progressed.as_mut().enable();
-        self.senders_waiting.fetch_add(1, Ordering::SeqCst);
-        let _waiting = WaitingSender(&self.senders_waiting);
-        if !backlogged() {
-            return;
-        }
-        tokio::select! {
-            _ = progressed => {}
-            _ = tokio::time::sleep_until(deadline) => {}
-        }
     }
 
     /// Everyone in the room, on every daemon, sorted by name.
@@ -542,15 +432,6 @@ impl RoomState {
         let mut listings = self.unsorted_listings();
         listings.sort_by_cached_key(|l| l.name.key());
         Online::Listed(listings)
-    }
-}
-
-/// Decrements the count of waiting senders when a wait ends, however it ends.
-struct WaitingSender<'a>(&'a AtomicUsize);
-
-impl Drop for WaitingSender<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
