@@ -58,12 +58,14 @@ pub async fn check(
 ) -> Result<(), Denied> {
     let key = name.key();
     let turn = ctx.hub.store().login_turn(&key, &ctx.logins).await;
+    // How long the throttle held this attempt back, for the log.
+    let held_ms = turn.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64;
     tokio::select! {
         _ = ctx.shutdown.cancelled() => return Err(Denied::Stopping),
         _ = tokio::time::sleep_until(turn) => {}
     }
     if !accounts::verify(password, account.hash.clone()).await {
-        warn!(peer = %who.peer, id = who.id, %name, "wrong password");
+        warn!(peer = %who.peer, id = who.id, %name, held_ms, "wrong password");
         return Err(Denied::Refused(format!("wrong password for {name}")));
     }
     ctx.hub.store().login_succeeded(&key, &ctx.logins).await;
