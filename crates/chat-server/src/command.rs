@@ -279,7 +279,8 @@ async fn owner_check(ctx: &Context, session: &Session, password: &str) -> Result
         Err(error) => return Err(error.to_string()),
     };
     let who = login::Who { id: session.speaker.id, peer: session.speaker.peer };
-    match login::check(ctx, who, name, &account, password.to_owned()).await {
+    // Boxed: rare, and inline its state would enlarge every connection's task.
+    match Box::pin(login::check(ctx, who, name, &account, password.to_owned())).await {
         Ok(()) => Ok(()),
         Err(Denied::Refused(_)) => Err("wrong password".to_owned()),
         Err(Denied::Stopping) => Err("the server is shutting down".to_owned()),
