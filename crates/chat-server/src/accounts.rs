@@ -17,7 +17,7 @@
 //! free, then each waits one second, then two, four... up to 30 s, and the
 //! waits are handed out in turn, so attempts made at once queue behind each
 //! other rather than share a slot. With a backplane the same schedule is
-//! kept in Redis (see [`crate::store::Store::login_turn`]), so it holds
+//! kept in Redis (see [`crate::store::Accounts::login_turn`]), so it holds
 //! across daemons; this one is the fallback while Redis cannot answer.
 
 use std::collections::HashMap;

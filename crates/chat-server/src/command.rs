@@ -196,11 +196,11 @@ async fn history<W: AsyncWrite + Unpin>(
     out: &mut Output<W>,
     count: usize,
 ) -> Result<(), End> {
-    if !ctx.hub.store().keeps_history() {
+    if !ctx.hub.history().keeps_history() {
         return Ok(out.say(&Reply::NoHistoryKept).await?);
     }
     let room = Arc::clone(session.rooms.current());
-    let found = ctx.hub.store().recent(room.key(), count).await;
+    let found = ctx.hub.history().recent(room.key(), count).await;
     show_stored(out, found, Page::History { room: room.name().clone() }).await
 }
 
@@ -215,11 +215,11 @@ async fn search<W: AsyncWrite + Unpin>(
     if terms.is_empty() {
         return Ok(out.say(&Reply::NothingToSearch).await?);
     }
-    if !ctx.hub.store().keeps_history() {
+    if !ctx.hub.history().keeps_history() {
         return Ok(out.say(&Reply::NoHistoryKept).await?);
     }
     let room = Arc::clone(session.rooms.current());
-    let found = ctx.hub.store().search(room.key(), terms).await;
+    let found = ctx.hub.history().search(room.key(), terms).await;
     let page = Page::Search { room: room.name().clone(), words: typed.to_owned() };
     show_stored(out, found, page).await
 }
@@ -252,7 +252,7 @@ async fn register<W: AsyncWrite + Unpin>(
     } else {
         match accounts::hash(password.to_owned()).await {
             Err(error) => Reply::Refusal { reason: error },
-            Ok(hash) => match ctx.hub.store().register(&name, hash).await {
+            Ok(hash) => match ctx.hub.accounts().register(&name, hash).await {
                 Ok(true) => {
                     session.speaker.registered = true;
                     info!(id = session.speaker.id, peer = %session.speaker.peer, %name, "registered");
@@ -273,7 +273,7 @@ async fn owner_check(ctx: &Context, session: &Session, password: &str) -> Result
     if !session.speaker.registered {
         return Err(format!("{name} is not registered; /register PASSWORD first"));
     }
-    let account = match ctx.hub.store().account(&name.key()).await {
+    let account = match ctx.hub.accounts().account(&name.key()).await {
         Ok(Some(account)) => account,
         Ok(None) => return Err(format!("{name} is not registered any more")),
         Err(error) => return Err(error.to_string()),
@@ -303,13 +303,15 @@ async fn change_password<W: AsyncWrite + Unpin>(
         Err(reason) => Reply::Refusal { reason },
         Ok(()) => match accounts::hash(new.to_owned()).await {
             Err(error) => Reply::Refusal { reason: error },
-            Ok(hash) => match ctx.hub.store().set_hash(&session.speaker.name.key(), hash).await {
-                Ok(true) => Reply::PasswordChanged,
-                Ok(false) => {
-                    Reply::Refusal { reason: "the name is not registered any more".to_owned() }
+            Ok(hash) => {
+                match ctx.hub.accounts().set_hash(&session.speaker.name.key(), hash).await {
+                    Ok(true) => Reply::PasswordChanged,
+                    Ok(false) => {
+                        Reply::Refusal { reason: "the name is not registered any more".to_owned() }
+                    }
+                    Err(error) => not_kept("your password is unchanged", &error),
                 }
-                Err(error) => not_kept("your password is unchanged", &error),
-            },
+            }
         },
     };
     Ok(out.say(&reply).await?)
@@ -325,7 +327,7 @@ async fn unregister<W: AsyncWrite + Unpin>(
     let name = session.speaker.name.clone();
     let reply = match owner_check(ctx, session, password).await {
         Err(reason) => Reply::Refusal { reason },
-        Ok(()) => match ctx.hub.store().unregister(&name.key()).await {
+        Ok(()) => match ctx.hub.accounts().unregister(&name.key()).await {
             Ok(_) => {
                 session.speaker.registered = false;
                 info!(id = session.speaker.id, peer = %session.speaker.peer, %name, "unregistered");

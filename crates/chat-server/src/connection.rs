@@ -227,12 +227,12 @@ where
                 rooms.push(name);
             }
         }
-        let Some(left_at) = account.left_at_ms.filter(|_| hub.store().keeps_history()) else {
+        let Some(left_at) = account.left_at_ms.filter(|_| hub.history().keeps_history()) else {
             return Ok(self.output.flush().await?);
         };
         let limit = self.ctx.limits.history.max(1);
         for room in rooms {
-            let reply = match hub.store().since(&room.key(), left_at, limit).await {
+            let reply = match hub.history().since(&room.key(), left_at, limit).await {
                 Ok((count, latest)) => Reply::Missed { room, count, latest },
                 Err(error) => Reply::Unavailable { reason: error.to_string() },
             };

@@ -39,7 +39,7 @@ pub enum Denied {
 /// that cannot answer lets the name through, logged: an unreachable store
 /// must not lock everyone out.
 pub async fn account_of(ctx: &Context, name: &Name) -> Option<Account> {
-    match ctx.hub.store().account(&name.key()).await {
+    match ctx.hub.accounts().account(&name.key()).await {
         Ok(account) => account,
         Err(error) => {
             warn!(%error, %name, "cannot tell whether a name is registered");
@@ -57,7 +57,7 @@ pub async fn check(
     password: String,
 ) -> Result<(), Denied> {
     let key = name.key();
-    let turn = ctx.hub.store().login_turn(&key, &ctx.logins).await;
+    let turn = ctx.hub.accounts().login_turn(&key, &ctx.logins).await;
     // How long the throttle held this attempt back, for the log.
     let held_ms = turn.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64;
     tokio::select! {
@@ -68,7 +68,7 @@ pub async fn check(
         warn!(peer = %who.peer, id = who.id, %name, held_ms, "wrong password");
         return Err(Denied::Refused(format!("wrong password for {name}")));
     }
-    ctx.hub.store().login_succeeded(&key, &ctx.logins).await;
+    ctx.hub.accounts().login_succeeded(&key, &ctx.logins).await;
     Ok(())
 }
 

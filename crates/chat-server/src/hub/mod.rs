@@ -30,7 +30,7 @@ use crate::reply::Reply;
 use crate::room::{Entry, Listing, Member, Place, Room, RoomError};
 use crate::rooms::{RoomListing, Rooms};
 use crate::stats::Stats;
-use crate::store::{Store, Stored};
+use crate::store::{Accounts, History, Store, Stored};
 
 /// Attempts at a free `guest-NNNN` name before giving up.
 const GUEST_ATTEMPTS: usize = 50;
@@ -124,9 +124,20 @@ impl Hub {
         Hub { people, rooms, backplane, store, stats, rooms_per_user, replay }
     }
 
-    /// Where the rooms' messages are kept.
+    /// Where the rooms' messages and the registered names are kept (to
+    /// close it, and for its counters).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The rooms' history.
+    pub fn history(&self) -> History<'_> {
+        self.store.history()
+    }
+
+    /// The registered names.
+    pub fn accounts(&self) -> Accounts<'_> {
+        self.store.accounts()
     }
 
     /// Who is connected, for reading.
@@ -222,7 +233,7 @@ impl Hub {
     /// cannot answer, the name is let through (and the failure logged):
     /// an unreachable store must not lock everyone out.
     pub async fn is_registered(&self, name: &Name) -> bool {
-        match self.store.account(&name.key()).await {
+        match self.store.accounts().account(&name.key()).await {
             Ok(account) => account.is_some(),
             Err(error) => {
                 warn!(%error, %name, "cannot tell whether a name is registered");
@@ -254,7 +265,7 @@ impl Hub {
         if self.replay == 0 || self.rooms.remembers(room) {
             return None;
         }
-        match self.store.recent(room, self.replay).await {
+        match self.store.history().recent(room, self.replay).await {
             Ok(lines) => Some(lines.into_iter().map(|stored| stored.said).collect()),
             Err(error) => {
                 warn!(%error, room = room.as_str(), "no replay for a room that opens");
@@ -388,7 +399,7 @@ impl Hub {
         // forwarded, so whoever reads it elsewhere finds it in the shared
         // history too.
         let forwarded = self.backplane.as_ref().map(|bp| (bp, message.clone()));
-        self.store.record(room.name(), Stored::now(Said::Message(message)));
+        self.store.history().record(room.name(), Stored::now(Said::Message(message)));
         if let Some((bp, Message { name, theme, text, action })) = forwarded {
             let room = room.name().clone();
             bp.forward(Wire::Message { node: bp.node(), room, name, theme, text, action });
@@ -445,7 +456,7 @@ impl Hub {
                 .filter_map(|key| self.rooms.get(key))
                 .map(|r| r.name().clone())
                 .collect();
-            self.store.left(&speaker.name.key(), &names);
+            self.store.accounts().left(&speaker.name.key(), &names);
         }
         let notice = speaker.departed(&how);
         let scope = Scope::across(&person.rooms);
@@ -474,7 +485,7 @@ impl Hub {
         let receivers = rooms.iter().map(|room| room.announce(text, scope.clone())).sum();
         let stored = Stored::now(Said::Announcement(text.to_owned()));
         for room in &rooms {
-            self.store.record(room.name(), stored.clone());
+            self.store.history().record(room.name(), stored.clone());
         }
         if let Some(bp) = &self.backplane {
             let names = rooms.iter().map(|r| r.name().clone()).collect();

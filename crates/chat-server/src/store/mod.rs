@@ -149,15 +149,45 @@ impl Store {
         }
     }
 
+    /// Writes everything accepted so far and stops the store's thread.
+    pub async fn close(&self) {
+        if let Store::Local(store) = self {
+            store.close().await;
+        }
+    }
+
+    /// The local store's counters (none for the shared history).
+    pub fn local_stats(&self) -> Option<&local::StoreStats> {
+        match self {
+            Store::Local(store) => Some(store.stats()),
+            Store::Shared(_) | Store::Nothing(_) => None,
+        }
+    }
+
+    /// The rooms' history: keeping what is said, replaying and searching it.
+    pub fn history(&self) -> History<'_> {
+        History(self)
+    }
+
+    /// Registered names, and the throttle on guessing their passwords.
+    pub fn accounts(&self) -> Accounts<'_> {
+        Accounts(self)
+    }
+}
+
+/// The history of the rooms, as kept by a [`Store`].
+pub struct History<'a>(&'a Store);
+
+impl History<'_> {
     /// False with `--db none`: `/history`, `/search` and a returning
     /// owner's catch-up have nothing to read.
     pub fn keeps_history(&self) -> bool {
-        !matches!(self, Store::Nothing(_))
+        !matches!(self.0, Store::Nothing(_))
     }
 
     /// Keeps a line said in `room`; never waits.
     pub fn record(&self, room: &RoomName, stored: Stored) {
-        match self {
+        match self.0 {
             Store::Local(store) => store.record(room, stored),
             Store::Shared(shared) => shared.record(&room.key(), &stored),
             Store::Nothing(_) => {}
@@ -167,7 +197,7 @@ impl Store {
     /// The last `limit` lines of `room`, oldest first. (Reads are boxed:
     /// they are rare, and inline they would enlarge every connection's task.)
     pub async fn recent(&self, room: &RoomKey, limit: usize) -> Result<Vec<Stored>, Unavailable> {
-        match self {
+        match self.0 {
             Store::Local(store) => Box::pin(store.recent(room, limit)).await,
             Store::Shared(shared) => Box::pin(shared.recent(room, limit)).await,
             Store::Nothing(_) => Ok(Vec::new()),
@@ -181,60 +211,10 @@ impl Store {
         room: &RoomKey,
         terms: Vec<Vec<String>>,
     ) -> Result<Vec<Stored>, Unavailable> {
-        match self {
+        match self.0 {
             Store::Local(store) => Box::pin(store.search(room, terms)).await,
             Store::Shared(shared) => Box::pin(shared.search(room, terms)).await,
             Store::Nothing(_) => Ok(Vec::new()),
-        }
-    }
-
-    /// The registered name with this key, if any.
-    pub async fn account(&self, key: &NameKey) -> Result<Option<Account>, Unavailable> {
-        let key = key.clone();
-        match self {
-            Store::Local(store) => Ok(store.account(&key)),
-            Store::Shared(shared) => Box::pin(shared.account(&key)).await,
-            Store::Nothing(accounts) => Ok(accounts.account(&key)),
-        }
-    }
-
-    /// Registers `name` with a password hash; false when it already is.
-    pub async fn register(&self, name: &Name, hash: String) -> Result<bool, Unavailable> {
-        let name = name.clone();
-        match self {
-            Store::Local(store) => Box::pin(store.register(&name, hash)).await,
-            Store::Shared(shared) => Box::pin(shared.register(&name, &hash)).await,
-            Store::Nothing(accounts) => Ok(accounts.register(&name, hash)),
-        }
-    }
-
-    /// Replaces a registered name's password hash.
-    pub async fn set_hash(&self, key: &NameKey, hash: String) -> Result<bool, Unavailable> {
-        let key = key.clone();
-        match self {
-            Store::Local(store) => Box::pin(store.set_hash(&key, hash)).await,
-            Store::Shared(shared) => Box::pin(shared.set_hash(&key, &hash)).await,
-            Store::Nothing(accounts) => Ok(accounts.set_hash(&key, hash)),
-        }
-    }
-
-    pub async fn unregister(&self, key: &NameKey) -> Result<bool, Unavailable> {
-        let key = key.clone();
-        match self {
-            Store::Local(store) => Box::pin(store.unregister(&key)).await,
-            Store::Shared(shared) => Box::pin(shared.unregister(&key)).await,
-            Store::Nothing(accounts) => Ok(accounts.unregister(&key)),
-        }
-    }
-
-    /// A registered user left, from these rooms; never waits.
-    pub fn left(&self, key: &NameKey, rooms: &[RoomName]) {
-        let rooms: Vec<&str> = rooms.iter().map(RoomName::as_str).collect();
-        let (key, rooms, at) = (key.clone(), rooms.join(" "), now_ms());
-        match self {
-            Store::Local(store) => store.left(&key, rooms, at),
-            Store::Shared(shared) => shared.left(key, rooms, at),
-            Store::Nothing(accounts) => accounts.left(&key, &rooms, at),
         }
     }
 
@@ -246,7 +226,7 @@ impl Store {
         limit: usize,
     ) -> Result<(u64, Vec<Stored>), Unavailable> {
         let room = room.clone();
-        match self {
+        match self.0 {
             Store::Local(store) => {
                 Box::pin(store.run(move |conn, _| local::since(conn, &room, after_ms, limit))).await
             }
@@ -254,12 +234,67 @@ impl Store {
             Store::Nothing(_) => Ok((0, Vec::new())),
         }
     }
+}
+
+/// The registered names, as kept by a [`Store`], and the throttle on guessing.
+pub struct Accounts<'a>(&'a Store);
+
+impl Accounts<'_> {
+    /// The registered name with this key, if any.
+    pub async fn account(&self, key: &NameKey) -> Result<Option<Account>, Unavailable> {
+        let key = key.clone();
+        match self.0 {
+            Store::Local(store) => Ok(store.account(&key)),
+            Store::Shared(shared) => Box::pin(shared.account(&key)).await,
+            Store::Nothing(accounts) => Ok(accounts.account(&key)),
+        }
+    }
+
+    /// Registers `name` with a password hash; false when it already is.
+    pub async fn register(&self, name: &Name, hash: String) -> Result<bool, Unavailable> {
+        let name = name.clone();
+        match self.0 {
+            Store::Local(store) => Box::pin(store.register(&name, hash)).await,
+            Store::Shared(shared) => Box::pin(shared.register(&name, &hash)).await,
+            Store::Nothing(accounts) => Ok(accounts.register(&name, hash)),
+        }
+    }
+
+    /// Replaces a registered name's password hash.
+    pub async fn set_hash(&self, key: &NameKey, hash: String) -> Result<bool, Unavailable> {
+        let key = key.clone();
+        match self.0 {
+            Store::Local(store) => Box::pin(store.set_hash(&key, hash)).await,
+            Store::Shared(shared) => Box::pin(shared.set_hash(&key, &hash)).await,
+            Store::Nothing(accounts) => Ok(accounts.set_hash(&key, hash)),
+        }
+    }
+
+    pub async fn unregister(&self, key: &NameKey) -> Result<bool, Unavailable> {
+        let key = key.clone();
+        match self.0 {
+            Store::Local(store) => Box::pin(store.unregister(&key)).await,
+            Store::Shared(shared) => Box::pin(shared.unregister(&key)).await,
+            Store::Nothing(accounts) => Ok(accounts.unregister(&key)),
+        }
+    }
+
+    /// A registered user left, from these rooms; never waits.
+    pub fn left(&self, key: &NameKey, rooms: &[RoomName]) {
+        let rooms: Vec<&str> = rooms.iter().map(RoomName::as_str).collect();
+        let (key, rooms, at) = (key.clone(), rooms.join(" "), now_ms());
+        match self.0 {
+            Store::Local(store) => store.left(&key, rooms, at),
+            Store::Shared(shared) => shared.left(key, rooms, at),
+            Store::Nothing(accounts) => accounts.left(&key, &rooms, at),
+        }
+    }
 
     /// When the next password attempt on `key` may be checked: kept in
     /// Redis with a backplane (so it holds across daemons), else by `local`
     /// (also the fallback while Redis cannot answer).
     pub async fn login_turn(&self, key: &NameKey, local: &LoginThrottle) -> Instant {
-        if let Store::Shared(shared) = self {
+        if let Store::Shared(shared) = self.0 {
             match Box::pin(shared.reserve_login(key)).await {
                 Ok(wait) => return Instant::now() + wait,
                 Err(error) => tracing::warn!(%error, "login throttle kept locally for now"),
@@ -271,25 +306,10 @@ impl Store {
     /// The right password was given: the name's failures are forgotten.
     pub async fn login_succeeded(&self, key: &NameKey, local: &LoginThrottle) {
         local.succeeded(key);
-        if let Store::Shared(shared) = self
+        if let Store::Shared(shared) = self.0
             && let Err(error) = Box::pin(shared.clear_login(key)).await
         {
             tracing::warn!(%error, "could not clear a name's failed logins in Redis");
-        }
-    }
-
-    /// Writes everything accepted so far and stops the store's thread.
-    pub async fn close(&self) {
-        if let Store::Local(store) = self {
-            store.close().await;
-        }
-    }
-
-    /// The local store's counters (none for the shared history).
-    pub fn local_stats(&self) -> Option<&local::StoreStats> {
-        match self {
-            Store::Local(store) => Some(store.stats()),
-            Store::Shared(_) | Store::Nothing(_) => None,
         }
     }
 }
