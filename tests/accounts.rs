@@ -75,6 +75,14 @@ async fn assert_first_three_answered_at_once(servers: &[&Server], guesses: usize
     assert_eq!(free, 3, "three guesses go unthrottled, the rest wait: held {held:?} ms");
 }
 
+/// None of `secrets` (passwords typed so far) is anywhere in the daemon's log.
+fn assert_never_logged(server: &Server, secrets: &[&str]) {
+    let logged = server.log.snapshot().join("\n");
+    for secret in secrets {
+        assert!(!logged.contains(secret), "a password reached the log: {logged}");
+    }
+}
+
 #[tokio::test]
 async fn a_registered_name_takes_its_password_and_nothing_else() {
     let server = Server::start(&[]);
@@ -159,10 +167,7 @@ async fn password_changes_it_and_only_with_the_old_one() {
     ask_for(&mut returning, "alice").await;
     returning.send(NEW).await;
     returning.expect_line(|l| l.contains("Welcome, alice")).await;
-    let logged = server.log.snapshot().join("\n");
-    for secret in [PASSWORD, NEW, "not-the-password"] {
-        assert!(!logged.contains(secret), "a password reached the log: {logged}");
-    }
+    assert_never_logged(&server, &[PASSWORD, NEW, "not-the-password"]);
 }
 
 #[tokio::test]
@@ -192,10 +197,7 @@ async fn unregister_gives_the_name_back_only_with_the_password() {
         user.send("/quit").await;
         user.until_closed().await;
     }
-    let logged = server.log.snapshot().join("\n");
-    for secret in [PASSWORD, "not-the-password"] {
-        assert!(!logged.contains(secret), "a password reached the log: {logged}");
-    }
+    assert_never_logged(&server, &[PASSWORD, "not-the-password"]);
 }
 
 #[tokio::test]
