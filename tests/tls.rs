@@ -7,6 +7,7 @@ mod support;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 
 use support::{
     Client, Process, Server, WAIT, bin_path, is_chat_listener, listening_addr, strip_ansi,
@@ -126,4 +127,80 @@ async fn openssl_s_client_can_chat() {
     assert!(line.ends_with("carol: hi from openssl"), "{line}");
     bob.send("hi carol").await;
     openssl.stdout.wait_for("bob's line", |l| l.contains("bob: hi carol"));
+}
+
+/// `--listen-web-tls`: the page over https and its WebSocket over wss, with
+/// the daemon's certificate, in the same room as a plain netcat user; the
+/// page's own origin is its https origin.
+#[tokio::test]
+async fn the_web_page_and_its_web_socket_are_served_over_tls() {
+    use futures::{SinkExt, StreamExt};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+    let cert = TestCert::new("web");
+    let (c, k) = (cert.cert(), cert.key());
+    let server =
+        Server::start(&["--listen-web-tls", "127.0.0.1:0", "--tls-cert", &c, "--tls-key", &k]);
+    let web = server.web_tls_addr();
+    let mut bob = Client::named(server.addr, "bob").await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = CertificateDer::from_pem_file(cert.cert()).expect("the test certificate reads back");
+    roots.add(ca).expect("the test certificate is a root");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let open = |origin: &'static str| {
+        let connector = connector.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(web).await.expect("the web listener accepts");
+            let name = ServerName::try_from("localhost").expect("a server name");
+            let tls = tokio::time::timeout(WAIT, connector.connect(name, tcp))
+                .await
+                .expect("handshake in time")
+                .expect("the daemon's certificate is trusted");
+            let url = format!("wss://localhost:{}/ws", web.port());
+            let mut request = url.into_client_request().expect("a request");
+            let origin = origin.replace("PORT", &web.port().to_string());
+            request.headers_mut().insert("origin", origin.parse().expect("a header value"));
+            tokio::time::timeout(WAIT, tokio_tungstenite::client_async(request, tls))
+                .await
+                .expect("upgraded in time")
+        }
+    };
+    // The page served over http would be another origin than this one.
+    match open("http://localhost:PORT").await {
+        Err(WsError::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!("a plain-http origin opened the https door: {:?}", other.map(|_| ())),
+    }
+    let (ws, _) = open("https://localhost:PORT").await.expect("the page's own origin");
+    let (mut ws, mut incoming) = ws.split();
+    let mut next = async || loop {
+        let message = tokio::time::timeout(WAIT, incoming.next()).await.expect("a message in time");
+        if let Some(Ok(Message::Text(text))) = message {
+            return serde_json::from_str::<serde_json::Value>(&text).expect("one JSON object");
+        }
+        assert!(matches!(message, Some(Ok(_))), "closed: {message:?}");
+    };
+    while next().await["type"] != "name_prompt" {}
+    ws.send(Message::text("tess")).await.expect("the name is sent");
+    while next().await["type"] != "welcome" {}
+    ws.send(Message::text("hello over wss")).await.expect("the line is sent");
+    let line = strip_ansi(&bob.expect_line(|l| l.contains("hello over wss")).await);
+    assert!(line.ends_with("tess: hello over wss"), "{line}");
+    bob.send("hi tess").await;
+    loop {
+        let object = next().await;
+        if object["type"] == "message" && object["text"] == "hi tess" {
+            break;
+        }
+    }
 }

@@ -169,6 +169,13 @@ async fn a_program_on_the_web_socket_and_a_netcat_user_chat_both_ways() {
         web.expect("nick's line", |o| said(o, "nick", "hi wendy, <b>bold</b> & \"quoted\"")).await;
     assert_eq!(message["room"], "#lobby");
     assert!(message["at_ms"].as_i64().is_some(), "{message}");
+    // The stored copy carries the same time, so a page can tell it is the same line.
+    web.line("/history 5").await;
+    let page = web.expect("the history page", |o| o["type"] == "history").await;
+    let stored = page["lines"].as_array().and_then(|lines| {
+        lines.iter().find(|l| l["text"] == message["text"] && l["from"]["name"] == "nick")
+    });
+    assert_eq!(stored.map(|l| &l["at_ms"]), Some(&message["at_ms"]), "{page}");
 
     // Rooms: a join answers, and the netcat user's arrival there is an event of that room.
     web.line("/join #web").await;

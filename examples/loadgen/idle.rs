@@ -387,7 +387,7 @@ fn to_json(plan: &Plan, f: &Facts, shared: &Shared) -> Value {
     json!({
         "mode": "idle",
         "label": plan.label,
-        "protocol": "chat",
+        "protocol": plan.protocol.name(),
         "run": plan.run,
         "clients": plan.clients,
         "connect_s": round(f.connect_s, 3),

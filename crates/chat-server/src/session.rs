@@ -439,7 +439,7 @@ mod tests {
         }
         let waiting = tokio::spawn(async move { next_text(&mut rooms).await });
         tokio::task::yield_now().await;
-        rooms_here[37].announce("hello from 37", Scope::Room);
+        rooms_here[37].announce("hello from 37", Scope::Room, 0);
         let text = tokio::time::timeout(WAIT, waiting).await.expect("in time").expect("no panic");
         assert!(text.contains("hello from 37"), "{text}");
     }
@@ -450,9 +450,9 @@ mod tests {
         let mut rooms = Memberships::new(subscribe(&busy));
         rooms.add(subscribe(&quiet));
         for i in 0..100 {
-            busy.announce(&format!("busy {i}"), Scope::Room);
+            busy.announce(&format!("busy {i}"), Scope::Room, 0);
         }
-        quiet.announce("quiet one", Scope::Room);
+        quiet.announce("quiet one", Scope::Room, 0);
         let mut heard = Vec::new();
         for _ in 0..3 {
             heard.push(next_text(&mut rooms).await);

@@ -30,7 +30,7 @@ use crate::reply::Reply;
 use crate::room::{Entry, Listing, Member, Place, Room, RoomError};
 use crate::rooms::{RoomListing, Rooms};
 use crate::stats::Stats;
-use crate::store::{Accounts, History, Store, Stored};
+use crate::store::{Accounts, History, Store, Stored, now_ms};
 
 /// Attempts at a free `guest-NNNN` name before giving up.
 const GUEST_ATTEMPTS: usize = 50;
@@ -394,12 +394,14 @@ impl Hub {
             text: text.to_owned(),
             action,
         };
-        let others = room.say(Some(speaker.id), Said::Message(message.clone()));
+        // One time for the line and its stored copy, so a page can tell them apart from others.
+        let at_ms = now_ms();
+        let others = room.say(Some(speaker.id), Said::Message(message.clone()), at_ms);
         // A copy only when another daemon is to hear it; kept before it is
         // forwarded, so whoever reads it elsewhere finds it in the shared
         // history too.
         let forwarded = self.backplane.as_ref().map(|bp| (bp, message.clone()));
-        self.store.history().record(room.name(), Stored::now(Said::Message(message)));
+        self.store.history().record(room.name(), Stored { at_ms, said: Said::Message(message) });
         if let Some((bp, Message { name, theme, text, action })) = forwarded {
             let room = room.name().clone();
             bp.forward(Wire::Message { node: bp.node(), room, name, theme, text, action });
@@ -482,8 +484,9 @@ impl Hub {
         let mut keys: Vec<RoomKey> = rooms.iter().map(|r| r.key().clone()).collect();
         keys.sort();
         let scope = Scope::across(&keys);
-        let receivers = rooms.iter().map(|room| room.announce(text, scope.clone())).sum();
         let stored = Stored::now(Said::Announcement(text.to_owned()));
+        let at_ms = stored.at_ms;
+        let receivers = rooms.iter().map(|room| room.announce(text, scope.clone(), at_ms)).sum();
         for room in &rooms {
             self.store.history().record(room.name(), stored.clone());
         }

@@ -23,6 +23,7 @@ use crate::event::{Message, Presence, Said, Scope};
 use crate::people::{Departed, Direct};
 use crate::reply::Reply;
 use crate::room::Room;
+use crate::store::now_ms;
 
 /// How long the hub waits at most for local readers per remote line.
 const REMOTE_PACING: Duration = Duration::from_millis(100);
@@ -61,7 +62,7 @@ impl Hub {
         match event {
             Wire::Message { room, name, theme, text, action, .. } => {
                 if let Some(room) = self.rooms.get(&room.key()) {
-                    room.say(None, Said::Message(Message { name, theme, text, action }));
+                    room.say(None, Said::Message(Message { name, theme, text, action }), now_ms());
                     wait_for_local_readers(&room).await;
                 }
             }
@@ -92,7 +93,7 @@ impl Hub {
                 let scope = Scope::across(&keys);
                 for key in &keys {
                     if let Some(room) = self.rooms.get(key) {
-                        room.announce(&text, scope.clone());
+                        room.announce(&text, scope.clone(), now_ms());
                     }
                 }
             }

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use chat_proto::{Name, RoomName, Theme};
 use serde_json::{Value, json};
 
+use super::text::PRESENCE_LINE_BYTES;
 use super::{Protocol, Rendered, Sink};
 use crate::event::{Event, Presence, Said, What};
 use crate::reply::{Farewell, Mine, Page, Reply};
@@ -93,11 +94,27 @@ fn what_object(what: &What) -> Value {
     match what {
         What::Said(said) => said_object(said),
         What::Presence(change) => presence_object(change),
-        What::Gathered(changes) => {
-            let changes: Vec<Value> = changes.iter().map(|(c, _)| presence_object(c)).collect();
-            json!({ "type": "presence", "changes": changes })
-        }
+        What::Gathered(changes) => gathered_object(changes.iter().map(|(change, _)| change)),
     }
+}
+
+/// Many joins and leaves in one object: each listed, up to an object of
+/// about [`PRESENCE_LINE_BYTES`] (as the text protocol's line); past that,
+/// `more` counts the rest (`/who` lists everyone).
+fn gathered_object<'a>(changes: impl ExactSizeIterator<Item = &'a Presence>) -> Value {
+    let total = changes.len();
+    let (mut listed, mut bytes) = (Vec::new(), 0);
+    for change in changes {
+        let object = presence_object(change);
+        let size = object.to_string().len() + 1;
+        if !listed.is_empty() && bytes + size > PRESENCE_LINE_BYTES {
+            break;
+        }
+        bytes += size;
+        listed.push(object);
+    }
+    let more = total - listed.len();
+    json!({ "type": "presence", "changes": listed, "more": more })
 }
 
 fn said_object(said: &Said) -> Value {
@@ -275,6 +292,27 @@ mod tests {
         assert_eq!(typed(r#"{"line": "/join #rust"}"#), Ok("/join #rust".to_owned()));
         assert!(typed("hello").is_err_and(|e| e.contains("JSON")));
         assert!(typed(r#"{"text": "hi"}"#).is_err_and(|e| e.contains("\"line\"")));
+    }
+
+    #[test]
+    fn many_gathered_changes_are_listed_up_to_a_bound_and_the_rest_counted() {
+        let theme = chat_proto::THEMES[0];
+        let changes: Vec<Presence> = (0..1000)
+            .map(|i| Presence::Arrived {
+                who: Name::parse(&format!("user{i}")).expect("a name"),
+                theme,
+            })
+            .collect();
+        let object = gathered_object(changes.iter());
+        let listed = object["changes"].as_array().expect("a list").len();
+        assert!(listed > 10 && listed < 1000, "{listed} listed");
+        assert_eq!(object["more"], 1000 - listed);
+        assert!(
+            object.to_string().len() <= PRESENCE_LINE_BYTES + 200,
+            "bounded like the text line"
+        );
+        let few = gathered_object(changes[..3].iter());
+        assert_eq!((few["changes"].as_array().map(Vec::len), &few["more"]), (Some(3), &json!(0)));
     }
 
     #[test]

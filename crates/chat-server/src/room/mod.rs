@@ -283,17 +283,19 @@ impl Room {
         self.closed.cancel();
     }
 
-    /// Sends a chat message to everyone but its author (`from`, when local)
-    /// and keeps it in history. Returns how many others are in the room.
-    pub fn say(&self, from: Option<ConnId>, said: Said) -> usize {
-        self.publish(Event::new(from, What::Said(said), Scope::Room), true)
+    /// Sends a chat message said at `at_ms` (the time its stored copy
+    /// keeps too) to everyone but its author (`from`, when local) and keeps
+    /// it in history. Returns how many others are in the room.
+    pub fn say(&self, from: Option<ConnId>, said: Said, at_ms: i64) -> usize {
+        self.publish(Event::at(at_ms, from, What::Said(said), Scope::Room), true)
     }
 
-    /// An operator's announcement, kept in history; `scope` says which other
-    /// rooms it went to. Returns how many members it reached here.
-    pub fn announce(&self, text: &str, scope: Scope) -> usize {
+    /// An operator's announcement made at `at_ms`, kept in history; `scope`
+    /// says which other rooms it went to. Returns how many members it
+    /// reached here.
+    pub fn announce(&self, text: &str, scope: Scope, at_ms: i64) -> usize {
         let said = Said::Announcement(text.to_owned());
-        self.publish(Event::new(None, What::Said(said), scope), true)
+        self.publish(Event::at(at_ms, None, What::Said(said), scope), true)
     }
 
     fn remember_locked(&self, state: &mut RoomState, event: Arc<Event>) {
@@ -455,7 +457,7 @@ mod tests {
     fn history_keeps_only_the_last_messages() {
         let room = room(2);
         for text in ["one", "two", "three"] {
-            room.announce(text, Scope::Room);
+            room.announce(text, Scope::Room, crate::store::now_ms());
         }
         let late = member("late");
         let notice = Presence::Arrived { who: late.name.clone(), theme: late.theme };

@@ -17,15 +17,15 @@
 pub mod forwarded;
 pub mod page;
 pub mod socket;
+pub mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Extension, Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hyper::body::Incoming;
@@ -35,6 +35,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use tracing::{info, warn};
@@ -54,8 +56,6 @@ const MESSAGE_MARGIN: usize = 64 * 1024;
 /// The WebSocket's read buffer, grown only for a message that needs more:
 /// idle connections are many.
 const READ_BUFFER: usize = 512;
-/// Bytes of outgoing frames gathered before they are written.
-const WRITE_BUFFER: usize = 16 * 1024;
 
 /// A bound web address, and the TLS acceptor when it serves https.
 pub struct WebListener {
@@ -187,42 +187,51 @@ impl Connection {
 async fn websocket(
     State(shared): State<Shared>,
     Extension(peer): Extension<Peer>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    mut request: Request,
 ) -> Response {
     let Shared { ctx, settings, tracker } = shared;
-    let client = forwarded::client_addr(peer.addr, &headers, &settings.trusted_proxies);
+    let headers = request.headers();
+    let client = forwarded::client_addr(peer.addr, headers, &settings.trusted_proxies);
     let scheme = if peer.secure { "https" } else { "http" };
-    if !forwarded::origin_allowed(&headers, scheme, &settings.origins) {
-        let origin = headers.get(axum::http::header::ORIGIN).and_then(|o| o.to_str().ok());
+    if !forwarded::origin_allowed(headers, scheme, &settings.origins) {
+        let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
         warn!(peer = %client, origin, "WebSocket from a foreign origin refused");
         return (StatusCode::FORBIDDEN, "this page's origin may not use the chat\n")
             .into_response();
     }
+    let accept = match upgrade::accept_key(headers) {
+        Ok(accept) => accept,
+        Err(why) => return (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response(),
+    };
+    let upgraded = hyper::upgrade::on(&mut request);
     let limit = ctx.limits.max_line.saturating_mul(2).saturating_add(MESSAGE_MARGIN);
-    let upgrade = upgrade
+    let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(limit)
-        .max_frame_size(limit);
-    // Held by the session until it ends, so shutdown waits for its goodbye.
-    let token = tracker.token();
-    match ctx.admit(client.ip()) {
-        Ok(admission) => {
-            Stats::add(&ctx.hub.stats().connections, 1);
-            let id = ctx.next_id();
-            upgrade.on_upgrade(move |ws| async move {
-                let _token = token;
-                socket::serve(ctx, id, client, ws, admission).await;
-            })
-        }
-        Err(refusal) => {
-            Stats::add(&ctx.hub.stats().refused, 1);
-            warn!(peer = %client, ?refusal, "refused");
-            upgrade.on_upgrade(move |ws| async move {
-                let _token = token;
+        .write_buffer_size(0)
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    let admitted = ctx.admit(client.ip());
+    let counter = match admitted {
+        Ok(_) => &ctx.hub.stats().connections,
+        Err(_) => &ctx.hub.stats().refused,
+    };
+    Stats::add(counter, 1);
+    // Tracked, so shutdown waits for its goodbye as for a TCP connection's.
+    tracker.spawn(async move {
+        let io = match upgraded.await {
+            Ok(io) => socket::Outgoing::new(TokioIo::new(io)),
+            Err(error) => return info!(peer = %client, %error, "WebSocket upgrade failed"),
+        };
+        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+        match admitted {
+            Ok(admission) => {
+                socket::serve(Arc::clone(&ctx), ctx.next_id(), client, ws, admission).await
+            }
+            Err(refusal) => {
+                warn!(peer = %client, ?refusal, "refused");
                 socket::refuse(ws, refusal).await;
-            })
+            }
         }
-    }
+    });
+    upgrade::switching_protocols(&accept)
 }

@@ -6,9 +6,17 @@
 //! each message from the browser is read as one line (a line break inside
 //! a message reads as a space, so a message is never two commands), and
 //! each line the session writes (one JSON object and its line end) goes
-//! out as one text message. Backpressure is the WebSocket's: a write waits while the
-//! socket is full, so the session's write timeout and slow-reader rules
-//! apply unchanged.
+//! out as one text message.
+//!
+//! Reading, and the control frames (pong, close), are tungstenite's. The
+//! data frames are framed here, straight into [`Outgoing`], the buffer in
+//! front of the socket that tungstenite also writes its own frames to
+//! (whole, so frames never interleave): a batch of lines costs one copy
+//! and one write, as on TCP, and the buffer is given back once written, so
+//! an idle connection holds no output buffer at all. tungstenite keeps
+//! nothing of its own to send but a control frame now and then. Past
+//! [`HIGH_WATER`] unwritten bytes, writing waits for the socket: the
+//! session's write timeout and slow-reader rules apply unchanged.
 //!
 //! Keeping idle connections honest: when nothing has been heard from the
 //! peer for [`PING_EVERY`], it is pinged; when nothing at all (not even
@@ -22,11 +30,12 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Duration;
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::admission::{Admission, Refusal};
 use crate::connection;
@@ -37,29 +46,125 @@ use crate::protocol::json::WEB;
 /// Quiet time after which the peer is pinged; twice this without a word
 /// from it ends the connection.
 pub const PING_EVERY: Duration = Duration::from_secs(30);
+/// Unwritten bytes past which writing more waits for the socket.
+const HIGH_WATER: usize = 64 * 1024;
+/// A buffer that grew past this is dropped once written rather than kept.
+const RETAINED: usize = 4 * 1024;
+
+/// The socket under a WebSocket, with the frames waiting to be written.
+pub struct Outgoing<S> {
+    io: S,
+    frames: BytesMut,
+}
+
+impl<S> Outgoing<S> {
+    pub fn new(io: S) -> Outgoing<S> {
+        Outgoing { io, frames: BytesMut::new() }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> Outgoing<S> {
+    /// Writes what waits, until done or the socket is full.
+    fn poll_write_out(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        while !self.frames.is_empty() {
+            let written = ready!(Pin::new(&mut self.io).poll_write(cx, &self.frames))?;
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.frames.advance(written);
+        }
+        // Nothing waits: give back a buffer a burst made large.
+        if self.frames.capacity() > RETAINED {
+            self.frames = BytesMut::new();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Appends one text message holding `payload`, framed whole (a server's
+    /// frames are not masked).
+    fn push_text(&mut self, payload: &[u8]) {
+        self.frames.reserve(payload.len() + 10);
+        self.frames.put_u8(0x81); // FIN, text
+        match payload.len() {
+            len @ 0..=125 => self.frames.put_u8(len as u8),
+            len @ 126..=0xFFFF => {
+                self.frames.put_u8(126);
+                self.frames.put_u16(len as u16);
+            }
+            len => {
+                self.frames.put_u8(127);
+                self.frames.put_u64(len as u64);
+            }
+        }
+        self.frames.extend_from_slice(payload);
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Outgoing<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Outgoing<S> {
+    /// tungstenite's own frames: taken whole, so they never split ours.
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().frames.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_write_out(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_write_out(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
 
 /// Runs the session of one upgraded WebSocket, holding its admission.
-pub async fn serve(ctx: Arc<Context>, id: ConnId, peer: SocketAddr, ws: WebSocket, _a: Admission) {
+pub async fn serve<S>(
+    ctx: Arc<Context>,
+    id: ConnId,
+    peer: SocketAddr,
+    ws: WebSocketStream<Outgoing<S>>,
+    _admission: Admission,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (reader, writer) = tokio::io::split(WsIo::new(ws));
     connection::serve(ctx, id, peer, &WEB, reader, writer).await;
 }
 
 /// Tells a WebSocket the server turned it away (as one `refused` object),
 /// then closes it.
-pub async fn refuse(mut ws: WebSocket, refusal: Refusal) {
+pub async fn refuse<S>(mut ws: WebSocketStream<Outgoing<S>>, refusal: Refusal)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let rendered = crate::protocol::standalone(&WEB, &refusal.reply());
-    if let Ok(text) = Utf8Bytes::try_from(rendered) {
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            let _ = ws.send(Message::Text(text)).await;
-            let _ = ws.close().await;
-        })
-        .await;
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        ws.get_mut().push_text(&rendered);
+        let _ = ws.close(None).await;
+    })
+    .await;
 }
 
 /// A WebSocket read and written as lines of bytes.
-pub struct WsIo {
-    ws: WebSocket,
+pub struct WsIo<S> {
+    ws: WebSocketStream<Outgoing<S>>,
     /// What is left of the message being read.
     reading: Bytes,
     /// Whether the message being read still owes its line end.
@@ -71,8 +176,8 @@ pub struct WsIo {
     keepalive: Pin<Box<Sleep>>,
 }
 
-impl WsIo {
-    pub fn new(ws: WebSocket) -> WsIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
+    pub fn new(ws: WebSocketStream<Outgoing<S>>) -> WsIo<S> {
         let now = Instant::now();
         WsIo {
             ws,
@@ -117,7 +222,7 @@ impl WsIo {
     }
 }
 
-impl AsyncRead for WsIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
@@ -143,9 +248,9 @@ impl AsyncRead for WsIo {
                         Message::Text(_) | Message::Binary(_) => {
                             this.take_line(message.into_data())
                         }
-                        Message::Ping(_) | Message::Pong(_) => {}
                         // The end of input, as a closed TCP stream reads.
                         Message::Close(_) => return Poll::Ready(Ok(())),
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                     }
                 }
                 Poll::Ready(Some(Err(error))) => {
@@ -161,47 +266,50 @@ impl AsyncRead for WsIo {
     }
 }
 
-impl AsyncWrite for WsIo {
-    /// Sends each whole line in `buf` as one text message, and keeps a
-    /// line's start until its end comes.
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
+    /// Frames each whole line in `buf` as one text message, and keeps a
+    /// line's start until its end comes. Past [`HIGH_WATER`] unwritten
+    /// bytes it first writes them out, and waits while the socket is full.
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        let outgoing = this.ws.get_mut();
+        if outgoing.frames.len() >= HIGH_WATER {
+            ready!(outgoing.poll_write_out(cx))?;
+        }
         let mut taken = 0;
         while let Some(end) = buf[taken..].iter().position(|&b| b == b'\n') {
-            match this.ws.poll_ready_unpin(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(error)) => return Poll::Ready(Err(io::Error::other(error))),
-                Poll::Pending if taken == 0 => return Poll::Pending,
-                Poll::Pending => return Poll::Ready(Ok(taken)),
-            }
             // With its line end, as on the JSON-lines door: one object per
             // message, and the messages of a stream read as lines too.
             let line = &buf[taken..=taken + end];
-            let message = if this.partial.is_empty() {
-                Bytes::copy_from_slice(line)
+            if this.partial.is_empty() {
+                this.ws.get_mut().push_text(line);
             } else {
                 this.partial.extend_from_slice(line);
-                this.partial.split().freeze()
-            };
-            let text = Utf8Bytes::try_from(message)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            this.ws.start_send_unpin(Message::Text(text)).map_err(io::Error::other)?;
+                let whole = this.partial.split();
+                this.ws.get_mut().push_text(&whole);
+            }
             taken += end + 1;
+            if this.ws.get_mut().frames.len() >= HIGH_WATER {
+                return Poll::Ready(Ok(taken));
+            }
         }
         this.partial.extend_from_slice(&buf[taken..]);
         Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().ws.poll_flush_unpin(cx).map_err(io::Error::other)
+        Pin::new(self.get_mut().ws.get_mut()).poll_flush(cx)
     }
 
-    /// Closes the WebSocket (a close frame), as shutting down TCP's sending side would.
+    /// Closes the WebSocket (a close frame after what waits), as shutting
+    /// down TCP's sending side would.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().ws.poll_close_unpin(cx).map_err(io::Error::other)
+        let this = self.get_mut();
+        ready!(Pin::new(this.ws.get_mut()).poll_flush(cx))?;
+        this.ws.poll_close_unpin(cx).map_err(io::Error::other)
     }
 }
