@@ -1099,7 +1099,7 @@
     const h = currentRoom().history;
     const show = session.phase === 'in' && !h.done && ui.log.scrollTop < FOLLOW_PX;
     ui.earlier.hidden = !show;
-    ui.earlier.textContent = h.waiting ? 'Loading earlier messages…' : 'Load earlier messages';
+    ui.earlier.textContent = h.waiting ? 'loading earlier messages…' : '↑ earlier messages';
     ui.earlier.disabled = h.waiting;
   }
 
@@ -1208,10 +1208,13 @@
   function joinTyped() {
     const name = ui.joinRoom.value.trim();
     if (!name) {
+      // On a phone the field hides behind the "+" until asked for.
+      document.body.classList.toggle('joining');
       ui.joinRoom.focus();
       return;
     }
     ui.joinRoom.value = '';
+    document.body.classList.remove('joining');
     submit(`/join ${name}`);
   }
   ui.joinRoom.addEventListener('keydown', (e) => {
@@ -1227,6 +1230,7 @@
   });
 
   ui.membersToggle.addEventListener('click', () => {
+    document.body.classList.add('drawer');
     const shown = document.body.classList.toggle('show-members');
     ui.membersToggle.setAttribute('aria-expanded', String(shown));
   });
