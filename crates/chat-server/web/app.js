@@ -111,7 +111,7 @@
 
   const session = {
     socket: null,
-    phase: 'connecting', // connecting | naming | password | in | offline | ended
+    phase: 'connecting', // connecting | naming | arriving | password | in | offline | ended
     me: null, // the person we are, once welcomed
     name: null, // the name to come back as
     password: null, // kept in memory only, to come back with
@@ -235,6 +235,17 @@
   const handlers = {
     greeting() {
       session.phase = 'naming';
+      if (session.wasIn || roomFor(LOBBY).entries.some((e) => e.intro)) return;
+      const card = el(
+        'div',
+        'intro',
+        el('div', 'intro-title', 'Welcome to the chat'),
+        el('p', null, 'People talk here in rooms; everyone starts in #lobby. Pick a name below and press Enter — or press Enter alone for a guest name.'),
+        el('p', null, 'Once in: type to talk, /me to act, /msg NAME to whisper, /join #room for another room, /help for everything else.'),
+      );
+      const entry = line('notice intro-line', serverNow(), null, [card]);
+      entry.intro = true;
+      add(roomFor(LOBBY), entry);
     },
 
     name_prompt(m) {
@@ -244,13 +255,13 @@
       setStatus('connected — choose a name', 'naming');
       if (session.wasIn && session.name && !session.autoNamed && !m.again) {
         session.autoNamed = true;
-        sendLine(session.name);
+        sendName(session.name);
         return;
       }
       if (session.typedName !== null) {
         const name = session.typedName;
         session.typedName = null;
-        sendLine(name);
+        sendName(name);
         return;
       }
       setPrompt(
@@ -269,6 +280,7 @@
         session.passwordTried = true;
         session.loginPassword = session.password;
         sendLine(session.password);
+        session.phase = 'arriving';
         return;
       }
       setPrompt(`${name} is a registered name: type its password and press Enter.`);
@@ -310,6 +322,7 @@
       } else {
         notice(`Welcome, ${session.me.name}! You are ${session.me.emoji} in ${LOBBY}. Type /help for commands.`, 'good');
       }
+      sendUnsent();
       // A returning registered name is put back in its rooms by the
       // server: the room list says which.
       askQuietly('rooms', '/rooms');
@@ -523,7 +536,14 @@
     help(m) {
       const block = el('div', 'block help');
       block.append(el('div', 'block-head', 'Commands'));
-      for (const text of Array.isArray(m.lines) ? m.lines : []) block.append(el('div', 'block-line', str(text)));
+      const grid = el('div', 'help-grid');
+      for (const text of Array.isArray(m.lines) ? m.lines : []) {
+        // The server aligns its help in columns with spaces: a command, then what it does.
+        const parts = str(text).match(/^\s*(\/\S*(?:\s(?:[A-Z][A-Z_]*|\[[^\]]*\]|\S*\|\S*|#\S+))*)\s+(.*)$/);
+        if (parts) grid.append(el('code', null, parts[1]), el('span', null, parts[2]));
+        else grid.append(el('span', 'help-wide', str(text).trim()));
+      }
+      block.append(grid);
       noticeEntry(block, 'info');
     },
 
@@ -677,6 +697,10 @@
     const others = [...rooms.values()].filter((r) => ![keyOf(LOBBY), here].includes(keyOf(r.name)));
     for (const room of others) sendLine(`/join ${room.name}`);
     if (others.length > 0 || here !== keyOf(LOBBY)) sendLine(`/join ${current}`);
+  }
+
+  /** Sends, once, what was typed while the page could not. */
+  function sendUnsent() {
     const unsent = session.unsent;
     session.unsent = [];
     for (const held of unsent) deliver(held.text, held.entry);
@@ -687,14 +711,20 @@
   const typed = [];
   let browsing = -1;
 
+  /** The answer to the name prompt; until the server answers, typed lines wait. */
+  function sendName(name) {
+    sendLine(name);
+    session.phase = 'arriving';
+    setPrompt('');
+  }
+
   function submit(text) {
     if (session.phase === 'naming' && open()) {
-      sendLine(text.trim());
-      setPrompt('');
+      sendName(text.trim());
       return;
     }
     if (session.phase === 'password') return;
-    if (!session.wasIn) {
+    if (!session.wasIn && session.phase !== 'arriving') {
       // Before the first welcome, a line is the name to choose.
       session.typedName = text.trim();
       if (session.phase === 'ended') connect();
@@ -736,6 +766,7 @@
     }
   }
 
+  const narrow = () => window.matchMedia('(max-width: 760px)').matches;
   const isPlain = (text) => !text.startsWith('/') || text.startsWith('//');
   const isMe = (text) => /^\/me(\s|$)/i.test(text);
 
@@ -1042,6 +1073,8 @@
         // Joining a room we are in makes it current; offline, coming back does.
         if (session.phase === 'in') sendLine(`/join ${room.name}`);
         switchTo(room.name);
+        // On a desktop, straight back to typing (a phone would pop its keyboard up).
+        if (!narrow()) ui.input.focus();
       });
       const li = el('li', here ? 'here' : null, go);
       li.dataset.room = room.name;
@@ -1193,6 +1226,7 @@
     if (session.phase !== 'password' || !open()) return;
     session.loginPassword = password;
     sendLine(password);
+    session.phase = 'arriving';
     setPrompt('Checking the password…');
   }
 
