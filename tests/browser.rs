@@ -235,6 +235,13 @@ async fn a_registered_name_asks_for_its_password_in_the_password_field() {
     page.wait_status("being in as dora", "connected as dora").await;
     let field = page.eval("return document.getElementById('password').hidden;").await;
     assert_eq!(field, json!(true), "the password field goes once in");
+
+    // The owner logging in elsewhere takes the name over: the page says so
+    // and does not come back by itself.
+    let (_elsewhere, _) = support::log_in(daemon.addr(), "dora", "correct-horse").await;
+    page.wait_status("the page told it was replaced", "taken over").await;
+    let status = page.text("status").await;
+    assert!(status.contains("offline") && !status.contains("retrying"), "{status:?}");
     page.quit().await;
 }
 
