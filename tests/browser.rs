@@ -149,6 +149,8 @@ async fn markup_in_messages_and_names_is_shown_as_text_and_never_runs() {
         )
         .await;
     assert_eq!(made, json!({ "elements": 0, "pwned": "undefined" }), "{}", page.describe().await);
+    // Nothing even tried to run: the page made no element the policy had to stop.
+    assert_eq!(page.csp_violations().await, json!([]), "blocked by the Content-Security-Policy");
     page.quit().await;
 }
 

@@ -96,11 +96,23 @@ impl Browser {
         browser
     }
 
-    /// A browser showing the page served at `web` (the daemon's `--listen-web`).
+    /// A browser showing the page served at `web` (the daemon's `--listen-web`),
+    /// noting from then on what the Content-Security-Policy blocks.
     pub async fn at(web: SocketAddr) -> Browser {
         let browser = Browser::open().await;
         browser.goto(&format!("http://{web}/")).await;
         browser
+            .eval(
+                "window.cspViolations = []; document.addEventListener('securitypolicyviolation', \
+                 (e) => window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));",
+            )
+            .await;
+        browser
+    }
+
+    /// What the Content-Security-Policy blocked since the page was opened.
+    pub async fn csp_violations(&self) -> Value {
+        self.eval("return window.cspViolations;").await
     }
 
     fn driver(&self) -> &Driver {

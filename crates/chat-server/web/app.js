@@ -336,7 +336,15 @@
     },
 
     recent(m) {
-      merge(roomFor(m.room || LOBBY), m.lines, false);
+      const room = roomFor(m.room || LOBBY);
+      // A room we had lines of (coming back): what is new in it was missed.
+      const known = room.entries.some((e) => e.counts);
+      const before = room.entries.filter((e) => e.counts).length;
+      merge(room, m.lines, false);
+      if (known && room !== currentRoom()) {
+        room.unread += room.entries.filter((e) => e.counts).length - before;
+        renderRooms();
+      }
     },
 
     joined(m) {
