@@ -258,8 +258,10 @@ impl Server {
                 command.env_remove(var);
             }
         }
-        let listens = args.iter().any(|a| a.starts_with("--listen"))
-            || env.iter().any(|(var, _)| *var == "CHAT_LISTEN");
+        // A web listener comes besides the plain one tests talk to, not instead.
+        let listens =
+            args.iter().any(|a| a.starts_with("--listen") && !a.starts_with("--listen-web"))
+                || env.iter().any(|(var, _)| *var == "CHAT_LISTEN");
         if !listens {
             command.args(["--listen", "127.0.0.1:0"]);
         }
@@ -296,6 +298,24 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The address of the web page (`--listen-web`), once it listens.
+    pub fn web_addr(&self) -> SocketAddr {
+        self.web_listener("http")
+    }
+
+    /// The address of the web page over TLS (`--listen-web-tls`), once it listens.
+    pub fn web_tls_addr(&self) -> SocketAddr {
+        self.web_listener("https")
+    }
+
+    fn web_listener(&self, scheme: &str) -> SocketAddr {
+        let field = format!("scheme=\"{scheme}\"");
+        let line = self.log.wait_for("the web listener's log line", |l| {
+            l.contains("web listening addr=") && l.contains(&field)
+        });
+        listening_addr(&line)
     }
 
     /// Types a line on the operator console.
@@ -346,6 +366,11 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            let log = self.log.snapshot();
+            let tail = &log[log.len().saturating_sub(30)..];
+            eprintln!("the daemon's last log lines:\n{}", tail.join("\n"));
+        }
     }
 }
 

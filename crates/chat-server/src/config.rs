@@ -1,16 +1,20 @@
 //! Every command-line flag of the daemon, its default, and its environment
 //! variable. `Config` is parsed once in `main` and shared read-only.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use ipnet::IpNet;
 
 /// Default address: loopback only, so a fresh install exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+/// Default address of the web page, also loopback only.
+pub const DEFAULT_LISTEN_WEB: &str = "127.0.0.1:7880";
 
 #[derive(Debug, Clone, Parser)]
+#[command(group = clap::ArgGroup::new("tls_listeners").args(["listen_tls", "listen_web_tls"]).multiple(true))]
 #[command(
     name = "chat-server",
     version,
@@ -19,7 +23,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 )]
 pub struct Config {
     /// Address to listen on for plain TCP (IPv4 or IPv6, e.g. `0.0.0.0:7878`, `[::]:7878`);
-    /// repeat for several. Default: 127.0.0.1:7878, unless only --listen-tls is given.
+    /// repeat for several. With no listener of any kind named, the daemon opens
+    /// 127.0.0.1:7878 and the web page on 127.0.0.1:7880; naming any listener
+    /// replaces both defaults.
     #[arg(long = "listen", value_name = "ADDR", env = "CHAT_LISTEN", value_delimiter = ',')]
     pub listen: Vec<SocketAddr>,
 
@@ -39,12 +45,44 @@ pub struct Config {
     )]
     pub listen_json: Vec<SocketAddr>,
 
+    /// Address of the web page: the page at `/`, the chat over WebSocket at
+    /// `/ws` (see docs/json.md); repeat for several. Default 127.0.0.1:7880
+    /// when no listener of any kind is named; name only the listeners you
+    /// want (e.g. just --listen) to turn the page off.
+    #[arg(
+        long = "listen-web",
+        value_name = "ADDR",
+        env = "CHAT_LISTEN_WEB",
+        value_delimiter = ','
+    )]
+    pub listen_web: Vec<SocketAddr>,
+
+    /// Address of the web page over TLS (https and wss, with --tls-cert and
+    /// --tls-key); repeat for several.
+    #[arg(long = "listen-web-tls", value_name = "ADDR", env = "CHAT_LISTEN_WEB_TLS",
+          value_delimiter = ',', requires_all = ["tls_cert", "tls_key"])]
+    pub listen_web_tls: Vec<SocketAddr>,
+
+    /// A reverse proxy (address or CIDR range, e.g. 127.0.0.1/32 or
+    /// 10.0.0.0/8) whose `X-Forwarded-For` names the web client's real
+    /// address, for per-address limits; repeat for several. From anyone
+    /// else the header is ignored.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", env = "CHAT_TRUSTED_PROXIES",
+          value_delimiter = ',', value_parser = parse_cidr)]
+    pub trusted_proxy: Vec<IpNet>,
+
+    /// Another origin (e.g. https://chat.example.org) whose pages may open
+    /// the chat's WebSocket; the page's own origin always may. Repeat for several.
+    #[arg(long = "web-origin", value_name = "URL", env = "CHAT_WEB_ORIGINS",
+          value_delimiter = ',', value_parser = parse_origin)]
+    pub web_origin: Vec<String>,
+
     /// PEM file with the TLS certificate chain (leaf first).
-    #[arg(long, value_name = "PATH", env = "CHAT_TLS_CERT", requires = "listen_tls")]
+    #[arg(long, value_name = "PATH", env = "CHAT_TLS_CERT", requires = "tls_listeners")]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM file with the TLS private key (PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, value_name = "PATH", env = "CHAT_TLS_KEY", requires = "listen_tls")]
+    #[arg(long, value_name = "PATH", env = "CHAT_TLS_KEY", requires = "tls_listeners")]
     pub tls_key: Option<PathBuf>,
 
     /// Most connections at once (named or not); one more is told the server is full.
@@ -156,10 +194,25 @@ impl Config {
     /// The plain listen addresses: as given, or the default when no listener
     /// of any kind was named.
     pub fn plain_listen_addrs(&self) -> Vec<SocketAddr> {
-        if self.listen.is_empty() && self.listen_tls.is_empty() && self.listen_json.is_empty() {
+        if self.names_no_listener() {
             return vec![SocketAddr::from(([127, 0, 0, 1], 7878))];
         }
         self.listen.clone()
+    }
+
+    /// The web page's plain addresses: as given, or the default when no
+    /// listener of any kind was named.
+    pub fn web_listen_addrs(&self) -> Vec<SocketAddr> {
+        if self.names_no_listener() {
+            return vec![SocketAddr::from(([127, 0, 0, 1], 7880))];
+        }
+        self.listen_web.clone()
+    }
+
+    fn names_no_listener(&self) -> bool {
+        [&self.listen, &self.listen_tls, &self.listen_json, &self.listen_web, &self.listen_web_tls]
+            .iter()
+            .all(|addrs| addrs.is_empty())
     }
 
     /// Checks what clap cannot and converts to [`Limits`].
@@ -199,6 +252,27 @@ impl Config {
     }
 }
 
+/// A CIDR range, or one address (a range of one).
+fn parse_cidr(typed: &str) -> Result<IpNet, String> {
+    let typed = typed.trim();
+    typed
+        .parse::<IpNet>()
+        .or_else(|_| typed.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{typed:?} is neither an address nor a CIDR range (10.0.0.0/8)"))
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, no path.
+fn parse_origin(typed: &str) -> Result<String, String> {
+    let origin = typed.trim().trim_end_matches('/');
+    let host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+    match host {
+        Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ']) => {
+            Ok(origin.to_ascii_lowercase())
+        }
+        _ => Err(format!("{typed:?} is not an origin like https://chat.example.org")),
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Config::parse_from(["chat-server"])
@@ -216,6 +290,8 @@ mod tests {
         let config = Config::parse_from(["chat-server"]);
         let default: SocketAddr = DEFAULT_LISTEN.parse().expect("valid");
         assert_eq!(config.plain_listen_addrs(), vec![default]);
+        let web: SocketAddr = DEFAULT_LISTEN_WEB.parse().expect("valid");
+        assert_eq!(config.web_listen_addrs(), vec![web]);
         let limits = config.limits().expect("defaults are valid");
         assert_eq!(limits.max_line, 4096);
         assert_eq!(limits.history, 20);
@@ -253,6 +329,39 @@ mod tests {
             "k.pem",
         ]);
         assert!(config.plain_listen_addrs().is_empty());
+        assert!(config.web_listen_addrs().is_empty());
+    }
+
+    #[test]
+    fn naming_any_listener_replaces_every_default() {
+        let text = Config::parse_from(["chat-server", "--listen", "127.0.0.1:1"]);
+        assert!(text.web_listen_addrs().is_empty());
+        let web = Config::parse_from(["chat-server", "--listen-web", "127.0.0.1:2"]);
+        assert!(web.plain_listen_addrs().is_empty());
+        assert_eq!(web.web_listen_addrs().len(), 1);
+        let web_tls =
+            ["chat-server", "--listen-web-tls", "127.0.0.1:3", "--tls-cert", "c", "--tls-key", "k"];
+        let web_tls = Config::parse_from(web_tls);
+        assert!(web_tls.plain_listen_addrs().is_empty() && web_tls.web_listen_addrs().is_empty());
+    }
+
+    #[test]
+    fn proxies_are_ranges_or_addresses_and_origins_are_checked() {
+        let config = Config::parse_from([
+            "chat-server",
+            "--trusted-proxy",
+            "10.0.0.0/8,127.0.0.1",
+            "--web-origin",
+            "https://Chat.Example.org/",
+        ]);
+        assert_eq!(config.trusted_proxy.len(), 2);
+        assert_eq!(config.trusted_proxy[1].prefix_len(), 32);
+        assert_eq!(config.web_origin, vec!["https://chat.example.org".to_owned()]);
+        assert!(Config::try_parse_from(["chat-server", "--trusted-proxy", "10.0.0/8"]).is_err());
+        assert!(
+            Config::try_parse_from(["chat-server", "--web-origin", "chat.example.org"]).is_err()
+        );
+        assert!(Config::try_parse_from(["chat-server", "--web-origin", "https://a/b"]).is_err());
     }
 
     #[test]

@@ -16,6 +16,8 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use chat_proto::{Line, Name, RoomKey, RoomName, THEMES, Theme};
 
+use crate::store::{Stored, now_ms};
+
 /// Identifies one connection for the lifetime of the process.
 pub type ConnId = u64;
 
@@ -26,6 +28,9 @@ pub struct Event {
     pub from: Option<ConnId>,
     pub what: What,
     pub scope: Scope,
+    /// When it happened here, in milliseconds since 1970-01-01 UTC (for a
+    /// line replayed from the store, when it was said).
+    pub at_ms: i64,
     /// The text protocol's rendering, made by the first reader that needs it.
     text: OnceLock<Line>,
     /// The JSON protocol's rendering, likewise.
@@ -34,12 +39,17 @@ pub struct Event {
 
 impl Event {
     pub fn new(from: Option<ConnId>, what: What, scope: Scope) -> Event {
-        Event { from, what, scope, text: OnceLock::new(), json: OnceLock::new() }
+        Event::at(now_ms(), from, what, scope)
     }
 
-    /// Something said, replayed from history to newcomers.
-    pub fn history(said: Said) -> Arc<Event> {
-        Arc::new(Event::new(None, What::Said(said), Scope::Room))
+    /// An event that happened at `at_ms`.
+    pub fn at(at_ms: i64, from: Option<ConnId>, what: What, scope: Scope) -> Event {
+        Event { from, what, scope, at_ms, text: OnceLock::new(), json: OnceLock::new() }
+    }
+
+    /// Something said, recalled from the store to be replayed to newcomers.
+    pub fn recalled(stored: Stored) -> Arc<Event> {
+        Arc::new(Event::at(stored.at_ms, None, What::Said(stored.said), Scope::Room))
     }
 
     /// Where the text protocol keeps its rendering of this event.

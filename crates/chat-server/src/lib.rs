@@ -14,7 +14,8 @@
 //! (batched, time-bounded writes), [`throttle`] (the per-client rate),
 //! [`console`] (operator commands on stdin), [`socket`] (TCP options),
 //! [`logging`] (tracing setup), [`priority`] (threads that give way to the
-//! room), [`tls`] (certificates for `--listen-tls`),
+//! room), [`tls`] (certificates for `--listen-tls`), [`web`] (the page and
+//! its WebSocket, `--listen-web`),
 //! [`backplane`] (several daemons sharing one room through Redis), [`store`]
 //! (the history that survives a restart: SQLite, or Redis), [`stats`] and
 //! [`metrics`] (counters, Prometheus endpoint).
@@ -48,6 +49,7 @@ pub mod store;
 pub(crate) mod subscription;
 pub(crate) mod throttle;
 pub(crate) mod tls;
+pub(crate) mod web;
 
 use std::sync::Arc;
 
@@ -65,6 +67,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Config, Limits};
 pub use context::Context;
 pub use server::Listener;
+pub use web::{WebListener, WebSettings};
 
 use protocol::Protocol;
 use protocol::json::JSON;
@@ -76,11 +79,13 @@ const BACKPLANE_FIRST_ATTEMPT: std::time::Duration = std::time::Duration::from_s
 /// Everything the daemon listens on, bound before it starts serving.
 pub struct Bound {
     pub listeners: Vec<Listener>,
+    pub web: Vec<WebListener>,
+    pub web_settings: WebSettings,
     pub metrics: Option<TcpListener>,
 }
 
-/// Binds every `--listen`, `--listen-tls`, `--listen-json` and `--metrics`
-/// address, naming the one that fails.
+/// Binds every `--listen`, `--listen-tls`, `--listen-json`, `--listen-web`,
+/// `--listen-web-tls` and `--metrics` address, naming the one that fails.
 pub async fn bind_all(config: &Config) -> anyhow::Result<Bound> {
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
@@ -94,11 +99,21 @@ pub async fn bind_all(config: &Config) -> anyhow::Result<Bound> {
     for (addr, tls, protocol) in plain.chain(secure).chain(json) {
         listeners.push(Listener { tcp: bind(addr).await?, tls, protocol });
     }
+    let web_plain = config.web_listen_addrs().into_iter().map(|addr| (addr, None));
+    let web_secure = config.listen_web_tls.iter().map(|&addr| (addr, tls.clone()));
+    let mut web = Vec::new();
+    for (addr, tls) in web_plain.chain(web_secure) {
+        web.push(WebListener { tcp: bind(addr).await?, tls });
+    }
+    let web_settings = WebSettings {
+        trusted_proxies: config.trusted_proxy.clone(),
+        origins: config.web_origin.clone(),
+    };
     let metrics = match config.metrics {
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
-    Ok(Bound { listeners, metrics })
+    Ok(Bound { listeners, web, web_settings, metrics })
 }
 
 async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
@@ -177,6 +192,11 @@ pub async fn run(
     }
     if let Some(listener) = bound.metrics {
         tokio::spawn(metrics::serve(listener, Arc::clone(&ctx)));
+    }
+    let web_settings = Arc::new(bound.web_settings);
+    for listener in bound.web {
+        let (ctx, settings) = (Arc::clone(&ctx), Arc::clone(&web_settings));
+        tracker.spawn(web::serve(ctx, listener, settings, tracker.clone()));
     }
     server::run(Arc::clone(&ctx), bound.listeners, tracker).await;
     ctx.hub.store().close().await;

@@ -19,9 +19,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::event::{Event, Said};
+use crate::event::Event;
 use crate::room::{Room, RoomError};
 use crate::stats::Stats;
+use crate::store::Stored;
 
 /// Closed rooms whose history is kept; past this, the oldest is forgotten.
 const KEPT_HISTORIES: usize = 10_000;
@@ -103,7 +104,7 @@ impl Rooms {
     pub fn enter<T>(
         &self,
         name: &RoomName,
-        recalled: Option<Vec<Said>>,
+        recalled: Option<Vec<Stored>>,
         open: impl FnOnce(&Room),
         enter: impl FnOnce(&Arc<Room>) -> T,
     ) -> Result<T, RoomError> {
@@ -120,7 +121,7 @@ impl Rooms {
                 state.kept_order.retain(|k| *k != key);
                 kept
             }
-            None => recalled.into_iter().flatten().map(Event::history).collect(),
+            None => recalled.into_iter().flatten().map(Event::recalled).collect(),
         };
         let closed = self.shutdown.child_token();
         let room = Arc::new(Room::new(

@@ -261,12 +261,12 @@ impl Hub {
 
     /// The recent lines a room replays, read from the history unless the
     /// room has them in memory already (`None` then).
-    async fn recall(&self, room: &RoomKey) -> Option<Vec<Said>> {
+    async fn recall(&self, room: &RoomKey) -> Option<Vec<Stored>> {
         if self.replay == 0 || self.rooms.remembers(room) {
             return None;
         }
         match self.store.history().recent(room, self.replay).await {
-            Ok(lines) => Some(lines.into_iter().map(|stored| stored.said).collect()),
+            Ok(lines) => Some(lines),
             Err(error) => {
                 warn!(%error, room = room.as_str(), "no replay for a room that opens");
                 None
@@ -280,7 +280,7 @@ impl Hub {
         &self,
         speaker: &Speaker,
         name: &RoomName,
-        recalled: Option<Vec<Said>>,
+        recalled: Option<Vec<Stored>>,
         notice: impl FnOnce(&Room) -> Presence,
     ) -> Result<Joined, RoomError> {
         let seed = |room: &Room| {

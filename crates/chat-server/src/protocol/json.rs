@@ -21,11 +21,20 @@ use crate::reply::{Farewell, Mine, Page, Reply};
 use crate::room::{Listing, Online, Room};
 use crate::store::Stored;
 
-/// The JSON-lines protocol.
-pub struct Json;
+/// The JSON protocol, on a door of JSON lines or of WebSocket messages.
+pub struct Json {
+    /// Whether a line that is not a JSON object is taken as typed text (the
+    /// WebSocket door, where a message is already one line) rather than
+    /// refused (JSON lines, where everything must be an object).
+    plain_text_input: bool,
+}
 
-/// The one instance every JSON connection uses.
-pub static JSON: Json = Json;
+/// The one instance every JSON-lines connection (`--listen-json`) uses.
+pub static JSON: Json = Json { plain_text_input: false };
+
+/// The one instance every WebSocket connection (`--listen-web`) uses: the
+/// same objects, sharing each event's rendering with [`JSON`].
+pub static WEB: Json = Json { plain_text_input: true };
 
 impl Protocol for Json {
     fn event<'a>(
@@ -44,6 +53,9 @@ impl Protocol for Json {
     }
 
     fn input(&self, line: String) -> Result<String, String> {
+        if self.plain_text_input && !line.trim_start().starts_with('{') {
+            return Ok(line);
+        }
         let parsed: Value = serde_json::from_str(&line)
             .map_err(|e| format!("not a JSON object ({e}); send {{\"line\": \"hello\"}}"))?;
         match parsed.get("line").and_then(Value::as_str) {
@@ -61,12 +73,19 @@ fn line(value: &Value) -> Bytes {
 }
 
 fn who(name: &Name, theme: &Theme) -> Value {
-    json!({ "name": name.as_str(), "emoji": theme.emoji, "colour": theme.colour })
+    json!({ "name": name.as_str(), "emoji": theme.emoji, "colour": theme.colour, "css": theme.css })
 }
 
 fn event_object(event: &Event, room: &RoomName) -> Value {
-    let mut object = what_object(&event.what);
+    let mut object = timed_object(event);
     object["room"] = json!(room.as_str());
+    object
+}
+
+/// What happened, and when (`at_ms`).
+fn timed_object(event: &Event) -> Value {
+    let mut object = what_object(&event.what);
+    object["at_ms"] = json!(event.at_ms);
     object
 }
 
@@ -154,7 +173,7 @@ fn reply_object(reply: &Reply) -> Value {
             json!({ "type": "online", "members": online(members) })
         }
         Reply::Recent { room, lines } => {
-            let lines: Vec<Value> = lines.iter().map(|e| what_object(&e.what)).collect();
+            let lines: Vec<Value> = lines.iter().map(|e| timed_object(e)).collect();
             json!({ "type": "recent", "room": room.as_ref().map(RoomName::as_str), "lines": lines })
         }
         Reply::Help => json!({ "type": "help", "lines": chat_proto::command::help_lines() }),
