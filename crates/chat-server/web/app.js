@@ -18,8 +18,11 @@
   const HISTORY_MAX = 500;
   // Lines kept per room; the oldest go first.
   const LOG_MAX = 3000;
-  // A line of ours, shown with the page's clock, is the same as the server's
-  // copy of it when their times are this close.
+  // A stored copy of a line already shown (a room's replay, a page of
+  // history) is that line when speaker and text match and the times are
+  // this close: the server may stamp a line and its stored copy a moment
+  // apart, and our own lines are shown with the page's clock.
+  const COPY_SLACK_MS = 5000;
   const ECHO_SLACK_MS = 20000;
   // Close enough to the bottom of the log to keep following new lines.
   const FOLLOW_PX = 40;
@@ -313,6 +316,7 @@
       session.refusedReason = null;
       hidePassword();
       setPrompt('');
+      for (const entry of roomFor(LOBBY).entries.filter((e) => e.intro)) remove(entry);
       setStatus(`connected as ${session.me.name}`, 'online');
       ui.retry.hidden = true;
       for (const room of rooms.values()) room.members = null;
@@ -800,7 +804,7 @@
     const body = action ? text.replace(/^\/me\s?/i, '') : isPlain(text) && text.startsWith('//') ? text.slice(1) : text;
     const entry = entryFor({ type: action ? 'action' : 'message', from: me, text: body, at_ms: serverNow() }, { own: true });
     entry.key = null;
-    entry.echo = { name: me.name, text: body };
+    entry.echo = true;
     return entry;
   }
 
@@ -817,16 +821,49 @@
 
   function personNode(p) {
     const node = el('span', 'who', p.emoji ? el('span', 'emoji', p.emoji) : null, el('span', 'name', p.name));
-    const css = /^#[0-9a-fA-F]{6}$/.test(p.css) ? p.css : hashColour(p.name);
-    node.style.setProperty('--c', css);
+    const rgb = /^#[0-9a-fA-F]{6}$/.test(p.css) ? hexRgb(p.css) : hashColour(p.name);
+    // The speaker's colour, darkened on a light page and lightened on a
+    // dark one as far as it takes to be read (WCAG's 4.5:1).
+    node.style.setProperty('--c-light', rgbHex(readable(rgb, LIGHT_BG, [0, 0, 0])));
+    node.style.setProperty('--c-dark', rgbHex(readable(rgb, DARK_BG, [255, 255, 255])));
     return node;
+  }
+
+  // The log's backgrounds in app.css, light and dark.
+  const LIGHT_BG = [246, 247, 249];
+  const DARK_BG = [17, 20, 24];
+
+  const hexRgb = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  const rgbHex = (rgb) => `#${rgb.map((c) => Math.round(c).toString(16).padStart(2, '0')).join('')}`;
+
+  function luminance(rgb) {
+    const [r, g, b] = rgb.map((c) => {
+      const v = c / 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  }
+
+  function contrast(a, b) {
+    const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+    return (hi + 0.05) / (lo + 0.05);
+  }
+
+  /** `rgb` mixed toward `toward` until it reads on `background`. */
+  function readable(rgb, background, toward) {
+    let colour = rgb;
+    for (let step = 1; step <= 20 && contrast(colour, background) < 4.5; step++) {
+      const t = step / 20;
+      colour = rgb.map((c, i) => c + (toward[i] - c) * t);
+    }
+    return colour;
   }
 
   /** A colour for a speaker the server gave none. */
   function hashColour(name) {
     let h = 0;
     for (const ch of name) h = (h * 31 + ch.codePointAt(0)) >>> 0;
-    return `hsl(${h % 360} 65% 45%)`;
+    return hexRgb(`#${(h & 0xffffff).toString(16).padStart(6, '0')}`);
   }
 
   function timeNode(ms, dated) {
@@ -843,7 +880,9 @@
   /** One line of the log: its time, its dedupe key and its element. */
   function line(kind, t, key, parts, dated) {
     const node = el('div', `line ${kind}`, timeNode(t, dated), ...parts);
-    return { t, key, node, counts: false, mention: false, echo: null };
+    // said: what a stored copy is recognised by; batch: the last batch of
+    // copies that matched it; aliases: the keys of those copies.
+    return { t, key, node, counts: false, mention: false, echo: false, said: null, batch: 0, aliases: [] };
   }
 
   function mentions(text) {
@@ -911,8 +950,7 @@
           : [personNode(from), el('span', 'text', ...linked(text))];
         const entry = line(m.type, t, key, parts, dated);
         entry.counts = true;
-        entry.from = from.name;
-        entry.text = text;
+        entry.said = { kind: m.type, name: from.name, text };
         if (own || (session.me && sameName(from.name, session.me.name))) entry.node.classList.add('own');
         else if (mentions(text)) {
           entry.mention = true;
@@ -924,6 +962,7 @@
         const text = str(m.text);
         const entry = line('announcement', t, at === null ? null : `${at}|*|${text}`, [el('span', 'badge', '📢'), el('span', 'text', ...linked(text))], dated);
         entry.counts = true;
+        entry.said = { kind: 'announcement', name: '', text };
         return entry;
       }
       case 'join':
@@ -946,40 +985,54 @@
     }
   }
 
-  /** A line of our own already shown with the page's clock, matching the server's copy. */
-  function echoOf(room, entry) {
-    if (!entry.from) return null;
+  const sameSaid = (a, b) => a.said !== null && b.said !== null && a.said.kind === b.said.kind && sameName(a.said.name, b.said.name) && a.said.text === b.said.text;
+
+  /**
+   * The line already shown that a stored copy stands for: the same kind,
+   * speaker and text, close in time, not pending, and not matched by
+   * another copy of the same batch (two equal lines stay two); the nearest.
+   */
+  function shownCopyOf(room, entry, batch) {
+    let best = null;
     for (let i = room.entries.length - 1; i >= 0; i--) {
       const e = room.entries[i];
-      if (e.echo && sameName(e.echo.name, entry.from) && e.echo.text === entry.text && Math.abs(e.t - entry.t) < ECHO_SLACK_MS && !e.node.classList.contains('pending')) return e;
+      if (e.batch === batch || !sameSaid(e, entry) || e.node.classList.contains('pending')) continue;
+      const apart = Math.abs(e.t - entry.t);
+      if (apart > (e.echo ? ECHO_SLACK_MS : COPY_SLACK_MS)) continue;
+      if (best === null || apart < Math.abs(best.t - entry.t)) best = e;
     }
-    return null;
+    return best;
   }
 
   /**
-   * Adds an entry to a room's log in time order, unless it is shown already.
+   * Adds an entry to a room's log in time order, unless it is shown
+   * already; `batch` numbers a batch of stored copies (see merge).
    * Returns whether it was added.
    */
-  function add(room, entry, { render = true } = {}) {
-    if (entry.key !== null) {
-      if (room.keys.has(entry.key)) return false;
-      const echo = echoOf(room, entry);
-      if (echo) {
-        // The server's copy of our own line: it takes the server's time.
-        echo.echo = null;
-        echo.key = entry.key;
-        room.keys.set(entry.key, echo);
-        return false;
-      }
-      room.keys.set(entry.key, entry);
+  function add(room, entry, { render = true, batch = 0 } = {}) {
+    const known = entry.key !== null ? room.keys.get(entry.key) : undefined;
+    if (known) {
+      if (batch) known.batch = batch;
+      return false;
     }
+    const shown = batch ? shownCopyOf(room, entry, batch) : null;
+    if (shown) {
+      shown.batch = batch;
+      shown.echo = false;
+      if (entry.key !== null) {
+        room.keys.set(entry.key, shown);
+        shown.aliases.push(entry.key);
+      }
+      return false;
+    }
+    entry.batch = batch;
+    if (entry.key !== null) room.keys.set(entry.key, entry);
     const list = room.entries;
     let at = list.length;
     while (at > 0 && list[at - 1].t > entry.t) at -= 1;
     list.splice(at, 0, entry);
     while (list.length > LOG_MAX) {
-      const gone = list.shift();
-      if (gone.key !== null) room.keys.delete(gone.key);
+      forget(room, list.shift());
       room.history.done = true;
     }
     if (render && room === currentRoom()) {
@@ -989,23 +1042,32 @@
     return true;
   }
 
+  function forget(room, entry) {
+    for (const key of [entry.key, ...entry.aliases]) {
+      if (key !== null && room.keys.get(key) === entry) room.keys.delete(key);
+    }
+  }
+
   function remove(entry) {
     for (const room of rooms.values()) {
       const i = room.entries.indexOf(entry);
       if (i >= 0) {
         room.entries.splice(i, 1);
-        if (entry.key !== null) room.keys.delete(entry.key);
+        forget(room, entry);
       }
     }
     entry.node.remove();
   }
 
+  let batches = 0;
+
   /** Lines from the store (recent, history, catch-up), merged without repeats; returns how many were new. */
   function merge(room, lines, dated) {
+    batches += 1;
     let added = 0;
     for (const m of Array.isArray(lines) ? lines : []) {
       const entry = entryFor(m, { dated });
-      if (entry && add(room, entry, { render: false })) added += 1;
+      if (entry && add(room, entry, { render: false, batch: batches })) added += 1;
     }
     if (added && room === currentRoom()) renderLog();
     return added;
@@ -1277,10 +1339,17 @@
     ui.membersToggle.setAttribute('aria-expanded', String(shown));
   });
 
+  let following = true;
   ui.log.addEventListener('scroll', () => {
+    following = atBottom();
     if (ui.log.scrollTop < FOLLOW_PX) loadEarlier();
     renderEarlier();
   });
+  // A phone's keyboard, a turned screen or a resized window changes the
+  // log's height: a reader at the newest line stays there.
+  new ResizeObserver(() => {
+    if (following) ui.log.scrollTop = ui.log.scrollHeight;
+  }).observe(ui.log);
   ui.log.addEventListener('wheel', (e) => {
     if (e.deltaY < 0 && ui.log.scrollTop === 0) loadEarlier();
   });
