@@ -353,9 +353,12 @@ fn check(args: &Args) -> Result<()> {
             bail!("--addr {addr}: only loopback addresses (127.0.0.0/8, ::1) may receive load");
         }
     }
-    if matches!(args.mode, Mode::Idle | Mode::Cast | Mode::Joins) && args.protocol != Protocol::Chat
-    {
-        bail!("the idle, cast and joins modes speak only the chat protocol");
+    let ours = matches!(args.protocol, Protocol::Chat | Protocol::Web);
+    if matches!(args.mode, Mode::Cast | Mode::Joins) && args.protocol != Protocol::Chat {
+        bail!("the cast and joins modes speak only the chat protocol");
+    }
+    if args.mode == Mode::Idle && !ours {
+        bail!("the idle mode speaks only our protocols (chat, web)");
     }
     if matches!(args.mode, Mode::Idle | Mode::Cast) && args.rooms.is_some() {
         bail!("--rooms applies to the load and joins modes");
@@ -495,6 +498,7 @@ fn load_plan(args: &Args, run: usize) -> Result<load::Plan> {
 
 fn idle_plan(args: &Args, run: usize) -> idle::Plan {
     idle::Plan {
+        protocol: args.protocol,
         servers: args.addr.clone(),
         clients: args.clients,
         concurrency: args.concurrency,

@@ -42,6 +42,8 @@ use crate::wire::{LineReader, Token, TokenFinder};
 
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// What the idle clients and the broadcaster speak: `chat`, or `web` (the WebSocket door).
+    pub protocol: Protocol,
     /// Connection i goes to `servers[i % servers.len()]`; the broadcaster to the first.
     pub servers: Vec<SocketAddr>,
     pub clients: usize,
@@ -187,9 +189,9 @@ async fn open_idle(
     let source = spread_source(plan.source_offset + i);
     let stream = connect(server, Some(source), plan.kernel_clock).await?;
     let name = format!("{}{}i{i}", plan.names, plan.run);
-    let Joined { reader, writer } = Protocol::Chat.join(stream, &name, &plan.join).await?;
+    let Joined { reader, writer } = plan.protocol.join(stream, &name, &plan.join).await?;
     shared.joined.fetch_add(1, Ordering::Relaxed);
-    let reader = tokio::spawn(listen(reader, shared, stop, i % plan.servers.len()));
+    let reader = tokio::spawn(listen(reader, shared, stop, i % plan.servers.len(), plan.protocol));
     Ok((writer, reader))
 }
 
@@ -199,6 +201,7 @@ async fn listen(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     server: usize,
+    protocol: Protocol,
 ) {
     let finder = TokenFinder;
     let mut arrived = false;
@@ -244,7 +247,7 @@ async fn listen(
                             }
                         }
                     }
-                    if let Some(count) = Protocol::Chat.missed_count(line) {
+                    if let Some(count) = protocol.missed_count(line) {
                         shared.missed_told.fetch_add(count, Ordering::Relaxed);
                     }
                 }
@@ -314,18 +317,20 @@ async fn broadcast_once(plan: &Plan, shared: &Shared) -> Result<Broadcast> {
     let source = spread_source(plan.source_offset + plan.clients);
     let stream = connect(plan.servers[0], Some(source), false).await?;
     let name = format!("{}{}cast", plan.names, plan.run);
-    let Joined { mut reader, mut writer } = Protocol::Chat
+    let Joined { mut reader, mut writer } = plan
+        .protocol
         .join(stream, &name, &plan.join)
         .await
         .context("the broadcasting client could not join")?;
     let join_s = seconds_between(joining, now_nanos());
     // Its own join notice goes to everyone; let that pass before timing the message.
     wait_until_quiet(&shared.lines, plan.settle_quiet, plan.settle_timeout).await;
-    let mut line = Vec::with_capacity(plan.size + 1);
+    let mut text = Vec::with_capacity(plan.size);
+    let mut line = Vec::with_capacity(plan.size + 16);
     let sent_at = now_nanos();
     shared.token_sent.store(sent_at, Ordering::Relaxed);
-    Token { sender: 0, seq: 0, nanos: sent_at, tag: shared.tag }.write_padded(&mut line, plan.size);
-    line.push(b'\n');
+    Token { sender: 0, seq: 0, nanos: sent_at, tag: shared.tag }.write_padded(&mut text, plan.size);
+    plan.protocol.frame_message(&mut line, "", &text);
     writer.write_all(&line).await.context("sending the broadcast")?;
     let deadline = Instant::now() + plan.broadcast_timeout;
     let all = tokio::time::timeout_at(deadline, async {

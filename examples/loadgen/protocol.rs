@@ -9,6 +9,12 @@
 //!   `You missed N messages` counts what a lagging reader skipped.
 //! - `redis`: each client SUBSCRIBEs to its channels on its own connection; a sender PUBLISHes on
 //!   another one, so every subscriber, the sender's own included, receives every message.
+//! - `web` (ours, through the page's WebSocket at `/ws`): an HTTP upgrade, then the same session as
+//!   `chat` in JSON: each message a WebSocket text frame (masked with a zero key, which leaves the
+//!   bytes as they are), each object from the server a frame whose payload ends in `\n`, so the
+//!   stream still reads as lines (a frame's header lands in front of its line, or, when a length
+//!   byte happens to be `\n`, as a line of its own that holds no token); `skipped` counts what a
+//!   lagging reader missed.
 //! - `irc`: NICK/USER, wait for 001, optionally OPER and `MODE nick +F` (ngircd's relaxed flood
 //!   protection), JOIN each channel and wait for the end of its NAMES; PRIVMSG to a channel
 //!   reaches everyone in it but the sender; PING gets a PONG.
@@ -32,6 +38,8 @@ pub enum Protocol {
     Redis,
     /// Minimal IRC: NICK/USER, JOIN one channel, PRIVMSG to it.
     Irc,
+    /// Our chat server's web door: a WebSocket at `/ws` (point --addr at --listen-web).
+    Web,
 }
 
 /// How clients join: the rooms or channels, and IRC operator credentials.
@@ -72,6 +80,7 @@ impl Protocol {
             Protocol::Chat => "chat",
             Protocol::Redis => "redis",
             Protocol::Irc => "irc",
+            Protocol::Web => "web",
         }
     }
 
@@ -98,6 +107,7 @@ impl Protocol {
             Protocol::Chat => join_chat(&mut joined, name, &options.channels).await?,
             Protocol::Redis => join_redis(&mut joined, &options.channels).await?,
             Protocol::Irc => join_irc(&mut joined, name, options).await?,
+            Protocol::Web => join_web(&mut joined, name, &options.channels).await?,
         }
         Ok(joined)
     }
@@ -114,6 +124,7 @@ impl Protocol {
                 push_bulk(out, channel.as_bytes());
                 push_bulk(out, text);
             }
+            Protocol::Web => push_ws_text(out, text),
             Protocol::Irc => {
                 out.extend_from_slice(b"PRIVMSG #");
                 out.extend_from_slice(channel.as_bytes());
@@ -133,15 +144,17 @@ impl Protocol {
     pub fn reply_to(self, line: &[u8]) -> Option<Vec<u8>> {
         match self {
             Protocol::Irc => pong_for(line),
-            Protocol::Chat | Protocol::Redis => None,
+            Protocol::Chat | Protocol::Redis | Protocol::Web => None,
         }
     }
 
     /// The count in a "you missed N messages" notice (our chat server's
     /// slow-reader notice), read through the server's own vocabulary.
     pub fn missed_count(self, line: &[u8]) -> Option<u64> {
-        if self != Protocol::Chat {
-            return None;
+        match self {
+            Protocol::Chat => {}
+            Protocol::Web => return skipped_count(line),
+            Protocol::Redis | Protocol::Irc => return None,
         }
         let text = strip_escapes(std::str::from_utf8(line).ok()?);
         match classify(text.trim_end()) {
@@ -226,6 +239,81 @@ pub async fn enter_room(joined: &mut Joined, room: &RoomName) -> Result<()> {
     }
 }
 
+/// A client's WebSocket text frame: FIN, opcode 1, masked with a zero key.
+fn push_ws_text(out: &mut Vec<u8>, payload: &[u8]) {
+    out.push(0x81);
+    match payload.len() {
+        len @ 0..=125 => out.push(0x80 | len as u8),
+        len @ 126..=0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(payload);
+}
+
+/// The count of a web door's `skipped` object (`{"count":N,...,"type":"skipped"}`).
+fn skipped_count(line: &[u8]) -> Option<u64> {
+    memchr::memmem::find(line, b"\"type\":\"skipped\"")?;
+    let at = memchr::memmem::find(line, b"\"count\":")? + b"\"count\":".len();
+    let digits = line[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&line[at..at + digits]).ok()?.parse().ok()
+}
+
+/// Upgrades to a WebSocket at `/ws`, takes `name`, and joins the rooms as `join_chat` does.
+async fn join_web(joined: &mut Joined, name: &str, channels: &[String]) -> Result<()> {
+    let host = joined.writer.peer_addr().context("the server's address")?;
+    let upgrade = format!(
+        "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: bG9hZGdlbiBrZXkgMTIzNA==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    send(joined, upgrade.as_bytes()).await?;
+    let status = next_text(joined, "the upgrade's answer").await?;
+    if !status.contains(" 101 ") {
+        bail!("the web door did not upgrade to a WebSocket: {status}");
+    }
+    while !next_text(joined, "the end of the upgrade's headers").await?.is_empty() {}
+    let mut frame = Vec::new();
+    push_ws_text(&mut frame, name.as_bytes());
+    send(joined, &frame).await?;
+    loop {
+        let line = next_text(joined, "the welcome").await?;
+        if line.contains("\"type\":\"welcome\"") {
+            break;
+        }
+        if line.contains("\"type\":\"refusal\"") || line.contains("\"type\":\"refused\"") {
+            bail!("name {name} refused: {line}");
+        }
+    }
+    let lobby = RoomName::lobby().key();
+    for channel in channels {
+        let room = RoomName::parse(channel)
+            .map_err(|e| anyhow!("--channel or room {channel:?} is no room name: {e}"))?;
+        if room.key() == lobby {
+            continue;
+        }
+        frame.clear();
+        push_ws_text(&mut frame, format!("/{} {}", JOIN.name, room.as_str()).as_bytes());
+        send(joined, &frame).await?;
+        let current = format!("\"room\":\"{}\"", room.as_str());
+        loop {
+            let line = next_text(joined, "the joined room to become current").await?;
+            if line.contains("\"type\":\"current\"") && line.contains(&current) {
+                break;
+            }
+            if line.contains("\"type\":\"refusal\"") {
+                bail!("joining {} refused: {line}", room.as_str());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// SUBSCRIBEs to every channel at once and waits for the reply that counts them all.
 async fn join_redis(joined: &mut Joined, channels: &[String]) -> Result<()> {
     send(joined, format!("SUBSCRIBE {}\r\n", channels.join(" ")).as_bytes()).await?;
@@ -304,5 +392,13 @@ mod tests {
         let notice = chat_proto::Line::notice(&chat_proto::vocabulary::missed(1234));
         assert_eq!(Protocol::Chat.missed_count(notice.bytes(true)), Some(1234));
         assert_eq!(Protocol::Chat.missed_count(b"*** You missed nothing"), None);
+        let skipped = b"\x81\x2c{\"count\":42,\"room\":null,\"type\":\"skipped\"}";
+        assert_eq!(Protocol::Web.missed_count(skipped), Some(42));
+        let mut frame = Vec::new();
+        Protocol::Web.frame_message(&mut frame, "", b"hi");
+        assert_eq!(frame, b"\x81\x82\0\0\0\0hi");
+        frame.clear();
+        push_ws_text(&mut frame, &[b'x'; 300]);
+        assert_eq!(&frame[..4], &[0x81, 0xFE, 0x01, 0x2C]);
     }
 }

@@ -5,8 +5,8 @@
 //! that stream, so the web door runs the very same session as netcat's:
 //! each message from the browser is read as one line (a line break inside
 //! a message reads as a space, so a message is never two commands), and
-//! each line the session writes (one JSON object) goes out as one text
-//! message. Backpressure is the WebSocket's: a write waits while the
+//! each line the session writes (one JSON object and its line end) goes
+//! out as one text message. Backpressure is the WebSocket's: a write waits while the
 //! socket is full, so the session's write timeout and slow-reader rules
 //! apply unchanged.
 //!
@@ -48,8 +48,7 @@ pub async fn serve(ctx: Arc<Context>, id: ConnId, peer: SocketAddr, ws: WebSocke
 /// then closes it.
 pub async fn refuse(mut ws: WebSocket, refusal: Refusal) {
     let rendered = crate::protocol::standalone(&WEB, &refusal.reply());
-    let object = rendered.strip_suffix(b"\n").unwrap_or(&rendered);
-    if let Ok(text) = Utf8Bytes::try_from(Bytes::copy_from_slice(object)) {
+    if let Ok(text) = Utf8Bytes::try_from(rendered) {
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             let _ = ws.send(Message::Text(text)).await;
             let _ = ws.close().await;
@@ -179,7 +178,9 @@ impl AsyncWrite for WsIo {
                 Poll::Pending if taken == 0 => return Poll::Pending,
                 Poll::Pending => return Poll::Ready(Ok(taken)),
             }
-            let line = &buf[taken..taken + end];
+            // With its line end, as on the JSON-lines door: one object per
+            // message, and the messages of a stream read as lines too.
+            let line = &buf[taken..=taken + end];
             let message = if this.partial.is_empty() {
                 Bytes::copy_from_slice(line)
             } else {
