@@ -315,6 +315,44 @@ async fn the_page_sits_through_a_daemon_restart_and_sends_what_was_typed_meanwhi
 }
 
 #[tokio::test]
+async fn a_registered_name_comes_back_after_a_graceful_restart_with_the_password_it_kept() {
+    let dir = TempDir::new("web-comeback");
+    let db = dir.file("chat.db");
+    let daemon = Daemon::start(&["--db", &db]);
+    let page = Browser::at(daemon.web).await;
+    page.choose_name("dora").await;
+    page.say("/register correct-horse").await;
+    page.wait_log("is yours now").await;
+    page.say("/join #den").await;
+    page.wait_current("#den").await;
+
+    // SIGTERM: the daemon says it is going down, which is not a goodbye
+    // for good: the page comes back by itself.
+    daemon.server.signal(libc::SIGTERM);
+    page.wait_status("the page to say it is offline", "offline").await;
+    page.wait_log("going down").await;
+    let web = daemon.web.to_string();
+    drop(daemon);
+    let daemon = Daemon::start_on(&web, &["--db", &db]);
+    let mut bob = Client::named(daemon.addr(), "bob").await;
+    bob.join("#den").await;
+    bob.send("said while dora was away").await;
+
+    // No password typed: the one kept in memory answers the prompt.
+    page.wait_status("dora back in", "connected as dora").await;
+    page.wait_current("#den").await;
+    page.wait_log("said while dora was away").await;
+    assert_eq!(page.log_lines_with("said while dora was away").await, 1);
+    let stored = page.eval("return localStorage.length + sessionStorage.length;").await;
+    assert_eq!(stored, json!(0), "nothing kept in the browser's storage");
+    let asked = page.eval("return document.getElementById('password').hidden;").await;
+    assert_eq!(asked, json!(true), "the password field was never needed");
+    page.say("dora is back").await;
+    heard(&mut bob, "dora: dora is back").await;
+    page.quit().await;
+}
+
+#[tokio::test]
 async fn at_a_phones_width_nothing_scrolls_sideways() {
     let daemon = Daemon::start(&[]);
     let page = Browser::at(daemon.web).await;
