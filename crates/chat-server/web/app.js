@@ -126,6 +126,9 @@
     typedName: null, // typed before the server asked
     unsent: [], // {text, entry} typed while offline
     finalReason: null, // a goodbye after which we do not come back
+    refusedReason: null, // why the server turned us away at connect, if it did
+    lastEcho: null, // our last line shown, struck through if the server says it was too long
+    hiddenCount: 0, // lines that arrived while the page was hidden, for the title
     waitMs: FIRST_WAIT_MS,
     retryAt: 0,
     retryTimer: null,
@@ -782,7 +785,7 @@
   const isPlain = (text) => !text.startsWith('/') || text.startsWith('//');
   const isMe = (text) => /^\/me(\s|$)/i.test(text);
 
-  /** What a command means for the page itself (a password to keep, a history page asked). */
+  /** What a command means for the page itself: a password to keep once the server confirms it. */
   function note(text) {
     if (isPlain(text)) return;
     const [command, ...args] = text.slice(1).trim().split(/\s+/);
@@ -1160,7 +1163,7 @@
       items.push(li);
     }
     ui.rooms.replaceChildren(...items);
-    const hidden = document.hidden ? session.hiddenCount || 0 : 0;
+    const hidden = document.hidden ? session.hiddenCount : 0;
     const total = unread + hidden;
     document.title = total > 0 ? `(${total}) ${current} — chat` : `${current} — chat`;
   }
@@ -1236,7 +1239,7 @@
 
   function attention() {
     if (!document.hidden) return;
-    session.hiddenCount = (session.hiddenCount || 0) + 1;
+    session.hiddenCount += 1;
     renderRooms();
   }
 
