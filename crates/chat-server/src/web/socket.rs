@@ -48,8 +48,6 @@ use crate::protocol::json::WEB;
 pub const PING_EVERY: Duration = Duration::from_secs(30);
 /// Unwritten bytes past which writing more waits for the socket.
 const HIGH_WATER: usize = 64 * 1024;
-/// A buffer that grew past this is dropped once written rather than kept.
-const RETAINED: usize = 4 * 1024;
 
 /// The socket under a WebSocket, with the frames waiting to be written.
 pub struct Outgoing<S> {
@@ -73,8 +71,9 @@ impl<S: AsyncWrite + Unpin> Outgoing<S> {
             }
             self.frames.advance(written);
         }
-        // Nothing waits: give back a buffer a burst made large.
-        if self.frames.capacity() > RETAINED {
+        // Nothing waits: give the buffer back (idle connections are many; a
+        // busy one gets a new buffer with its next batch).
+        if self.frames.capacity() > 0 {
             self.frames = BytesMut::new();
         }
         Poll::Ready(Ok(()))
@@ -234,6 +233,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsIo<S> {
                 let n = buf.remaining().min(this.reading.len());
                 buf.put_slice(&this.reading[..n]);
                 this.reading.advance(n);
+                if this.reading.is_empty() {
+                    // Let go of the message's buffer, not only of its bytes.
+                    this.reading = Bytes::new();
+                }
                 return Poll::Ready(Ok(()));
             }
             if this.line_end_due && buf.remaining() > 0 {
@@ -281,7 +284,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
             ready!(outgoing.poll_write_out(cx))?;
         }
         let mut taken = 0;
-        while let Some(end) = buf[taken..].iter().position(|&b| b == b'\n') {
+        while let Some(end) = memchr::memchr(b'\n', &buf[taken..]) {
             // With its line end, as on the JSON-lines door: one object per
             // message, and the messages of a stream read as lines too.
             let line = &buf[taken..=taken + end];
