@@ -13,10 +13,19 @@ use crate::reply::Reply;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Why a connection was turned away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    Full { max_clients: usize },
-    TooManyFromAddress { max_per_ip: usize },
+    Full {
+        max_clients: usize,
+    },
+    TooManyFromAddress {
+        max_per_ip: usize,
+    },
+    /// The address is banned from the server.
+    Banned {
+        reason: String,
+        until_ms: Option<i64>,
+    },
 }
 
 impl Refusal {
@@ -28,6 +37,11 @@ impl Refusal {
                     format!(
                         "Sorry, the server is full ({max_clients} users). Please try again later."
                     )
+                }
+                Refusal::Banned { reason, until_ms } => {
+                    let until = crate::moderation::until_text(*until_ms);
+                    let reason = if reason.is_empty() { "no reason given" } else { reason };
+                    format!("Sorry, your address is banned from this server {until}: {reason}.")
                 }
                 Refusal::TooManyFromAddress { max_per_ip } => format!(
                     "Sorry, too many connections from your address (at most {max_per_ip}). Close one and try again."

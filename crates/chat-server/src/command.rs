@@ -16,7 +16,7 @@ use tracing::info;
 
 use crate::accounts;
 use crate::context::Context;
-use crate::hub::Joined;
+use crate::hub::{Action, Actor, Joined, needs_of};
 use crate::login::{self, Denied};
 use crate::output::Output;
 use crate::reply::{Mine, Page, Reply};
@@ -37,10 +37,18 @@ pub async fn execute<W: AsyncWrite + Unpin>(
     if text.is_empty() {
         return Ok(());
     }
-    match command::parse(text) {
+    let parsed = command::parse(text);
+    if let Some(action) = Action::of(&parsed) {
+        // Boxed: rare, and inline its state would enlarge every connection's task.
+        return Box::pin(moderate(ctx, session, out, action)).await;
+    }
+    match parsed {
         Command::Message(message) => say(ctx, session, out, message, false).await,
         Command::Me(action) => say(ctx, session, out, action, true).await,
-        Command::Help => Ok(out.say(&Reply::Help).await?),
+        Command::Help => {
+            let rank = ctx.hub.rank(&session.speaker, session.rooms.current().key());
+            Ok(out.say(&Reply::Help { needs: needs_of(rank) }).await?)
+        }
         Command::Who(room) => who(ctx, session, out, room).await,
         Command::Join(room) => join(ctx, session, out, room).await,
         Command::Part(room) => part(ctx, session, out, room).await,
@@ -68,7 +76,62 @@ pub async fn execute<W: AsyncWrite + Unpin>(
         Command::Unknown(command) => {
             Ok(out.say(&Reply::Unknown { command: command.to_owned() }).await?)
         }
+        Command::Topic(_)
+        | Command::Kick { .. }
+        | Command::Ban { .. }
+        | Command::Unban(_)
+        | Command::Mute { .. }
+        | Command::Unmute(_)
+        | Command::Bans
+        | Command::Op(_)
+        | Command::Deop(_) => Ok(()),
     }
+}
+
+/// A moderation command, in the current room, through the hub's rules.
+async fn moderate<W: AsyncWrite + Unpin>(
+    ctx: &Context,
+    session: &Session,
+    out: &mut Output<W>,
+    action: Action<'_>,
+) -> Result<(), End> {
+    let room = Arc::clone(session.rooms.current());
+    let actor = Actor::User { speaker: &session.speaker, room: room.name() };
+    let reply = match ctx.hub.moderate(&actor, action).await {
+        Ok(reply) => reply,
+        Err(reason) => Reply::Refusal { reason },
+    };
+    Ok(out.say(&reply).await?)
+}
+
+/// The user was put out of a room (kicked or banned from it): told why,
+/// and out of it; put back in `#lobby` first if it was their only room.
+pub async fn removed<W: AsyncWrite + Unpin>(
+    ctx: &Context,
+    session: &mut Session,
+    out: &mut Output<W>,
+    key: RoomKey,
+    notice: Box<Reply>,
+) -> Result<(), End> {
+    out.reply(&notice);
+    if !session.rooms.contains(&key) {
+        return Ok(out.flush().await?);
+    }
+    if session.rooms.count() == 1 {
+        let lobby = RoomName::lobby();
+        if let Ok(Some(Joined { room, entry })) = ctx.hub.join_room(&session.speaker, &lobby).await
+        {
+            out.reply(&Reply::Joined { room: room.name().clone(), online: entry.online });
+            session.rooms.add(Subscription::new(room, entry.events, session.speaker.id));
+        }
+    }
+    if let Ok(room) = ctx.hub.part_room(&session.speaker, &key) {
+        out.reply(&Reply::Left { room });
+    }
+    if let Some(current) = session.rooms.remove(&key) {
+        out.reply(&Reply::NowIn { room: current.name().clone() });
+    }
+    Ok(out.flush().await?)
 }
 
 /// A message or action to the current room; a lonely speaker is told, and
@@ -81,7 +144,12 @@ async fn say<W: AsyncWrite + Unpin>(
     action: bool,
 ) -> Result<(), End> {
     let room = Arc::clone(session.rooms.current());
-    let others = ctx.hub.say(&session.speaker, &room, text, action);
+    let said = ctx.hub.say(&session.speaker, &room, text, action);
+    let others =
+        match said.map_err(|mute| Reply::Muted { room: mute.room, until_ms: mute.until_ms }) {
+            Ok(others) => others,
+            Err(refusal) => return Ok(out.say(&refusal).await?),
+        };
     if others == 0 {
         out.say(&Reply::Alone).await?;
     }
@@ -133,6 +201,12 @@ async fn join<W: AsyncWrite + Unpin>(
             info!(id = session.speaker.id, room = %room.name(), "joined a room");
             out.reply(&Reply::Joined { room: room.name().clone(), online: entry.online });
             out.reply(&Reply::Recent { room: Some(room.name().clone()), lines: entry.history });
+            if let Some(topic) = ctx.hub.moderation().topic(room.key()) {
+                out.reply(&Reply::Topic {
+                    room: room.name().clone(),
+                    topic: Some(Box::new(topic)),
+                });
+            }
             let key = room.key().clone();
             session.rooms.add(Subscription::new(room, entry.events, session.speaker.id));
             session.rooms.set_current(&key);

@@ -155,6 +155,16 @@ pub struct Config {
     #[arg(long, value_name = "ADDR", env = "CHAT_METRICS")]
     pub metrics: Option<SocketAddr>,
 
+    /// A registered name that, logged in with its password, is a server
+    /// operator: every power of the console, from any client. Repeat for several.
+    #[arg(long = "operator", value_name = "NAME", env = "CHAT_OPERATORS", value_delimiter = ',')]
+    pub operators: Vec<String>,
+
+    /// Open a Unix socket here, readable and writable only by the daemon's
+    /// user, that speaks the console's commands line by line (`nc -U PATH`).
+    #[arg(long, value_name = "PATH", env = "CHAT_CONTROL")]
+    pub control: Option<PathBuf>,
+
     /// Send no ANSI colour to anyone (users may still turn colour off for themselves with /color off).
     #[arg(long, env = "CHAT_NO_COLOR")]
     pub no_color: bool,

@@ -304,7 +304,7 @@ where
                     session.rooms.drain_all(&mut self.output);
                     return End::Shutdown;
                 }
-                direct = session.inbox.next() => self.on_direct(direct).await,
+                direct = session.inbox.next() => self.on_direct(session, direct).await,
                 (at, delivery) = session.rooms.next() => {
                     match session.rooms.deliver(at, delivery, &mut self.output).await {
                         Ok(true) => Ok(()),
@@ -340,11 +340,16 @@ where
         }
     }
 
-    async fn on_direct(&mut self, direct: Direct) -> Result<(), End> {
+    async fn on_direct(&mut self, session: &mut Session, direct: Direct) -> Result<(), End> {
         match direct {
             Direct::Reply(reply) => Ok(self.output.say(&reply).await?),
             Direct::Kick { reason } => Err(End::Kicked(reason)),
             Direct::Replaced => Err(End::Replaced),
+            Direct::Removed { room, notice } => {
+                // Boxed: rare, and inline its state would enlarge every connection's task.
+                let removed = command::removed(&self.ctx, session, &mut self.output, room, notice);
+                Box::pin(removed).await
+            }
         }
     }
 

@@ -13,11 +13,14 @@ use tokio::sync::mpsc;
 use tracing::{debug, info};
 
 use crate::context::Context;
+use crate::hub::{Action, Actor};
+use crate::reply::Reply;
 use crate::room::Place;
 use crate::stats::Stats;
 
 const CONSOLE_HELP: &str = "console commands: /who [#room], /rooms, /kick NAME [reason], \
-     /say [#room] TEXT, /stats, /quit (or exit)";
+     /ban NAME|ADDRESS|CIDR [30m|2h|7d] [reason], /unban NAME|ADDRESS|CIDR, /mute NAME [30m|2h|7d], \
+     /unmute NAME, /bans, /topic [TEXT] (of #lobby), /say [#room] TEXT, /stats, /quit (or exit)";
 
 /// Starts reading operator commands from stdin.
 pub fn spawn(ctx: Arc<Context>) {
@@ -44,7 +47,7 @@ pub fn spawn(ctx: Arc<Context>) {
     }
     tokio::spawn(async move {
         while let Some(line) = lines_rx.recv().await {
-            let reply = execute(&ctx, &line);
+            let reply = execute(&ctx, &line).await;
             if !reply.is_empty() {
                 println!("{reply}");
             }
@@ -52,18 +55,37 @@ pub fn spawn(ctx: Arc<Context>) {
     });
 }
 
-/// Carries out one console command and returns what to print.
-pub fn execute(ctx: &Context, line: &str) -> String {
+/// Carries out one console command and returns what to print (the
+/// console and the control socket alike). Moderation commands act as a
+/// server operator in `#lobby`, that is, server-wide.
+pub async fn execute(ctx: &Context, line: &str) -> String {
     let line = sanitize_text(line);
     let (command, rest) = match line.trim().split_once(' ') {
         Some((command, rest)) => (command, rest.trim()),
         None => (line.trim(), ""),
     };
+    let slashed =
+        if command.starts_with('/') { line.trim().to_owned() } else { format!("/{}", line.trim()) };
+    let parsed = chat_proto::command::parse(&slashed);
+    if let Some(action) = Action::of(&parsed) {
+        let reply = match Box::pin(ctx.hub.moderate(&Actor::Server, action)).await {
+            Ok(reply) => reply,
+            Err(reason) => Reply::Refusal { reason },
+        };
+        return plain(&reply);
+    }
+    if let chat_proto::command::Command::Usage(usage) = parsed
+        && matches!(
+            command.trim_start_matches('/'),
+            "ban" | "unban" | "mute" | "unmute" | "op" | "deop"
+        )
+    {
+        return format!("usage: {usage}");
+    }
     match command {
         "" => String::new(),
         "/who" | "who" => who(ctx, rest),
         "/rooms" | "rooms" => rooms(ctx),
-        "/kick" | "kick" => kick(ctx, rest),
         "/say" | "say" if !rest.is_empty() => say(ctx, rest),
         "/stats" | "stats" => stats(ctx),
         "/quit" | "quit" | "exit" | "/exit" => {
@@ -119,19 +141,12 @@ fn who(ctx: &Context, room: &str) -> String {
     out
 }
 
-fn kick(ctx: &Context, rest: &str) -> String {
-    let (name, reason) = match rest.split_once(' ') {
-        Some((name, reason)) => (name, reason.trim()),
-        None => (rest, ""),
-    };
-    if name.is_empty() {
-        return "usage: /kick NAME [reason]".to_owned();
-    }
-    let reason = if reason.is_empty() { "no reason given" } else { reason };
-    match ctx.hub.kick(name, reason) {
-        Ok(person) => format!("kicked {}", person.name),
-        Err(e) => format!("cannot kick {name}: {e}"),
-    }
+/// A reply as the text protocol words it, without colour, for the console.
+fn plain(reply: &Reply) -> String {
+    let bytes = crate::protocol::standalone(&crate::protocol::text::TEXT, reply);
+    let text = String::from_utf8_lossy(&bytes);
+    let text = chat_proto::terminal::strip_escapes(&text);
+    text.trim_end().replace("\r\n", "\n")
 }
 
 fn stats(ctx: &Context) -> String {

@@ -47,8 +47,13 @@ impl Context {
         self.gate.open()
     }
 
-    /// A slot for a new connection from `ip`, or why not.
+    /// A slot for a new connection from `ip`, or why not (its address
+    /// banned, the server full, too many from that address).
     pub fn admit(&self, ip: IpAddr) -> Result<Admission, Refusal> {
+        if let Some(ban) = self.hub.address_ban(ip) {
+            crate::stats::Stats::add(&self.hub.stats().banned, 1);
+            return Err(Refusal::Banned { reason: ban.reason, until_ms: ban.until_ms });
+        }
         self.gate.admit(ip)
     }
 

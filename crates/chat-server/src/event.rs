@@ -81,6 +81,8 @@ pub enum What {
     Said(Said),
     /// Someone came, went, moved or was renamed.
     Presence(Presence),
+    /// A moderation action or a new topic, told to the room it concerns.
+    Moderated(Box<Moderated>),
     /// Joins and leaves of a busy room gathered into one notice, each with
     /// its own scope: a reader that saw some of them through another room
     /// is shown the rest only.
@@ -136,6 +138,57 @@ pub enum Presence {
     Departed { who: Name, theme: Theme, how: String },
     /// Changed name.
     Renamed { old: Name, new: Name, theme: Theme },
+}
+
+/// A moderation action, as its target, its room and the one who took it are
+/// told of it. `room: None` is the whole server; `by` is a name, or
+/// `server` for the console and the control socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Moderated {
+    Topic {
+        room: RoomName,
+        by: String,
+        text: String,
+    },
+    Kicked {
+        who: Name,
+        room: Option<RoomName>,
+        by: String,
+        reason: String,
+    },
+    Banned {
+        target: String,
+        room: Option<RoomName>,
+        by: String,
+        reason: String,
+        until_ms: Option<i64>,
+    },
+    Unbanned {
+        target: String,
+        room: Option<RoomName>,
+        by: String,
+    },
+    Muted {
+        who: Name,
+        room: Option<RoomName>,
+        by: String,
+        until_ms: Option<i64>,
+    },
+    Unmuted {
+        who: Name,
+        room: Option<RoomName>,
+        by: String,
+    },
+    Opped {
+        who: Name,
+        room: RoomName,
+        by: String,
+    },
+    Deopped {
+        who: Name,
+        room: RoomName,
+        by: String,
+    },
 }
 
 /// Which readers of a room show an event.

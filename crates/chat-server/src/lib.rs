@@ -12,7 +12,9 @@
 //! and presence),
 //! [`subscription`] (a reader's place in the room's queue), [`output`]
 //! (batched, time-bounded writes), [`throttle`] (the per-client rate),
-//! [`console`] (operator commands on stdin), [`socket`] (TCP options),
+//! [`console`] (operator commands on stdin), [`control`] (the same
+//! commands on a Unix socket, `--control`), [`moderation`] (ranks, bans,
+//! mutes, owners, room operators, topics), [`socket`] (TCP options),
 //! [`logging`] (tracing setup), [`priority`] (threads that give way to the
 //! room), [`tls`] (certificates for `--listen-tls`), [`web`] (the page and
 //! its WebSocket, `--listen-web`),
@@ -28,11 +30,13 @@ pub mod config;
 pub(crate) mod connection;
 pub(crate) mod console;
 pub(crate) mod context;
+pub(crate) mod control;
 pub mod event;
 pub(crate) mod hub;
 pub mod logging;
 pub(crate) mod login;
 pub(crate) mod metrics;
+pub mod moderation;
 pub(crate) mod output;
 pub(crate) mod people;
 pub(crate) mod priority;
@@ -82,6 +86,8 @@ pub struct Bound {
     pub web: Vec<WebListener>,
     pub web_settings: WebSettings,
     pub metrics: Option<TcpListener>,
+    /// The control socket (`--control`).
+    pub control: Option<tokio::net::UnixListener>,
 }
 
 /// Binds every `--listen`, `--listen-tls`, `--listen-json`, `--listen-web`,
@@ -113,7 +119,11 @@ pub async fn bind_all(config: &Config) -> anyhow::Result<Bound> {
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
-    Ok(Bound { listeners, web, web_settings, metrics })
+    let control = match &config.control {
+        Some(path) => Some(control::bind(path)?),
+        None => None,
+    };
+    Ok(Bound { listeners, web, web_settings, metrics, control })
 }
 
 async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
@@ -146,6 +156,7 @@ pub fn open_store(config: &Config, limits: &Limits) -> anyhow::Result<Option<Loc
 pub async fn run(
     bound: Bound,
     limits: Limits,
+    operators: &[String],
     backplane: Option<&str>,
     store: Option<LocalStore>,
     shutdown: CancellationToken,
@@ -175,6 +186,8 @@ pub async fn run(
         bp.first_attempt(BACKPLANE_FIRST_ATTEMPT).await;
     }
     let store = Store::new(store, backplane.as_ref().map(Backplane::link), limits.retain);
+    let moderation =
+        moderation::Moderation::new(operators, store.take_moderation(), store::now_ms());
     let hub = Hub::new(HubParts {
         people,
         rooms,
@@ -183,12 +196,16 @@ pub async fn run(
         stats,
         rooms_per_user: limits.rooms_per_user,
         replay: limits.history,
+        moderation,
     });
     let ctx = Arc::new(Context::new(hub, limits, shutdown));
     let follower = Arc::clone(&ctx);
     tracker.spawn(async move { follower.hub.follow_remote(remote_changes).await });
     if console {
         console::spawn(Arc::clone(&ctx));
+    }
+    if let Some(listener) = bound.control {
+        tracker.spawn(control::serve(listener, Arc::clone(&ctx)));
     }
     if let Some(listener) = bound.metrics {
         tokio::spawn(metrics::serve(listener, Arc::clone(&ctx)));

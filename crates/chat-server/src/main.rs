@@ -28,7 +28,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(
         cancel_on_signal(shutdown.clone()).await.context("cannot install signal handlers")?,
     );
-    chat_server::run(bound, limits, config.backplane.as_deref(), store, shutdown, true).await?;
+    let (backplane, operators) = (config.backplane.as_deref(), &config.operators);
+    chat_server::run(bound, limits, operators, backplane, store, shutdown, true).await?;
     info!("stopped");
     Ok(())
 }

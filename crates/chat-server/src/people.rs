@@ -36,6 +36,8 @@ pub enum Direct {
     Kick { reason: String },
     /// The owner of this registered name logged in on another connection.
     Replaced,
+    /// Put out of one room (kicked or banned from it), with what they are told.
+    Removed { room: RoomKey, notice: Box<Reply> },
 }
 
 /// A connection's direct messages: a short queue and a wake-up. Lighter than

@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use chat_proto::{Name, RoomName, Theme};
 
-use crate::event::Event;
+use crate::event::{Event, Moderated};
+use crate::moderation::{Ban, Topic};
 use crate::room::{Listing, Online};
 use crate::rooms::RoomListing;
 use crate::store::Stored;
@@ -40,8 +41,8 @@ pub enum Reply {
     Online { online: Online },
     /// The recent lines of a room just entered (`room`: named after `/join`).
     Recent { room: Option<RoomName>, lines: Vec<Arc<Event>> },
-    /// The commands, for `/help`.
-    Help,
+    /// The commands this user may use, for `/help`.
+    Help { needs: chat_proto::command::Needs },
     /// `/who`: the members of a room, `me` marked.
     Members { room: String, members: Vec<Listing>, me: Name },
     /// `/join` of a room not joined before.
@@ -91,6 +92,14 @@ pub enum Reply {
     Skipped { count: u64, room: Option<RoomName> },
     /// The last words before the server closes the connection.
     Goodbye(Farewell),
+    /// A moderation action: the one who took it, or its target, is told.
+    Moderated(Box<Moderated>),
+    /// `/bans`: the bans of a room, or of the server (`room: None`).
+    Bans { room: Option<RoomName>, bans: Vec<Ban> },
+    /// A room's topic (on `/join`, or asked with `/topic` alone).
+    Topic { room: RoomName, topic: Option<Box<Topic>> },
+    /// A line refused because its sender is muted there (`room: None`: everywhere).
+    Muted { room: Option<RoomName>, until_ms: Option<i64> },
     /// The server refuses the connection itself (full, too many from one address).
     Turned { reason: String },
 }

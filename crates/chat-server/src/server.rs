@@ -247,6 +247,7 @@ mod tests {
             stats,
             rooms_per_user: 20,
             replay: 0,
+            moderation: Default::default(),
         });
         let ctx = Arc::new(Context::new(hub, limits, shutdown));
         let admission = ctx.admit(peer.ip()).expect("admitted");

@@ -156,6 +156,11 @@ impl Memberships {
         self.list[self.index(&self.current).unwrap_or(0)].subscription.room()
     }
 
+    /// How many rooms the connection is in.
+    pub fn count(&self) -> usize {
+        self.list.len()
+    }
+
     pub fn contains(&self, key: &RoomKey) -> bool {
         self.index(key).is_some()
     }

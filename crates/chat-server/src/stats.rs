@@ -22,6 +22,10 @@ pub struct Stats {
     pub slow_disconnects: AtomicU64,
     /// Connections refused (server full or too many from one address).
     pub refused: AtomicU64,
+    /// Moderation actions carried out (topics, kicks, bans, mutes, operators).
+    pub moderation: AtomicU64,
+    /// Connections refused because their address is banned.
+    pub banned: AtomicU64,
 }
 
 impl Stats {

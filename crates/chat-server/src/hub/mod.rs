@@ -13,7 +13,10 @@
 //! message and announcement is also handed to the [`Store`] (never
 //! waiting), and a room that opens replays what the history recalls of it.
 
+mod moderate;
 mod remote;
+
+pub use moderate::{Action, Actor, needs_of};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +28,8 @@ use tracing::{info, warn};
 use crate::backplane::Backplane;
 use crate::backplane::wire::Wire;
 use crate::event::{ConnId, Message, Presence, Said, Scope};
-use crate::people::{Admitted, Direct, Inbox, People, Person, theme_index};
+use crate::moderation::{Ban, Moderation, Mute};
+use crate::people::{Admitted, Direct, Inbox, People, theme_index};
 use crate::reply::Reply;
 use crate::room::{Entry, Listing, Member, Place, Room, RoomError};
 use crate::rooms::{RoomListing, Rooms};
@@ -105,6 +109,8 @@ pub struct Hub {
     rooms_per_user: usize,
     /// Lines a room replays to newcomers (`--history`).
     replay: usize,
+    /// Bans, mutes, owners, room operators, topics and server operators.
+    moderation: Moderation,
 }
 
 /// How the hub is set up: the parts it ties together, and its limits.
@@ -116,12 +122,34 @@ pub struct HubParts {
     pub stats: Arc<Stats>,
     pub rooms_per_user: usize,
     pub replay: usize,
+    pub moderation: Moderation,
 }
 
 impl Hub {
     pub fn new(parts: HubParts) -> Self {
-        let HubParts { people, rooms, backplane, store, stats, rooms_per_user, replay } = parts;
-        Hub { people, rooms, backplane, store, stats, rooms_per_user, replay }
+        let HubParts { people, rooms, backplane, store, stats, rooms_per_user, replay, moderation } =
+            parts;
+        Hub { people, rooms, backplane, store, stats, rooms_per_user, replay, moderation }
+    }
+
+    /// Bans, mutes, owners, room operators and topics, for reading.
+    pub fn moderation(&self) -> &Moderation {
+        &self.moderation
+    }
+
+    /// The ban on connections from `ip`, if any.
+    pub fn address_ban(&self, ip: std::net::IpAddr) -> Option<Ban> {
+        self.moderation.address_ban(ip, now_ms())
+    }
+
+    /// The refusal of a name banned from the server, if it is.
+    fn refuse_banned_name(&self, name: &Name) -> Result<(), RoomError> {
+        match self.moderation.name_ban(&name.key(), None, now_ms()) {
+            Some(Ban { reason, until_ms, .. }) => {
+                Err(RoomError::Banned { room: None, reason, until_ms })
+            }
+            None => Ok(()),
+        }
     }
 
     /// Where the rooms' messages and the registered names are kept (to
@@ -171,6 +199,7 @@ impl Hub {
         if !self.people.is_name_free(&name) {
             return Err(RoomError::NameTaken);
         }
+        self.refuse_banned_name(&name)?;
         if right == NameRight::Unchecked && self.is_registered(&name).await {
             return Err(RoomError::Registered);
         }
@@ -310,11 +339,40 @@ impl Hub {
         if rooms >= self.rooms_per_user {
             return Err(RoomError::TooManyRoomsForYou { max: self.rooms_per_user });
         }
+        if let Some(ban) =
+            self.moderation.name_ban(&speaker.name.key(), Some(&name.key()), now_ms())
+        {
+            let Ban { room, reason, until_ms, .. } = ban;
+            return Err(RoomError::Banned { room, reason, until_ms });
+        }
         let recalled = self.recall(&name.key()).await;
         let joined = self.enter(speaker, name, recalled, |room| speaker.joined(room.name()))?;
+        if speaker.registered && joined.room.key() != &RoomKey::of(chat_proto::LOBBY) {
+            self.claim(joined.room.name(), speaker).await;
+        }
         self.forward_join(speaker, joined.room.name(), false);
         self.carry(&joined.room).await;
         Ok(Some(joined))
+    }
+
+    /// A room with no owner becomes the registered user who opens it
+    /// (alone in it), kept in the store so it stays theirs while empty.
+    async fn claim(&self, room: &RoomName, speaker: &Speaker) {
+        if self.moderation.owner(&room.key()).is_some()
+            || !self.people.remote_in(&room.key()).is_empty()
+        {
+            return;
+        }
+        let Some(alone) = self.rooms.get(&room.key()).map(|r| r.who().len() == 1) else { return };
+        if !alone {
+            return;
+        }
+        if let Some(change) = self.moderation.claim_room(room, &speaker.name, now_ms()) {
+            info!(room = %room, owner = %speaker.name, "a room has its owner");
+            if let Err(error) = self.store.keep_moderation(change).await {
+                warn!(%error, room = %room, "a room's owner holds only until the daemon stops");
+            }
+        }
     }
 
     /// Leaves one room (not the last one); its members are told.
@@ -350,6 +408,7 @@ impl Hub {
         if !same_person && self.is_registered(&new).await {
             return Err(RoomError::Registered);
         }
+        self.refuse_banned_name(&new)?;
         let backplane = self.backplane.as_ref().filter(|_| !same_person);
         if let Some(bp) = backplane
             && !bp.claim(&new).await
@@ -386,8 +445,18 @@ impl Hub {
     }
 
     /// A chat line (or a `/me` action) to everyone else in `room`, on every
-    /// daemon. Returns how many others are in the room.
-    pub fn say(&self, speaker: &Speaker, room: &Room, text: &str, action: bool) -> usize {
+    /// daemon. Returns how many others are in the room, or the mute that
+    /// refuses it.
+    pub fn say(
+        &self,
+        speaker: &Speaker,
+        room: &Room,
+        text: &str,
+        action: bool,
+    ) -> Result<usize, Mute> {
+        if let Some(mute) = self.muted(speaker, room.key()) {
+            return Err(mute);
+        }
         let message = Message {
             name: speaker.name.clone(),
             theme: theme_index(&speaker.theme),
@@ -407,12 +476,16 @@ impl Hub {
             bp.forward(Wire::Message { node: bp.node(), room, name, theme, text, action });
         }
         Stats::add(&self.stats.messages, 1);
-        others
+        Ok(others)
     }
 
     /// A private line to one user, here or on another daemon; returns the
     /// recipient's name as spelt.
     pub fn whisper(&self, speaker: &Speaker, to: &str, text: &str) -> Result<Name, RoomError> {
+        if let Some(mute) = self.moderation.server_mute(&speaker.name.key(), now_ms()) {
+            let Mute { until_ms, .. } = mute;
+            return Err(RoomError::Muted { until_ms });
+        }
         let private = Reply::Private {
             from: speaker.name.clone(),
             theme: speaker.theme,
@@ -497,13 +570,6 @@ impl Hub {
         }
         info!(text, receivers, "operator announcement");
         Ok(receivers)
-    }
-
-    /// The operator removes a local user.
-    pub fn kick(&self, name: &str, reason: &str) -> Result<Person, RoomError> {
-        let person = self.people.send_direct(name, Direct::Kick { reason: reason.to_owned() })?;
-        info!(name = %person.name, peer = %person.peer, reason, "kicked by the operator");
-        Ok(person)
     }
 
     /// Who is in a room, here and on other daemons.

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::text::PRESENCE_LINE_BYTES;
 use super::{Protocol, Rendered, Sink};
-use crate::event::{Event, Presence, Said, What};
+use crate::event::{Event, Moderated, Presence, Said, What};
 use crate::reply::{Farewell, Mine, Page, Reply};
 use crate::room::{Listing, Online, Room};
 use crate::store::Stored;
@@ -94,6 +94,7 @@ fn what_object(what: &What) -> Value {
     match what {
         What::Said(said) => said_object(said),
         What::Presence(change) => presence_object(change),
+        What::Moderated(what) => moderated_object(what),
         What::Gathered(changes) => gathered_object(changes.iter().map(|(change, _)| change)),
     }
 }
@@ -193,7 +194,9 @@ fn reply_object(reply: &Reply) -> Value {
             let lines: Vec<Value> = lines.iter().map(|e| timed_object(e)).collect();
             json!({ "type": "recent", "room": room.as_ref().map(RoomName::as_str), "lines": lines })
         }
-        Reply::Help => json!({ "type": "help", "lines": chat_proto::command::help_lines() }),
+        Reply::Help { needs } => {
+            json!({ "type": "help", "lines": chat_proto::command::help_lines(*needs) })
+        }
         Reply::Members { room, members, me } => json!({
             "type": "members",
             "room": room,
@@ -274,6 +277,71 @@ fn reply_object(reply: &Reply) -> Value {
             json!({ "type": "goodbye", "reason": reason, "detail": detail })
         }
         Reply::Turned { reason } => json!({ "type": "refused", "reason": reason }),
+        Reply::Moderated(what) => moderated_object(what),
+        Reply::Bans { room, bans } => {
+            let bans: Vec<Value> = bans
+                .iter()
+                .map(|ban| {
+                    json!({
+                        "target": ban.target.to_string(),
+                        "by": ban.by,
+                        "reason": ban.reason,
+                        "set_ms": ban.set_ms,
+                        "until_ms": ban.until_ms,
+                    })
+                })
+                .collect();
+            json!({ "type": "bans", "room": room.as_ref().map(RoomName::as_str), "bans": bans })
+        }
+        Reply::Topic { room, topic } => json!({
+            "type": "topic",
+            "room": room.as_str(),
+            "text": topic.as_ref().map(|t| t.text.as_str()),
+            "by": topic.as_ref().map(|t| t.by.as_str()),
+            "set_ms": topic.as_ref().map(|t| t.set_ms),
+        }),
+        Reply::Muted { room, until_ms } => json!({
+            "type": "muted",
+            "room": room.as_ref().map(RoomName::as_str),
+            "until_ms": until_ms,
+        }),
+    }
+}
+
+/// A moderation action: `action` says which, `room` is null for the whole server.
+fn moderated_object(what: &Moderated) -> Value {
+    let room = |room: &Option<RoomName>| room.as_ref().map(|r| r.as_str().to_owned());
+    match what {
+        Moderated::Topic { room, by, text } => {
+            json!({ "type": "topic", "room": room.as_str(), "by": by, "text": text })
+        }
+        Moderated::Kicked { who, room: r, by, reason } => json!({
+            "type": "moderation", "action": "kick", "who": who.as_str(), "room": room(r),
+            "by": by, "reason": reason,
+        }),
+        Moderated::Banned { target, room: r, by, reason, until_ms } => json!({
+            "type": "moderation", "action": "ban", "who": target, "room": room(r),
+            "by": by, "reason": reason, "until_ms": until_ms,
+        }),
+        Moderated::Unbanned { target, room: r, by } => json!({
+            "type": "moderation", "action": "unban", "who": target, "room": room(r), "by": by,
+        }),
+        Moderated::Muted { who, room: r, by, until_ms } => json!({
+            "type": "moderation", "action": "mute", "who": who.as_str(), "room": room(r),
+            "by": by, "until_ms": until_ms,
+        }),
+        Moderated::Unmuted { who, room: r, by } => json!({
+            "type": "moderation", "action": "unmute", "who": who.as_str(), "room": room(r),
+            "by": by,
+        }),
+        Moderated::Opped { who, room: r, by } => json!({
+            "type": "moderation", "action": "op", "who": who.as_str(), "room": r.as_str(),
+            "by": by,
+        }),
+        Moderated::Deopped { who, room: r, by } => json!({
+            "type": "moderation", "action": "deop", "who": who.as_str(), "room": r.as_str(),
+            "by": by,
+        }),
     }
 }
 

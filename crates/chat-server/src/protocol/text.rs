@@ -11,7 +11,8 @@ use chat_proto::vocabulary::{self, room_tag};
 use chat_proto::{Line, RoomName, command};
 
 use super::{Protocol, Rendered, Sink};
-use crate::event::{Event, Presence, Said, What};
+use crate::event::{Event, Moderated, Presence, Said, What};
+use crate::moderation::{Ban, Topic, until_text};
 use crate::reply::{Farewell, Mine, Page, Reply};
 use crate::room::{Listing, Room};
 use crate::store::Stored;
@@ -64,6 +65,7 @@ fn render(what: &What) -> Line {
     match what {
         What::Said(said) => said_line(said),
         What::Presence(change) => Line::notice(&presence(change)),
+        What::Moderated(what) => Line::notice(&moderated(what)),
         What::Gathered(changes) => {
             Line::notice(&summarise_changes(changes.iter().map(|(change, _)| presence(change))))
         }
@@ -118,7 +120,9 @@ fn reply_lines(reply: &Reply) -> Vec<Line> {
         Reply::WholeAgain => notice(vocabulary::WHOLE_AGAIN),
         Reply::Online { online } => notice(&online.describe()),
         Reply::Recent { room, lines } => recent(room.as_ref(), lines),
-        Reply::Help => command::help_lines().iter().map(|line| Line::plain(line)).collect(),
+        Reply::Help { needs } => {
+            command::help_lines(*needs).iter().map(|line| Line::plain(line)).collect()
+        }
         Reply::Members { room, members, me } => members_lines(room, members, me),
         Reply::Joined { room, online } => notice(&vocabulary::joined(room, &online.describe())),
         Reply::Left { room } => notice(&vocabulary::left(room)),
@@ -166,7 +170,82 @@ fn reply_lines(reply: &Reply) -> Vec<Line> {
         }
         Reply::Goodbye(farewell) => vec![goodbye(farewell)],
         Reply::Turned { reason } => notice(reason),
+        Reply::Moderated(what) => notice(&moderated(what)),
+        Reply::Bans { room, bans } => bans_lines(room.as_ref(), bans),
+        Reply::Topic { room, topic } => notice(&topic_text(room, topic.as_deref())),
+        Reply::Muted { room, until_ms } => notice(&format!(
+            "You are muted {} {}; your line was not sent.",
+            place("in", room.as_ref()),
+            until_text(*until_ms)
+        )),
     }
+}
+
+/// `in #rust`, or `everywhere` for the whole server.
+fn place(preposition: &str, room: Option<&RoomName>) -> String {
+    match room {
+        Some(room) => format!("{preposition} {room}"),
+        None if preposition == "from" => "from the server".to_owned(),
+        None => "everywhere".to_owned(),
+    }
+}
+
+/// The words of a moderation notice: `bob is banned from #rust by alice until lifted: spam`.
+pub fn moderated(what: &Moderated) -> String {
+    let because =
+        |reason: &str| if reason.is_empty() { String::new() } else { format!(": {reason}") };
+    match what {
+        Moderated::Topic { room, by, text } if text.is_empty() => {
+            format!("{by} cleared the topic of {room}")
+        }
+        Moderated::Topic { room, by, text } => format!("{by} set the topic of {room}: {text}"),
+        Moderated::Kicked { who, room, by, reason } => {
+            format!("{who} was kicked {} by {by}{}", place("from", room.as_ref()), because(reason))
+        }
+        Moderated::Banned { target, room, by, reason, until_ms } => format!(
+            "{target} is banned {} by {by} {}{}",
+            place("from", room.as_ref()),
+            until_text(*until_ms),
+            because(reason)
+        ),
+        Moderated::Unbanned { target, room, by } => {
+            format!("{target} is no longer banned {} ({by})", place("from", room.as_ref()))
+        }
+        Moderated::Muted { who, room, by, until_ms } => format!(
+            "{who} is muted {} by {by} {}",
+            place("in", room.as_ref()),
+            until_text(*until_ms)
+        ),
+        Moderated::Unmuted { who, room, by } => {
+            format!("{who} may speak again {} ({by})", place("in", room.as_ref()))
+        }
+        Moderated::Opped { who, room, by } => format!("{who} is now an operator of {room} ({by})"),
+        Moderated::Deopped { who, room, by } => {
+            format!("{who} is no longer an operator of {room} ({by})")
+        }
+    }
+}
+
+fn topic_text(room: &RoomName, topic: Option<&Topic>) -> String {
+    match topic {
+        Some(topic) => format!("Topic of {room}: {} (set by {})", topic.text, topic.by),
+        None => format!("{room} has no topic."),
+    }
+}
+
+fn bans_lines(room: Option<&RoomName>, bans: &[Ban]) -> Vec<Line> {
+    let heading = match bans.len() {
+        0 => format!("Nobody is banned {}.", place("from", room)),
+        n => format!("{n} banned {}:", place("from", room)),
+    };
+    let entries = bans.iter().map(|ban| {
+        let reason =
+            if ban.reason.is_empty() { String::new() } else { format!(": {}", ban.reason) };
+        let set = crate::store::clock(ban.set_ms);
+        let until = until_text(ban.until_ms);
+        Line::plain(&format!("  {} by {} {set} {until}{reason}", ban.target, ban.by))
+    });
+    std::iter::once(Line::notice(&heading)).chain(entries).collect()
 }
 
 fn recent(room: Option<&RoomName>, lines: &[std::sync::Arc<Event>]) -> Vec<Line> {

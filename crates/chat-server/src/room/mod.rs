@@ -38,7 +38,7 @@ use chat_proto::{Name, NameKey, RoomKey, RoomName, Theme};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{ConnId, Event, Presence, Said, Scope, What};
+use crate::event::{ConnId, Event, Moderated, Presence, Said, Scope, What};
 use crate::stats::Stats;
 
 /// Another daemon sharing the rooms, as the backplane names it.
@@ -130,6 +130,16 @@ pub enum RoomError {
     OnlyRoom,
     /// A registered name, and this is not its owner.
     Registered,
+    /// Banned from the server (`room: None`) or from a room.
+    Banned {
+        room: Option<RoomName>,
+        reason: String,
+        until_ms: Option<i64>,
+    },
+    /// Muted everywhere: private lines are refused too.
+    Muted {
+        until_ms: Option<i64>,
+    },
 }
 
 impl std::fmt::Display for RoomError {
@@ -151,6 +161,20 @@ impl std::fmt::Display for RoomError {
             RoomError::OnlyRoom => f.write_str("that is your only room; /quit to leave the server"),
             RoomError::Registered => {
                 f.write_str("that name is registered (names ignore case and look-alike letters)")
+            }
+            RoomError::Muted { until_ms } => {
+                write!(f, "you are muted everywhere {}", crate::moderation::until_text(*until_ms))
+            }
+            RoomError::Banned { room, reason, until_ms } => {
+                match room {
+                    Some(room) => write!(f, "you are banned from {room}")?,
+                    None => f.write_str("that name is banned from this server")?,
+                }
+                write!(f, " {}", crate::moderation::until_text(*until_ms))?;
+                if !reason.is_empty() {
+                    write!(f, " ({reason})")?;
+                }
+                Ok(())
             }
         }
     }
@@ -296,6 +320,11 @@ impl Room {
     pub fn announce(&self, text: &str, scope: Scope, at_ms: i64) -> usize {
         let said = Said::Announcement(text.to_owned());
         self.publish(Event::at(at_ms, None, What::Said(said), scope), true)
+    }
+
+    /// Tells everyone in the room but `from` of a moderation action (not kept in history).
+    pub fn moderated(&self, from: Option<ConnId>, what: Moderated) -> usize {
+        self.publish(Event::new(from, What::Moderated(Box::new(what)), Scope::Room), false)
     }
 
     fn remember_locked(&self, state: &mut RoomState, event: Arc<Event>) {

@@ -25,6 +25,7 @@ use chat_proto::{Name, NameKey, RoomKey, RoomName};
 
 use crate::accounts::LoginThrottle;
 pub use crate::event::Said;
+use crate::moderation::{Change, Row};
 use crate::redis_link::RedisLink;
 
 pub use local::LocalStore;
@@ -161,6 +162,25 @@ impl Store {
         match self {
             Store::Local(store) => Some(store.stats()),
             Store::Shared(_) | Store::Nothing(_) => None,
+        }
+    }
+
+    /// The moderation rows kept by the local store, once, at start (none
+    /// elsewhere: `--db none` keeps nothing, and the shared store does
+    /// not keep them yet).
+    pub fn take_moderation(&self) -> Vec<Row> {
+        match self {
+            Store::Local(store) => store.take_moderation(),
+            Store::Shared(_) | Store::Nothing(_) => Vec::new(),
+        }
+    }
+
+    /// Keeps a moderation change; with `--db none` (and, for now, the
+    /// shared store) it lasts until the daemon stops. Boxed: rare.
+    pub async fn keep_moderation(&self, change: Change) -> Result<(), Unavailable> {
+        match self {
+            Store::Local(store) => Box::pin(store.keep_moderation(change)).await,
+            Store::Shared(_) | Store::Nothing(_) => Ok(()),
         }
     }
 

@@ -41,7 +41,9 @@ mod writer;
 
 pub use schema::MIGRATIONS;
 use schema::{lock_file, prepare};
-use sql::{all_accounts, recent, register, search, set_hash, unregister};
+use sql::{
+    all_accounts, all_moderation, keep_moderation, recent, register, search, set_hash, unregister,
+};
 pub use sql::{insert_all, since};
 use writer::Writer;
 
@@ -59,6 +61,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use super::{Account, Stored, Unavailable};
+use crate::moderation::{Change, Row};
 
 /// Requests waiting for the store's thread; past this, lines are dropped and
 /// counted. The store's thread gives way to the room, so under a flood the
@@ -158,6 +161,8 @@ pub struct LocalStore {
     stats: Arc<StoreStats>,
     /// Every registered name, by key.
     accounts: Mutex<HashMap<NameKey, Account>>,
+    /// The moderation rows read at start, until the hub takes them.
+    moderation: Mutex<Vec<Row>>,
     /// Holds the file's lock while the daemon runs.
     _lock: Option<File>,
 }
@@ -175,7 +180,10 @@ impl LocalStore {
         };
         prepare(&conn, path != ":memory:").map_err(failed)?;
         let accounts = all_accounts(&conn).map_err(|e| failed(e.to_string()))?;
-        Ok(Self::start(conn, lock, retain, accounts))
+        let moderation = all_moderation(&conn).map_err(|e| failed(e.to_string()))?;
+        let mut store = Self::start(conn, lock, retain, accounts);
+        store.moderation = Mutex::new(moderation);
+        Ok(store)
     }
 
     /// Opens the file as the daemon does (checks, settings, schema) but
@@ -206,7 +214,8 @@ impl LocalStore {
             warn!("could not start the store's thread; history will not be kept");
         }
         let accounts = Mutex::new(accounts);
-        LocalStore { queue, thread: Mutex::new(thread), stats, accounts, _lock: lock }
+        let moderation = Mutex::default();
+        LocalStore { queue, thread: Mutex::new(thread), stats, accounts, moderation, _lock: lock }
     }
 
     pub fn stats(&self) -> &StoreStats {
@@ -254,6 +263,16 @@ impl LocalStore {
         let removed = self.run(move |conn, _| unregister(conn, &owned)).await?;
         self.accounts().remove(key);
         Ok(removed)
+    }
+
+    /// The moderation rows read at start (once; empty after).
+    pub fn take_moderation(&self) -> Vec<Row> {
+        std::mem::take(&mut *self.moderation.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Keeps a moderation change, once written.
+    pub async fn keep_moderation(&self, change: Change) -> Result<(), Unavailable> {
+        self.run(move |conn, _| keep_moderation(conn, &change)).await
     }
 
     /// Where a registered user was when they left: known at once, written

@@ -71,6 +71,24 @@ pub const MIGRATIONS: &[&str] = &[
         WHEN old.id <= (SELECT upto FROM messages_text_upto) BEGIN
         INSERT INTO messages_text (messages_text, rowid, text) VALUES ('delete', old.id, old.text);
     END;",
+    // 4: moderation (see `crate::moderation`): one row per ban, mute, room
+    // owner, room operator and topic. `room_key` is empty for the whole
+    // server; `target_key` is a name's key, an address range, or empty for
+    // what a room has one of (its owner, its topic). `until` is when a ban
+    // or mute ends (milliseconds since 1970; NULL until lifted), so an
+    // expiry holds across restarts.
+    "CREATE TABLE moderation (
+        kind TEXT NOT NULL,
+        room_key TEXT NOT NULL,
+        target_key TEXT NOT NULL,
+        room TEXT NOT NULL,
+        target TEXT NOT NULL,
+        by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        set_at INTEGER NOT NULL,
+        until INTEGER,
+        PRIMARY KEY (kind, room_key, target_key)
+    ) WITHOUT ROWID;",
 ];
 
 /// Takes the lock that keeps a second daemon off the file.

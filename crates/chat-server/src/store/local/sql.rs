@@ -8,6 +8,7 @@ use chat_proto::{Name, NameKey, RoomKey, RoomName};
 use rusqlite::{Connection, params};
 
 use crate::event::{Message, Said};
+use crate::moderation::{Change, Row};
 use crate::store::{Account, SEARCH_RESULTS, Stored, now_ms, parse_name};
 
 /// The last `limit` lines of `room` since `cutoff`, oldest first.
@@ -64,6 +65,54 @@ pub(super) fn all_accounts(conn: &Connection) -> rusqlite::Result<HashMap<NameKe
         Ok((NameKey::of(&key), account))
     })?;
     rows.collect()
+}
+
+/// Every moderation row (bans, mutes, owners, operators, topics), read once at start.
+pub(super) fn all_moderation(conn: &Connection) -> rusqlite::Result<Vec<Row>> {
+    let mut query = conn.prepare(
+        "SELECT kind, room_key, target_key, room, target, by, reason, set_at, until FROM moderation",
+    )?;
+    let rows = query.query_map([], |row| {
+        Ok(Row {
+            kind: row.get(0)?,
+            room_key: row.get(1)?,
+            target_key: row.get(2)?,
+            room: row.get(3)?,
+            target: row.get(4)?,
+            by: row.get(5)?,
+            reason: row.get(6)?,
+            set_ms: row.get(7)?,
+            until_ms: row.get(8)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Keeps a moderation change: a row put (replacing its like) or removed.
+pub(super) fn keep_moderation(conn: &Connection, change: &Change) -> rusqlite::Result<()> {
+    match change {
+        Change::Put(row) => conn.execute(
+            "INSERT OR REPLACE INTO moderation
+                (kind, room_key, target_key, room, target, by, reason, set_at, until)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                row.kind,
+                row.room_key,
+                row.target_key,
+                row.room,
+                row.target,
+                row.by,
+                row.reason,
+                row.set_ms,
+                row.until_ms
+            ],
+        )?,
+        Change::Remove { kind, room_key, target_key } => conn.execute(
+            "DELETE FROM moderation WHERE kind = ?1 AND room_key = ?2 AND target_key = ?3",
+            params![kind, room_key, target_key],
+        )?,
+    };
+    Ok(())
 }
 
 /// Registers a name unless it already is; true when it was registered now.

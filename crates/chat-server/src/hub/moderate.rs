@@ -1,0 +1,427 @@
+//! Moderation through the one door: every `/topic`, `/kick`, `/ban`,
+//! `/unban`, `/mute`, `/unmute`, `/bans`, `/op` and `/deop`, whoever
+//! types it (a user from any door, the console, the control socket), is
+//! checked and carried out by [`Hub::moderate`].
+//!
+//! The rules, in one place: a command acts on the actor's current room;
+//! `#lobby` stands for the whole server (everyone arrives there, it has
+//! no owner, and only server operators moderate it), so a ban, a mute or a
+//! kick in `#lobby` is server-wide, and an address ban always is. A room
+//! command needs a room operator, `/op` and `/deop` the room's owner, and
+//! nobody acts on someone of equal or higher rank. Each change is applied
+//! to [`Moderation`](crate::moderation::Moderation), kept in the store,
+//! told to the room (or to the target), logged, and counted.
+
+use std::time::Duration;
+
+use chat_proto::command::{Command, Needs};
+use chat_proto::{LOBBY, Name, RoomKey, RoomName};
+use tracing::{info, warn};
+
+use super::{Hub, Speaker};
+use crate::event::{ConnId, Moderated};
+use crate::moderation::{Ban, Change, Mute, Rank, Target, Topic, until};
+use crate::people::Direct;
+use crate::reply::Reply;
+use crate::stats::Stats;
+use crate::store::now_ms;
+
+/// The longest topic kept, in characters (IRC's `TOPICLEN` says the same).
+pub const TOPIC_MAX: usize = 300;
+
+/// Who acts: a user, in their current room, or the server itself (the
+/// console and the control socket, which act as a server operator in `#lobby`).
+pub enum Actor<'a> {
+    User { speaker: &'a Speaker, room: &'a RoomName },
+    Server,
+}
+
+impl Actor<'_> {
+    fn by(&self) -> String {
+        match self {
+            Actor::User { speaker, .. } => speaker.name.to_string(),
+            Actor::Server => "server".to_owned(),
+        }
+    }
+
+    fn id(&self) -> Option<ConnId> {
+        match self {
+            Actor::User { speaker, .. } => Some(speaker.id),
+            Actor::Server => None,
+        }
+    }
+
+    fn room(&self) -> RoomName {
+        match self {
+            Actor::User { room, .. } => (*room).clone(),
+            Actor::Server => RoomName::lobby(),
+        }
+    }
+}
+
+/// A moderation command, as parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action<'a> {
+    Topic(Option<&'a str>),
+    Kick { who: &'a str, reason: &'a str },
+    Ban { target: &'a str, duration: Option<Duration>, reason: &'a str },
+    Unban(&'a str),
+    Mute { who: &'a str, duration: Option<Duration> },
+    Unmute(&'a str),
+    Bans,
+    Op(&'a str),
+    Deop(&'a str),
+}
+
+impl<'a> Action<'a> {
+    /// The moderation command a parsed line is, if it is one.
+    pub fn of(command: &Command<'a>) -> Option<Action<'a>> {
+        Some(match *command {
+            Command::Topic(text) => Action::Topic(text),
+            Command::Kick { who, reason } => Action::Kick { who, reason },
+            Command::Ban { target, rest } => {
+                let (duration, reason) = chat_proto::command::duration_and_reason(rest);
+                Action::Ban { target, duration, reason }
+            }
+            Command::Unban(target) => Action::Unban(target),
+            Command::Mute { who, duration } => Action::Mute { who, duration },
+            Command::Unmute(who) => Action::Unmute(who),
+            Command::Bans => Action::Bans,
+            Command::Op(who) => Action::Op(who),
+            Command::Deop(who) => Action::Deop(who),
+            _ => return None,
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Action::Topic(_) => "topic",
+            Action::Kick { .. } => "kick",
+            Action::Ban { .. } => "ban",
+            Action::Unban(_) => "unban",
+            Action::Mute { .. } => "mute",
+            Action::Unmute(_) => "unmute",
+            Action::Bans => "bans",
+            Action::Op(_) => "op",
+            Action::Deop(_) => "deop",
+        }
+    }
+}
+
+/// What a rank may use, for `/help`.
+pub fn needs_of(rank: Rank) -> Needs {
+    match rank {
+        Rank::Guest | Rank::Registered => Needs::Anyone,
+        Rank::RoomOperator => Needs::RoomOperator,
+        Rank::RoomOwner => Needs::RoomOwner,
+        Rank::ServerOperator => Needs::ServerOperator,
+    }
+}
+
+/// Where an action reaches: a room, or (in `#lobby`) the whole server.
+fn reach_of(room: &RoomName) -> Option<RoomName> {
+    (room.key() != RoomKey::of(LOBBY)).then(|| room.clone())
+}
+
+impl Hub {
+    /// The rank of `speaker` in `room`.
+    pub fn rank(&self, speaker: &Speaker, room: &RoomKey) -> Rank {
+        self.moderation.rank(&speaker.name, speaker.registered, Some(room))
+    }
+
+    fn actor_rank(&self, actor: &Actor<'_>, room: &RoomKey) -> Rank {
+        match actor {
+            Actor::User { speaker, .. } => self.rank(speaker, room),
+            Actor::Server => Rank::ServerOperator,
+        }
+    }
+
+    /// The rank of whoever uses `name` (registered names are used only by their owner).
+    async fn target_rank(&self, name: &Name, room: &RoomKey) -> Rank {
+        let registered = self.is_registered(name).await;
+        self.moderation.rank(name, registered, Some(room))
+    }
+
+    /// Carries out a moderation command for `actor`: the reply to show
+    /// them, or the refusal's reason.
+    pub async fn moderate(&self, actor: &Actor<'_>, action: Action<'_>) -> Result<Reply, String> {
+        let room = actor.room();
+        let reach = reach_of(&room);
+        let rank = self.actor_rank(actor, &room.key());
+        let needs = match action {
+            Action::Topic(None) => Needs::Anyone,
+            Action::Op(_) | Action::Deop(_) => Needs::RoomOwner,
+            _ => Needs::RoomOperator,
+        };
+        let name = action.name();
+        let needed = match (needs, &reach, &action) {
+            (Needs::Anyone, _, _) => Rank::Guest,
+            (_, None, _) => Rank::ServerOperator,
+            (_, _, Action::Ban { target, .. } | Action::Unban(target))
+                if matches!(Target::parse(target), Ok(Target::Address(_))) =>
+            {
+                Rank::ServerOperator
+            }
+            (Needs::RoomOwner, _, _) => Rank::RoomOwner,
+            _ => Rank::RoomOperator,
+        };
+        if rank < needed {
+            let place = if reach.is_some() { format!("in {room}") } else { "here".to_owned() };
+            return Err(format!(
+                "/{name} needs {} {place}; you are {}",
+                needed.describe(),
+                rank.describe()
+            ));
+        }
+        let by = actor.by();
+        let done = match action {
+            Action::Topic(None) => return Ok(self.topic_of(&room)),
+            Action::Topic(Some(text)) => self.set_topic(&room, &by, text).await,
+            Action::Bans => {
+                return Ok(Reply::Bans {
+                    bans: self.moderation.bans(reach.as_ref(), now_ms()),
+                    room: reach,
+                });
+            }
+            Action::Kick { who, reason } => {
+                let who = self.target(who, &room, rank).await?;
+                self.kick_out(&who, reach, by, reason)?
+            }
+            Action::Ban { target, duration, reason } => {
+                let target = Target::parse(target)?;
+                if let Target::Name(who) = &target {
+                    self.target(who.as_str(), &room, rank).await?;
+                }
+                let reach = if matches!(target, Target::Address(_)) { None } else { reach };
+                self.ban(target, reach, by, reason, duration).await
+            }
+            Action::Unban(target) => {
+                let target = Target::parse(target)?;
+                let reach = if matches!(target, Target::Address(_)) { None } else { reach };
+                let change = self.moderation.unban(&target, reach.as_ref()).ok_or_else(|| {
+                    format!("{target} is not banned {}", from_place(reach.as_ref()))
+                })?;
+                self.keep(change).await;
+                Moderated::Unbanned { target: target.to_string(), room: reach, by }
+            }
+            Action::Mute { who, duration } => {
+                let who = self.target(who, &room, rank).await?;
+                let set_ms = now_ms();
+                let until_ms = until(set_ms, duration);
+                let mute = Mute {
+                    who: who.clone(),
+                    room: reach.clone(),
+                    by: by.clone(),
+                    set_ms,
+                    until_ms,
+                };
+                self.keep(self.moderation.set_mute(mute)).await;
+                Moderated::Muted { who, room: reach, by, until_ms }
+            }
+            Action::Unmute(who) => {
+                let who = Name::parse(who).map_err(|e| e.to_string())?;
+                let change = self
+                    .moderation
+                    .unmute(&who.key(), reach.as_ref())
+                    .ok_or_else(|| format!("{who} is not muted {}", in_place(reach.as_ref())))?;
+                self.keep(change).await;
+                Moderated::Unmuted { who, room: reach, by }
+            }
+            Action::Op(who) | Action::Deop(who) => {
+                let Some(room) = reach else {
+                    return Err("#lobby has no operators: server operators moderate it".to_owned());
+                };
+                let who = Name::parse(who).map_err(|e| e.to_string())?;
+                if matches!(action, Action::Op(_)) {
+                    self.op(&room, who, by).await?
+                } else {
+                    self.target(who.as_str(), &room, rank).await?;
+                    let change = self
+                        .moderation
+                        .deop(&room, &who.key())
+                        .ok_or_else(|| format!("{who} is not an operator of {room}"))?;
+                    self.keep(change).await;
+                    Moderated::Deopped { who, room, by }
+                }
+            }
+        };
+        self.tell(actor.id(), &done);
+        info!(action = name, what = ?done, "moderation");
+        Stats::add(&self.stats.moderation, 1);
+        Ok(Reply::Moderated(Box::new(done)))
+    }
+
+    /// The name acted on, if the actor outranks whoever uses it.
+    async fn target(&self, who: &str, room: &RoomName, rank: Rank) -> Result<Name, String> {
+        let who = Name::parse(who).map_err(|e| e.to_string())?;
+        let theirs = self.target_rank(&who, &room.key()).await;
+        if theirs >= rank {
+            return Err(format!(
+                "{who} is {}: nobody acts on an equal or higher rank",
+                theirs.describe()
+            ));
+        }
+        Ok(who)
+    }
+
+    fn topic_of(&self, room: &RoomName) -> Reply {
+        Reply::Topic { room: room.clone(), topic: self.moderation.topic(&room.key()).map(Box::new) }
+    }
+
+    async fn set_topic(&self, room: &RoomName, by: &str, text: &str) -> Moderated {
+        let text: String =
+            if text == "-" { String::new() } else { text.chars().take(TOPIC_MAX).collect() };
+        let topic = Topic { text: text.clone(), by: by.to_owned(), set_ms: now_ms() };
+        self.keep(self.moderation.set_topic(room, topic)).await;
+        Moderated::Topic { room: room.clone(), by: by.to_owned(), text }
+    }
+
+    /// `who` out of `reach`'s room, or (`None`) off the server.
+    fn kick_out(
+        &self,
+        who: &Name,
+        reach: Option<RoomName>,
+        by: String,
+        reason: &str,
+    ) -> Result<Moderated, String> {
+        let done = Moderated::Kicked {
+            who: who.clone(),
+            room: reach.clone(),
+            by,
+            reason: reason.to_owned(),
+        };
+        self.remove(who, reach.as_ref(), &done).map_err(|e| e.to_string())?;
+        Ok(done)
+    }
+
+    /// Takes `who` out of `room` (or off the server), telling them `why`.
+    fn remove(
+        &self,
+        who: &Name,
+        room: Option<&RoomName>,
+        why: &Moderated,
+    ) -> Result<(), crate::room::RoomError> {
+        let notice = Reply::Moderated(Box::new(why.clone()));
+        let direct = match room {
+            None => Direct::Kick { reason: farewell_reason(why) },
+            Some(room) => Direct::Removed { room: room.key(), notice: Box::new(notice) },
+        };
+        self.people.send_direct(who.as_str(), direct).map(|_| ())
+    }
+
+    async fn ban(
+        &self,
+        target: Target,
+        reach: Option<RoomName>,
+        by: String,
+        reason: &str,
+        duration: Option<Duration>,
+    ) -> Moderated {
+        let set_ms = now_ms();
+        let until_ms = until(set_ms, duration);
+        let ban = Ban {
+            target: target.clone(),
+            room: reach.clone(),
+            by: by.clone(),
+            reason: reason.to_owned(),
+            set_ms,
+            until_ms,
+        };
+        self.keep(self.moderation.ban(ban)).await;
+        let done = Moderated::Banned {
+            target: target.to_string(),
+            room: reach.clone(),
+            by,
+            reason: reason.to_owned(),
+            until_ms,
+        };
+        match &target {
+            Target::Name(who) => {
+                // Not here, or not in that room: the ban waits for them.
+                let _ = self.remove(who, reach.as_ref(), &done);
+            }
+            Target::Address(net) => {
+                for person in self.people.local_people() {
+                    if net.contains(&person.peer.ip()) {
+                        let _ = self.remove(&person.name, None, &done);
+                    }
+                }
+            }
+        }
+        done
+    }
+
+    async fn op(&self, room: &RoomName, who: Name, by: String) -> Result<Moderated, String> {
+        if !self.is_registered(&who).await {
+            return Err(format!("{who} is not registered; only registered names can be operators"));
+        }
+        let change = self
+            .moderation
+            .op(room, &who, &by, now_ms())
+            .ok_or_else(|| format!("{who} is an operator of {room} already"))?;
+        self.keep(change).await;
+        Ok(Moderated::Opped { who, room: room.clone(), by })
+    }
+
+    /// Keeps a change in the store; one that cannot be kept still holds
+    /// until the daemon stops (logged).
+    async fn keep(&self, change: Change) {
+        if let Err(error) = self.store.keep_moderation(change).await {
+            warn!(%error, "a moderation change holds only until the daemon stops");
+        }
+    }
+
+    /// Tells the room an action concerns (all but the actor, who is
+    /// answered); a server-wide mute is told to its target.
+    fn tell(&self, actor: Option<ConnId>, done: &Moderated) {
+        let room = match done {
+            Moderated::Topic { room, .. }
+            | Moderated::Opped { room, .. }
+            | Moderated::Deopped { room, .. } => Some(room),
+            Moderated::Kicked { room, .. }
+            | Moderated::Banned { room, .. }
+            | Moderated::Unbanned { room, .. }
+            | Moderated::Muted { room, .. }
+            | Moderated::Unmuted { room, .. } => room.as_ref(),
+        };
+        match (room.and_then(|room| self.rooms.get(&room.key())), done) {
+            (Some(room), _) => {
+                room.moderated(actor, done.clone());
+            }
+            (None, Moderated::Muted { who, .. } | Moderated::Unmuted { who, .. }) => {
+                let _ = self.people.send_direct(
+                    who.as_str(),
+                    Direct::Reply(Reply::Moderated(Box::new(done.clone()))),
+                );
+            }
+            (None, _) => {}
+        }
+    }
+
+    /// The mute that refuses `speaker`'s lines in `room`, if any.
+    pub fn muted(&self, speaker: &Speaker, room: &RoomKey) -> Option<Mute> {
+        self.moderation.mute(&speaker.name.key(), room, now_ms())
+    }
+}
+
+/// Why someone is put off the server, as their goodbye and their leave notice say it.
+fn farewell_reason(why: &Moderated) -> String {
+    let or_none = |reason: &str| {
+        if reason.is_empty() { "no reason given".to_owned() } else { reason.to_owned() }
+    };
+    match why {
+        Moderated::Banned { reason, until_ms, .. } => {
+            format!("banned {}: {}", crate::moderation::until_text(*until_ms), or_none(reason))
+        }
+        Moderated::Kicked { reason, .. } => or_none(reason),
+        _ => "removed by an operator".to_owned(),
+    }
+}
+
+fn from_place(room: Option<&RoomName>) -> String {
+    room.map_or_else(|| "from the server".to_owned(), |room| format!("from {room}"))
+}
+
+fn in_place(room: Option<&RoomName>) -> String {
+    room.map_or_else(|| "everywhere".to_owned(), |room| format!("in {room}"))
+}

@@ -1,0 +1,718 @@
+//! What stands in the way of whom: ranks, bans, mutes, room owners, room
+//! operators and topics, as data and rules, with nothing of the network.
+//!
+//! [`Moderation`] is the daemon's record of them, in memory behind one
+//! short-held lock, read at every arrival, `/join` and line, so a check
+//! never waits for the store. Each change returns the [`Change`] the store
+//! keeps (a row of the `moderation` table, or its removal), which the hub
+//! hands on; at start the rows come back through [`Moderation::new`]. Every
+//! ban and mute carries its end as a time since 1970 (`until_ms`), so an
+//! expiry holds across restarts: an expired entry is simply not found,
+//! and forgotten when next looked at.
+//!
+//! Ranks: guest < registered < room operator < room owner < server
+//! operator. Nobody acts on an equal or higher rank.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use chat_proto::{Name, NameKey, RoomKey, RoomName};
+use ipnet::IpNet;
+
+/// How much a person may do, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rank {
+    Guest,
+    Registered,
+    RoomOperator,
+    RoomOwner,
+    ServerOperator,
+}
+
+impl Rank {
+    /// How a refusal names the rank.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Rank::Guest => "a guest",
+            Rank::Registered => "a registered user",
+            Rank::RoomOperator => "a room operator",
+            Rank::RoomOwner => "the room's owner",
+            Rank::ServerOperator => "a server operator",
+        }
+    }
+}
+
+pub use chat_proto::command::parse_duration;
+
+/// When something set at `now_ms` for `duration` ends (`None`: until lifted).
+pub fn until(now_ms: i64, duration: Option<Duration>) -> Option<i64> {
+    duration.map(|d| now_ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+}
+
+/// `until 2026-05-01 12:30 UTC`, or `until lifted`.
+pub fn until_text(until_ms: Option<i64>) -> String {
+    let Some(at_ms) = until_ms else { return "until lifted".to_owned() };
+    let (seconds, days) = (at_ms.div_euclid(1000), at_ms.div_euclid(86_400_000));
+    let (year, month, day) = civil_from_days(days);
+    let minute_of_day = seconds.rem_euclid(86_400) / 60;
+    let (hour, minute) = (minute_of_day / 60, minute_of_day % 60);
+    format!("until {year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
+}
+
+/// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Who or what a ban is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A name and its look-alikes.
+    Name(Name),
+    /// An address or a range of them (server-wide only).
+    Address(IpNet),
+}
+
+impl Target {
+    /// An address (`192.0.2.7`, `2001:db8::1`) or range (`10.0.0.0/8`) as
+    /// an address ban, anything else as a name.
+    pub fn parse(typed: &str) -> Result<Target, String> {
+        if let Ok(net) = typed.parse::<IpNet>() {
+            return Ok(Target::Address(net.trunc()));
+        }
+        if let Ok(ip) = typed.parse::<IpAddr>() {
+            return Ok(Target::Address(IpNet::from(ip)));
+        }
+        Name::parse(typed).map(Target::Name).map_err(|e| e.to_string())
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Name(name) => write!(f, "{name}"),
+            Target::Address(net) if net.prefix_len() == net.max_prefix_len() => {
+                write!(f, "{}", net.addr())
+            }
+            Target::Address(net) => write!(f, "{net}"),
+        }
+    }
+}
+
+/// A ban in force: in one room, or on the whole server (`room: None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    pub target: Target,
+    pub room: Option<RoomName>,
+    pub by: String,
+    pub reason: String,
+    pub set_ms: i64,
+    pub until_ms: Option<i64>,
+}
+
+/// A mute in force: in one room, or everywhere (`room: None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mute {
+    pub who: Name,
+    pub room: Option<RoomName>,
+    pub by: String,
+    pub set_ms: i64,
+    pub until_ms: Option<i64>,
+}
+
+/// A room's topic, who set it and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic {
+    pub text: String,
+    pub by: String,
+    pub set_ms: i64,
+}
+
+/// One row of the store's `moderation` table. `room_key` is empty for the
+/// whole server; `target_key` is a name's key, an address range, or empty
+/// (a room's owner or topic, one each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub kind: String,
+    pub room_key: String,
+    pub target_key: String,
+    pub room: String,
+    pub target: String,
+    pub by: String,
+    pub reason: String,
+    pub set_ms: i64,
+    pub until_ms: Option<i64>,
+}
+
+/// What the store is to do so that it holds what the daemon holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Put(Row),
+    Remove { kind: &'static str, room_key: String, target_key: String },
+}
+
+const BAN: &str = "ban";
+const ADDRESS_BAN: &str = "address-ban";
+const MUTE: &str = "mute";
+const OWNER: &str = "owner";
+const OPERATOR: &str = "operator";
+const TOPIC: &str = "topic";
+
+fn room_key(room: Option<&RoomName>) -> String {
+    room.map(|r| r.key().as_str().to_owned()).unwrap_or_default()
+}
+
+fn room_text(room: Option<&RoomName>) -> String {
+    room.map(|r| r.as_str().to_owned()).unwrap_or_default()
+}
+
+/// What a room has besides its members.
+#[derive(Debug, Default, Clone)]
+struct RoomRights {
+    owner: Option<Name>,
+    operators: Vec<Name>,
+    topic: Option<Topic>,
+}
+
+type Reach = Option<RoomKey>;
+
+#[derive(Debug, Default)]
+struct State {
+    name_bans: HashMap<(Reach, NameKey), Ban>,
+    address_bans: Vec<Ban>,
+    mutes: HashMap<(Reach, NameKey), Mute>,
+    rooms: HashMap<RoomKey, RoomRights>,
+}
+
+/// The daemon's bans, mutes, owners, room operators and topics, and its
+/// server operators (`--operator`).
+#[derive(Debug, Default)]
+pub struct Moderation {
+    operators: HashSet<NameKey>,
+    state: Mutex<State>,
+}
+
+fn in_force(until_ms: Option<i64>, now_ms: i64) -> bool {
+    until_ms.is_none_or(|until| until > now_ms)
+}
+
+impl Moderation {
+    /// Server operators by name, and what the store kept (expired rows are dropped).
+    pub fn new(operators: &[String], rows: Vec<Row>, now_ms: i64) -> Moderation {
+        let operators = operators.iter().map(|name| NameKey::of(name.trim())).collect();
+        let moderation = Moderation { operators, state: Mutex::default() };
+        {
+            let mut state = moderation.lock();
+            for row in rows {
+                if in_force(row.until_ms, now_ms) {
+                    state.restore(row);
+                }
+            }
+        }
+        moderation
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Each change is an insert or a remove: a panic elsewhere leaves the maps whole.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True when `name` is named by `--operator`.
+    pub fn is_server_operator(&self, name: &NameKey) -> bool {
+        self.operators.contains(name)
+    }
+
+    /// The rank of someone under `name` in `room` (`registered`: logged in
+    /// as its owner; ranks above a guest need it).
+    pub fn rank(&self, name: &Name, registered: bool, room: Option<&RoomKey>) -> Rank {
+        if !registered {
+            return Rank::Guest;
+        }
+        let key = name.key();
+        if self.operators.contains(&key) {
+            return Rank::ServerOperator;
+        }
+        let state = self.lock();
+        let rights = room.and_then(|room| state.rooms.get(room));
+        match rights {
+            Some(r) if r.owner.as_ref().is_some_and(|o| o.key() == key) => Rank::RoomOwner,
+            Some(r) if r.operators.iter().any(|o| o.key() == key) => Rank::RoomOperator,
+            _ => Rank::Registered,
+        }
+    }
+
+    /// The ban that keeps `name` out of `room` (or, `None`, off the server).
+    pub fn name_ban(&self, name: &NameKey, room: Option<&RoomKey>, now_ms: i64) -> Option<Ban> {
+        let mut state = self.lock();
+        let key = (room.cloned(), name.clone());
+        let ban = state.name_bans.get(&key)?;
+        if in_force(ban.until_ms, now_ms) {
+            return Some(ban.clone());
+        }
+        state.name_bans.remove(&key);
+        None
+    }
+
+    /// The ban that covers `ip`, if any (the first in force found).
+    pub fn address_ban(&self, ip: IpAddr, now_ms: i64) -> Option<Ban> {
+        let mut state = self.lock();
+        state.address_bans.retain(|ban| in_force(ban.until_ms, now_ms));
+        if state.address_bans.is_empty() {
+            return None;
+        }
+        let ip = canonical(ip);
+        state
+            .address_bans
+            .iter()
+            .find(|ban| matches!(&ban.target, Target::Address(net) if net.contains(&ip)))
+            .cloned()
+    }
+
+    /// The mute that silences `name` in `room`: one there, or one everywhere.
+    pub fn mute(&self, name: &NameKey, room: &RoomKey, now_ms: i64) -> Option<Mute> {
+        let mut state = self.lock();
+        for reach in [Some(room.clone()), None] {
+            let key = (reach, name.clone());
+            match state.mutes.get(&key) {
+                Some(mute) if in_force(mute.until_ms, now_ms) => return Some(mute.clone()),
+                Some(_) => {
+                    state.mutes.remove(&key);
+                }
+                None => {}
+            }
+        }
+        None
+    }
+
+    /// The mute that silences `name` everywhere, if any.
+    pub fn server_mute(&self, name: &NameKey, now_ms: i64) -> Option<Mute> {
+        let state = self.lock();
+        state.mutes.get(&(None, name.clone())).filter(|m| in_force(m.until_ms, now_ms)).cloned()
+    }
+
+    /// Puts a ban in force (replacing one on the same target and reach).
+    pub fn ban(&self, ban: Ban) -> Change {
+        let row = ban_row(&ban);
+        let mut state = self.lock();
+        match &ban.target {
+            Target::Name(name) => {
+                state.name_bans.insert((ban.room.as_ref().map(RoomName::key), name.key()), ban);
+            }
+            Target::Address(net) => {
+                state.address_bans.retain(|b| b.target != Target::Address(*net));
+                state.address_bans.push(ban);
+            }
+        }
+        Change::Put(row)
+    }
+
+    /// Lifts a ban; `None` when there was none.
+    pub fn unban(&self, target: &Target, room: Option<&RoomName>) -> Option<Change> {
+        let mut state = self.lock();
+        let room_key = room_key(room);
+        match target {
+            Target::Name(name) => {
+                state.name_bans.remove(&(room.map(RoomName::key), name.key()))?;
+                let target_key = name.key().as_str().to_owned();
+                Some(Change::Remove { kind: BAN, room_key, target_key })
+            }
+            Target::Address(net) => {
+                let before = state.address_bans.len();
+                state.address_bans.retain(|b| b.target != *target);
+                (state.address_bans.len() < before).then(|| Change::Remove {
+                    kind: ADDRESS_BAN,
+                    room_key,
+                    target_key: net.to_string(),
+                })
+            }
+        }
+    }
+
+    /// The bans of a room (or of the server), in force, oldest first.
+    pub fn bans(&self, room: Option<&RoomName>, now_ms: i64) -> Vec<Ban> {
+        let state = self.lock();
+        let reach = room.map(RoomName::key);
+        let mut bans: Vec<Ban> = state
+            .name_bans
+            .iter()
+            .filter(|((r, _), _)| *r == reach)
+            .map(|(_, ban)| ban)
+            .chain(state.address_bans.iter().filter(|_| reach.is_none()))
+            .filter(|ban| in_force(ban.until_ms, now_ms))
+            .cloned()
+            .collect();
+        bans.sort_by_key(|ban| ban.set_ms);
+        bans
+    }
+
+    /// Puts a mute in force (replacing one on the same name and reach).
+    pub fn set_mute(&self, mute: Mute) -> Change {
+        let row = Row {
+            kind: MUTE.to_owned(),
+            room_key: room_key(mute.room.as_ref()),
+            target_key: mute.who.key().as_str().to_owned(),
+            room: room_text(mute.room.as_ref()),
+            target: mute.who.to_string(),
+            by: mute.by.clone(),
+            reason: String::new(),
+            set_ms: mute.set_ms,
+            until_ms: mute.until_ms,
+        };
+        let key = (mute.room.as_ref().map(RoomName::key), mute.who.key());
+        self.lock().mutes.insert(key, mute);
+        Change::Put(row)
+    }
+
+    /// Lifts a mute; `None` when there was none.
+    pub fn unmute(&self, who: &NameKey, room: Option<&RoomName>) -> Option<Change> {
+        self.lock().mutes.remove(&(room.map(RoomName::key), who.clone()))?;
+        let (room_key, target_key) = (room_key(room), who.as_str().to_owned());
+        Some(Change::Remove { kind: MUTE, room_key, target_key })
+    }
+
+    /// The owner of a room, if it has one.
+    pub fn owner(&self, room: &RoomKey) -> Option<Name> {
+        self.lock().rooms.get(room).and_then(|r| r.owner.clone())
+    }
+
+    /// A room that has no owner yet becomes `owner`'s (`None` when it had one).
+    pub fn claim_room(&self, room: &RoomName, owner: &Name, now_ms: i64) -> Option<Change> {
+        let mut state = self.lock();
+        let rights = state.rooms.entry(room.key()).or_default();
+        if rights.owner.is_some() {
+            return None;
+        }
+        rights.owner = Some(owner.clone());
+        Some(Change::Put(Row {
+            kind: OWNER.to_owned(),
+            room_key: room_key(Some(room)),
+            target_key: String::new(),
+            room: room.to_string(),
+            target: owner.to_string(),
+            by: owner.to_string(),
+            reason: String::new(),
+            set_ms: now_ms,
+            until_ms: None,
+        }))
+    }
+
+    /// Makes `who` an operator of `room`; `None` when they were already.
+    pub fn op(&self, room: &RoomName, who: &Name, by: &str, now_ms: i64) -> Option<Change> {
+        let mut state = self.lock();
+        let rights = state.rooms.entry(room.key()).or_default();
+        if rights.operators.iter().any(|o| o.key() == who.key()) {
+            return None;
+        }
+        rights.operators.push(who.clone());
+        Some(Change::Put(Row {
+            kind: OPERATOR.to_owned(),
+            room_key: room_key(Some(room)),
+            target_key: who.key().as_str().to_owned(),
+            room: room.to_string(),
+            target: who.to_string(),
+            by: by.to_owned(),
+            reason: String::new(),
+            set_ms: now_ms,
+            until_ms: None,
+        }))
+    }
+
+    /// `who` is no longer an operator of `room`; `None` when they were not.
+    pub fn deop(&self, room: &RoomName, who: &NameKey) -> Option<Change> {
+        let mut state = self.lock();
+        let rights = state.rooms.get_mut(&room.key())?;
+        let before = rights.operators.len();
+        rights.operators.retain(|o| o.key() != *who);
+        (rights.operators.len() < before).then(|| Change::Remove {
+            kind: OPERATOR,
+            room_key: room_key(Some(room)),
+            target_key: who.as_str().to_owned(),
+        })
+    }
+
+    /// The operators of a room.
+    pub fn operators(&self, room: &RoomKey) -> Vec<Name> {
+        self.lock().rooms.get(room).map(|r| r.operators.clone()).unwrap_or_default()
+    }
+
+    /// A room's topic, if it has one.
+    pub fn topic(&self, room: &RoomKey) -> Option<Topic> {
+        self.lock().rooms.get(room).and_then(|r| r.topic.clone())
+    }
+
+    /// Sets (or, with empty text, clears) a room's topic.
+    pub fn set_topic(&self, room: &RoomName, topic: Topic) -> Change {
+        let (room_key, room_text) = (room_key(Some(room)), room.to_string());
+        let mut state = self.lock();
+        let rights = state.rooms.entry(room.key()).or_default();
+        if topic.text.is_empty() {
+            rights.topic = None;
+            return Change::Remove { kind: TOPIC, room_key, target_key: String::new() };
+        }
+        let row = Row {
+            kind: TOPIC.to_owned(),
+            room_key,
+            target_key: String::new(),
+            room: room_text,
+            target: String::new(),
+            by: topic.by.clone(),
+            reason: topic.text.clone(),
+            set_ms: topic.set_ms,
+            until_ms: None,
+        };
+        rights.topic = Some(topic);
+        Change::Put(row)
+    }
+}
+
+/// IPv4 written as IPv6 (`::ffff:192.0.2.7`, as a dual-stack listener sees
+/// it) is the IPv4 address, so IPv4 bans hold there too.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+fn ban_row(ban: &Ban) -> Row {
+    let (kind, target_key) = match &ban.target {
+        Target::Name(name) => (BAN, name.key().as_str().to_owned()),
+        Target::Address(net) => (ADDRESS_BAN, net.to_string()),
+    };
+    Row {
+        kind: kind.to_owned(),
+        room_key: room_key(ban.room.as_ref()),
+        target_key,
+        room: room_text(ban.room.as_ref()),
+        target: ban.target.to_string(),
+        by: ban.by.clone(),
+        reason: ban.reason.clone(),
+        set_ms: ban.set_ms,
+        until_ms: ban.until_ms,
+    }
+}
+
+impl State {
+    /// Takes back a row the store kept; one that no longer parses is skipped.
+    fn restore(&mut self, row: Row) {
+        let room = (!row.room.is_empty()).then(|| RoomName::parse(&row.room).ok()).flatten();
+        if !row.room.is_empty() && room.is_none() {
+            return;
+        }
+        let name = Name::parse(&row.target).ok();
+        match (row.kind.as_str(), name) {
+            (BAN, Some(name)) => {
+                let key = (room.as_ref().map(RoomName::key), name.key());
+                let target = Target::Name(name);
+                let Row { by, reason, set_ms, until_ms, .. } = row;
+                self.name_bans.insert(key, Ban { target, room, by, reason, set_ms, until_ms });
+            }
+            (ADDRESS_BAN, _) => {
+                let Ok(Target::Address(net)) = Target::parse(&row.target) else { return };
+                let Row { by, reason, set_ms, until_ms, .. } = row;
+                let target = Target::Address(net);
+                self.address_bans.push(Ban { target, room, by, reason, set_ms, until_ms });
+            }
+            (MUTE, Some(who)) => {
+                let key = (room.as_ref().map(RoomName::key), who.key());
+                let Row { by, set_ms, until_ms, .. } = row;
+                self.mutes.insert(key, Mute { who, room, by, set_ms, until_ms });
+            }
+            (OWNER, Some(owner)) => {
+                if let Some(room) = room {
+                    self.rooms.entry(room.key()).or_default().owner = Some(owner);
+                }
+            }
+            (OPERATOR, Some(who)) => {
+                if let Some(room) = room {
+                    self.rooms.entry(room.key()).or_default().operators.push(who);
+                }
+            }
+            (TOPIC, _) => {
+                if let Some(room) = room {
+                    let topic = Topic { text: row.reason, by: row.by, set_ms: row.set_ms };
+                    self.rooms.entry(room.key()).or_default().topic = Some(topic);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(text: &str) -> Name {
+        Name::parse(text).expect("a valid name")
+    }
+
+    fn room(text: &str) -> RoomName {
+        RoomName::parse(text).expect("a valid room")
+    }
+
+    fn rows_of(changes: Vec<Change>) -> Vec<Row> {
+        changes
+            .into_iter()
+            .filter_map(|c| match c {
+                Change::Put(row) => Some(row),
+                Change::Remove { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_end_reads_as_a_utc_date_and_time() {
+        assert_eq!(until_text(None), "until lifted");
+        assert_eq!(until_text(Some(0)), "until 1970-01-01 00:00 UTC");
+        // 2026-11-30 09:12:59.999 UTC
+        assert_eq!(until_text(Some(1_796_029_979_999)), "until 2026-11-30 09:12 UTC");
+        assert_eq!(until_text(Some(951_782_400_000)), "until 2000-02-29 00:00 UTC");
+    }
+
+    #[test]
+    fn targets_are_addresses_ranges_or_names() {
+        let net = |t: &str| match Target::parse(t) {
+            Ok(Target::Address(net)) => net.to_string(),
+            other => panic!("{t}: {other:?}"),
+        };
+        assert_eq!(net("192.0.2.7"), "192.0.2.7/32");
+        assert_eq!(net("10.1.2.3/8"), "10.0.0.0/8");
+        assert_eq!(net("2001:db8::1"), "2001:db8::1/128");
+        assert_eq!(net("2001:db8::/32"), "2001:db8::/32");
+        assert_eq!(Target::parse("alice"), Ok(Target::Name(name("alice"))));
+        assert!(Target::parse("not a name").is_err());
+    }
+
+    #[test]
+    fn ranks_follow_registration_ownership_and_operators() {
+        let m = Moderation::new(&["Olive".to_owned()], Vec::new(), 0);
+        let rust = room("#rust");
+        let key = rust.key();
+        assert_eq!(m.rank(&name("olive"), true, Some(&key)), Rank::ServerOperator);
+        assert_eq!(m.rank(&name("olive"), false, Some(&key)), Rank::Guest, "not logged in");
+        assert!(m.claim_room(&rust, &name("owen"), 0).is_some());
+        assert!(m.claim_room(&rust, &name("other"), 0).is_none(), "owned once");
+        assert!(m.op(&rust, &name("olga"), "owen", 0).is_some());
+        assert_eq!(m.rank(&name("OWEN"), true, Some(&key)), Rank::RoomOwner);
+        assert_eq!(m.rank(&name("olga"), true, Some(&key)), Rank::RoomOperator);
+        assert_eq!(m.rank(&name("olga"), true, Some(&RoomKey::of("#go"))), Rank::Registered);
+        assert!(m.deop(&rust, &NameKey::of("olga")).is_some());
+        assert_eq!(m.rank(&name("olga"), true, Some(&key)), Rank::Registered);
+        assert!(Rank::Guest < Rank::Registered && Rank::RoomOwner < Rank::ServerOperator);
+    }
+
+    #[test]
+    fn name_bans_cover_look_alikes_and_end_on_time() {
+        let m = Moderation::default();
+        let ban = |until_ms| Ban {
+            target: Target::Name(name("mallory")),
+            room: None,
+            by: "root".to_owned(),
+            reason: "spam".to_owned(),
+            set_ms: 0,
+            until_ms,
+        };
+        m.ban(ban(Some(1000)));
+        // A Cyrillic а for the Latin a.
+        assert!(m.name_ban(&NameKey::of("MАLLORY"), None, 999).is_some());
+        assert!(m.name_ban(&NameKey::of("mallory"), Some(&RoomKey::of("#x")), 0).is_none());
+        assert!(m.name_ban(&NameKey::of("mallory"), None, 1000).is_none(), "expired");
+        assert!(m.bans(None, 1000).is_empty());
+    }
+
+    #[test]
+    fn address_bans_cover_ranges_in_both_families_and_mapped_v4() {
+        let m = Moderation::default();
+        for range in ["10.0.0.0/8", "2001:db8::/32"] {
+            let target = Target::parse(range).expect("a range");
+            m.ban(Ban {
+                target,
+                room: None,
+                by: "root".to_owned(),
+                reason: String::new(),
+                set_ms: 0,
+                until_ms: None,
+            });
+        }
+        let ip = |t: &str| t.parse::<IpAddr>().expect("an address");
+        assert!(m.address_ban(ip("10.9.8.7"), 0).is_some());
+        assert!(m.address_ban(ip("::ffff:10.9.8.7"), 0).is_some());
+        assert!(m.address_ban(ip("2001:db8:1::5"), 0).is_some());
+        assert!(m.address_ban(ip("11.0.0.1"), 0).is_none());
+        assert!(m.unban(&Target::parse("10.0.0.0/8").expect("range"), None).is_some());
+        assert!(m.address_ban(ip("10.9.8.7"), 0).is_none());
+    }
+
+    #[test]
+    fn mutes_hold_in_their_room_or_everywhere() {
+        let m = Moderation::default();
+        let (rust, go) = (room("#rust"), room("#go"));
+        let mute = |room: Option<RoomName>| Mute {
+            who: name("bob"),
+            room,
+            by: "owen".to_owned(),
+            set_ms: 0,
+            until_ms: Some(50),
+        };
+        m.set_mute(mute(Some(rust.clone())));
+        assert!(m.mute(&NameKey::of("bob"), &rust.key(), 10).is_some());
+        assert!(m.mute(&NameKey::of("bob"), &go.key(), 10).is_none());
+        assert!(m.mute(&NameKey::of("bob"), &rust.key(), 50).is_none(), "expired");
+        m.set_mute(mute(None));
+        assert!(m.mute(&NameKey::of("bob"), &go.key(), 10).is_some(), "everywhere");
+        assert!(m.unmute(&NameKey::of("bob"), None).is_some());
+        assert!(m.unmute(&NameKey::of("bob"), None).is_none());
+    }
+
+    #[test]
+    fn what_the_store_kept_comes_back_and_expired_rows_do_not() {
+        let m = Moderation::default();
+        let rust = room("#rust");
+        let mut changes = vec![
+            m.claim_room(&rust, &name("owen"), 0).expect("claimed"),
+            m.op(&rust, &name("olga"), "owen", 0).expect("opped"),
+            m.set_topic(
+                &rust,
+                Topic { text: "crabs".to_owned(), by: "owen".to_owned(), set_ms: 1 },
+            ),
+        ];
+        for (who, until_ms) in [("mallory", None), ("eve", Some(10))] {
+            changes.push(m.ban(Ban {
+                target: Target::Name(name(who)),
+                room: Some(rust.clone()),
+                by: "owen".to_owned(),
+                reason: "spam".to_owned(),
+                set_ms: 2,
+                until_ms,
+            }));
+        }
+        changes.push(m.ban(Ban {
+            target: Target::parse("192.0.2.0/24").expect("range"),
+            room: None,
+            by: "root".to_owned(),
+            reason: String::new(),
+            set_ms: 3,
+            until_ms: None,
+        }));
+        let again = Moderation::new(&[], rows_of(changes), 20);
+        assert_eq!(again.owner(&rust.key()), Some(name("owen")));
+        assert_eq!(again.operators(&rust.key()), [name("olga")]);
+        assert_eq!(again.topic(&rust.key()).map(|t| t.text), Some("crabs".to_owned()));
+        assert!(again.name_ban(&NameKey::of("mallory"), Some(&rust.key()), 20).is_some());
+        assert!(again.name_ban(&NameKey::of("eve"), Some(&rust.key()), 20).is_none());
+        assert!(again.address_ban("192.0.2.99".parse().expect("ip"), 20).is_some());
+    }
+}
