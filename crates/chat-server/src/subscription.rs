@@ -20,7 +20,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::event::{ConnId, Event, What, gathered_rest};
+use crate::event::{ConnId, Event, What};
 use crate::output::{Output, WriteError};
 use crate::reply::Reply;
 use crate::room::Room;
@@ -133,15 +133,14 @@ impl Subscription {
     /// other than the current one, once when sent to several rooms.
     fn show<W: AsyncWrite + Unpin>(&self, event: &Event, out: &mut Output<W>, view: View<'_>) {
         let key = self.room.key();
-        let shown = |scope: &crate::event::Scope| scope.shows(key, view.rooms);
         match &event.what {
-            What::Gathered(changes) if !changes.iter().all(|(_, scope)| shown(scope)) => {
+            What::Gathered(gathered) if !gathered.all_shown(key, view.rooms) => {
                 // Some of these the reader saw through another room: the rest only.
-                if let Some(rest) = gathered_rest(changes, shown) {
+                if let Some(rest) = gathered.rest(key, view.rooms) {
                     out.event(&rest, &self.room, view.current);
                 }
             }
-            _ if shown(&event.scope) => out.event(event, &self.room, view.current),
+            _ if event.scope.shows(key, view.rooms) => out.event(event, &self.room, view.current),
             _ => {}
         }
     }

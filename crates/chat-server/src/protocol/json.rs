@@ -74,8 +74,9 @@ fn what_object(what: &What) -> Value {
     match what {
         What::Said(said) => said_object(said),
         What::Presence(change) => presence_object(change),
-        What::Gathered(changes) => {
-            let changes: Vec<Value> = changes.iter().map(|(c, _)| presence_object(c)).collect();
+        What::Gathered(gathered) => {
+            let changes: Vec<Value> =
+                gathered.changes().iter().map(|(c, _)| presence_object(c)).collect();
             json!({ "type": "presence", "changes": changes })
         }
     }
