@@ -187,7 +187,7 @@ async fn open_idle(
     let source = spread_source(plan.source_offset + i);
     let stream = connect(server, Some(source), plan.kernel_clock).await?;
     let name = format!("{}{}i{i}", plan.names, plan.run);
-    let Joined { reader, writer } = Protocol::Chat.join(stream, &name, &plan.join).await?;
+    let Joined { reader, writer, .. } = Protocol::Chat.join(stream, &name, &plan.join).await?;
     shared.joined.fetch_add(1, Ordering::Relaxed);
     let reader = tokio::spawn(listen(reader, shared, stop, i % plan.servers.len()));
     Ok((writer, reader))
@@ -314,7 +314,7 @@ async fn broadcast_once(plan: &Plan, shared: &Shared) -> Result<Broadcast> {
     let source = spread_source(plan.source_offset + plan.clients);
     let stream = connect(plan.servers[0], Some(source), false).await?;
     let name = format!("{}{}cast", plan.names, plan.run);
-    let Joined { mut reader, mut writer } = Protocol::Chat
+    let Joined { mut reader, mut writer, .. } = Protocol::Chat
         .join(stream, &name, &plan.join)
         .await
         .context("the broadcasting client could not join")?;
