@@ -175,15 +175,19 @@ impl Scope {
     }
 
     /// True when a reader in `mine` (sorted) shows this through room `via`.
-    #[inline]
+    /// Asked for every delivery: the one-room answer is inlined.
+    #[inline(always)]
     pub fn shows(&self, via: &RoomKey, mine: &[RoomKey]) -> bool {
         match self {
             Scope::Room => true,
-            Scope::Rooms(rooms) => {
-                rooms.iter().find(|room| mine.binary_search(room).is_ok()) == Some(via)
-            }
+            Scope::Rooms(rooms) => first_of_mine_is(rooms, via, mine),
         }
     }
+}
+
+/// Whether the first of `rooms` the reader is in (`mine`, sorted) is `via`.
+fn first_of_mine_is(rooms: &[RoomKey], via: &RoomKey, mine: &[RoomKey]) -> bool {
+    rooms.iter().find(|room| mine.binary_search(room).is_ok()) == Some(via)
 }
 
 #[cfg(test)]

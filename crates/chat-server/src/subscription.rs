@@ -118,20 +118,21 @@ impl Subscription {
         view: View<'_>,
     ) -> bool {
         match delivery {
-            Delivery::Event(event) => {
-                if event.from != Some(self.me) {
-                    self.show(&event, out, view);
-                }
-            }
+            Delivery::Event(event) => self.show(&event, out, view),
             Delivery::Missed(missed) => self.push_missed(missed, out, view),
             Delivery::Closed => return false,
         }
         true
     }
 
-    /// Shows an event as this reader should see it: tagged when from a room
-    /// other than the current one, once when sent to several rooms.
+    /// Shows an event as this reader should see it: not at all when it is
+    /// the reader's own, tagged when from a room other than the current
+    /// one, once when sent to several rooms. The path of every delivery.
+    #[inline(always)]
     fn show<W: AsyncWrite + Unpin>(&self, event: &Event, out: &mut Output<W>, view: View<'_>) {
+        if event.from == Some(self.me) {
+            return;
+        }
         let key = self.room.key();
         match &event.what {
             What::Gathered(gathered) if !gathered.all_shown(key, view.rooms) => {
@@ -154,12 +155,11 @@ impl Subscription {
     ) -> bool {
         let mut any = false;
         while drain == Drain::All || !out.is_batch_full() {
-            let delivery = match self.events.try_recv() {
-                Ok(event) => Delivery::Event(event),
-                Err(TryRecvError::Lagged(missed)) => Delivery::Missed(missed),
+            match self.events.try_recv() {
+                Ok(event) => self.show(&event, out, view),
+                Err(TryRecvError::Lagged(missed)) => self.push_missed(missed, out, view),
                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
-            };
-            self.push(delivery, out, view);
+            }
             any = true;
         }
         any
