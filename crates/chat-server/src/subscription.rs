@@ -217,15 +217,19 @@ impl Subscription {
         view: View<'_>,
         backlogged: impl Fn() -> bool,
     ) -> Result<(), WriteError> {
+        if !backlogged() {
+            return Ok(());
+        }
         let deadline = Instant::now() + MAX_PACING;
-        while backlogged() && Instant::now() < deadline {
+        while Instant::now() < deadline {
             if self.drain_into(out, Drain::Batch, view) {
                 self.flush_or_step_aside(out, view).await?;
-                continue;
             }
             let room = Arc::clone(&self.room);
             tokio::select! {
-                () = room.wait_for_readers(deadline, &backlogged) => {}
+                still = room.wait_for_readers(deadline, &backlogged) => if !still {
+                    break;
+                },
                 delivery = self.next() => {
                     self.push(delivery, out, view);
                     self.drain_into(out, Drain::Batch, view);
