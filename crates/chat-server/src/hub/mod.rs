@@ -394,12 +394,15 @@ impl Hub {
             text: text.to_owned(),
             action,
         };
-        let others = room.say(Some(speaker.id), Said::Message(message.clone()));
-        // A copy only when another daemon is to hear it; kept before it is
-        // forwarded, so whoever reads it elsewhere finds it in the shared
-        // history too.
+        // Copies only for a history that keeps it and another daemon that
+        // is to hear it; kept before it is forwarded, so whoever reads it
+        // elsewhere finds it in the shared history too.
+        let kept = self.store.history().keeps_history().then(|| message.clone());
         let forwarded = self.backplane.as_ref().map(|bp| (bp, message.clone()));
-        self.store.history().record(room.name(), Stored::now(Said::Message(message)));
+        let others = room.say(Some(speaker.id), Said::Message(message));
+        if let Some(kept) = kept {
+            self.store.history().record(room.name(), Stored::now(Said::Message(kept)));
+        }
         if let Some((bp, Message { name, theme, text, action })) = forwarded {
             let room = room.name().clone();
             bp.forward(Wire::Message { node: bp.node(), room, name, theme, text, action });
