@@ -326,20 +326,21 @@ where
             }
         }
         self.output.flush().await?;
+        // Nothing is pending now: an idle connection holds no buffer while it waits.
+        self.output.release();
         Ok(None)
     }
 
     async fn chat(&mut self, session: &mut Session) -> End {
         loop {
+            if session.rooms.is_idle() {
+                self.output.release();
+            }
             let ready_at = session.throttle.ready_at();
             let waiting = match self.flush_unless_input_waits(ready_at.is_none()).await {
                 Ok(waiting) => waiting,
                 Err(end) => return end,
             };
-            // After the flush, so the welcome's buffer goes too before an idle wait.
-            if waiting.is_none() && session.rooms.is_idle() {
-                self.output.release();
-            }
             // A line is carried out in a future of its own (boxed): a
             // command's state is large, and inline every connection's task
             // would carry it for its whole life, idle or not.
