@@ -94,7 +94,9 @@ fn what_object(what: &What) -> Value {
     match what {
         What::Said(said) => said_object(said),
         What::Presence(change) => presence_object(change),
-        What::Gathered(changes) => gathered_object(changes.iter().map(|(change, _)| change)),
+        What::Gathered(gathered) => {
+            gathered_object(gathered.changes().iter().map(|(change, _)| change))
+        }
     }
 }
 
