@@ -104,20 +104,8 @@ async fn a_reader_that_never_reads_slows_nobody_and_is_told_what_it_missed() {
     let mut bob = Client::named(server.addr, "bob").await;
     alice.expect_line(|l| l.contains("bob joined")).await;
     // Enough to fill the slow reader's socket buffers many times over.
-    let filler = "x".repeat(200);
     let total = 30_000;
-    let sender = tokio::spawn(async move {
-        let mut batch = String::new();
-        for i in 0..total {
-            batch.push_str(&format!("{i} {filler}\n"));
-            if batch.len() > 60_000 {
-                alice.send_raw(batch.as_bytes()).await;
-                batch.clear();
-            }
-        }
-        alice.send_raw(batch.as_bytes()).await;
-        alice
-    });
+    let sender = support::numbered_flood(alice, total);
     let mut next = 0;
     while next < total {
         let line = bob.next_line().await.expect("bob keeps receiving");

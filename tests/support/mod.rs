@@ -401,6 +401,26 @@ pub fn listening_addr(line: &str) -> SocketAddr {
         .unwrap_or_else(|| panic!("no address in {line:?}"))
 }
 
+/// Sends `total` numbered lines (`0 xxx...`, 200 bytes of padding each)
+/// from `client` in batches of about 60 KB, on a task of its own: enough,
+/// at 30,000, to fill a reader's socket buffers many times over. The
+/// client comes back once everything is written.
+pub fn numbered_flood(mut client: Client, total: usize) -> tokio::task::JoinHandle<Client> {
+    let filler = "x".repeat(200);
+    tokio::spawn(async move {
+        let mut batch = String::new();
+        for i in 0..total {
+            batch.push_str(&format!("{i} {filler}\n"));
+            if batch.len() > 60_000 {
+                client.send_raw(batch.as_bytes()).await;
+                batch.clear();
+            }
+        }
+        client.send_raw(batch.as_bytes()).await;
+        client
+    })
+}
+
 /// A raw TCP user, as `nc` would be: writes lines, reads `\r\n` lines.
 pub struct Client {
     reader: AsyncBufReader<OwnedReadHalf>,
