@@ -188,18 +188,7 @@ async fn a_client_that_accepts_no_bytes_is_disconnected_after_the_write_timeout(
     let _stalled = Client::named(server.addr, "stalled").await;
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(server.addr, "bob").await;
-    let filler = "y".repeat(1000);
-    // Keep the room busy until the stalled reader is dropped; bounded.
-    let mut gone = false;
-    for round in 0..2_000 {
-        let batch: String = (0..50).map(|i| format!("{round}-{i} {filler}\n")).collect();
-        alice.send_raw(batch.as_bytes()).await;
-        let lines = bob.lines_until(|l| l.contains(&format!("{round}-49 "))).await;
-        if lines.iter().any(|l| l.contains("stalled was disconnected")) {
-            gone = true;
-            break;
-        }
-    }
+    let gone = support::busy_until_disconnected(&mut alice, &mut bob, "stalled").await;
     assert!(gone, "the stalled reader was never disconnected");
     server.log.wait_for("slow disconnect log", |l| {
         l.contains("stalled") && l.contains("write timed out")
