@@ -3,7 +3,9 @@
 # or CANDIDATE=path) and a baseline (BASELINE=path, e.g. a release build of the previous
 # commit). Each workload runs RUNS rounds, baseline and candidate alternating, every server
 # pinned to SERVER_CPU and the load generator to LOADGEN_CPU, so machine noise hits both alike.
-# Prints the medians and the candidate/baseline ratio. Loopback only; every run is bounded.
+# Prints the medians, the candidate/baseline ratio, and the server's CPU by thread (read from
+# /proc/PID/task/*/stat just before each server is stopped; threads.jsonl). Loopback only; every
+# run is bounded.
 #
 #   git worktree add /tmp/base HEAD~3 && (cd /tmp/base && cargo build --release -p chat-server)
 #   BASELINE=/tmp/base/target/release/chat-server RUNS=3 WORKLOADS="w1 w4" bench/ab.sh
@@ -20,7 +22,9 @@ OUT=${OUT:-target/bench/ab-$(date +%Y%m%d-%H%M%S)}
 [ -n "${CANDIDATE:-}" ] && CHAT_SERVER=$CANDIDATE
 source "$(dirname "$0")/lib.sh"
 RESULTS="$OUT/results.jsonl"
+THREADS="$OUT/threads.jsonl"
 : >"$RESULTS"
+: >"$THREADS"
 build
 cp "$BASELINE" "$OUT/chat-server-baseline"
 declare -A BINARY=([candidate]=$CHAT_SERVER [baseline]=$OUT/chat-server-baseline)
@@ -31,6 +35,7 @@ one() {
   shift 2
   CHAT_SERVER=${BINARY[$which]} start_chat "$SERVER_CPU" --rate 0 --no-color --max-clients 30000
   loadgen "$workload-$which" chat "$PORT" "$PID" "$@"
+  echo "{\"label\": \"$workload-$which\", \"threads\": $(threads_cpu "$PID")}" >>"$THREADS"
   stop "$PID"
 }
 
@@ -47,7 +52,7 @@ for workload in $WORKLOADS; do
   done
 done
 
-python3 - "$RESULTS" <<'PY'
+python3 - "$RESULTS" "$THREADS" <<'PY'
 import json, statistics, sys
 from collections import defaultdict
 runs = defaultdict(list)
@@ -55,6 +60,12 @@ for line in open(sys.argv[1], encoding="utf-8"):
     if line.startswith("{"):
         r = json.loads(line)
         runs[r["label"]].append(r)
+threads = defaultdict(lambda: defaultdict(list))
+for line in open(sys.argv[2], encoding="utf-8"):
+    if line.startswith("{"):
+        r = json.loads(line)
+        for name, seconds in r["threads"].items():
+            threads[r["label"]][name].append(seconds)
 def median(label, f):
     values = [f(r) for r in runs.get(label, []) if f(r) is not None]
     return statistics.median(values) if values else None
@@ -77,5 +88,9 @@ for workload, rows in figures.items():
         ratio = "-" if not b or c is None else f"{c / b:.3f}"
         print(f"| {workload} | {name} | {fmt(b)} | {fmt(c)} | {ratio} |")
 print(f"\n({len(runs.get('w1-baseline', []))} w1 and {len(runs.get('w4-baseline', []))} w4 rounds per build; medians)")
+print("\nServer CPU by thread over each whole run (connecting included), median seconds:")
+for label in sorted(threads):
+    cells = ", ".join(f"{name} {statistics.median(v):.2f}" for name, v in sorted(threads[label].items()))
+    print(f"  {label}: {cells}")
 PY
 log "results: $RESULTS"

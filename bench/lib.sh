@@ -10,7 +10,7 @@
 #   start_redis CPU [PORT] sets REDIS_PORT, REDIS_PID
 #   start_chat CPU ARGS... sets PORT, PID (the daemon's log is $OUT/chat-<port>.log)
 #   stop PID               SIGTERM, then wait
-#   rss_kib PID, fds PID, cpu_s PID
+#   rss_kib PID, fds PID, cpu_s PID, threads_cpu PID (CPU seconds by thread name, as JSON)
 #   mono_ns                CLOCK_MONOTONIC now, in nanoseconds
 
 set -euo pipefail
@@ -135,6 +135,25 @@ stop() {
   local pid=$1
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+}
+
+# threads_cpu PID: one JSON object, CPU seconds (user + system) by thread name, summed over the
+# threads that share a name (a runtime's workers, say). Read it before the process is stopped.
+threads_cpu() {
+  python3 - "$1" <<'EOF'
+import glob, json, os, sys
+tick = os.sysconf("SC_CLK_TCK")
+by_name = {}
+for stat in glob.glob(f"/proc/{sys.argv[1]}/task/*/stat"):
+    try:
+        text = open(stat).read()
+    except OSError:
+        continue
+    name = text[text.index("(") + 1:text.rindex(")")]
+    fields = text[text.rindex(")") + 2:].split()
+    by_name[name] = round(by_name.get(name, 0) + (int(fields[11]) + int(fields[12])) / tick, 2)
+print(json.dumps(by_name, sort_keys=True))
+EOF
 }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }

@@ -264,6 +264,12 @@ struct Args {
     #[arg(long, value_name = "NAME:PASSWORD")]
     oper: Option<String>,
 
+    /// Chat: wait for the welcome before sending `/join`, and for each room before the next,
+    /// instead of sending the name and every `/join` in one write (as Redis gets one SUBSCRIBE
+    /// naming every channel).
+    #[arg(long)]
+    join_in_turn: bool,
+
     /// Repeat the run this many times (fresh connections each time).
     #[arg(long, value_name = "N", default_value_t = 1)]
     runs: usize,
@@ -437,7 +443,8 @@ fn join_options(args: &Args, read_buffer: usize) -> Result<JoinOptions> {
             Some((name.to_owned(), password.to_owned()))
         }
     };
-    Ok(JoinOptions { channels: vec![args.channel.clone()], oper, read_buffer })
+    let pipelined = !args.join_in_turn;
+    Ok(JoinOptions { channels: vec![args.channel.clone()], oper, read_buffer, pipelined })
 }
 
 /// A short prefix for this process's client names, so two invocations never collide
@@ -503,7 +510,12 @@ fn idle_plan(args: &Args, run: usize) -> idle::Plan {
         clients: args.clients,
         concurrency: args.concurrency,
         size: args.size,
-        join: JoinOptions { channels: vec![args.channel.clone()], oper: None, read_buffer: 1024 },
+        join: JoinOptions {
+            channels: vec![args.channel.clone()],
+            oper: None,
+            read_buffer: 1024,
+            pipelined: true,
+        },
         server_pids: args.server_pid.clone(),
         external: args.broadcast == BroadcastBy::External,
         ready_file: args.ready_file.clone(),
@@ -529,7 +541,12 @@ fn cast_plan(args: &Args, run: usize) -> cast::Plan {
         name: format!("{}{run}cast", name_prefix(args)),
         size: args.size,
         tag: args.run_tag.unwrap_or_default(),
-        join: JoinOptions { channels: vec![args.channel.clone()], oper: None, read_buffer: 4096 },
+        join: JoinOptions {
+            channels: vec![args.channel.clone()],
+            oper: None,
+            read_buffer: 4096,
+            pipelined: true,
+        },
         settle: seconds(args.settle),
         hold: seconds(args.hold.unwrap_or(2.0)),
         label: args.label.clone(),
@@ -542,7 +559,12 @@ fn joins_plan(args: &Args, run: usize) -> joins::Plan {
         clients: args.clients,
         rooms: args.rooms.unwrap_or(1),
         concurrency: args.concurrency,
-        join: JoinOptions { channels: vec![args.channel.clone()], oper: None, read_buffer: 4096 },
+        join: JoinOptions {
+            channels: vec![args.channel.clone()],
+            oper: None,
+            read_buffer: 4096,
+            pipelined: true,
+        },
         server_pids: args.server_pid.clone(),
         setup_timeout: seconds(args.setup_timeout),
         label: args.label.clone(),

@@ -104,20 +104,8 @@ async fn a_reader_that_never_reads_slows_nobody_and_is_told_what_it_missed() {
     let mut bob = Client::named(server.addr, "bob").await;
     alice.expect_line(|l| l.contains("bob joined")).await;
     // Enough to fill the slow reader's socket buffers many times over.
-    let filler = "x".repeat(200);
     let total = 30_000;
-    let sender = tokio::spawn(async move {
-        let mut batch = String::new();
-        for i in 0..total {
-            batch.push_str(&format!("{i} {filler}\n"));
-            if batch.len() > 60_000 {
-                alice.send_raw(batch.as_bytes()).await;
-                batch.clear();
-            }
-        }
-        alice.send_raw(batch.as_bytes()).await;
-        alice
-    });
+    let sender = support::numbered_flood(alice, total);
     let mut next = 0;
     while next < total {
         let line = bob.next_line().await.expect("bob keeps receiving");
@@ -200,18 +188,7 @@ async fn a_client_that_accepts_no_bytes_is_disconnected_after_the_write_timeout(
     let _stalled = Client::named(server.addr, "stalled").await;
     let mut alice = Client::named(server.addr, "alice").await;
     let mut bob = Client::named(server.addr, "bob").await;
-    let filler = "y".repeat(1000);
-    // Keep the room busy until the stalled reader is dropped; bounded.
-    let mut gone = false;
-    for round in 0..2_000 {
-        let batch: String = (0..50).map(|i| format!("{round}-{i} {filler}\n")).collect();
-        alice.send_raw(batch.as_bytes()).await;
-        let lines = bob.lines_until(|l| l.contains(&format!("{round}-49 "))).await;
-        if lines.iter().any(|l| l.contains("stalled was disconnected")) {
-            gone = true;
-            break;
-        }
-    }
+    let gone = support::busy_until_disconnected(&mut alice, &mut bob, "stalled").await;
     assert!(gone, "the stalled reader was never disconnected");
     server.log.wait_for("slow disconnect log", |l| {
         l.contains("stalled") && l.contains("write timed out")

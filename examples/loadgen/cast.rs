@@ -34,7 +34,7 @@ pub struct Plan {
 pub async fn run(plan: &Plan) -> Result<Outcome> {
     let joining = now_nanos();
     let stream = connect(plan.server, None, false).await?;
-    let Joined { mut reader, mut writer } = Protocol::Chat
+    let Joined { mut reader, mut writer, .. } = Protocol::Chat
         .join(stream, &plan.name, &plan.join)
         .await
         .context("the casting client could not join")?;

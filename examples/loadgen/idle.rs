@@ -189,7 +189,7 @@ async fn open_idle(
     let source = spread_source(plan.source_offset + i);
     let stream = connect(server, Some(source), plan.kernel_clock).await?;
     let name = format!("{}{}i{i}", plan.names, plan.run);
-    let Joined { reader, writer } = plan.protocol.join(stream, &name, &plan.join).await?;
+    let Joined { reader, writer, .. } = plan.protocol.join(stream, &name, &plan.join).await?;
     shared.joined.fetch_add(1, Ordering::Relaxed);
     let reader = tokio::spawn(listen(reader, shared, stop, i % plan.servers.len(), plan.protocol));
     Ok((writer, reader))
@@ -317,7 +317,7 @@ async fn broadcast_once(plan: &Plan, shared: &Shared) -> Result<Broadcast> {
     let source = spread_source(plan.source_offset + plan.clients);
     let stream = connect(plan.servers[0], Some(source), false).await?;
     let name = format!("{}{}cast", plan.names, plan.run);
-    let Joined { mut reader, mut writer } = plan
+    let Joined { mut reader, mut writer, .. } = plan
         .protocol
         .join(stream, &name, &plan.join)
         .await

@@ -185,8 +185,10 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
     let signals = Signals { go, stop };
 
     let setup_started = now_nanos();
+    let setup_cpu = JoinCpu::start(&servers);
     let (clients, slow) = join_everyone(plan, &shared, &signals).await?;
     let setup_s = seconds_between(setup_started, now_nanos());
+    let setup_cpu = setup_cpu.stop(&servers);
     let settle_s = wait_until_quiet(&shared.lines, plan.settle_quiet, plan.settle_timeout).await;
 
     let meters = Meters::start(&plan.server_pids, plan.backplane_pid);
@@ -209,6 +211,7 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
     let timeline = Timeline { setup_s, settle_s, started, last_send, ended, complete };
     let mut facts = gather_facts(plan, &shared, &timeline, &accounts, measured, churn);
     facts.rss_kib_before_clients = rss_before_clients;
+    facts.join_cpu = Some(setup_cpu);
     let totals = Totals::of(&accounts, expected, plan.watch.len(), plan.room_count());
     Ok(report::outcome(plan, &facts, &totals, slow.as_ref()))
 }
@@ -325,6 +328,31 @@ fn gather_facts(
         kill: plan.kill.map(|(pid, _)| kill_report(pid, shared, started)),
         churn,
         rss_kib_before_clients: None,
+        join_ms: shared.joins.mean_ms(),
+        join_cpu: None,
+    }
+}
+
+/// CPU seconds the servers and this process spent while the clients joined.
+#[derive(Debug, Clone, Copy)]
+pub struct JoinCpu {
+    pub servers_s: Option<f64>,
+    pub loadgen_s: f64,
+}
+
+impl JoinCpu {
+    fn start(servers: &[Process]) -> Self {
+        JoinCpu {
+            servers_s: cpu_seconds_of(servers),
+            loadgen_s: Process::Myself.cpu_seconds().unwrap_or(0.0),
+        }
+    }
+
+    fn stop(self, servers: &[Process]) -> Self {
+        JoinCpu {
+            servers_s: self.servers_s.zip(cpu_seconds_of(servers)).map(|(a, b)| b - a),
+            loadgen_s: Process::Myself.cpu_seconds().unwrap_or(0.0) - self.loadgen_s,
+        }
     }
 }
 
@@ -455,7 +483,12 @@ mod tests {
             spread_sources: false,
             slow_reader: false,
             kernel_clock: false,
-            join: JoinOptions { channels: vec!["lobby".to_owned()], oper: None, read_buffer: 64 },
+            join: JoinOptions {
+                channels: vec!["lobby".to_owned()],
+                oper: None,
+                read_buffer: 64,
+                pipelined: true,
+            },
             server_pids: Vec::new(),
             backplane_pid: None,
             churn: 0.0,

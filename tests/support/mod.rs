@@ -401,6 +401,43 @@ pub fn listening_addr(line: &str) -> SocketAddr {
         .unwrap_or_else(|| panic!("no address in {line:?}"))
 }
 
+/// Sends `total` numbered lines (`0 xxx...`, 200 bytes of padding each)
+/// from `client` in batches of about 60 KB, on a task of its own: enough,
+/// at 30,000, to fill a reader's socket buffers many times over. The
+/// client comes back once everything is written.
+pub fn numbered_flood(mut client: Client, total: usize) -> tokio::task::JoinHandle<Client> {
+    let filler = "x".repeat(200);
+    tokio::spawn(async move {
+        let mut batch = String::new();
+        for i in 0..total {
+            batch.push_str(&format!("{i} {filler}\n"));
+            if batch.len() > 60_000 {
+                client.send_raw(batch.as_bytes()).await;
+                batch.clear();
+            }
+        }
+        client.send_raw(batch.as_bytes()).await;
+        client
+    })
+}
+
+/// Keeps a room busy (`from` sends 50 lines of 1 KB a round, `to` reads
+/// each round to its end) until `to` is told `name` was disconnected, at
+/// most 2,000 rounds; whether it was.
+pub async fn busy_until_disconnected(from: &mut Client, to: &mut Client, name: &str) -> bool {
+    let filler = "y".repeat(1000);
+    let told = format!("{name} was disconnected");
+    for round in 0..2_000 {
+        let batch: String = (0..50).map(|i| format!("{round}-{i} {filler}\n")).collect();
+        from.send_raw(batch.as_bytes()).await;
+        let lines = to.lines_until(|l| l.contains(&format!("{round}-49 "))).await;
+        if lines.iter().any(|l| l.contains(&told)) {
+            return true;
+        }
+    }
+    false
+}
+
 /// A raw TCP user, as `nc` would be: writes lines, reads `\r\n` lines.
 pub struct Client {
     reader: AsyncBufReader<OwnedReadHalf>,

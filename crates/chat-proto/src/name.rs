@@ -128,13 +128,45 @@ impl NameKey {
 
     /// The key of any text, so a lookup by what a user typed (`/msg BOB`) finds `bob`.
     pub fn of(text: &str) -> Self {
-        // Upper case first: TR39 maps capital look-alikes (Greek Ε, Cyrillic В,
-        // capital I) to Latin prototypes, which their lower-case forms (ε, в, i)
-        // do not share. Then fold case, and take the skeleton once more for
-        // look-alikes that only exist in lower case (rn and m).
-        let upper: String = skeleton(&text.to_uppercase()).collect();
-        NameKey(skeleton(&upper.to_lowercase()).collect())
+        NameKey(ascii_key(text).unwrap_or_else(|| key_of(text)))
     }
+}
+
+/// The key as TR39 defines it, for any text.
+fn key_of(text: &str) -> String {
+    // Upper case first: TR39 maps capital look-alikes (Greek Ε, Cyrillic В,
+    // capital I) to Latin prototypes, which their lower-case forms (ε, в, i)
+    // do not share. Then fold case, and take the skeleton once more for
+    // look-alikes that only exist in lower case (rn and m).
+    let upper: String = skeleton(&text.to_uppercase()).collect();
+    skeleton(&upper.to_lowercase()).collect()
+}
+
+/// The key of ASCII text, character by character from a table, when every
+/// character's key stays ASCII at every step of [`key_of`]: then no step
+/// looks beyond one character (case mapping and normalisation of ASCII are
+/// per character), so the keys of the characters, put together, are the
+/// key of the text. Most names are ASCII, and every connection computes
+/// several keys (the name's, its rooms').
+fn ascii_key(text: &str) -> Option<String> {
+    static KEYS: OnceLock<Vec<Option<String>>> = OnceLock::new();
+    if !text.is_ascii() {
+        return None;
+    }
+    let keys = KEYS.get_or_init(|| (0..128u8).map(|b| ascii_char_key(char::from(b))).collect());
+    let mut key = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        key.push_str(keys[usize::from(byte)].as_deref()?);
+    }
+    Some(key)
+}
+
+/// One ASCII character's key, if it stays ASCII at every step.
+fn ascii_char_key(c: char) -> Option<String> {
+    let upper: String = skeleton(&c.to_uppercase().to_string()).collect();
+    let lower = upper.is_ascii().then(|| upper.to_lowercase())?;
+    let key: String = skeleton(&lower).collect();
+    key.is_ascii().then_some(key)
 }
 
 impl fmt::Display for Name {
@@ -221,5 +253,29 @@ mod tests {
         assert_eq!(key("paypal"), key("paypaI")); // capital i for l
         assert_ne!(key("alice"), key("alicia"));
         assert_eq!(NameKey::of("Alice"), key("alice"));
+    }
+
+    #[test]
+    fn ascii_keys_from_the_table_are_the_keys_tr39_gives() {
+        // Every ASCII text of one and two characters, across the pairs a
+        // character's key could depend on (rn and m, say).
+        for a in 0..128u8 {
+            for b in 0..128u8 {
+                for text in
+                    [String::from(char::from(a)), [char::from(a), char::from(b)].iter().collect()]
+                {
+                    assert_eq!(NameKey::of(&text).0, key_of(&text), "{text:?}");
+                }
+            }
+        }
+        assert!(ascii_key("alice").is_some(), "the table serves plain names");
+        assert_eq!(NameKey::of("r\u{0440}n").0, key_of("r\u{0440}n"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_ascii_text_has_the_key_tr39_gives(text in "[\\x00-\\x7f]{0,40}") {
+            proptest::prop_assert_eq!(NameKey::of(&text).0, key_of(&text));
+        }
     }
 }

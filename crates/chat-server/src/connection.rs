@@ -7,13 +7,16 @@
 //! through the [`Hub`](crate::hub::Hub), then `select!`s over the shutdown
 //! signal, direct messages (private lines, server notices, kicks), the
 //! queues of its rooms (its [`Memberships`]) and its own input, whose
-//! lines [`command::execute`] carries out. Output drains everything already queued into one write.
+//! lines [`command::execute`] carries out. Output drains everything already queued into one write,
+//! and answers to lines the client sent together (a name and a `/join`, say) go out in one write:
+//! pending output is written only when no further line is already waiting to be answered.
 //! Input is read no faster than `--rate` allows, so a flooder is slowed by
 //! TCP itself and loses nothing. It ends with a goodbye that the kernel
 //! cannot reset away.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use chat_proto::{ChatCodec, Frame, Name, RoomName, sanitize_text};
@@ -131,7 +134,7 @@ where
     /// comes back with the session.
     async fn choose_name(&mut self) -> Result<(Session, Welcome, Option<Account>), End> {
         self.output.reply(&Reply::Greeting);
-        self.output.say(&Reply::NamePrompt { again: false }).await?;
+        self.output.reply(&Reply::NamePrompt { again: false });
         let deadline = Instant::now() + self.ctx.limits.name_timeout;
         let mut first_line = true;
         loop {
@@ -162,8 +165,12 @@ where
         }
     }
 
-    /// The next line before `deadline` (`None` for an overlong one, already answered).
+    /// The next line before `deadline` (`None` for an overlong one, already
+    /// answered). What is pending goes out first, unless the line is here already.
     async fn read_before(&mut self, deadline: Instant) -> Result<Option<String>, End> {
+        if let Some(frame) = self.flush_unless_input_waits(true).await? {
+            return self.line_or_end(frame).await;
+        }
         tokio::select! {
             _ = self.ctx.shutdown.cancelled() => Err(End::Shutdown),
             frame = tokio::time::timeout_at(deadline, self.input.next()) => match frame {
@@ -279,6 +286,8 @@ where
         }
     }
 
+    /// Puts the welcome in the output; it goes out with the answer to the
+    /// next line if the client sent one along with its name.
     async fn welcome(&mut self, session: &Session, welcome: Welcome) -> Result<(), End> {
         let Welcome { online, history, degraded } = welcome;
         let Speaker { name, theme, .. } = &session.speaker;
@@ -288,8 +297,38 @@ where
         }
         self.output.reply(&Reply::Online { online });
         self.output.reply(&Reply::Recent { room: None, lines: history });
-        self.output.flush().await?;
         Ok(())
+    }
+
+    /// Writes what is pending, unless the client's next frame is here
+    /// already (sent along with the line just answered, as a client that
+    /// types ahead or a script does) and may be read now (`allowed`): that
+    /// frame is returned, and its answer goes out in the same write, so a
+    /// name and a `/join` sent together cost one write, not two.
+    async fn flush_unless_input_waits(
+        &mut self,
+        allowed: bool,
+    ) -> Result<Option<Option<Result<Frame, std::io::Error>>>, End> {
+        if self.output.pending() == 0 {
+            return Ok(None);
+        }
+        if allowed {
+            let input = &mut self.input;
+            let waiting = std::future::poll_fn(|cx| {
+                Poll::Ready(match input.poll_next_unpin(cx) {
+                    Poll::Ready(frame) => Some(frame),
+                    Poll::Pending => None,
+                })
+            })
+            .await;
+            if waiting.is_some() {
+                return Ok(waiting);
+            }
+        }
+        self.output.flush().await?;
+        // Nothing is pending now: an idle connection holds no buffer while it waits.
+        self.output.release();
+        Ok(None)
     }
 
     async fn chat(&mut self, session: &mut Session) -> End {
@@ -298,6 +337,20 @@ where
                 self.output.release();
             }
             let ready_at = session.throttle.ready_at();
+            let waiting = match self.flush_unless_input_waits(ready_at.is_none()).await {
+                Ok(waiting) => waiting,
+                Err(end) => return end,
+            };
+            // A line is carried out in a future of its own (boxed): a
+            // command's state is large, and inline every connection's task
+            // would carry it for its whole life, idle or not.
+            if let Some(frame) = waiting {
+                session.throttle.took_line();
+                if let Err(end) = Box::pin(self.on_frame(session, frame)).await {
+                    return end;
+                }
+                continue;
+            }
             let step = tokio::select! {
                 biased;
                 _ = self.ctx.shutdown.cancelled() => {
@@ -314,19 +367,25 @@ where
                 }
                 frame = read_when_allowed(&mut self.input, ready_at) => {
                     session.throttle.took_line();
-                    self.grow_read_buffer_for_bursts();
-                    match self.line_or_end(frame).await {
-                        Ok(Some(line)) => {
-                            command::execute(&self.ctx, session, &mut self.output, &line).await
-                        }
-                        Ok(None) => Ok(()),
-                        Err(end) => Err(end),
-                    }
+                    Box::pin(self.on_frame(session, frame)).await
                 }
             };
             if let Err(end) = step {
                 return end;
             }
+        }
+    }
+
+    /// Carries out what one read brought: a line, an overlong line, or the end.
+    async fn on_frame(
+        &mut self,
+        session: &mut Session,
+        frame: Option<Result<Frame, std::io::Error>>,
+    ) -> Result<(), End> {
+        self.grow_read_buffer_for_bursts();
+        match self.line_or_end(frame).await? {
+            Some(line) => command::execute(&self.ctx, session, &mut self.output, &line).await,
+            None => Ok(()),
         }
     }
 

@@ -63,15 +63,41 @@ impl Event {
     }
 }
 
-/// Gathered changes for a reader who saw some of them through another
-/// room: an event of the rest, if any are left.
-pub fn gathered_rest(
-    changes: &[(Presence, Scope)],
-    shown: impl Fn(&Scope) -> bool,
-) -> Option<Event> {
-    let kept: Vec<(Presence, Scope)> =
-        changes.iter().filter(|(_, scope)| shown(scope)).cloned().collect();
-    (!kept.is_empty()).then(|| Event::new(None, What::Gathered(kept.into()), Scope::Room))
+/// Joins and leaves of a busy room gathered into one notice, each with its
+/// own scope.
+#[derive(Debug, Clone)]
+pub struct Gathered {
+    changes: Arc<[(Presence, Scope)]>,
+    /// Whether some change went to several rooms. When none did (joins and
+    /// leaves of one room), every reader shows them all, and a notice of
+    /// thousands of changes to thousands of readers is not looked through
+    /// once per reader.
+    across_rooms: bool,
+}
+
+impl Gathered {
+    pub fn new(changes: Vec<(Presence, Scope)>) -> Self {
+        let across_rooms = changes.iter().any(|(_, scope)| matches!(scope, Scope::Rooms(_)));
+        Gathered { changes: changes.into(), across_rooms }
+    }
+
+    pub fn changes(&self) -> &[(Presence, Scope)] {
+        &self.changes
+    }
+
+    /// True when a reader in `mine` (sorted) shows every change through room `via`.
+    pub fn all_shown(&self, via: &RoomKey, mine: &[RoomKey]) -> bool {
+        !self.across_rooms || self.changes.iter().all(|(_, scope)| scope.shows(via, mine))
+    }
+
+    /// For a reader who saw some of the changes through another room: an
+    /// event of the rest, if any are left.
+    pub fn rest(&self, via: &RoomKey, mine: &[RoomKey]) -> Option<Event> {
+        let kept: Vec<(Presence, Scope)> =
+            self.changes.iter().filter(|(_, scope)| scope.shows(via, mine)).cloned().collect();
+        (!kept.is_empty())
+            .then(|| Event::new(None, What::Gathered(Gathered::new(kept)), Scope::Room))
+    }
 }
 
 /// What an event is about.
@@ -86,7 +112,7 @@ pub enum What {
     /// Joins and leaves of a busy room gathered into one notice, each with
     /// its own scope: a reader that saw some of them through another room
     /// is shown the rest only.
-    Gathered(Arc<[(Presence, Scope)]>),
+    Gathered(Gathered),
 }
 
 /// The kinds of thing said in a room, as history keeps them.
@@ -212,15 +238,19 @@ impl Scope {
     }
 
     /// True when a reader in `mine` (sorted) shows this through room `via`.
-    #[inline]
+    /// Asked for every delivery: the one-room answer is inlined.
+    #[inline(always)]
     pub fn shows(&self, via: &RoomKey, mine: &[RoomKey]) -> bool {
         match self {
             Scope::Room => true,
-            Scope::Rooms(rooms) => {
-                rooms.iter().find(|room| mine.binary_search(room).is_ok()) == Some(via)
-            }
+            Scope::Rooms(rooms) => first_of_mine_is(rooms, via, mine),
         }
     }
+}
+
+/// Whether the first of `rooms` the reader is in (`mine`, sorted) is `via`.
+fn first_of_mine_is(rooms: &[RoomKey], via: &RoomKey, mine: &[RoomKey]) -> bool {
+    rooms.iter().find(|room| mine.binary_search(room).is_ok()) == Some(via)
 }
 
 #[cfg(test)]
@@ -236,5 +266,27 @@ mod tests {
         assert!(scope.shows(&b, &[b.clone(), c.clone()]));
         assert!(scope.shows(&c, std::slice::from_ref(&c)));
         assert!(Scope::Room.shows(&b, &[a, b.clone()]));
+    }
+
+    #[test]
+    fn gathered_changes_seen_through_another_room_are_left_out_and_the_rest_shown() {
+        let [a, b] = ["#a", "#b"].map(RoomKey::of);
+        let change = |name: &str| Presence::Arrived {
+            who: Name::parse(name).expect("valid name"),
+            theme: THEMES[0],
+        };
+        let one_room =
+            Gathered::new(vec![(change("ann"), Scope::Room), (change("bo"), Scope::Room)]);
+        assert!(one_room.all_shown(&b, &[a.clone(), b.clone()]));
+        let both = Scope::Rooms(vec![a.clone(), b.clone()].into());
+        let mixed = Gathered::new(vec![(change("ann"), Scope::Room), (change("cy"), both)]);
+        assert!(mixed.all_shown(&a, &[a.clone(), b.clone()]));
+        assert!(!mixed.all_shown(&b, &[a.clone(), b.clone()]));
+        let rest = mixed.rest(&b, &[a, b.clone()]).expect("ann is left");
+        let What::Gathered(rest) = rest.what else { panic!("{rest:?}") };
+        assert_eq!(
+            rest.changes().iter().map(|(c, _)| c.clone()).collect::<Vec<_>>(),
+            [change("ann")]
+        );
     }
 }

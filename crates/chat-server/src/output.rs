@@ -90,6 +90,7 @@ impl<W: AsyncWrite + Unpin> Output<W> {
     }
 
     /// Appends an event delivered from `room` (`current`: the reader's current room).
+    #[inline(always)]
     pub fn event(&mut self, event: &Event, room: &Room, current: bool) {
         let rendered = self.protocol.event(event, room, current, self.color);
         if let Some(before) = rendered.before {
@@ -103,6 +104,7 @@ impl<W: AsyncWrite + Unpin> Output<W> {
         self.protocol.reply(reply, self);
     }
 
+    #[inline(always)]
     fn append(&mut self, bytes: &Bytes) {
         self.pending += bytes.len();
         if bytes.len() < SHARED_FROM {
@@ -205,6 +207,7 @@ impl<W: AsyncWrite + Unpin> Output<W> {
 }
 
 impl<W: AsyncWrite + Unpin> Sink for Output<W> {
+    #[inline]
     fn put(&mut self, line: &Bytes) {
         self.append(line);
         self.lines += 1;

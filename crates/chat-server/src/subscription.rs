@@ -20,7 +20,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::event::{ConnId, Event, What, gathered_rest};
+use crate::event::{ConnId, Event, What};
 use crate::output::{Output, WriteError};
 use crate::reply::Reply;
 use crate::room::Room;
@@ -118,30 +118,30 @@ impl Subscription {
         view: View<'_>,
     ) -> bool {
         match delivery {
-            Delivery::Event(event) => {
-                if event.from != Some(self.me) {
-                    self.show(&event, out, view);
-                }
-            }
+            Delivery::Event(event) => self.show(&event, out, view),
             Delivery::Missed(missed) => self.push_missed(missed, out, view),
             Delivery::Closed => return false,
         }
         true
     }
 
-    /// Shows an event as this reader should see it: tagged when from a room
-    /// other than the current one, once when sent to several rooms.
+    /// Shows an event as this reader should see it: not at all when it is
+    /// the reader's own, tagged when from a room other than the current
+    /// one, once when sent to several rooms. The path of every delivery.
+    #[inline(always)]
     fn show<W: AsyncWrite + Unpin>(&self, event: &Event, out: &mut Output<W>, view: View<'_>) {
+        if event.from == Some(self.me) {
+            return;
+        }
         let key = self.room.key();
-        let shown = |scope: &crate::event::Scope| scope.shows(key, view.rooms);
         match &event.what {
-            What::Gathered(changes) if !changes.iter().all(|(_, scope)| shown(scope)) => {
+            What::Gathered(gathered) if !gathered.all_shown(key, view.rooms) => {
                 // Some of these the reader saw through another room: the rest only.
-                if let Some(rest) = gathered_rest(changes, shown) {
+                if let Some(rest) = gathered.rest(key, view.rooms) {
                     out.event(&rest, &self.room, view.current);
                 }
             }
-            _ if shown(&event.scope) => out.event(event, &self.room, view.current),
+            _ if event.scope.shows(key, view.rooms) => out.event(event, &self.room, view.current),
             _ => {}
         }
     }
@@ -155,12 +155,11 @@ impl Subscription {
     ) -> bool {
         let mut any = false;
         while drain == Drain::All || !out.is_batch_full() {
-            let delivery = match self.events.try_recv() {
-                Ok(event) => Delivery::Event(event),
-                Err(TryRecvError::Lagged(missed)) => Delivery::Missed(missed),
+            match self.events.try_recv() {
+                Ok(event) => self.show(&event, out, view),
+                Err(TryRecvError::Lagged(missed)) => self.push_missed(missed, out, view),
                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
-            };
-            self.push(delivery, out, view);
+            }
             any = true;
         }
         any
@@ -218,15 +217,19 @@ impl Subscription {
         view: View<'_>,
         backlogged: impl Fn() -> bool,
     ) -> Result<(), WriteError> {
+        if !backlogged() {
+            return Ok(());
+        }
         let deadline = Instant::now() + MAX_PACING;
-        while backlogged() && Instant::now() < deadline {
+        while Instant::now() < deadline {
             if self.drain_into(out, Drain::Batch, view) {
                 self.flush_or_step_aside(out, view).await?;
-                continue;
             }
             let room = Arc::clone(&self.room);
             tokio::select! {
-                () = room.wait_for_readers(deadline, &backlogged) => {}
+                still = room.wait_for_readers(deadline, &backlogged) => if !still {
+                    break;
+                },
                 delivery = self.next() => {
                     self.push(delivery, out, view);
                     self.drain_into(out, Drain::Batch, view);

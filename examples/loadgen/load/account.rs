@@ -5,8 +5,10 @@
 //! told from a duplicate exactly; lost = expected - fresh; a message from another room's sender
 //! is misrouted. It also notes how many messages the server said
 //! it skipped, which lines matched a `--watch` text, and why its connection ended if it did.
+//! The joins' phases (connect, name, rooms) are timed here too.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -41,6 +43,36 @@ pub struct Shared {
     pub all_received: Notify,
     pub senders_pending: AtomicUsize,
     pub all_sent: Notify,
+    pub joins: JoinTimes,
+}
+
+/// How long the clients' joins took, phase by phase, summed over the clients.
+#[derive(Debug, Default)]
+pub struct JoinTimes {
+    pub count: AtomicU64,
+    /// TCP connect.
+    pub connect_ns: AtomicU64,
+    /// From the first byte sent until the name was accepted (chat's welcome, IRC's 001).
+    pub named_ns: AtomicU64,
+    /// From then until every room or channel was joined.
+    pub rooms_ns: AtomicU64,
+}
+
+impl JoinTimes {
+    pub fn add(&self, connect: Duration, named: Duration, rooms: Duration) {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.connect_ns.fetch_add(nanos(connect), Ordering::Relaxed);
+        self.named_ns.fetch_add(nanos(named), Ordering::Relaxed);
+        self.rooms_ns.fetch_add(nanos(rooms), Ordering::Relaxed);
+    }
+
+    /// The mean of each phase in milliseconds: connect, named, rooms.
+    pub fn mean_ms(&self) -> [f64; 3] {
+        let n = self.count.load(Ordering::Relaxed).max(1) as f64;
+        [&self.connect_ns, &self.named_ns, &self.rooms_ns]
+            .map(|sum| sum.load(Ordering::Relaxed) as f64 / n / 1e6)
+    }
 }
 
 impl Shared {
@@ -69,6 +101,7 @@ impl Shared {
             all_received: Notify::new(),
             senders_pending: AtomicUsize::new(0),
             all_sent: Notify::new(),
+            joins: JoinTimes::default(),
         }
     }
 }

@@ -150,7 +150,7 @@ async fn churn_once(
     .await
     .context("churning client: connect and join timed out")??;
     counts.joined.fetch_add(1, Ordering::Relaxed);
-    let Joined { mut reader, mut writer } = joined;
+    let Joined { mut reader, mut writer, .. } = joined;
     let until = Instant::now() + plan.churn_linger;
     loop {
         tokio::select! {

@@ -129,7 +129,7 @@ async fn start_client(
     let source = plan.spread_sources.then(|| spread_source(i));
     let server = plan.server_of(i);
     let join = plan.join_of(i);
-    let Joined { reader, writer } = connect_and_join(plan, i, &join, source, &shared).await?;
+    let Joined { reader, writer, .. } = connect_and_join(plan, i, &join, source, &shared).await?;
     let (reply_tx, reply_rx) = if plan.protocol.expects_answers() {
         let (tx, rx) = mpsc::unbounded_channel();
         (Some(tx), Some(rx))
@@ -184,13 +184,20 @@ async fn connect_and_join(
     let server = plan.server_of(i);
     let mut attempt = 1;
     loop {
+        let started = Instant::now();
         let stream = connect(server, source, plan.kernel_clock).await?;
+        let connected = Instant::now();
         match plan.protocol.join(stream, &plan.name(i), join).await {
             Err(e) if attempt < JOIN_ATTEMPTS && was_reset(&e) => {
                 attempt += 1;
                 shared.rejoins.fetch_add(1, Ordering::Relaxed);
             }
-            joined => return joined,
+            Ok(joined) => {
+                let entered = connected.elapsed().saturating_sub(joined.named_in);
+                shared.joins.add(connected - started, joined.named_in, entered);
+                return Ok(joined);
+            }
+            failed => return failed,
         }
     }
 }

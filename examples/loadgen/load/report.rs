@@ -7,7 +7,7 @@ use super::account::Account;
 use super::churn::ChurnReport;
 use super::rooms::ByRoom;
 use super::slow_reader::SlowReport;
-use super::{Plan, seconds_after};
+use super::{JoinCpu, Plan, seconds_after};
 use crate::metrics::{Histogram, Percentiles};
 use crate::outcome::{Outcome, round};
 use crate::sampling::{Measured, Usage};
@@ -34,6 +34,10 @@ pub struct Facts {
     pub churn: Option<ChurnReport>,
     /// The servers' resident memory before the first client connected.
     pub rss_kib_before_clients: Option<u64>,
+    /// The mean join's phases in milliseconds: connect, name, rooms.
+    pub join_ms: [f64; 3],
+    /// CPU the servers and the load generator spent on the joins.
+    pub join_cpu: Option<JoinCpu>,
 }
 
 /// What `--kill-pid` did.
@@ -191,6 +195,7 @@ fn to_json(plan: &Plan, f: &Facts, t: &Totals, slow: Option<&SlowReport>) -> Val
         "slow_reader": plan.slow_reader,
         "complete": f.complete,
         "setup_s": round(f.setup_s, 3),
+        "join": join_json(f),
         "settle_s": round(f.settle_s, 3),
         "send_s": round(f.send_s, 3),
         "window_s": round(f.window_s, 3),
@@ -229,6 +234,19 @@ fn to_json(plan: &Plan, f: &Facts, t: &Totals, slow: Option<&SlowReport>) -> Val
             "cpu_util": round(f.measured.own_cpu_s / f.wall_s.max(1e-9), 3),
         },
         "slow": slow.map(slow_json),
+    })
+}
+
+/// Where the joins' time went: the mean of each phase, and the CPU spent meanwhile.
+fn join_json(f: &Facts) -> Value {
+    let [connect, named, rooms] = f.join_ms;
+    let cpu = f.join_cpu;
+    json!({
+        "connect_ms": round(connect, 3),
+        "named_ms": round(named, 3),
+        "rooms_ms": round(rooms, 3),
+        "server_cpu_s": cpu.and_then(|c| c.servers_s).map(|s| round(s, 3)),
+        "loadgen_cpu_s": cpu.map(|c| round(c.loadgen_s, 3)),
     })
 }
 

@@ -39,7 +39,7 @@ pub async fn join_slow_reader(plan: &Plan) -> Result<Joined> {
 
 /// Reads all the slow reader was sent until it goes quiet, the server closes it, or the limit.
 pub async fn read_slow_reader(joined: Joined, shared: &Shared) -> SlowReport {
-    let Joined { mut reader, writer } = joined;
+    let Joined { mut reader, writer, .. } = joined;
     let mut report = SlowReport::default();
     let started = now_nanos();
     let deadline = Instant::now() + SLOW_READ_LIMIT;

@@ -463,14 +463,18 @@ impl Hub {
             text: text.to_owned(),
             action,
         };
-        // One time for the line and its stored copy, so a page can tell them apart from others.
-        let at_ms = now_ms();
-        let others = room.say(Some(speaker.id), Said::Message(message.clone()), at_ms);
-        // A copy only when another daemon is to hear it; kept before it is
+        // One time for the line and its stored copy, so a page can tell a
+        // replayed line from another. Copies only for a history that keeps
+        // it and another daemon that is to hear it; kept before it is
         // forwarded, so whoever reads it elsewhere finds it in the shared
         // history too.
+        let at_ms = now_ms();
+        let kept = self.store.history().keeps_history().then(|| message.clone());
         let forwarded = self.backplane.as_ref().map(|bp| (bp, message.clone()));
-        self.store.history().record(room.name(), Stored { at_ms, said: Said::Message(message) });
+        let others = room.say(Some(speaker.id), Said::Message(message), at_ms);
+        if let Some(kept) = kept {
+            self.store.history().record(room.name(), Stored { at_ms, said: Said::Message(kept) });
+        }
         if let Some((bp, Message { name, theme, text, action })) = forwarded {
             let room = room.name().clone();
             bp.forward(Wire::Message { node: bp.node(), room, name, theme, text, action });

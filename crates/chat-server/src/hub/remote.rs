@@ -171,8 +171,11 @@ impl Hub {
 
 /// Remote lines are paced by the local readers too, within a bound.
 async fn wait_for_local_readers(room: &Room) {
-    let deadline = Instant::now() + REMOTE_PACING;
-    while room.is_backlogged() && Instant::now() < deadline {
-        room.wait_for_readers(deadline, || room.is_backlogged()).await;
+    if !room.is_backlogged() {
+        return;
     }
+    let deadline = Instant::now() + REMOTE_PACING;
+    while Instant::now() < deadline
+        && room.wait_for_readers(deadline, || room.is_backlogged()).await
+    {}
 }

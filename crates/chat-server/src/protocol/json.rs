@@ -95,7 +95,9 @@ fn what_object(what: &What) -> Value {
         What::Said(said) => said_object(said),
         What::Presence(change) => presence_object(change),
         What::Moderated(what) => moderated_object(what),
-        What::Gathered(changes) => gathered_object(changes.iter().map(|(change, _)| change)),
+        What::Gathered(gathered) => {
+            gathered_object(gathered.changes().iter().map(|(change, _)| change))
+        }
     }
 }
 

@@ -66,9 +66,9 @@ fn render(what: &What) -> Line {
         What::Said(said) => said_line(said),
         What::Presence(change) => Line::notice(&presence(change)),
         What::Moderated(what) => Line::notice(&moderated(what)),
-        What::Gathered(changes) => {
-            Line::notice(&summarise_changes(changes.iter().map(|(change, _)| presence(change))))
-        }
+        What::Gathered(gathered) => Line::notice(&summarise_changes(
+            gathered.changes().iter().map(|(change, _)| presence(change)),
+        )),
     }
 }
 

@@ -180,9 +180,17 @@ impl std::fmt::Display for RoomError {
     }
 }
 
+/// A member here, with the key their name sorts by, computed once on
+/// entry rather than for every listing a newcomer is shown.
+#[derive(Debug)]
+struct Here {
+    member: Member,
+    key: NameKey,
+}
+
 #[derive(Debug, Default)]
 struct RoomState {
-    members: HashMap<ConnId, Member>,
+    members: HashMap<ConnId, Here>,
     /// Members of other daemons, known from the backplane; empty without one.
     remote: HashMap<NameKey, RemoteMember>,
     history: VecDeque<Arc<Event>>,
@@ -271,7 +279,8 @@ impl Room {
         let online = state.online_summary();
         let history = state.history.iter().cloned().collect();
         let events = self.events.subscribe();
-        state.members.insert(id, member);
+        let key = member.name.key();
+        state.members.insert(id, Here { member, key });
         self.announce_presence(&mut state, Some(id), notice.clone(), Scope::Room);
         Entry { online, history, events }
     }
@@ -291,8 +300,9 @@ impl Room {
     /// with its scope.
     pub fn rename(&self, id: ConnId, new: &Name, notice: &Presence, scope: Scope) {
         let mut state = self.lock();
-        let Some(member) = state.members.get_mut(&id) else { return };
-        member.name = new.clone();
+        let Some(here) = state.members.get_mut(&id) else { return };
+        here.member.name = new.clone();
+        here.key = new.key();
         let event = Event::new(Some(id), What::Presence(notice.clone()), scope);
         self.publish_locked(&mut state, event, false);
     }
@@ -383,10 +393,12 @@ impl Room {
 
     /// Everyone in the room, on every daemon, sorted by name.
     pub fn who(&self) -> Vec<Listing> {
-        let mut listings = self.lock().unsorted_listings();
-        // Sorted outside the lock, each name's key computed once.
-        listings.sort_by_cached_key(|l| l.name.key());
-        listings
+        let keyed: Vec<(NameKey, Listing)> = {
+            let state = self.lock();
+            state.keyed_listings().map(|(key, listing)| (key.clone(), listing)).collect()
+        };
+        // Sorted outside the lock: a big room's list is long.
+        sorted(keyed)
     }
 
     /// How many members the room has, here and on other daemons.
@@ -441,18 +453,18 @@ impl Room {
 }
 
 impl RoomState {
-    fn unsorted_listings(&self) -> Vec<Listing> {
-        let here = self.members.values().map(|m| Listing {
-            name: m.name.clone(),
-            theme: m.theme,
-            place: Place::Here(m.peer),
+    /// Everyone, here and elsewhere, each with the key their name sorts by
+    /// (kept with each member, not computed again).
+    fn keyed_listings(&self) -> impl Iterator<Item = (&NameKey, Listing)> {
+        let here = self.members.values().map(|Here { member: m, key }| {
+            let place = Place::Here(m.peer);
+            (key, Listing { name: m.name.clone(), theme: m.theme, place })
         });
-        let elsewhere = self.remote.values().map(|m| Listing {
-            name: m.name.clone(),
-            theme: m.theme,
-            place: Place::Node(m.node),
+        let elsewhere = self.remote.iter().map(|(key, m)| {
+            let place = Place::Node(m.node);
+            (key, Listing { name: m.name.clone(), theme: m.theme, place })
         });
-        here.chain(elsewhere).collect()
+        here.chain(elsewhere)
     }
 
     fn online_summary(&self) -> Online {
@@ -460,10 +472,14 @@ impl RoomState {
         if count > ONLINE_LIST_MAX {
             return Online::Many(count);
         }
-        let mut listings = self.unsorted_listings();
-        listings.sort_by_cached_key(|l| l.name.key());
-        Online::Listed(listings)
+        Online::Listed(sorted(self.keyed_listings().collect()))
     }
+}
+
+/// Listings in the order of their names' keys.
+fn sorted<K: Ord>(mut keyed: Vec<(K, Listing)>) -> Vec<Listing> {
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.into_iter().map(|(_, listing)| listing).collect()
 }
 
 #[cfg(test)]

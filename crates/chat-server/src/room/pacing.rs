@@ -32,22 +32,25 @@ impl Room {
     }
 
     /// Waits while `backlogged` holds, until readers make progress or
-    /// `deadline` passes. The wait is registered before `backlogged` is
-    /// checked, so progress made in between is never missed; the caller
-    /// checks again afterwards, since a wake-up may be early.
-    pub async fn wait_for_readers(&self, deadline: Instant, backlogged: impl Fn() -> bool) {
+    /// `deadline` passes; false, at once, when it does not hold. The wait
+    /// is registered before `backlogged` is checked, so progress made in
+    /// between is never missed. After a wait (true) the caller asks again,
+    /// by calling this again: a wake-up may be early, and each round checks
+    /// the backlog once (the check scans the queue's slots).
+    pub async fn wait_for_readers(&self, deadline: Instant, backlogged: impl Fn() -> bool) -> bool {
         let progressed = self.readers_progressed.notified();
         tokio::pin!(progressed);
         progressed.as_mut().enable();
         self.senders_waiting.fetch_add(1, Ordering::SeqCst);
         let _waiting = WaitingSender(&self.senders_waiting);
         if !backlogged() {
-            return;
+            return false;
         }
         tokio::select! {
             _ = progressed => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
+        true
     }
 }
 

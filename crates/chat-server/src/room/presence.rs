@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{COALESCE_FROM_MEMBERS, PRESENCE_WINDOW, Room, RoomState};
-use crate::event::{ConnId, Event, Presence, Scope, What};
+use crate::event::{ConnId, Event, Gathered, Presence, Scope, What};
 
 /// Joins and leaves waiting to be announced together.
 #[derive(Debug, Default)]
@@ -83,7 +83,7 @@ impl Room {
             return;
         }
         state.presence.last_sent = Some(Instant::now());
-        let event = Event::new(None, What::Gathered(pending.into()), Scope::Room);
+        let event = Event::new(None, What::Gathered(Gathered::new(pending)), Scope::Room);
         self.publish_locked(&mut state, event, false);
     }
 }

@@ -316,3 +316,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
         this.ws.poll_close_unpin(cx).map_err(io::Error::other)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    /// A server-side `WsIo` and the client's end of the same stream.
+    async fn pair() -> (WsIo<tokio::io::DuplexStream>, WebSocketStream<tokio::io::DuplexStream>) {
+        let (server, client) = tokio::io::duplex(64 * 1024);
+        let server = WebSocketStream::from_raw_socket(Outgoing::new(server), Role::Server, None);
+        let client = WebSocketStream::from_raw_socket(client, Role::Client, None);
+        (WsIo::new(server.await), client.await)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_peer_is_pinged_and_one_that_stays_silent_is_let_go() {
+        let (mut io, mut client) = pair().await;
+        let mut byte = [0u8; 1];
+        // Quiet for a round: pinged, and still connected.
+        let read = tokio::time::timeout(PING_EVERY + Duration::from_secs(1), io.read(&mut byte));
+        assert!(read.await.is_err(), "nothing to read yet, and no error");
+        let ping = tokio::time::timeout(Duration::from_secs(1), client.next()).await;
+        assert!(matches!(ping, Ok(Some(Ok(Message::Ping(_))))), "{ping:?}");
+        // The client answered the ping (tungstenite does, when it reads): a
+        // word from the peer, so another quiet round is not the end.
+        let _ = client.flush().await;
+        let read = tokio::time::timeout(PING_EVERY + Duration::from_secs(1), io.read(&mut byte));
+        assert!(read.await.is_err(), "an answering peer stays");
+        // Then silence for two rounds: reading fails, as for a lost connection.
+        let silent = tokio::time::timeout(PING_EVERY * 3, io.read(&mut byte)).await;
+        let error = silent.expect("ended within three rounds").expect_err("ended with an error");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+    }
+
+    #[tokio::test]
+    async fn each_line_written_is_one_text_message_and_each_message_read_one_line() {
+        let (mut io, mut client) = pair().await;
+        let written = b"{\"a\":1}\n{\"b\":2}\n{\"c\"";
+        let n = std::future::poll_fn(|cx| Pin::new(&mut io).poll_write(cx, written)).await;
+        assert_eq!(n.expect("taken"), written.len());
+        let rest = std::future::poll_fn(|cx| Pin::new(&mut io).poll_write(cx, b":3}\n")).await;
+        assert_eq!(rest.expect("taken"), 4);
+        std::future::poll_fn(|cx| Pin::new(&mut io).poll_flush(cx)).await.expect("flushed");
+        for expected in ["{\"a\":1}\n", "{\"b\":2}\n", "{\"c\":3}\n"] {
+            let message = client.next().await.expect("a message").expect("readable");
+            assert_eq!(message, Message::text(expected));
+        }
+        client.send(Message::text("two\nlines")).await.expect("sent");
+        let mut line = [0u8; 10];
+        let mut got = Vec::new();
+        while !got.ends_with(b"\n") {
+            let n = io.read(&mut line).await.expect("read");
+            got.extend_from_slice(&line[..n]);
+        }
+        assert_eq!(got, b"two lines\n", "a message is one line, never two");
+    }
+}
