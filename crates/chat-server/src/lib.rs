@@ -23,6 +23,7 @@
 //! [`metrics`] (counters, Prometheus endpoint).
 
 pub mod accounts;
+pub(crate) mod address_bans;
 pub(crate) mod admission;
 pub mod backplane;
 pub(crate) mod command;

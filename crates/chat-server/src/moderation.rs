@@ -21,6 +21,8 @@ use std::time::Duration;
 use chat_proto::{Name, NameKey, RoomKey, RoomName};
 use ipnet::IpNet;
 
+use crate::address_bans::AddressBans;
+
 /// How much a person may do, lowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Rank {
@@ -191,7 +193,7 @@ type Reach = Option<RoomKey>;
 #[derive(Debug, Default)]
 struct State {
     name_bans: HashMap<(Reach, NameKey), Ban>,
-    address_bans: Vec<Ban>,
+    address_bans: AddressBans,
     mutes: HashMap<(Reach, NameKey), Mute>,
     rooms: HashMap<RoomKey, RoomRights>,
 }
@@ -265,24 +267,17 @@ impl Moderation {
         None
     }
 
-    /// The ban that covers `ip`, if any (the first in force found).
+    /// The most specific ban in force that covers `ip`, if any.
     pub fn address_ban(&self, ip: IpAddr, now_ms: i64) -> Option<Ban> {
-        let mut state = self.lock();
-        state.address_bans.retain(|ban| in_force(ban.until_ms, now_ms));
-        if state.address_bans.is_empty() {
-            return None;
-        }
-        let ip = canonical(ip);
-        state
-            .address_bans
-            .iter()
-            .find(|ban| matches!(&ban.target, Target::Address(net) if net.contains(&ip)))
-            .cloned()
+        self.lock().address_bans.find(ip, now_ms)
     }
 
     /// The mute that silences `name` in `room`: one there, or one everywhere.
     pub fn mute(&self, name: &NameKey, room: &RoomKey, now_ms: i64) -> Option<Mute> {
         let mut state = self.lock();
+        if state.mutes.is_empty() {
+            return None;
+        }
         for reach in [Some(room.clone()), None] {
             let key = (reach, name.clone());
             match state.mutes.get(&key) {
@@ -311,8 +306,8 @@ impl Moderation {
                 state.name_bans.insert((ban.room.as_ref().map(RoomName::key), name.key()), ban);
             }
             Target::Address(net) => {
-                state.address_bans.retain(|b| b.target != Target::Address(*net));
-                state.address_bans.push(ban);
+                let net = *net;
+                state.address_bans.insert(net, ban);
             }
         }
         Change::Put(row)
@@ -328,15 +323,11 @@ impl Moderation {
                 let target_key = name.key().as_str().to_owned();
                 Some(Change::Remove { kind: BAN, room_key, target_key })
             }
-            Target::Address(net) => {
-                let before = state.address_bans.len();
-                state.address_bans.retain(|b| b.target != *target);
-                (state.address_bans.len() < before).then(|| Change::Remove {
-                    kind: ADDRESS_BAN,
-                    room_key,
-                    target_key: net.to_string(),
-                })
-            }
+            Target::Address(net) => state.address_bans.remove(net).then(|| Change::Remove {
+                kind: ADDRESS_BAN,
+                room_key,
+                target_key: net.to_string(),
+            }),
         }
     }
 
@@ -477,15 +468,6 @@ impl Moderation {
     }
 }
 
-/// IPv4 written as IPv6 (`::ffff:192.0.2.7`, as a dual-stack listener sees
-/// it) is the IPv4 address, so IPv4 bans hold there too.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
-    }
-}
-
 fn ban_row(ban: &Ban) -> Row {
     let (kind, target_key) = match &ban.target {
         Target::Name(name) => (BAN, name.key().as_str().to_owned()),
@@ -523,7 +505,7 @@ impl State {
                 let Ok(Target::Address(net)) = Target::parse(&row.target) else { return };
                 let Row { by, reason, set_ms, until_ms, .. } = row;
                 let target = Target::Address(net);
-                self.address_bans.push(Ban { target, room, by, reason, set_ms, until_ms });
+                self.address_bans.insert(net, Ban { target, room, by, reason, set_ms, until_ms });
             }
             (MUTE, Some(who)) => {
                 let key = (room.as_ref().map(RoomName::key), who.key());
