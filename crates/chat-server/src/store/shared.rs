@@ -11,6 +11,12 @@
 //! Registered names are hashes `chat:account:<key>` (fields `name`, `hash`,
 //! `created_at`, `rooms`, `left_at`), so a name registered on one daemon
 //! is protected on all of them.
+//!
+//! Moderation (bans, mutes, owners, room operators, topics) is one hash,
+//! `chat:moderation`: a field per row's identity (`kind`, room key, target
+//! key), its value the row as [`Row::encode`] spells it. A daemon reads it
+//! all at start and after an outage; rows that have expired are dropped
+//! from it then.
 
 use std::time::Duration;
 
@@ -24,6 +30,7 @@ use super::{
     Account, SEARCH_RESULTS, Stored, Unavailable, cutoff_ms, matches_terms, now_ms, parse_name,
 };
 use crate::event::{Message, Said};
+use crate::moderation::{Change, Row};
 use crate::redis_link::{Queued, RedisLink};
 
 /// Lines kept per room in Redis.
@@ -32,6 +39,9 @@ pub const CAP: usize = 10_000;
 const SEARCH_PAGE: usize = 1_000;
 /// How long a read may take before the user is told the history is unavailable.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The hash of every daemon's moderation rows.
+const MODERATION_KEY: &str = "chat:moderation";
 
 /// The Redis key of a room's history.
 fn history_key(room: &RoomKey) -> String {
@@ -220,6 +230,47 @@ impl SharedHistory {
 }
 
 impl SharedHistory {
+    /// Every moderation row in force (one that no longer reads, or has
+    /// expired, is dropped from the hash).
+    pub async fn moderation_rows(&self) -> Result<Vec<Row>, Unavailable> {
+        let mut command = redis::cmd("HGETALL");
+        command.arg(MODERATION_KEY);
+        let fields: HashMap<String, String> = self.query(command).await?;
+        let now = now_ms();
+        let mut rows = Vec::with_capacity(fields.len());
+        let mut stale = Vec::new();
+        for (identity, value) in fields {
+            match Row::decode(&value) {
+                Ok(row) if row.until_ms.is_none_or(|until| until > now) => rows.push(row),
+                Ok(_) => stale.push(identity),
+                Err(error) => {
+                    tracing::warn!(%error, identity, "ignored a moderation row in Redis");
+                }
+            }
+        }
+        if !stale.is_empty() {
+            let mut command = redis::cmd("HDEL");
+            command.arg(MODERATION_KEY).arg(stale);
+            if let Err(error) = self.query::<i64>(command).await {
+                tracing::warn!(%error, "could not drop expired moderation rows from Redis");
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Keeps a moderation change in the shared hash, once Redis has it.
+    pub async fn keep_moderation(&self, change: &Change) -> Result<(), Unavailable> {
+        let mut command = match change {
+            Change::Put(_) => redis::cmd("HSET"),
+            Change::Remove(_) => redis::cmd("HDEL"),
+        };
+        command.arg(MODERATION_KEY).arg(change.row().identity());
+        if let Change::Put(row) = change {
+            command.arg(row.encode());
+        }
+        self.query::<i64>(command).await.map(drop)
+    }
+
     fn login_key(key: &NameKey) -> String {
         format!("chat:login:{}", key.as_str())
     }
