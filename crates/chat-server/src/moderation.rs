@@ -279,6 +279,9 @@ struct State {
     address_bans: Vec<Ban>,
     mutes: HashMap<(Reach, NameKey), Mute>,
     rooms: HashMap<RoomKey, RoomRights>,
+    /// Every row put and not removed, by identity: what a store that lost
+    /// its rows is given back.
+    rows: HashMap<String, Row>,
 }
 
 /// The daemon's bans, mutes, owners, room operators and topics, and its
@@ -572,6 +575,12 @@ impl Moderation {
         new
     }
 
+    /// Every row in force, as a store keeps them.
+    pub fn rows(&self, now_ms: i64) -> Vec<Row> {
+        let state = self.lock();
+        state.rows.values().filter(|row| in_force(row.until_ms, now_ms)).cloned().collect()
+    }
+
     fn change(&self, change: Change) -> Change {
         self.lock().change(change)
     }
@@ -652,6 +661,11 @@ impl State {
                 Err(_) => return,
             },
         };
+        if put {
+            self.rows.insert(row.identity(), row.clone());
+        } else {
+            self.rows.remove(&row.identity());
+        }
         let reach = room.as_ref().map(RoomName::key);
         let name = Name::parse(&row.target).ok();
         match (row.kind.as_str(), name) {
@@ -971,6 +985,13 @@ mod tests {
         let eve = NameKey::of("eve");
         assert_eq!(there.server_mute(&eve, 0), here.server_mute(&eve, 0));
         assert_eq!(there.owner(&rust.key()), Some(name("owen")));
+        let rows = |m: &Moderation| {
+            let mut rows = m.rows(0);
+            rows.sort_by_key(Row::identity);
+            rows
+        };
+        assert_eq!(rows(&there), rows(&here));
+        assert_eq!(Moderation::new(&[], rows(&here), 0).rows(0).len(), 2, "the owner and the ban");
         assert!(there.name_ban(&NameKey::of("mallory"), Some(&rust.key()), 0).is_some());
         assert!(there.address_ban("2001:db8::9".parse().expect("ip"), 0).is_none(), "lifted");
         assert_eq!(there.topic(&rust.key()), None, "cleared");

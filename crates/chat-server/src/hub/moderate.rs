@@ -298,11 +298,24 @@ impl Hub {
     /// once Redis is back after an outage (what other daemons changed
     /// meanwhile holds here too, and a ban new here takes effect). Changes
     /// made here while Redis could not keep them are then kept, shared and
-    /// hold over what was read. When the store cannot answer, it is read
-    /// again once Redis is back.
+    /// hold over what was read. A Redis that holds no record at all (it
+    /// restarted without its data) is given back what this daemon holds.
+    /// When the store cannot answer, it is read again once Redis is back.
     pub async fn read_moderation(&self) {
         let rows = match self.store.moderation_rows().await {
-            Ok(rows) => rows,
+            Ok(Some(rows)) => rows,
+            Ok(None) => {
+                let held = self.moderation.rows(now_ms());
+                if !held.is_empty() {
+                    warn!(rows = held.len(), "Redis holds no moderation; giving it back ours");
+                }
+                for row in held {
+                    self.keep(&Change::Put(row)).await;
+                }
+                self.moderation_unread.store(false, Ordering::Relaxed);
+                self.keep_unkept().await;
+                return;
+            }
             Err(error) => {
                 warn!(%error, "moderation not read; it will be once Redis is back");
                 self.moderation_unread.store(true, Ordering::Relaxed);
@@ -311,14 +324,20 @@ impl Hub {
         };
         self.moderation_unread.store(false, Ordering::Relaxed);
         let new_bans = self.moderation.replace(rows, now_ms());
+        self.keep_unkept().await;
+        for row in new_bans {
+            self.take_effect(None, &Change::Put(row));
+        }
+    }
+
+    /// Changes made here while Redis could not keep them: kept and shared
+    /// now, and holding over whatever was read meanwhile.
+    async fn keep_unkept(&self) {
         let unkept = std::mem::take(&mut *self.unkept.lock().unwrap_or_else(|p| p.into_inner()));
         for change in unkept {
             self.moderation.apply(&change);
             self.keep(&change).await;
             self.share(&change);
-        }
-        for row in new_bans {
-            self.take_effect(None, &Change::Put(row));
         }
     }
 

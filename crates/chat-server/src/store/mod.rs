@@ -167,12 +167,13 @@ impl Store {
 
     /// The moderation rows kept: by the local store, read once at start
     /// (empty after); by the shared store, read from Redis each time (at
-    /// start, and after an outage); none with `--db none`.
-    pub async fn moderation_rows(&self) -> Result<Vec<Row>, Unavailable> {
+    /// start, and after an outage), `None` when Redis holds no record at
+    /// all (new, or restarted without its data); none with `--db none`.
+    pub async fn moderation_rows(&self) -> Result<Option<Vec<Row>>, Unavailable> {
         match self {
-            Store::Local(store) => Ok(store.take_moderation()),
+            Store::Local(store) => Ok(Some(store.take_moderation())),
             Store::Shared(shared) => Box::pin(shared.moderation_rows()).await,
-            Store::Nothing(_) => Ok(Vec::new()),
+            Store::Nothing(_) => Ok(Some(Vec::new())),
         }
     }
 

@@ -14,9 +14,11 @@
 //!
 //! Moderation (bans, mutes, owners, room operators, topics) is one hash,
 //! `chat:moderation`: a field per row's identity (`kind`, room key, target
-//! key), its value the row as [`Row::encode`] spells it. A daemon reads it
-//! all at start and after an outage; rows that have expired are dropped
-//! from it then.
+//! key), its value the row as [`Row::encode`] spells it, and the field
+//! `~` that every write sets, so a hash that is missing means Redis holds
+//! no record (a new Redis, or one restarted without its data) rather than
+//! that nothing is banned. A daemon reads it all at start and after an
+//! outage; rows that have expired are dropped from it then.
 
 use std::time::Duration;
 
@@ -42,6 +44,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The hash of every daemon's moderation rows.
 const MODERATION_KEY: &str = "chat:moderation";
+/// The field every write of that hash sets: the hash is there once kept.
+const KEPT: &str = "~";
 
 /// The Redis key of a room's history.
 fn history_key(room: &RoomKey) -> String {
@@ -230,16 +234,19 @@ impl SharedHistory {
 }
 
 impl SharedHistory {
-    /// Every moderation row in force (one that no longer reads, or has
-    /// expired, is dropped from the hash).
-    pub async fn moderation_rows(&self) -> Result<Vec<Row>, Unavailable> {
+    /// Every moderation row in force (one that has expired is dropped from
+    /// the hash); `None` when Redis holds no record at all.
+    pub async fn moderation_rows(&self) -> Result<Option<Vec<Row>>, Unavailable> {
         let mut command = redis::cmd("HGETALL");
         command.arg(MODERATION_KEY);
         let fields: HashMap<String, String> = self.query(command).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
         let now = now_ms();
         let mut rows = Vec::with_capacity(fields.len());
         let mut stale = Vec::new();
-        for (identity, value) in fields {
+        for (identity, value) in fields.into_iter().filter(|(field, _)| field != KEPT) {
             match Row::decode(&value) {
                 Ok(row) if row.until_ms.is_none_or(|until| until > now) => rows.push(row),
                 Ok(_) => stale.push(identity),
@@ -255,7 +262,7 @@ impl SharedHistory {
                 tracing::warn!(%error, "could not drop expired moderation rows from Redis");
             }
         }
-        Ok(rows)
+        Ok(Some(rows))
     }
 
     /// Keeps a moderation change in the shared hash, once Redis has it.
@@ -264,7 +271,11 @@ impl SharedHistory {
             Change::Put(_) => redis::cmd("HSET"),
             Change::Remove(_) => redis::cmd("HDEL"),
         };
-        command.arg(MODERATION_KEY).arg(change.row().identity());
+        command.arg(MODERATION_KEY);
+        if let Change::Put(_) = change {
+            command.arg(KEPT).arg("1");
+        }
+        command.arg(change.row().identity());
         if let Change::Put(row) = change {
             command.arg(row.encode());
         }
