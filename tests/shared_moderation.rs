@@ -6,8 +6,8 @@
 //! a Redis outage.
 //!
 //! The contract is one second; these tests wait up to [`WAIT`] and print
-//! how long each change took to hold on the other daemon (run with
-//! `--nocapture` to read the figures).
+//! how long each change took, from the command typed on one daemon to its
+//! effect seen on the other (run with `--nocapture` to read the figures).
 
 mod support;
 
@@ -118,8 +118,8 @@ async fn a_name_banned_server_wide_is_refused_everywhere_and_known_to_a_daemon_s
     for round in 0..5 {
         let name = format!("mallory{round}");
         let mut mallory = Client::named(b.addr, &name).await;
-        let done = console(&mut a, &format!("/ban {name} spamming"), &format!("{name} is banned"));
         let set = Instant::now();
+        let done = console(&mut a, &format!("/ban {name} spamming"), &format!("{name} is banned"));
         assert!(done.contains("from the server by server until lifted: spamming"), "{done}");
         // On B, mallory is put off the server with the reason.
         let gone = mallory.until_closed().await;
@@ -153,8 +153,8 @@ async fn an_address_ban_on_one_daemon_refuses_connections_at_another() {
     let source = "127.0.0.2".parse().expect("an address");
     let mut there = Client::connect_from(b.addr, source).await;
     there.name_as("mallory").await;
-    console(&mut a, "/ban 127.0.0.2 flooding", "127.0.0.2 is banned");
     let set = Instant::now();
+    console(&mut a, "/ban 127.0.0.2 flooding", "127.0.0.2 is banned");
     let gone = there.until_closed().await;
     let put_out = set.elapsed();
     assert!(gone.iter().any(|l| l.contains("flooding")), "{gone:?}");
@@ -180,15 +180,15 @@ async fn a_mute_on_one_daemon_refuses_lines_on_another_until_unmuted() {
     let mut alice = Client::named(a.addr, "alice").await;
     let mut bob = Client::named(b.addr, "bob").await;
     alice.expect_line(|l| l.contains("bob joined") || l.contains("bob arrived")).await;
-    console(&mut a, "/mute bob", "bob is muted");
     let set = Instant::now();
+    console(&mut a, "/mute bob", "bob is muted");
     bob.expect_line(|l| l.contains("bob is muted everywhere by server")).await;
     let took = set.elapsed();
     bob.send("can anyone hear me").await;
     let refused = strip_ansi(&bob.expect_line(|l| l.contains("not sent")).await);
     assert!(refused.contains("You are muted everywhere until lifted"), "{refused}");
-    console(&mut a, "/unmute bob", "bob may speak again");
     let lifted = Instant::now();
+    console(&mut a, "/unmute bob", "bob may speak again");
     bob.expect_line(|l| l.contains("bob may speak again everywhere")).await;
     eprintln!("mute, set on A: told on B after {took:?}; unmute after {:?}", lifted.elapsed());
     bob.send("back again").await;
