@@ -66,6 +66,12 @@ impl<K: Bits> Family<K> {
         removed
     }
 
+    fn contains(&self, network: K, prefix: u8) -> bool {
+        self.tables
+            .binary_search_by(|(p, _)| prefix.cmp(p))
+            .is_ok_and(|at| self.tables[at].1.contains_key(&network))
+    }
+
     /// The most specific ban in force covering `address`; expired ones met are dropped.
     fn find(&mut self, address: K, now_ms: i64) -> Option<Ban> {
         let mut found = None;
@@ -119,6 +125,15 @@ impl AddressBans {
         match net {
             IpNet::V4(v4) => self.v4.remove(u32::from(v4.network()), prefix),
             IpNet::V6(v6) => self.v6.remove(u128::from(v6.network()), prefix),
+        }
+    }
+
+    /// True when exactly `net` is banned (in force or not yet looked at since it ended).
+    pub fn contains(&self, net: &IpNet) -> bool {
+        let (prefix, net) = (net.prefix_len(), net.trunc());
+        match net {
+            IpNet::V4(v4) => self.v4.contains(u32::from(v4.network()), prefix),
+            IpNet::V6(v6) => self.v6.contains(u128::from(v6.network()), prefix),
         }
     }
 
@@ -187,6 +202,8 @@ mod tests {
         assert_eq!(found(&mut bans, "2001:db9::1", 0), None);
         assert!(bans.remove(&"0.0.0.0/0".parse().expect("net")));
         assert!(!bans.remove(&"0.0.0.0/0".parse().expect("net")));
+        assert!(bans.contains(&"10.9.1.1/16".parse().expect("net")));
+        assert!(!bans.contains(&"10.9.0.0/17".parse().expect("net")));
         assert_eq!(found(&mut bans, "11.0.0.1", 0), None);
         assert_eq!(bans.iter().count(), 4);
     }

@@ -187,8 +187,7 @@ pub async fn run(
         bp.first_attempt(BACKPLANE_FIRST_ATTEMPT).await;
     }
     let store = Store::new(store, backplane.as_ref().map(Backplane::link), limits.retain);
-    let moderation =
-        moderation::Moderation::new(operators, store.take_moderation(), store::now_ms());
+    let moderation = moderation::Moderation::new(operators, Vec::new(), store::now_ms());
     let hub = Hub::new(HubParts {
         people,
         rooms,
@@ -199,6 +198,8 @@ pub async fn run(
         replay: limits.history,
         moderation,
     });
+    // Bans and the rest hold before anyone is let in.
+    hub.read_moderation().await;
     let ctx = Arc::new(Context::new(hub, limits, shutdown));
     let follower = Arc::clone(&ctx);
     tracker.spawn(async move { follower.hub.follow_remote(remote_changes).await });

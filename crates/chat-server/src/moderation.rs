@@ -3,12 +3,17 @@
 //!
 //! [`Moderation`] is the daemon's record of them, in memory behind one
 //! short-held lock, read at every arrival, `/join` and line, so a check
-//! never waits for the store. Each change returns the [`Change`] the store
-//! keeps (a row of the `moderation` table, or its removal), which the hub
-//! hands on; at start the rows come back through [`Moderation::new`]. Every
-//! ban and mute carries its end as a time since 1970 (`until_ms`), so an
-//! expiry holds across restarts: an expired entry is simply not found,
-//! and forgotten when next looked at.
+//! never waits for the store. Every change is a [`Change`] (a [`Row`] put,
+//! or a row removed) and takes hold in one way, `State::apply`, whether it
+//! was typed here, heard from another daemon ([`Moderation::apply`]) or
+//! read back from the store at start or after an outage
+//! ([`Moderation::new`], [`Moderation::replace`]); the hub keeps it and
+//! hands it on. A row has one spelling ([`Row::encode`]), used between
+//! daemons and in the shared store, and read back with every field
+//! checked again ([`Row::decode`]). Every ban and mute carries its end as
+//! a time since 1970 (`until_ms`), so an expiry holds across restarts and
+//! daemons: an expired entry is simply not found, and forgotten when next
+//! looked at.
 //!
 //! Ranks: guest < registered < room operator < room owner < server
 //! operator. Nobody acts on an equal or higher rank.
@@ -18,7 +23,7 @@ use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use chat_proto::{Name, NameKey, RoomKey, RoomName};
+use chat_proto::{Name, NameKey, RoomKey, RoomName, sanitize_text};
 use ipnet::IpNet;
 
 use crate::address_bans::AddressBans;
@@ -158,19 +163,99 @@ pub struct Row {
     pub until_ms: Option<i64>,
 }
 
-/// What the store is to do so that it holds what the daemon holds.
+/// One change of what stands in the way of whom: a row put (replacing the
+/// row of the same identity), or removed. A removal's row names what it
+/// removes (`room`, `target`), who removed it (`by`) and when (`set_ms`),
+/// so whoever hears of it can tell the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     Put(Row),
-    Remove { kind: &'static str, room_key: String, target_key: String },
+    Remove(Row),
 }
 
-const BAN: &str = "ban";
-const ADDRESS_BAN: &str = "address-ban";
-const MUTE: &str = "mute";
-const OWNER: &str = "owner";
-const OPERATOR: &str = "operator";
-const TOPIC: &str = "topic";
+impl Change {
+    pub fn row(&self) -> &Row {
+        match self {
+            Change::Put(row) | Change::Remove(row) => row,
+        }
+    }
+}
+
+impl Row {
+    /// What a row is about: at most one row of each identity is in force.
+    pub fn identity(&self) -> String {
+        format!("{}\t{}\t{}", self.kind, self.room_key, self.target_key)
+    }
+
+    /// The row's one spelling between daemons and in the shared store:
+    /// `kind room target by set_ms until_ms reason`, tab-separated, the free
+    /// text last (sanitised text holds no tab); the keys are not spelt, they
+    /// follow from the room and the target.
+    pub fn encode(&self) -> String {
+        let until = self.until_ms.map(|ms| ms.to_string()).unwrap_or_default();
+        let Row { kind, room, target, by, set_ms, reason, .. } = self;
+        format!("{kind}\t{room}\t{target}\t{by}\t{set_ms}\t{until}\t{reason}")
+    }
+
+    /// Reads a row back from [`Row::encode`]'s spelling, trusting nothing:
+    /// a known kind, a valid room and target for it (the keys worked out
+    /// again from them), times that are numbers, text sanitised again.
+    pub fn decode(text: &str) -> Result<Row, String> {
+        let mut fields = text.splitn(7, '\t');
+        let mut next = |what: &str| fields.next().ok_or_else(|| format!("missing {what}"));
+        let kind = next("kind")?;
+        let (room, target, by) = (next("room")?, next("target")?, next("by")?);
+        let set_ms = next("set time")?.parse::<i64>().map_err(|_| "bad set time".to_owned())?;
+        let until_ms = match next("end")? {
+            "" => None,
+            end => Some(end.parse::<i64>().map_err(|_| "bad end".to_owned())?),
+        };
+        let reason = sanitize_text(next("reason")?);
+        let kind = KINDS.iter().find(|k| **k == kind).ok_or_else(|| format!("kind {kind:?}"))?;
+        let room = match room {
+            "" => None,
+            room if room.starts_with('#') => {
+                Some(RoomName::parse(room).map_err(|e| format!("room {room:?}: {e}"))?)
+            }
+            room => return Err(format!("room {room:?}")),
+        };
+        if room.is_none() && [OWNER, OPERATOR, TOPIC].contains(kind) {
+            return Err(format!("a {kind} needs a room"));
+        }
+        let target_key = match *kind {
+            ADDRESS_BAN => match Target::parse(target) {
+                Ok(Target::Address(net)) => net.to_string(),
+                _ => return Err(format!("address {target:?}")),
+            },
+            TOPIC if target.is_empty() => String::new(),
+            TOPIC => return Err("a topic has no target".to_owned()),
+            _ => {
+                let name = Name::parse(target).map_err(|e| format!("name {target:?}: {e}"))?;
+                if *kind == OWNER { String::new() } else { name.key().as_str().to_owned() }
+            }
+        };
+        Ok(Row {
+            kind: (*kind).to_owned(),
+            room_key: room_key(room.as_ref()),
+            target_key,
+            room: room_text(room.as_ref()),
+            target: target.to_owned(),
+            by: sanitize_text(by),
+            reason,
+            set_ms,
+            until_ms,
+        })
+    }
+}
+
+// The kinds of row.
+pub const BAN: &str = "ban";
+pub const ADDRESS_BAN: &str = "address-ban";
+pub const MUTE: &str = "mute";
+pub const OWNER: &str = "owner";
+pub const OPERATOR: &str = "operator";
+pub const TOPIC: &str = "topic";
+const KINDS: [&str; 6] = [BAN, ADDRESS_BAN, MUTE, OWNER, OPERATOR, TOPIC];
 
 fn room_key(room: Option<&RoomName>) -> String {
     room.map(|r| r.key().as_str().to_owned()).unwrap_or_default()
@@ -196,6 +281,9 @@ struct State {
     address_bans: AddressBans,
     mutes: HashMap<(Reach, NameKey), Mute>,
     rooms: HashMap<RoomKey, RoomRights>,
+    /// Every row put and not removed, by identity: what a store that lost
+    /// its rows is given back.
+    rows: HashMap<String, Row>,
 }
 
 /// The daemon's bans, mutes, owners, room operators and topics, and its
@@ -219,7 +307,7 @@ impl Moderation {
             let mut state = moderation.lock();
             for row in rows {
                 if in_force(row.until_ms, now_ms) {
-                    state.restore(row);
+                    state.apply(&Change::Put(row));
                 }
             }
         }
@@ -299,36 +387,33 @@ impl Moderation {
 
     /// Puts a ban in force (replacing one on the same target and reach).
     pub fn ban(&self, ban: Ban) -> Change {
-        let row = ban_row(&ban);
-        let mut state = self.lock();
-        match &ban.target {
-            Target::Name(name) => {
-                state.name_bans.insert((ban.room.as_ref().map(RoomName::key), name.key()), ban);
-            }
-            Target::Address(net) => {
-                let net = *net;
-                state.address_bans.insert(net, ban);
-            }
-        }
-        Change::Put(row)
+        self.change(Change::Put(ban_row(&ban)))
     }
 
-    /// Lifts a ban; `None` when there was none.
-    pub fn unban(&self, target: &Target, room: Option<&RoomName>) -> Option<Change> {
+    /// Lifts a ban (`by` whom, when); `None` when there was none.
+    pub fn unban(
+        &self,
+        target: &Target,
+        room: Option<&RoomName>,
+        by: &str,
+        now_ms: i64,
+    ) -> Option<Change> {
+        let (kind, target_key) = match target {
+            Target::Name(name) => (BAN, name.key().as_str().to_owned()),
+            Target::Address(net) => (ADDRESS_BAN, net.to_string()),
+        };
         let mut state = self.lock();
-        let room_key = room_key(room);
-        match target {
+        let banned = match target {
             Target::Name(name) => {
-                state.name_bans.remove(&(room.map(RoomName::key), name.key()))?;
-                let target_key = name.key().as_str().to_owned();
-                Some(Change::Remove { kind: BAN, room_key, target_key })
+                state.name_bans.contains_key(&(room.map(RoomName::key), name.key()))
             }
-            Target::Address(net) => state.address_bans.remove(net).then(|| Change::Remove {
-                kind: ADDRESS_BAN,
-                room_key,
-                target_key: net.to_string(),
-            }),
+            Target::Address(net) => state.address_bans.contains(net),
+        };
+        if !banned {
+            return None;
         }
+        let row = removal(kind, room, target_key, target.to_string(), by, now_ms);
+        Some(state.change(Change::Remove(row)))
     }
 
     /// The bans of a room (or of the server), in force, oldest first.
@@ -350,27 +435,31 @@ impl Moderation {
 
     /// Puts a mute in force (replacing one on the same name and reach).
     pub fn set_mute(&self, mute: Mute) -> Change {
-        let row = Row {
+        self.change(Change::Put(Row {
             kind: MUTE.to_owned(),
             room_key: room_key(mute.room.as_ref()),
             target_key: mute.who.key().as_str().to_owned(),
             room: room_text(mute.room.as_ref()),
             target: mute.who.to_string(),
-            by: mute.by.clone(),
+            by: mute.by,
             reason: String::new(),
             set_ms: mute.set_ms,
             until_ms: mute.until_ms,
-        };
-        let key = (mute.room.as_ref().map(RoomName::key), mute.who.key());
-        self.lock().mutes.insert(key, mute);
-        Change::Put(row)
+        }))
     }
 
-    /// Lifts a mute; `None` when there was none.
-    pub fn unmute(&self, who: &NameKey, room: Option<&RoomName>) -> Option<Change> {
-        self.lock().mutes.remove(&(room.map(RoomName::key), who.clone()))?;
-        let (room_key, target_key) = (room_key(room), who.as_str().to_owned());
-        Some(Change::Remove { kind: MUTE, room_key, target_key })
+    /// Lifts a mute (`by` whom, when); `None` when there was none.
+    pub fn unmute(
+        &self,
+        who: &Name,
+        room: Option<&RoomName>,
+        by: &str,
+        now_ms: i64,
+    ) -> Option<Change> {
+        let mut state = self.lock();
+        state.mutes.get(&(room.map(RoomName::key), who.key()))?;
+        let row = removal(MUTE, room, who.key().as_str().to_owned(), who.to_string(), by, now_ms);
+        Some(state.change(Change::Remove(row)))
     }
 
     /// The owner of a room, if it has one.
@@ -381,12 +470,10 @@ impl Moderation {
     /// A room that has no owner yet becomes `owner`'s (`None` when it had one).
     pub fn claim_room(&self, room: &RoomName, owner: &Name, now_ms: i64) -> Option<Change> {
         let mut state = self.lock();
-        let rights = state.rooms.entry(room.key()).or_default();
-        if rights.owner.is_some() {
+        if state.rooms.get(&room.key()).is_some_and(|r| r.owner.is_some()) {
             return None;
         }
-        rights.owner = Some(owner.clone());
-        Some(Change::Put(Row {
+        Some(state.change(Change::Put(Row {
             kind: OWNER.to_owned(),
             room_key: room_key(Some(room)),
             target_key: String::new(),
@@ -396,18 +483,16 @@ impl Moderation {
             reason: String::new(),
             set_ms: now_ms,
             until_ms: None,
-        }))
+        })))
     }
 
     /// Makes `who` an operator of `room`; `None` when they were already.
     pub fn op(&self, room: &RoomName, who: &Name, by: &str, now_ms: i64) -> Option<Change> {
         let mut state = self.lock();
-        let rights = state.rooms.entry(room.key()).or_default();
-        if rights.operators.iter().any(|o| o.key() == who.key()) {
+        if state.is_operator(&room.key(), &who.key()) {
             return None;
         }
-        rights.operators.push(who.clone());
-        Some(Change::Put(Row {
+        Some(state.change(Change::Put(Row {
             kind: OPERATOR.to_owned(),
             room_key: room_key(Some(room)),
             target_key: who.key().as_str().to_owned(),
@@ -417,20 +502,19 @@ impl Moderation {
             reason: String::new(),
             set_ms: now_ms,
             until_ms: None,
-        }))
+        })))
     }
 
-    /// `who` is no longer an operator of `room`; `None` when they were not.
-    pub fn deop(&self, room: &RoomName, who: &NameKey) -> Option<Change> {
+    /// `who` is no longer an operator of `room` (`by` whom, when); `None`
+    /// when they were not.
+    pub fn deop(&self, room: &RoomName, who: &Name, by: &str, now_ms: i64) -> Option<Change> {
         let mut state = self.lock();
-        let rights = state.rooms.get_mut(&room.key())?;
-        let before = rights.operators.len();
-        rights.operators.retain(|o| o.key() != *who);
-        (rights.operators.len() < before).then(|| Change::Remove {
-            kind: OPERATOR,
-            room_key: room_key(Some(room)),
-            target_key: who.as_str().to_owned(),
-        })
+        if !state.is_operator(&room.key(), &who.key()) {
+            return None;
+        }
+        let target_key = who.key().as_str().to_owned();
+        let row = removal(OPERATOR, Some(room), target_key, who.to_string(), by, now_ms);
+        Some(state.change(Change::Remove(row)))
     }
 
     /// The operators of a room.
@@ -445,26 +529,55 @@ impl Moderation {
 
     /// Sets (or, with empty text, clears) a room's topic.
     pub fn set_topic(&self, room: &RoomName, topic: Topic) -> Change {
-        let (room_key, room_text) = (room_key(Some(room)), room.to_string());
-        let mut state = self.lock();
-        let rights = state.rooms.entry(room.key()).or_default();
-        if topic.text.is_empty() {
-            rights.topic = None;
-            return Change::Remove { kind: TOPIC, room_key, target_key: String::new() };
-        }
         let row = Row {
             kind: TOPIC.to_owned(),
-            room_key,
+            room_key: room_key(Some(room)),
             target_key: String::new(),
-            room: room_text,
+            room: room.to_string(),
             target: String::new(),
-            by: topic.by.clone(),
-            reason: topic.text.clone(),
+            by: topic.by,
+            reason: topic.text,
             set_ms: topic.set_ms,
             until_ms: None,
         };
-        rights.topic = Some(topic);
-        Change::Put(row)
+        if row.reason.is_empty() {
+            return self.change(Change::Remove(row));
+        }
+        self.change(Change::Put(row))
+    }
+
+    /// A change made elsewhere (on another daemon) takes hold here too.
+    pub fn apply(&self, change: &Change) {
+        self.lock().apply(change);
+    }
+
+    /// Everything becomes what `rows` say (the shared store's rows, read
+    /// again after an outage; expired rows are dropped). Returns the bans
+    /// put in force that were not in force before, so their effects can follow.
+    pub fn replace(&self, rows: Vec<Row>, now_ms: i64) -> Vec<Row> {
+        let mut state = self.lock();
+        let before = state.ban_identities();
+        *state = State::default();
+        let mut new = Vec::new();
+        for row in rows.into_iter().filter(|row| in_force(row.until_ms, now_ms)) {
+            let is_new_ban = [BAN, ADDRESS_BAN].contains(&row.kind.as_str())
+                && !before.contains(&row.identity());
+            let Change::Put(row) = state.change(Change::Put(row)) else { continue };
+            if is_new_ban {
+                new.push(row);
+            }
+        }
+        new
+    }
+
+    /// Every row in force, as a store keeps them.
+    pub fn rows(&self, now_ms: i64) -> Vec<Row> {
+        let state = self.lock();
+        state.rows.values().filter(|row| in_force(row.until_ms, now_ms)).cloned().collect()
+    }
+
+    fn change(&self, change: Change) -> Change {
+        self.lock().change(change)
     }
 }
 
@@ -486,50 +599,125 @@ fn ban_row(ban: &Ban) -> Row {
     }
 }
 
+/// A removal's row: what is removed, by whom and when.
+fn removal(
+    kind: &str,
+    room: Option<&RoomName>,
+    target_key: String,
+    target: String,
+    by: &str,
+    now_ms: i64,
+) -> Row {
+    Row {
+        kind: kind.to_owned(),
+        room_key: room_key(room),
+        target_key,
+        room: room_text(room),
+        target,
+        by: by.to_owned(),
+        reason: String::new(),
+        set_ms: now_ms,
+        until_ms: None,
+    }
+}
+
 impl State {
-    /// Takes back a row the store kept; one that no longer parses is skipped.
-    fn restore(&mut self, row: Row) {
-        let room = (!row.room.is_empty()).then(|| RoomName::parse(&row.room).ok()).flatten();
-        if !row.room.is_empty() && room.is_none() {
-            return;
+    /// Applies a change and hands it back.
+    fn change(&mut self, change: Change) -> Change {
+        self.apply(&change);
+        change
+    }
+
+    fn is_operator(&self, room: &RoomKey, who: &NameKey) -> bool {
+        self.rooms.get(room).is_some_and(|r| r.operators.iter().any(|o| o.key() == *who))
+    }
+
+    /// The one way anything here changes: a row put in force (replacing
+    /// its like) or removed, whoever made the change and wherever. A row
+    /// that does not parse (kept by another version, say) is skipped.
+    fn apply(&mut self, change: &Change) {
+        let (row, put) = match change {
+            Change::Put(row) => (row, true),
+            Change::Remove(row) => (row, false),
+        };
+        let room = match row.room.as_str() {
+            "" => None,
+            room => match RoomName::parse(room) {
+                Ok(room) => Some(room),
+                Err(_) => return,
+            },
+        };
+        if put {
+            self.rows.insert(row.identity(), row.clone());
+        } else {
+            self.rows.remove(&row.identity());
         }
+        let reach = room.as_ref().map(RoomName::key);
         let name = Name::parse(&row.target).ok();
         match (row.kind.as_str(), name) {
             (BAN, Some(name)) => {
-                let key = (room.as_ref().map(RoomName::key), name.key());
+                let key = (reach, name.key());
+                if !put {
+                    self.name_bans.remove(&key);
+                    return;
+                }
+                let (by, reason) = (row.by.clone(), row.reason.clone());
+                let (set_ms, until_ms) = (row.set_ms, row.until_ms);
                 let target = Target::Name(name);
-                let Row { by, reason, set_ms, until_ms, .. } = row;
                 self.name_bans.insert(key, Ban { target, room, by, reason, set_ms, until_ms });
             }
             (ADDRESS_BAN, _) => {
                 let Ok(Target::Address(net)) = Target::parse(&row.target) else { return };
-                let Row { by, reason, set_ms, until_ms, .. } = row;
-                let target = Target::Address(net);
-                self.address_bans.insert(net, Ban { target, room, by, reason, set_ms, until_ms });
+                self.address_bans.remove(&net);
+                if put {
+                    let (by, reason) = (row.by.clone(), row.reason.clone());
+                    let (set_ms, until_ms) = (row.set_ms, row.until_ms);
+                    let target = Target::Address(net);
+                    self.address_bans
+                        .insert(net, Ban { target, room, by, reason, set_ms, until_ms });
+                }
             }
             (MUTE, Some(who)) => {
-                let key = (room.as_ref().map(RoomName::key), who.key());
-                let Row { by, set_ms, until_ms, .. } = row;
+                let key = (reach, who.key());
+                if !put {
+                    self.mutes.remove(&key);
+                    return;
+                }
+                let (by, set_ms, until_ms) = (row.by.clone(), row.set_ms, row.until_ms);
                 self.mutes.insert(key, Mute { who, room, by, set_ms, until_ms });
             }
-            (OWNER, Some(owner)) => {
-                if let Some(room) = room {
-                    self.rooms.entry(room.key()).or_default().owner = Some(owner);
+            (OWNER, owner) => {
+                if let Some(room) = reach {
+                    self.rooms.entry(room).or_default().owner = owner.filter(|_| put);
                 }
             }
             (OPERATOR, Some(who)) => {
-                if let Some(room) = room {
-                    self.rooms.entry(room.key()).or_default().operators.push(who);
+                if let Some(room) = reach {
+                    let operators = &mut self.rooms.entry(room).or_default().operators;
+                    operators.retain(|o| o.key() != who.key());
+                    if put {
+                        operators.push(who);
+                    }
                 }
             }
             (TOPIC, _) => {
-                if let Some(room) = room {
-                    let topic = Topic { text: row.reason, by: row.by, set_ms: row.set_ms };
-                    self.rooms.entry(room.key()).or_default().topic = Some(topic);
+                if let Some(room) = reach {
+                    let topic =
+                        Topic { text: row.reason.clone(), by: row.by.clone(), set_ms: row.set_ms };
+                    self.rooms.entry(room).or_default().topic = Some(topic).filter(|_| put);
                 }
             }
             _ => {}
         }
+    }
+
+    /// The identities ([`Row::identity`]) of the bans in force.
+    fn ban_identities(&self) -> HashSet<String> {
+        self.name_bans
+            .values()
+            .chain(self.address_bans.iter())
+            .map(|ban| ban_row(ban).identity())
+            .collect()
     }
 }
 
@@ -550,7 +738,7 @@ mod tests {
             .into_iter()
             .filter_map(|c| match c {
                 Change::Put(row) => Some(row),
-                Change::Remove { .. } => None,
+                Change::Remove(_) => None,
             })
             .collect()
     }
@@ -591,7 +779,7 @@ mod tests {
         assert_eq!(m.rank(&name("OWEN"), true, Some(&key)), Rank::RoomOwner);
         assert_eq!(m.rank(&name("olga"), true, Some(&key)), Rank::RoomOperator);
         assert_eq!(m.rank(&name("olga"), true, Some(&RoomKey::of("#go"))), Rank::Registered);
-        assert!(m.deop(&rust, &NameKey::of("olga")).is_some());
+        assert!(m.deop(&rust, &name("olga"), "owen", 0).is_some());
         assert_eq!(m.rank(&name("olga"), true, Some(&key)), Rank::Registered);
         assert!(Rank::Guest < Rank::Registered && Rank::RoomOwner < Rank::ServerOperator);
     }
@@ -634,7 +822,7 @@ mod tests {
         assert!(m.address_ban(ip("::ffff:10.9.8.7"), 0).is_some());
         assert!(m.address_ban(ip("2001:db8:1::5"), 0).is_some());
         assert!(m.address_ban(ip("11.0.0.1"), 0).is_none());
-        assert!(m.unban(&Target::parse("10.0.0.0/8").expect("range"), None).is_some());
+        assert!(m.unban(&Target::parse("10.0.0.0/8").expect("range"), None, "root", 0).is_some());
         assert!(m.address_ban(ip("10.9.8.7"), 0).is_none());
     }
 
@@ -655,8 +843,8 @@ mod tests {
         assert!(m.mute(&NameKey::of("bob"), &rust.key(), 50).is_none(), "expired");
         m.set_mute(mute(None));
         assert!(m.mute(&NameKey::of("bob"), &go.key(), 10).is_some(), "everywhere");
-        assert!(m.unmute(&NameKey::of("bob"), None).is_some());
-        assert!(m.unmute(&NameKey::of("bob"), None).is_none());
+        assert!(m.unmute(&name("bob"), None, "owen", 0).is_some());
+        assert!(m.unmute(&name("BOB"), None, "owen", 0).is_none());
     }
 
     #[test]
@@ -696,5 +884,140 @@ mod tests {
         assert!(again.name_ban(&NameKey::of("mallory"), Some(&rust.key()), 20).is_some());
         assert!(again.name_ban(&NameKey::of("eve"), Some(&rust.key()), 20).is_none());
         assert!(again.address_ban("192.0.2.99".parse().expect("ip"), 20).is_some());
+    }
+
+    /// Every change this daemon can make, on a fresh record.
+    fn one_of_each(m: &Moderation) -> Vec<Change> {
+        let rust = room("#rust");
+        let mut changes = vec![
+            m.claim_room(&rust, &name("owen"), 1).expect("claimed"),
+            m.op(&rust, &name("olga"), "owen", 2).expect("opped"),
+            m.set_topic(&rust, Topic { text: "crabs".into(), by: "owen".into(), set_ms: 3 }),
+            m.ban(Ban {
+                target: Target::Name(name("mallory")),
+                room: Some(rust.clone()),
+                by: "owen".into(),
+                reason: "spam, and worse".into(),
+                set_ms: 4,
+                until_ms: Some(i64::MAX),
+            }),
+            m.ban(Ban {
+                target: Target::parse("2001:db8::/32").expect("range"),
+                room: None,
+                by: "server".into(),
+                reason: String::new(),
+                set_ms: 5,
+                until_ms: None,
+            }),
+            m.set_mute(Mute {
+                who: name("eve"),
+                room: None,
+                by: "server".into(),
+                set_ms: 6,
+                until_ms: Some(1000),
+            }),
+        ];
+        changes.push(m.unmute(&name("eve"), None, "server", 7).expect("unmuted"));
+        changes.push(m.deop(&rust, &name("olga"), "owen", 8).expect("deopped"));
+        changes
+            .push(m.set_topic(&rust, Topic { text: String::new(), by: "owen".into(), set_ms: 9 }));
+        changes.push(
+            m.unban(&Target::parse("2001:db8::1/32").expect("range"), None, "server", 10)
+                .expect("lifted"),
+        );
+        changes
+    }
+
+    #[test]
+    fn every_row_reads_back_as_spelt_with_its_keys_worked_out_again() {
+        for change in one_of_each(&Moderation::default()) {
+            let row = change.row();
+            assert_eq!(Row::decode(&row.encode()).as_ref(), Ok(row), "{}", row.encode());
+        }
+    }
+
+    #[test]
+    fn forged_rows_are_refused_or_sanitised() {
+        for forged in [
+            "ban\t#rust\tserver\towen\t0\t\tspam",
+            "ban\trust\tmallory\towen\t0\t\tspam",
+            "address-ban\t\tnot-an-address\troot\t0\t\t",
+            "topic\t\t\towen\t0\t\tno room",
+            "owner\t#rust\t\towen\t0\t\t",
+            "mute\t\teve\troot\tsoon\t\t",
+            "mute\t\teve\troot\t0\tnever\t",
+            "nuke\t\teve\troot\t0\t\t",
+            "ban\t#rust",
+        ] {
+            assert!(Row::decode(forged).is_err(), "{forged:?}");
+        }
+        let row = Row::decode("ban\t#Rust\tMallory\towen\x1b[2J\t0\t\tspam\x1b[31m\tmore")
+            .expect("a row");
+        assert_eq!(row.room_key, RoomKey::of("#rust").as_str());
+        assert_eq!(row.target_key, NameKey::of("mallory").as_str());
+        assert_eq!((row.by.as_str(), row.reason.as_str()), ("owen[2J", "spam[31m more"));
+    }
+
+    #[test]
+    fn changes_applied_elsewhere_hold_as_they_do_where_they_were_made() {
+        let (here, there) = (Moderation::default(), Moderation::default());
+        let rust = room("#rust");
+        for change in one_of_each(&here) {
+            there.apply(&change);
+        }
+        assert_eq!(there.owner(&rust.key()), here.owner(&rust.key()));
+        assert_eq!(there.operators(&rust.key()), here.operators(&rust.key()));
+        assert_eq!(there.topic(&rust.key()), here.topic(&rust.key()));
+        assert_eq!(there.bans(None, 0), here.bans(None, 0));
+        assert_eq!(there.bans(Some(&rust), 0), here.bans(Some(&rust), 0));
+        let eve = NameKey::of("eve");
+        assert_eq!(there.server_mute(&eve, 0), here.server_mute(&eve, 0));
+        assert_eq!(there.owner(&rust.key()), Some(name("owen")));
+        let rows = |m: &Moderation| {
+            let mut rows = m.rows(0);
+            rows.sort_by_key(Row::identity);
+            rows
+        };
+        assert_eq!(rows(&there), rows(&here));
+        assert_eq!(Moderation::new(&[], rows(&here), 0).rows(0).len(), 2, "the owner and the ban");
+        assert!(there.name_ban(&NameKey::of("mallory"), Some(&rust.key()), 0).is_some());
+        assert!(there.address_ban("2001:db8::9".parse().expect("ip"), 0).is_none(), "lifted");
+        assert_eq!(there.topic(&rust.key()), None, "cleared");
+    }
+
+    #[test]
+    fn a_replaced_record_holds_only_the_rows_and_names_the_bans_that_are_new() {
+        let m = Moderation::default();
+        let rust = room("#rust");
+        let old = m.ban(Ban {
+            target: Target::Name(name("mallory")),
+            room: Some(rust.clone()),
+            by: "owen".into(),
+            reason: String::new(),
+            set_ms: 0,
+            until_ms: None,
+        });
+        m.set_topic(&rust, Topic { text: "gone after".into(), by: "owen".into(), set_ms: 0 });
+        let fresh = Moderation::default();
+        let new = fresh.ban(Ban {
+            target: Target::parse("192.0.2.1").expect("address"),
+            room: None,
+            by: "server".into(),
+            reason: String::new(),
+            set_ms: 0,
+            until_ms: None,
+        });
+        let expired = fresh.set_mute(Mute {
+            who: name("eve"),
+            room: None,
+            by: "server".into(),
+            set_ms: 0,
+            until_ms: Some(5),
+        });
+        let rows = [old, new.clone(), expired].map(|c| c.row().clone()).to_vec();
+        assert_eq!(m.replace(rows, 10), vec![new.row().clone()]);
+        assert_eq!(m.topic(&rust.key()), None);
+        assert!(m.server_mute(&NameKey::of("eve"), 0).is_none(), "expired rows are dropped");
+        assert!(m.name_ban(&NameKey::of("mallory"), Some(&rust.key()), 10).is_some());
     }
 }

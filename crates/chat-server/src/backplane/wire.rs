@@ -9,8 +9,14 @@
 
 use chat_proto::{Name, RoomName, THEMES, sanitize_text};
 
+use crate::moderation::{Change, Row};
+
 /// A daemon's identity on the backplane, random per process.
 pub use crate::room::NodeId;
+
+/// The spelling of [`Wire::Moderation`]'s row this version writes and
+/// reads; a row of another version is refused (and so logged and ignored).
+pub const MODERATION_VERSION: &str = "1";
 
 /// Members listed per roster message, so one message stays small.
 pub const ROSTER_CHUNK: usize = 500;
@@ -92,6 +98,13 @@ pub enum Wire {
     Goodbye {
         node: NodeId,
     },
+    /// A moderation change made on the sending node (a ban, a mute, an
+    /// owner, a room operator, a topic, or its removal), already kept in
+    /// the shared store: every other node applies it.
+    Moderation {
+        node: NodeId,
+        change: Change,
+    },
 }
 
 /// One user of a node's roster: name, theme and rooms.
@@ -125,7 +138,8 @@ impl Wire {
             | Wire::Heartbeat { node }
             | Wire::Hello { node }
             | Wire::Roster { node, .. }
-            | Wire::Goodbye { node } => *node,
+            | Wire::Goodbye { node }
+            | Wire::Moderation { node, .. } => *node,
         }
     }
 
@@ -161,6 +175,11 @@ impl Wire {
                 format!("R\t{node:x}\t{}\t{}", u8::from(*first), list.join("\t"))
             }
             Wire::Goodbye { node } => format!("G\t{node:x}"),
+            Wire::Moderation { node, change } => {
+                let op = if matches!(change, Change::Put(_)) { "+" } else { "-" };
+                let row = change.row().encode();
+                format!("C\t{node:x}\t{MODERATION_VERSION}\t{op}\t{row}")
+            }
         }
     }
 
@@ -230,6 +249,21 @@ impl Wire {
                 Wire::Roster { node, first, members }
             }
             "G" => Wire::Goodbye { node },
+            "C" => {
+                let version = fields.next("version")?;
+                if version != MODERATION_VERSION {
+                    return Err(WireError(format!("moderation row of version {version:?}")));
+                }
+                let put = match fields.next("change")? {
+                    "+" => true,
+                    "-" => false,
+                    other => return Err(WireError(format!("bad change {other:?}"))),
+                };
+                let row = fields.0.by_ref().collect::<Vec<_>>().join("\t");
+                let row = Row::decode(&row).map_err(|e| WireError(format!("bad row: {e}")))?;
+                let change = if put { Change::Put(row) } else { Change::Remove(row) };
+                Wire::Moderation { node, change }
+            }
             other => return Err(WireError(format!("unknown tag {other:?}"))),
         };
         Ok(wire)
@@ -319,6 +353,10 @@ mod tests {
         RoomName::parse(s).expect("valid")
     }
 
+    fn row(s: &str) -> Row {
+        Row::decode(s).expect("a row")
+    }
+
     #[test]
     fn every_event_survives_a_round_trip() {
         let node = 0xdead_beef;
@@ -369,6 +407,14 @@ mod tests {
             },
             Wire::Roster { node, first: false, members: vec![] },
             Wire::Goodbye { node },
+            Wire::Moderation {
+                node,
+                change: Change::Put(row("ban\t#rust\tmallory\towen\t5\t9\tspam")),
+            },
+            Wire::Moderation {
+                node,
+                change: Change::Remove(row("address-ban\t\t10.0.0.0/8\tserver\t6\t\t")),
+            },
         ];
         for event in events {
             assert_eq!(Wire::peek_node(event.encode().as_bytes()), Some(node));
@@ -388,5 +434,20 @@ mod tests {
         let forged = Wire::decode(b"M\t1\t#lobby\talice\t0\t\x1b[2Jboom\tmore").expect("decodes");
         let Wire::Message { text, .. } = forged else { panic!("a message") };
         assert_eq!(text, "[2Jboom more");
+        for forged in [
+            &b"C\t1\t2\t+\tban\t#rust\tmallory\towen\t5\t\tspam"[..],
+            b"C\t1\t1\t*\tban\t#rust\tmallory\towen\t5\t\tspam",
+            b"C\t1\t1\t+\tban\t#rust\tserver\towen\t5\t\tspam",
+            b"C\t1\t1\t+\tnuke\t#rust\tmallory\towen\t5\t\t",
+            b"C\t1\t1\t+",
+            b"C\t1",
+            b"Q\t1\tsomething new",
+        ] {
+            assert!(Wire::decode(forged).is_err(), "{:?}", String::from_utf8_lossy(forged));
+        }
+        let forged = Wire::decode(b"C\t1\t1\t+\ttopic\t#rust\t\towen\t5\t\t\x1b[2Jhi\tthere")
+            .expect("decodes");
+        let Wire::Moderation { change: Change::Put(row), .. } = forged else { panic!("a row put") };
+        assert_eq!(row.reason, "[2Jhi there");
     }
 }

@@ -19,7 +19,8 @@ mod remote;
 pub use moderate::{Action, Actor, needs_of};
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chat_proto::{Name, RoomKey, RoomName, Theme};
@@ -28,7 +29,7 @@ use tracing::{info, warn};
 use crate::backplane::Backplane;
 use crate::backplane::wire::Wire;
 use crate::event::{ConnId, Message, Presence, Said, Scope};
-use crate::moderation::{Ban, Moderation, Mute};
+use crate::moderation::{Ban, Change, Moderation, Mute};
 use crate::people::{Admitted, Direct, Inbox, People, theme_index};
 use crate::reply::Reply;
 use crate::room::{Entry, Listing, Member, Place, Room, RoomError};
@@ -111,6 +112,10 @@ pub struct Hub {
     replay: usize,
     /// Bans, mutes, owners, room operators, topics and server operators.
     moderation: Moderation,
+    /// Moderation changes made here that Redis could not keep yet.
+    unkept: Mutex<Vec<Change>>,
+    /// Set when the store could not be read: it is, once Redis is back.
+    moderation_unread: AtomicBool,
 }
 
 /// How the hub is set up: the parts it ties together, and its limits.
@@ -129,7 +134,18 @@ impl Hub {
     pub fn new(parts: HubParts) -> Self {
         let HubParts { people, rooms, backplane, store, stats, rooms_per_user, replay, moderation } =
             parts;
-        Hub { people, rooms, backplane, store, stats, rooms_per_user, replay, moderation }
+        Hub {
+            people,
+            rooms,
+            backplane,
+            store,
+            stats,
+            rooms_per_user,
+            replay,
+            moderation,
+            unkept: Mutex::default(),
+            moderation_unread: AtomicBool::new(false),
+        }
     }
 
     /// Bans, mutes, owners, room operators and topics, for reading.
@@ -356,7 +372,8 @@ impl Hub {
     }
 
     /// A room with no owner becomes the registered user who opens it
-    /// (alone in it), kept in the store so it stays theirs while empty.
+    /// (alone in it), kept in the store so it stays theirs while empty,
+    /// and told to the other daemons.
     async fn claim(&self, room: &RoomName, speaker: &Speaker) {
         if self.moderation.owner(&room.key()).is_some()
             || !self.people.remote_in(&room.key()).is_empty()
@@ -369,9 +386,7 @@ impl Hub {
         }
         if let Some(change) = self.moderation.claim_room(room, &speaker.name, now_ms()) {
             info!(room = %room, owner = %speaker.name, "a room has its owner");
-            if let Err(error) = self.store.keep_moderation(change).await {
-                warn!(%error, room = %room, "a room's owner holds only until the daemon stops");
-            }
+            self.carry_out(None, change).await;
         }
     }
 

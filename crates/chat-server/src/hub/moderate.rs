@@ -10,8 +10,18 @@
 //! command needs a room operator, `/op` and `/deop` the room's owner, and
 //! nobody acts on someone of equal or higher rank. Each change is applied
 //! to [`Moderation`](crate::moderation::Moderation), kept in the store,
-//! told to the room (or to the target), logged, and counted.
+//! handed to the other daemons, logged, and counted; then its effects
+//! follow ([`Hub::take_effect`]): whoever it bans is put out, and the room
+//! (or the target) is told.
+//!
+//! A change made on another daemon arrives here too
+//! ([`Hub::follow_moderation`]): it takes hold through the same
+//! `Moderation::apply` and its effects follow through the same
+//! `take_effect`. Each daemon puts out only its own people and tells only
+//! its own members of a room, so every effect happens once, on the daemon
+//! of whoever it concerns, whichever daemon the change was made on.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chat_proto::command::{Command, Needs};
@@ -19,8 +29,11 @@ use chat_proto::{LOBBY, Name, RoomKey, RoomName};
 use tracing::{info, warn};
 
 use super::{Hub, Speaker};
+use crate::backplane::wire::Wire;
 use crate::event::{ConnId, Moderated};
-use crate::moderation::{Ban, Change, Mute, Rank, Target, Topic, until};
+use crate::moderation::{
+    ADDRESS_BAN, BAN, Ban, Change, MUTE, Mute, OPERATOR, Rank, Row, TOPIC, Target, Topic, until,
+};
 use crate::people::Direct;
 use crate::reply::Reply;
 use crate::stats::Stats;
@@ -174,9 +187,16 @@ impl Hub {
             ));
         }
         let by = actor.by();
-        let done = match action {
+        let change = match action {
             Action::Topic(None) => return Ok(self.topic_of(&room)),
-            Action::Topic(Some(text)) => self.set_topic(&room, &by, text).await,
+            Action::Topic(Some(text)) => {
+                let text: String = if text == "-" {
+                    String::new()
+                } else {
+                    text.chars().take(TOPIC_MAX).collect()
+                };
+                self.moderation.set_topic(&room, Topic { text, by, set_ms: now_ms() })
+            }
             Action::Bans => {
                 return Ok(Reply::Bans {
                     bans: self.moderation.bans(reach.as_ref(), now_ms()),
@@ -185,7 +205,9 @@ impl Hub {
             }
             Action::Kick { who, reason } => {
                 let who = self.target(who, &room, rank).await?;
-                self.kick_out(&who, reach, by, reason)?
+                let done = self.kick_out(&who, reach, by, reason)?;
+                self.tell(actor.id(), &done);
+                return Ok(self.done(name, done));
             }
             Action::Ban { target, duration, reason } => {
                 let target = Target::parse(target)?;
@@ -193,39 +215,29 @@ impl Hub {
                     self.target(who.as_str(), &room, rank).await?;
                 }
                 let reach = if matches!(target, Target::Address(_)) { None } else { reach };
-                self.ban(target, reach, by, reason, duration).await
+                let set_ms = now_ms();
+                let until_ms = until(set_ms, duration);
+                let reason = reason.to_owned();
+                self.moderation.ban(Ban { target, room: reach, by, reason, set_ms, until_ms })
             }
             Action::Unban(target) => {
                 let target = Target::parse(target)?;
                 let reach = if matches!(target, Target::Address(_)) { None } else { reach };
-                let change = self.moderation.unban(&target, reach.as_ref()).ok_or_else(|| {
+                self.moderation.unban(&target, reach.as_ref(), &by, now_ms()).ok_or_else(|| {
                     format!("{target} is not banned {}", from_place(reach.as_ref()))
-                })?;
-                self.keep(change).await;
-                Moderated::Unbanned { target: target.to_string(), room: reach, by }
+                })?
             }
             Action::Mute { who, duration } => {
                 let who = self.target(who, &room, rank).await?;
                 let set_ms = now_ms();
                 let until_ms = until(set_ms, duration);
-                let mute = Mute {
-                    who: who.clone(),
-                    room: reach.clone(),
-                    by: by.clone(),
-                    set_ms,
-                    until_ms,
-                };
-                self.keep(self.moderation.set_mute(mute)).await;
-                Moderated::Muted { who, room: reach, by, until_ms }
+                self.moderation.set_mute(Mute { who, room: reach, by, set_ms, until_ms })
             }
             Action::Unmute(who) => {
                 let who = Name::parse(who).map_err(|e| e.to_string())?;
-                let change = self
-                    .moderation
-                    .unmute(&who.key(), reach.as_ref())
-                    .ok_or_else(|| format!("{who} is not muted {}", in_place(reach.as_ref())))?;
-                self.keep(change).await;
-                Moderated::Unmuted { who, room: reach, by }
+                self.moderation
+                    .unmute(&who, reach.as_ref(), &by, now_ms())
+                    .ok_or_else(|| format!("{who} is not muted {}", in_place(reach.as_ref())))?
             }
             Action::Op(who) | Action::Deop(who) => {
                 let Some(room) = reach else {
@@ -233,22 +245,147 @@ impl Hub {
                 };
                 let who = Name::parse(who).map_err(|e| e.to_string())?;
                 if matches!(action, Action::Op(_)) {
-                    self.op(&room, who, by).await?
+                    if !self.is_registered(&who).await {
+                        return Err(format!(
+                            "{who} is not registered; only registered names can be operators"
+                        ));
+                    }
+                    self.moderation
+                        .op(&room, &who, &by, now_ms())
+                        .ok_or_else(|| format!("{who} is an operator of {room} already"))?
                 } else {
                     self.target(who.as_str(), &room, rank).await?;
-                    let change = self
-                        .moderation
-                        .deop(&room, &who.key())
-                        .ok_or_else(|| format!("{who} is not an operator of {room}"))?;
-                    self.keep(change).await;
-                    Moderated::Deopped { who, room, by }
+                    self.moderation
+                        .deop(&room, &who, &by, now_ms())
+                        .ok_or_else(|| format!("{who} is not an operator of {room}"))?
                 }
             }
         };
-        self.tell(actor.id(), &done);
-        info!(action = name, what = ?done, "moderation");
+        let done = self.carry_out(actor.id(), change).await;
+        let done = done.ok_or_else(|| format!("/{name} changed nothing to tell"))?;
+        Ok(self.done(name, done))
+    }
+
+    /// Logs and counts an action carried out, and answers its actor.
+    fn done(&self, action: &str, done: Moderated) -> Reply {
+        info!(action, what = ?done, "moderation");
         Stats::add(&self.stats.moderation, 1);
-        Ok(Reply::Moderated(Box::new(done)))
+        Reply::Moderated(Box::new(done))
+    }
+
+    /// A change made here (it holds here already): kept, handed to the
+    /// other daemons, and its effects follow; what happened, for the actor
+    /// (`None` for a room's owner, which nobody is told).
+    pub(super) async fn carry_out(
+        &self,
+        actor: Option<ConnId>,
+        change: Change,
+    ) -> Option<Moderated> {
+        self.keep(&change).await;
+        self.share(&change);
+        self.take_effect(actor, &change)
+    }
+
+    /// A change made on another daemon (kept there already) takes hold here.
+    pub(super) fn follow_moderation(&self, change: Change) {
+        self.moderation.apply(&change);
+        if let Some(done) = self.take_effect(None, &change) {
+            info!(what = ?done, "moderation on another daemon");
+        }
+    }
+
+    /// Reads what the store keeps: at start, and with a shared store again
+    /// once Redis is back after an outage (what other daemons changed
+    /// meanwhile holds here too, and a ban new here takes effect). Changes
+    /// made here while Redis could not keep them are then kept, shared and
+    /// hold over what was read. A Redis that holds no record at all (it
+    /// restarted without its data) is given back what this daemon holds.
+    /// When the store cannot answer, it is read again once Redis is back.
+    pub async fn read_moderation(&self) {
+        let rows = match self.store.moderation_rows().await {
+            Ok(Some(rows)) => rows,
+            Ok(None) => {
+                let held = self.moderation.rows(now_ms());
+                if !held.is_empty() {
+                    warn!(rows = held.len(), "Redis holds no moderation; giving it back ours");
+                }
+                for row in held {
+                    self.keep(&Change::Put(row)).await;
+                }
+                self.moderation_unread.store(false, Ordering::Relaxed);
+                self.keep_unkept().await;
+                return;
+            }
+            Err(error) => {
+                warn!(%error, "moderation not read; it will be once Redis is back");
+                self.moderation_unread.store(true, Ordering::Relaxed);
+                return;
+            }
+        };
+        self.moderation_unread.store(false, Ordering::Relaxed);
+        let new_bans = self.moderation.replace(rows, now_ms());
+        self.keep_unkept().await;
+        for row in new_bans {
+            self.take_effect(None, &Change::Put(row));
+        }
+    }
+
+    /// Changes made here while Redis could not keep them: kept and shared
+    /// now, and holding over whatever was read meanwhile.
+    async fn keep_unkept(&self) {
+        let unkept = std::mem::take(&mut *self.unkept.lock().unwrap_or_else(|p| p.into_inner()));
+        for change in unkept {
+            self.moderation.apply(&change);
+            self.keep(&change).await;
+            self.share(&change);
+        }
+    }
+
+    /// True when moderation is to be read again once Redis is back.
+    pub(super) fn moderation_unread(&self) -> bool {
+        self.moderation_unread.load(Ordering::Relaxed)
+    }
+
+    /// Hands a change to the other daemons.
+    fn share(&self, change: &Change) {
+        if let Some(bp) = &self.backplane {
+            bp.forward(Wire::Moderation { node: bp.node(), change: change.clone() });
+        }
+    }
+
+    /// What follows a change on this daemon, wherever it was made: whoever
+    /// it bans is put out (only this daemon's people: each daemon puts out
+    /// its own), and the room's members here (or the target) are told, all
+    /// but the actor. Returns what happened (`None` for a room's owner).
+    fn take_effect(&self, actor: Option<ConnId>, change: &Change) -> Option<Moderated> {
+        let done = moderated_of(change)?;
+        if let Change::Put(row) = change {
+            self.enforce_ban(row, &done);
+        }
+        self.tell(actor, &done);
+        Some(done)
+    }
+
+    /// Puts out of the room (or off the server) whoever here a ban covers.
+    fn enforce_ban(&self, row: &Row, done: &Moderated) {
+        let room = RoomName::parse(&row.room).ok();
+        match row.kind.as_str() {
+            BAN => {
+                // Not here, or not in that room: the ban waits for them.
+                if let Ok(who) = Name::parse(&row.target) {
+                    let _ = self.remove(&who, room.as_ref(), done);
+                }
+            }
+            ADDRESS_BAN => {
+                let Ok(Target::Address(net)) = Target::parse(&row.target) else { return };
+                for person in self.people.local_people() {
+                    if net.contains(&person.peer.ip()) {
+                        let _ = self.remove(&person.name, None, done);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The name acted on, if the actor outranks whoever uses it.
@@ -266,14 +403,6 @@ impl Hub {
 
     fn topic_of(&self, room: &RoomName) -> Reply {
         Reply::Topic { room: room.clone(), topic: self.moderation.topic(&room.key()).map(Box::new) }
-    }
-
-    async fn set_topic(&self, room: &RoomName, by: &str, text: &str) -> Moderated {
-        let text: String =
-            if text == "-" { String::new() } else { text.chars().take(TOPIC_MAX).collect() };
-        let topic = Topic { text: text.clone(), by: by.to_owned(), set_ms: now_ms() };
-        self.keep(self.moderation.set_topic(room, topic)).await;
-        Moderated::Topic { room: room.clone(), by: by.to_owned(), text }
     }
 
     /// `who` out of `reach`'s room, or (`None`) off the server.
@@ -309,64 +438,15 @@ impl Hub {
         self.people.send_direct(who.as_str(), direct).map(|_| ())
     }
 
-    async fn ban(
-        &self,
-        target: Target,
-        reach: Option<RoomName>,
-        by: String,
-        reason: &str,
-        duration: Option<Duration>,
-    ) -> Moderated {
-        let set_ms = now_ms();
-        let until_ms = until(set_ms, duration);
-        let ban = Ban {
-            target: target.clone(),
-            room: reach.clone(),
-            by: by.clone(),
-            reason: reason.to_owned(),
-            set_ms,
-            until_ms,
-        };
-        self.keep(self.moderation.ban(ban)).await;
-        let done = Moderated::Banned {
-            target: target.to_string(),
-            room: reach.clone(),
-            by,
-            reason: reason.to_owned(),
-            until_ms,
-        };
-        match &target {
-            Target::Name(who) => {
-                // Not here, or not in that room: the ban waits for them.
-                let _ = self.remove(who, reach.as_ref(), &done);
-            }
-            Target::Address(net) => {
-                for person in self.people.local_people() {
-                    if net.contains(&person.peer.ip()) {
-                        let _ = self.remove(&person.name, None, &done);
-                    }
-                }
-            }
-        }
-        done
-    }
-
-    async fn op(&self, room: &RoomName, who: Name, by: String) -> Result<Moderated, String> {
-        if !self.is_registered(&who).await {
-            return Err(format!("{who} is not registered; only registered names can be operators"));
-        }
-        let change = self
-            .moderation
-            .op(room, &who, &by, now_ms())
-            .ok_or_else(|| format!("{who} is an operator of {room} already"))?;
-        self.keep(change).await;
-        Ok(Moderated::Opped { who, room: room.clone(), by })
-    }
-
-    /// Keeps a change in the store; one that cannot be kept still holds
-    /// until the daemon stops (logged).
-    async fn keep(&self, change: Change) {
-        if let Err(error) = self.store.keep_moderation(change).await {
+    /// Keeps a change in the store. One that cannot be kept still holds
+    /// here: until the daemon stops (its own file), or, in Redis, until
+    /// Redis is back, when it is kept and shared (logged either way).
+    async fn keep(&self, change: &Change) {
+        let Err(error) = self.store.keep_moderation(change.clone()).await else { return };
+        if self.store.is_shared() {
+            warn!(%error, "a moderation change holds here only, until Redis is back");
+            self.unkept.lock().unwrap_or_else(|p| p.into_inner()).push(change.clone());
+        } else {
             warn!(%error, "a moderation change holds only until the daemon stops");
         }
     }
@@ -402,6 +482,40 @@ impl Hub {
     pub fn muted(&self, speaker: &Speaker, room: &RoomKey) -> Option<Mute> {
         self.moderation.mute(&speaker.name.key(), room, now_ms())
     }
+}
+
+/// What a change is, as the room (or the target) is told it; `None` for a
+/// room's owner, which nobody is told, or a row that does not read.
+fn moderated_of(change: &Change) -> Option<Moderated> {
+    let (row, put) = match change {
+        Change::Put(row) => (row, true),
+        Change::Remove(row) => (row, false),
+    };
+    let room = match row.room.as_str() {
+        "" => None,
+        room => Some(RoomName::parse(room).ok()?),
+    };
+    let by = row.by.clone();
+    let who = || Name::parse(&row.target).ok();
+    Some(match (row.kind.as_str(), put) {
+        (BAN | ADDRESS_BAN, true) => Moderated::Banned {
+            target: row.target.clone(),
+            room,
+            by,
+            reason: row.reason.clone(),
+            until_ms: row.until_ms,
+        },
+        (BAN | ADDRESS_BAN, false) => Moderated::Unbanned { target: row.target.clone(), room, by },
+        (MUTE, true) => Moderated::Muted { who: who()?, room, by, until_ms: row.until_ms },
+        (MUTE, false) => Moderated::Unmuted { who: who()?, room, by },
+        (OPERATOR, true) => Moderated::Opped { who: who()?, room: room?, by },
+        (OPERATOR, false) => Moderated::Deopped { who: who()?, room: room?, by },
+        (TOPIC, _) => {
+            let text = if put { row.reason.clone() } else { String::new() };
+            Moderated::Topic { room: room?, by, text }
+        }
+        _ => return None,
+    })
 }
 
 /// Why someone is put off the server, as their goodbye and their leave notice say it.

@@ -5,10 +5,13 @@
 //! a daemon gone) to [`Hub::follow_remote`], which applies it to
 //! [`People`](crate::people::People) and the rooms here. So every change
 //! of shared state, local or remote, goes through the hub, and a rule the
-//! hub enforces holds for both. Remote lines are paced by the local
+//! hub enforces holds for both (a moderation change made elsewhere takes
+//! hold and has its effects here through the same code as one made here,
+//! see `moderate.rs`). Remote lines are paced by the local
 //! readers (within a bound), so a burst from another daemon does not lap
 //! them; Redis holds the rest meanwhile.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chat_proto::{Name, RoomKey, RoomName, THEMES};
@@ -50,8 +53,17 @@ impl Hub {
                     // Users first: whoever arrives once this is logged is told.
                     self.people.set_degraded(true);
                     warn!(%error, "backplane lost; serving local users only");
+                    // Changes made elsewhere meanwhile are not heard: read them once back.
+                    if self.store.is_shared() {
+                        self.moderation_unread.store(true, Ordering::Relaxed);
+                    }
                 }
-                Heard::Whole => self.people.set_degraded(false),
+                Heard::Whole => {
+                    self.people.set_degraded(false);
+                    if self.moderation_unread() {
+                        self.read_moderation().await;
+                    }
+                }
                 Heard::NodeGone { node, how } => self.remote_node_gone(node, how),
             }
         }
@@ -119,6 +131,7 @@ impl Hub {
                     }
                 }
             }
+            Wire::Moderation { change, .. } => self.follow_moderation(change),
             // The backplane's own business; never handed on.
             Wire::Heartbeat { .. } | Wire::Hello { .. } | Wire::Goodbye { .. } => {}
         }

@@ -165,23 +165,32 @@ impl Store {
         }
     }
 
-    /// The moderation rows kept by the local store, once, at start (none
-    /// elsewhere: `--db none` keeps nothing, and the shared store does
-    /// not keep them yet).
-    pub fn take_moderation(&self) -> Vec<Row> {
+    /// The moderation rows kept: by the local store, read once at start
+    /// (empty after); by the shared store, read from Redis each time (at
+    /// start, and after an outage), `None` when Redis holds no record at
+    /// all (new, or restarted without its data); none with `--db none`.
+    pub async fn moderation_rows(&self) -> Result<Option<Vec<Row>>, Unavailable> {
         match self {
-            Store::Local(store) => store.take_moderation(),
-            Store::Shared(_) | Store::Nothing(_) => Vec::new(),
+            Store::Local(store) => Ok(Some(store.take_moderation())),
+            Store::Shared(shared) => Box::pin(shared.moderation_rows()).await,
+            Store::Nothing(_) => Ok(Some(Vec::new())),
         }
     }
 
-    /// Keeps a moderation change; with `--db none` (and, for now, the
-    /// shared store) it lasts until the daemon stops. Boxed: rare.
+    /// Keeps a moderation change; with `--db none` it lasts until the
+    /// daemon stops. Boxed: rare.
     pub async fn keep_moderation(&self, change: Change) -> Result<(), Unavailable> {
         match self {
             Store::Local(store) => Box::pin(store.keep_moderation(change)).await,
-            Store::Shared(_) | Store::Nothing(_) => Ok(()),
+            Store::Shared(shared) => Box::pin(shared.keep_moderation(&change)).await,
+            Store::Nothing(_) => Ok(()),
         }
+    }
+
+    /// True when what is kept is shared with other daemons (and so read
+    /// again once they can be reached after an outage).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Store::Shared(_))
     }
 
     /// The rooms' history: keeping what is said, replaying and searching it.

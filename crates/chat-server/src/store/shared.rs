@@ -11,6 +11,14 @@
 //! Registered names are hashes `chat:account:<key>` (fields `name`, `hash`,
 //! `created_at`, `rooms`, `left_at`), so a name registered on one daemon
 //! is protected on all of them.
+//!
+//! Moderation (bans, mutes, owners, room operators, topics) is one hash,
+//! `chat:moderation`: a field per row's identity (`kind`, room key, target
+//! key), its value the row as [`Row::encode`] spells it, and the field
+//! `~` that every write sets, so a hash that is missing means Redis holds
+//! no record (a new Redis, or one restarted without its data) rather than
+//! that nothing is banned. A daemon reads it all at start and after an
+//! outage; rows that have expired are dropped from it then.
 
 use std::time::Duration;
 
@@ -24,6 +32,7 @@ use super::{
     Account, SEARCH_RESULTS, Stored, Unavailable, cutoff_ms, matches_terms, now_ms, parse_name,
 };
 use crate::event::{Message, Said};
+use crate::moderation::{Change, Row};
 use crate::redis_link::{Queued, RedisLink};
 
 /// Lines kept per room in Redis.
@@ -32,6 +41,11 @@ pub const CAP: usize = 10_000;
 const SEARCH_PAGE: usize = 1_000;
 /// How long a read may take before the user is told the history is unavailable.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The hash of every daemon's moderation rows.
+const MODERATION_KEY: &str = "chat:moderation";
+/// The field every write of that hash sets: the hash is there once kept.
+const KEPT: &str = "~";
 
 /// The Redis key of a room's history.
 fn history_key(room: &RoomKey) -> String {
@@ -220,6 +234,54 @@ impl SharedHistory {
 }
 
 impl SharedHistory {
+    /// Every moderation row in force (one that has expired is dropped from
+    /// the hash); `None` when Redis holds no record at all.
+    pub async fn moderation_rows(&self) -> Result<Option<Vec<Row>>, Unavailable> {
+        let mut command = redis::cmd("HGETALL");
+        command.arg(MODERATION_KEY);
+        let fields: HashMap<String, String> = self.query(command).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let now = now_ms();
+        let mut rows = Vec::with_capacity(fields.len());
+        let mut stale = Vec::new();
+        for (identity, value) in fields.into_iter().filter(|(field, _)| field != KEPT) {
+            match Row::decode(&value) {
+                Ok(row) if row.until_ms.is_none_or(|until| until > now) => rows.push(row),
+                Ok(_) => stale.push(identity),
+                Err(error) => {
+                    tracing::warn!(%error, identity, "ignored a moderation row in Redis");
+                }
+            }
+        }
+        if !stale.is_empty() {
+            let mut command = redis::cmd("HDEL");
+            command.arg(MODERATION_KEY).arg(stale);
+            if let Err(error) = self.query::<i64>(command).await {
+                tracing::warn!(%error, "could not drop expired moderation rows from Redis");
+            }
+        }
+        Ok(Some(rows))
+    }
+
+    /// Keeps a moderation change in the shared hash, once Redis has it.
+    pub async fn keep_moderation(&self, change: &Change) -> Result<(), Unavailable> {
+        let mut command = match change {
+            Change::Put(_) => redis::cmd("HSET"),
+            Change::Remove(_) => redis::cmd("HDEL"),
+        };
+        command.arg(MODERATION_KEY);
+        if let Change::Put(_) = change {
+            command.arg(KEPT).arg("1");
+        }
+        command.arg(change.row().identity());
+        if let Change::Put(row) = change {
+            command.arg(row.encode());
+        }
+        self.query::<i64>(command).await.map(drop)
+    }
+
     fn login_key(key: &NameKey) -> String {
         format!("chat:login:{}", key.as_str())
     }

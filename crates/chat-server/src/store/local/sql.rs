@@ -107,9 +107,9 @@ pub(super) fn keep_moderation(conn: &Connection, change: &Change) -> rusqlite::R
                 row.until_ms
             ],
         )?,
-        Change::Remove { kind, room_key, target_key } => conn.execute(
+        Change::Remove(row) => conn.execute(
             "DELETE FROM moderation WHERE kind = ?1 AND room_key = ?2 AND target_key = ?3",
-            params![kind, room_key, target_key],
+            params![row.kind, row.room_key, row.target_key],
         )?,
     };
     Ok(())
