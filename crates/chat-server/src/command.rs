@@ -173,7 +173,8 @@ async fn who<W: AsyncWrite + Unpin>(
         Err(e) => return Ok(refuse(out, e).await?),
     };
     let me = session.speaker.name.clone();
-    Ok(out.say(&Reply::Members { room: name, members, me }).await?)
+    let topic = ctx.hub.moderation().topic(&key).map(Box::new);
+    Ok(out.say(&Reply::Members { room: name, members, me, topic }).await?)
 }
 
 /// Says why something was refused.

@@ -115,7 +115,8 @@ fn rooms(ctx: &Context) -> String {
     let listings = ctx.hub.room_list();
     let mut out = format!("{} rooms", listings.len());
     for room in listings {
-        out.push_str(&format!("\n  {} ({} users)", room.name, room.users));
+        let topic = room.topic.map(|topic| format!(": {topic}")).unwrap_or_default();
+        out.push_str(&format!("\n  {} ({} users){topic}", room.name, room.users));
     }
     out
 }
@@ -145,8 +146,9 @@ fn who(ctx: &Context, room: &str) -> String {
 fn plain(reply: &Reply) -> String {
     let bytes = crate::protocol::standalone(&crate::protocol::text::TEXT, reply);
     let text = String::from_utf8_lossy(&bytes);
-    let text = chat_proto::terminal::strip_escapes(&text);
-    text.trim_end().replace("\r\n", "\n")
+    // Line by line: stripping escapes also strips the line endings between lines.
+    let lines: Vec<String> = text.lines().map(chat_proto::terminal::strip_escapes).collect();
+    lines.join("\n").trim_end().to_owned()
 }
 
 fn stats(ctx: &Context) -> String {

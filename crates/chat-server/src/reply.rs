@@ -44,7 +44,7 @@ pub enum Reply {
     /// The commands this user may use, for `/help`.
     Help { needs: chat_proto::command::Needs },
     /// `/who`: the members of a room, `me` marked.
-    Members { room: String, members: Vec<Listing>, me: Name },
+    Members { room: String, members: Vec<Listing>, me: Name, topic: Option<Box<Topic>> },
     /// `/join` of a room not joined before.
     Joined { room: RoomName, online: Online },
     /// `/part`.

@@ -199,9 +199,10 @@ fn reply_object(reply: &Reply) -> Value {
         Reply::Help { needs } => {
             json!({ "type": "help", "lines": chat_proto::command::help_lines(*needs) })
         }
-        Reply::Members { room, members, me } => json!({
+        Reply::Members { room, members, me, topic } => json!({
             "type": "members",
             "room": room,
+            "topic": topic.as_ref().map(|t| t.text.as_str()),
             "members": members.iter().map(listing).collect::<Vec<_>>(),
             "you": me.as_str(),
         }),
@@ -217,6 +218,7 @@ fn reply_object(reply: &Reply) -> Value {
                     json!({
                         "room": room.name.as_str(),
                         "users": room.users,
+                        "topic": room.topic,
                         "yours": *mine != Mine::No,
                         "current": *mine == Mine::Current,
                     })
