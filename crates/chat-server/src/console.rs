@@ -156,7 +156,8 @@ fn stats(ctx: &Context) -> String {
     let get = Stats::get;
     format!(
         "uptime {}s, connections {} open / {} total, users {}, rooms {}, messages {}, \
-         missed lines {}, overlong lines {}, slow disconnects {}, refused {}",
+         missed lines {}, overlong lines {}, slow disconnects {}, refused {}, \
+         moderation actions {}, moderation refused {}, banned connections {}",
         ctx.started.elapsed().as_secs(),
         ctx.connections(),
         get(&s.connections),
@@ -167,5 +168,8 @@ fn stats(ctx: &Context) -> String {
         get(&s.too_long),
         get(&s.slow_disconnects),
         get(&s.refused),
+        get(&s.moderation),
+        get(&s.moderation_refused),
+        get(&s.banned),
     )
 }

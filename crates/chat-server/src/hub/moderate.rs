@@ -143,8 +143,19 @@ impl Hub {
     }
 
     /// Carries out a moderation command for `actor`: the reply to show
-    /// them, or the refusal's reason.
+    /// them, or the refusal's reason. Both are counted, and a refusal is
+    /// logged with who tried what.
     pub async fn moderate(&self, actor: &Actor<'_>, action: Action<'_>) -> Result<Reply, String> {
+        let tried = format!("{action:?}");
+        let done = self.carry_out(actor, action).await;
+        if let Err(reason) = &done {
+            Stats::add(&self.stats.moderation_refused, 1);
+            info!(by = %actor.by(), action = %tried, %reason, "moderation refused");
+        }
+        done
+    }
+
+    async fn carry_out(&self, actor: &Actor<'_>, action: Action<'_>) -> Result<Reply, String> {
         let room = actor.room();
         let reach = reach_of(&room);
         let rank = self.actor_rank(actor, &room.key());
@@ -246,7 +257,9 @@ impl Hub {
             }
         };
         self.tell(actor.id(), &done);
-        info!(action = name, what = ?done, "moderation");
+        // Who did what to whom, in the words the room was told.
+        let notice = crate::protocol::text::moderated(&done);
+        info!(action = name, by = %actor.by(), %notice, "moderation");
         Stats::add(&self.stats.moderation, 1);
         Ok(Reply::Moderated(Box::new(done)))
     }
