@@ -237,6 +237,12 @@ async fn the_topic_shows_under_the_room_title_and_moderation_as_notices() {
     page.wait_log("ana is muted in #den by owen until").await;
     page.say("can anyone hear me").await;
     page.wait_log("You are muted in #den until").await;
+    page.wait_for(
+        "the muted line struck through",
+        "return [...document.querySelectorAll('#log .line.failed')]\
+         .some((l) => l.textContent.includes('can anyone hear me'));",
+    )
+    .await;
     owen.send("/unmute ana").await;
     page.wait_log("ana may speak again in #den (owen)").await;
     owen.send("/kick ana enough").await;

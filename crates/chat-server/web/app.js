@@ -128,7 +128,7 @@
     unsent: [], // {text, entry} typed while offline
     finalReason: null, // a goodbye after which we do not come back
     refusedReason: null, // why the server turned us away at connect, if it did
-    lastEcho: null, // our last line shown, struck through if the server says it was too long
+    lastEcho: null, // our last line shown, struck through if the server says it was too long or muted
     hiddenCount: 0, // lines that arrived while the page was hidden, for the title
     waitMs: FIRST_WAIT_MS,
     retryAt: 0,
@@ -636,6 +636,8 @@
 
     muted(m) {
       notice(`You are muted ${m.room ? `in ${str(m.room)}` : 'everywhere'} ${untilText(m.until_ms)}; your line was not sent.`, 'refusal');
+      const last = session.lastEcho;
+      if (last) last.node.classList.add('failed');
     },
 
     // Events: what happened in a room.
