@@ -346,6 +346,10 @@ async fn nobody_acts_on_an_equal_or_higher_rank_and_help_shows_what_a_rank_may_u
             }
             _ => assert!(has("/kick") && has("/op") && has("/deop"), "{rank}: {text}"),
         }
+        // The console's own commands, for server operators only.
+        let console = has("/say") && has("/stats");
+        assert_eq!(console, rank == "server operator", "{rank}: {text}");
+        assert!(console || !has("/say") && !has("/stats"), "{rank}: {text}");
     };
     for (client, rank) in [
         (&mut reggie, "registered"),
@@ -487,6 +491,20 @@ async fn a_server_operator_logged_in_from_a_client_bans_mutes_and_kicks_server_w
     assert_eq!(support::metric(&page, "chat_moderation_actions_total"), 5, "{page}");
     assert_eq!(support::metric(&page, "chat_moderation_refused_total"), 5, "{page}");
     assert_eq!(support::metric(&page, "chat_connections_banned_total"), 1, "{page}");
+
+    // The console's other powers: /stats and /say, the server operator's only.
+    let answer = refused(&mut owen, "/stats").await;
+    assert!(
+        answer.contains("/stats needs a server operator; you are the room's owner"),
+        "{answer}"
+    );
+    refused(&mut owen, "/say hello").await;
+    olive.send("/stats").await;
+    let stats = sees(&mut olive, "uptime").await;
+    assert!(stats.contains("moderation actions 5, moderation refused 5"), "{stats}");
+    olive.send("/say #den maintenance at noon").await;
+    sees(&mut owen, "maintenance at noon").await;
+    sees(&mut olive, "said to 1 users").await;
 
     // Logged: who did what to whom, and who was refused what.
     for what in [

@@ -102,6 +102,8 @@ pub enum Reply {
     Muted { room: Option<RoomName>, until_ms: Option<i64> },
     /// The server refuses the connection itself (full, too many from one address).
     Turned { reason: String },
+    /// A console command a server operator typed (`/say`, `/stats`): the console's answer.
+    Console { text: String },
 }
 
 /// Which of the listed rooms are the reader's.

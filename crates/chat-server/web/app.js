@@ -634,6 +634,12 @@
       noticeEntry(block, 'info');
     },
 
+    console(m) {
+      const block = el('div', 'block');
+      for (const text of str(m.text).split('\n')) block.append(el('div', 'block-line', text));
+      noticeEntry(block, 'info');
+    },
+
     muted(m) {
       notice(`You are muted ${m.room ? `in ${str(m.room)}` : 'everywhere'} ${untilText(m.until_ms)}; your line was not sent.`, 'refusal');
       const last = session.lastEcho;

@@ -281,6 +281,7 @@ fn reply_object(reply: &Reply) -> Value {
             json!({ "type": "goodbye", "reason": reason, "detail": detail })
         }
         Reply::Turned { reason } => json!({ "type": "refused", "reason": reason }),
+        Reply::Console { text } => json!({ "type": "console", "text": text }),
         Reply::Moderated(what) => moderated_object(what),
         Reply::Bans { room, bans } => {
             let bans: Vec<Value> = bans

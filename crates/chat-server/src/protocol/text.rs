@@ -172,6 +172,7 @@ fn reply_lines(reply: &Reply) -> Vec<Line> {
         }
         Reply::Goodbye(farewell) => vec![goodbye(farewell)],
         Reply::Turned { reason } => notice(reason),
+        Reply::Console { text } => text.lines().map(Line::notice).collect(),
         Reply::Moderated(what) => notice(&moderated(what)),
         Reply::Bans { room, bans } => bans_lines(room.as_ref(), bans),
         Reply::Topic { room, topic } => notice(&topic_text(room, topic.as_deref())),
