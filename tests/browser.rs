@@ -208,6 +208,52 @@ async fn rooms_show_unread_counts_switch_on_a_click_and_list_their_members() {
 }
 
 #[tokio::test]
+async fn the_topic_shows_under_the_room_title_and_moderation_as_notices() {
+    let daemon = Daemon::start(&[]);
+    let mut owen = Client::named(daemon.addr(), "owen").await;
+    owen.send("/register correct-horse").await;
+    heard(&mut owen, "yours now").await;
+    owen.join("#den").await;
+    owen.send("/topic crabs only").await;
+    heard(&mut owen, "owen set the topic of #den").await;
+
+    let page = Browser::at(daemon.web).await;
+    page.choose_name("ana").await;
+    page.say("/join #den").await;
+    page.wait_current("#den").await;
+    let topic =
+        "const t = document.getElementById('room-topic'); return !t.hidden && t.textContent;";
+    let shown = page.wait_for("the topic under the title", topic).await;
+    assert_eq!(shown, json!("crabs only"));
+
+    owen.send("/topic crabs and shrimps").await;
+    page.wait_log("owen set the topic of #den: crabs and shrimps").await;
+    page.wait_for(
+        "the new topic under the title",
+        "return document.getElementById('room-topic').textContent === 'crabs and shrimps';",
+    )
+    .await;
+    owen.send("/mute ana 30m").await;
+    page.wait_log("ana is muted in #den by owen until").await;
+    page.say("can anyone hear me").await;
+    page.wait_log("You are muted in #den until").await;
+    page.wait_for(
+        "the muted line struck through",
+        "return [...document.querySelectorAll('#log .line.failed')]\
+         .some((l) => l.textContent.includes('can anyone hear me'));",
+    )
+    .await;
+    owen.send("/unmute ana").await;
+    page.wait_log("ana may speak again in #den (owen)").await;
+    owen.send("/kick ana enough").await;
+    page.wait_log("ana was kicked from #den by owen: enough").await;
+    page.wait_current("#lobby").await;
+    page.wait_for("no topic in #lobby", "return document.getElementById('room-topic').hidden;")
+        .await;
+    page.quit().await;
+}
+
+#[tokio::test]
 async fn a_registered_name_asks_for_its_password_in_the_password_field() {
     let daemon = Daemon::start(&[]);
     let mut owner = Client::named(daemon.addr(), "dora").await;

@@ -362,3 +362,43 @@ async fn a_registered_name_logs_in_with_chat_password_and_never_from_arguments()
     let (status, stderr) = alice.exit().await;
     assert_eq!(status.code(), Some(0), "{stderr}");
 }
+
+/// Topic and moderation notices are server lines like any other: printed
+/// as they come; a ban at the name prompt is a refused name, with its
+/// reason; being put off the server ends the session with the reason shown.
+#[tokio::test]
+async fn the_topic_and_moderation_are_printed_like_other_server_lines() {
+    let mut server = Server::start(&[]);
+    let mut owen = Client::named(server.addr, "owen").await;
+    owen.send("/register correct-horse").await;
+    owen.expect_line(|l| l.contains("yours now")).await;
+    owen.join("#den").await;
+    owen.send("/topic crabs only").await;
+    owen.expect_line(|l| l.contains("owen set the topic")).await;
+
+    let mut bob = PipedClient::start(&[&server.addr.to_string(), "--name", "bob", "--no-color"]);
+    bob.expect_stdout(|l| l.contains("Welcome, bob!")).await;
+    bob.type_line("/join #den");
+    bob.expect_stdout(|l| l.contains("Topic of #den: crabs only (set by owen)")).await;
+    owen.send("/topic crabs and shrimps").await;
+    bob.expect_stdout(|l| l.contains("owen set the topic of #den: crabs and shrimps")).await;
+    owen.send("/mute bob 30m").await;
+    bob.expect_stdout(|l| l.contains("bob is muted in #den by owen until 20")).await;
+    bob.type_line("can anyone hear me");
+    bob.expect_stdout(|l| l.contains("You are muted in #den until 20")).await;
+    owen.send("/ban bob 1h spam").await;
+    let banned = bob.expect_stdout(|l| l.contains("bob is banned from #den by owen")).await;
+    assert!(banned.ends_with(": spam"), "{banned}");
+
+    server.console_command("/kick bob enough");
+    bob.expect_stdout(|l| l.contains("You were removed by the operator: enough")).await;
+    let (status, stderr) = bob.exit().await;
+    assert_eq!(status.code(), Some(4), "{stderr}");
+
+    server.console_command("/ban bob 1h trolling");
+    server.console.wait_for("the ban", |l| l.contains("bob is banned from the server"));
+    let (code, stderr) = run_to_exit(&[&server.addr.to_string(), "--name", "bob"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert_one_error_line(&stderr, "that name is banned from this server until 20");
+    assert!(stderr.contains("(trolling)"), "{stderr}");
+}

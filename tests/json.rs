@@ -120,3 +120,51 @@ async fn the_json_door_obeys_the_same_limits_as_netcat() {
     bot.type_line("/nick").await;
     bot.expect(|o| o["type"] == "usage").await;
 }
+
+#[tokio::test]
+async fn a_program_sees_the_topic_and_moderation_as_objects() {
+    let server = Server::start(&["--listen", "127.0.0.1:0", "--listen-json", "127.0.0.1:0"]);
+    let mut owen = Client::named(server.addr, "owen").await;
+    assert!(support::register(&mut owen, "correct-horse").await.contains("yours now"));
+    owen.join("#den").await;
+    let mut bot = Bot::connect(&server).await;
+    bot.expect_type("name_prompt").await;
+    bot.type_line("robot").await;
+    bot.expect_type("welcome").await;
+    bot.type_line("/join #den").await;
+    bot.expect_type("current").await;
+
+    owen.send("/topic crabs only").await;
+    let topic = bot.expect_type("topic").await;
+    assert_eq!(
+        (&topic["room"], &topic["by"], &topic["text"]),
+        (&json!("#den"), &json!("owen"), &json!("crabs only"))
+    );
+    assert!(topic["at_ms"].is_u64(), "an event: {topic}");
+    bot.type_line("/who").await;
+    assert_eq!(bot.expect_type("members").await["topic"], "crabs only");
+    bot.type_line("/rooms").await;
+    let rooms = bot.expect_type("rooms").await;
+    let den = rooms["rooms"].as_array().and_then(|r| r.iter().find(|r| r["room"] == "#den"));
+    assert_eq!(den.map(|d| &d["topic"]), Some(&json!("crabs only")), "{rooms}");
+
+    owen.send("/mute robot 1h").await;
+    let mute = bot.expect_type("moderation").await;
+    assert_eq!(
+        (&mute["action"], &mute["who"], &mute["room"], &mute["by"]),
+        (&json!("mute"), &json!("robot"), &json!("#den"), &json!("owen"))
+    );
+    assert!(mute["until_ms"].as_u64() > topic["at_ms"].as_u64(), "{mute}");
+    bot.type_line("beep").await;
+    let muted = bot.expect_type("muted").await;
+    assert_eq!((&muted["room"], &muted["until_ms"]), (&json!("#den"), &mute["until_ms"]));
+
+    owen.send("/ban robot 7d spam").await;
+    let ban = bot.expect(|o| o["action"] == "ban").await;
+    assert_eq!(
+        (&ban["who"], &ban["room"], &ban["reason"]),
+        (&json!("robot"), &json!("#den"), &json!("spam"))
+    );
+    assert!(ban["until_ms"].is_u64(), "{ban}");
+    assert_eq!(bot.expect_type("current").await["room"], "#lobby");
+}

@@ -14,6 +14,7 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Command;
 
@@ -399,8 +400,12 @@ async fn the_daemon_does_everything_it_does_under_the_units_filter() {
     let db = dir.file("chat.db");
     let listen = ["--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0"];
     let tls = ["--tls-cert", &cert, "--tls-key", &key];
-    let args: Vec<&str> =
-        listen.into_iter().chain(tls).chain(["--db", &db, "--metrics", "127.0.0.1:0"]).collect();
+    let control = dir.file("control.sock");
+    let args: Vec<&str> = listen
+        .into_iter()
+        .chain(tls)
+        .chain(["--db", &db, "--metrics", "127.0.0.1:0", "--control", &control])
+        .collect();
     let server = start_confined(&args, &program);
 
     let mut alice = Client::named(server.addr, "alice").await;
@@ -427,7 +432,42 @@ async fn the_daemon_does_everything_it_does_under_the_units_filter() {
 
     let page = http_get(server.metrics_addr(), "/metrics");
     assert!(page.starts_with("HTTP/1.0 200"), "{page}");
+
+    // The control socket, as the unit sets one up: owner-only, and answering.
+    server.log.wait_for("the control socket", |l| l.contains("control socket listening"));
+    let mode = std::fs::metadata(&control).expect("the control socket").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "owner-only");
+    let answer = ask_control(&control, "/kick bob sandboxed");
+    assert!(answer.contains("bob was kicked from the server by server"), "{answer}");
     stops_cleanly(server);
+}
+
+/// One line to a control socket, and its answer (ended by an empty line).
+fn ask_control(path: &str, line: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(path).expect("control socket");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    writeln!(stream, "{line}").expect("write");
+    let mut answer = String::new();
+    for line in BufReader::new(stream).lines() {
+        let line = line.expect("an answer");
+        if line.is_empty() {
+            break;
+        }
+        answer.push_str(&line);
+        answer.push('\n');
+    }
+    answer
+}
+
+#[test]
+fn the_unit_opens_the_control_socket_in_its_runtime_directory() {
+    let service: Vec<&str> = UNIT.lines().map(str::trim).collect();
+    assert!(service.contains(&"RuntimeDirectory=chat-server"), "{UNIT}");
+    assert!(service.contains(&"Environment=CHAT_CONTROL=%t/chat-server/control.sock"), "{UNIT}");
+    // The daemon reads that variable as --control.
+    let help = support::run(Command::new(bin_path("chat-server")).arg("--help"));
+    assert!(help.stdout.contains("--control <PATH>") && help.stdout.contains("CHAT_CONTROL"));
 }
 
 #[tokio::test]

@@ -67,6 +67,10 @@ pub enum Command<'a> {
     Bans,
     Op(&'a str),
     Deop(&'a str),
+    /// A server operator's announcement: to every room, or (`#room TEXT`) one.
+    Say(&'a str),
+    /// A server operator asks for the daemon's counters.
+    Stats,
     /// A known command used the wrong way: the usage to show.
     Usage(&'static str),
     Unknown(&'a str),
@@ -273,10 +277,25 @@ pub const DEOP: CommandSpec = CommandSpec {
     needs: Needs::RoomOwner,
 };
 
+pub const SAY: CommandSpec = CommandSpec {
+    name: "say",
+    aliases: &[],
+    usage: "/say [#ROOM] TEXT",
+    help: "announce to every room (or one), as the server",
+    needs: Needs::ServerOperator,
+};
+pub const STATS: CommandSpec = CommandSpec {
+    name: "stats",
+    aliases: &[],
+    usage: "/stats",
+    help: "the daemon's counters, as the console shows them",
+    needs: Needs::ServerOperator,
+};
+
 /// Every command, in the order `/help` lists them.
 pub const COMMANDS: &[CommandSpec] = &[
     HELP, WHO, JOIN, PART, ROOMS, HISTORY, SEARCH, NICK, REGISTER, PASSWORD, UNREGISTER, ME, MSG,
-    COLOR, QUIT, TOPIC, KICK, BAN, UNBAN, MUTE, UNMUTE, BANS, OP, DEOP,
+    COLOR, QUIT, TOPIC, KICK, BAN, UNBAN, MUTE, UNMUTE, BANS, OP, DEOP, SAY, STATS,
 ];
 
 /// A duration as typed: a number and `s`, `m`, `h` or `d` (`30m`, `2h`,
@@ -368,7 +387,9 @@ pub fn parse(line: &str) -> Command<'_> {
         "quit" => Command::Quit((!rest.is_empty()).then_some(rest)),
         "topic" => Command::Topic((!rest.is_empty()).then_some(rest)),
         "bans" => Command::Bans,
+        "stats" => Command::Stats,
         _ if rest.is_empty() => usage,
+        "say" => Command::Say(rest),
         "kick" => {
             let (who, reason) = first_word(rest);
             Command::Kick { who, reason }

@@ -18,6 +18,7 @@ use crate::accounts;
 use crate::context::Context;
 use crate::hub::{Action, Actor, Joined, needs_of};
 use crate::login::{self, Denied};
+use crate::moderation::Rank;
 use crate::output::Output;
 use crate::reply::{Mine, Page, Reply};
 use crate::room::RoomError;
@@ -85,7 +86,27 @@ pub async fn execute<W: AsyncWrite + Unpin>(
         | Command::Bans
         | Command::Op(_)
         | Command::Deop(_) => Ok(()),
+        Command::Say(_) | Command::Stats => console_command(ctx, session, out, text).await,
     }
+}
+
+/// `/say` and `/stats`: the console's own commands, for a server operator
+/// logged in from a client (who has every power of the console).
+async fn console_command<W: AsyncWrite + Unpin>(
+    ctx: &Context,
+    session: &Session,
+    out: &mut Output<W>,
+    text: &str,
+) -> Result<(), End> {
+    let rank = ctx.hub.rank(&session.speaker, session.rooms.current().key());
+    let name = text.split_whitespace().next().unwrap_or(text);
+    if rank < Rank::ServerOperator {
+        let reason = format!("{name} needs a server operator; you are {}", rank.describe());
+        return Ok(refuse(out, reason).await?);
+    }
+    info!(by = %session.speaker.name, command = text, "server operator command");
+    let answer = crate::console::execute(ctx, text).await;
+    Ok(out.say(&Reply::Console { text: answer }).await?)
 }
 
 /// A moderation command, in the current room, through the hub's rules.
@@ -173,7 +194,8 @@ async fn who<W: AsyncWrite + Unpin>(
         Err(e) => return Ok(refuse(out, e).await?),
     };
     let me = session.speaker.name.clone();
-    Ok(out.say(&Reply::Members { room: name, members, me }).await?)
+    let topic = ctx.hub.moderation().topic(&key).map(Box::new);
+    Ok(out.say(&Reply::Members { room: name, members, me, topic }).await?)
 }
 
 /// Says why something was refused.

@@ -115,7 +115,8 @@ fn rooms(ctx: &Context) -> String {
     let listings = ctx.hub.room_list();
     let mut out = format!("{} rooms", listings.len());
     for room in listings {
-        out.push_str(&format!("\n  {} ({} users)", room.name, room.users));
+        let topic = room.topic.map(|topic| format!(": {topic}")).unwrap_or_default();
+        out.push_str(&format!("\n  {} ({} users){topic}", room.name, room.users));
     }
     out
 }
@@ -145,8 +146,9 @@ fn who(ctx: &Context, room: &str) -> String {
 fn plain(reply: &Reply) -> String {
     let bytes = crate::protocol::standalone(&crate::protocol::text::TEXT, reply);
     let text = String::from_utf8_lossy(&bytes);
-    let text = chat_proto::terminal::strip_escapes(&text);
-    text.trim_end().replace("\r\n", "\n")
+    // Line by line: stripping escapes also strips the line endings between lines.
+    let lines: Vec<String> = text.lines().map(chat_proto::terminal::strip_escapes).collect();
+    lines.join("\n").trim_end().to_owned()
 }
 
 fn stats(ctx: &Context) -> String {
@@ -154,7 +156,8 @@ fn stats(ctx: &Context) -> String {
     let get = Stats::get;
     format!(
         "uptime {}s, connections {} open / {} total, users {}, rooms {}, messages {}, \
-         missed lines {}, overlong lines {}, slow disconnects {}, refused {}",
+         missed lines {}, overlong lines {}, slow disconnects {}, refused {}, \
+         moderation actions {}, moderation refused {}, banned connections {}",
         ctx.started.elapsed().as_secs(),
         ctx.connections(),
         get(&s.connections),
@@ -165,5 +168,8 @@ fn stats(ctx: &Context) -> String {
         get(&s.too_long),
         get(&s.slow_disconnects),
         get(&s.refused),
+        get(&s.moderation),
+        get(&s.moderation_refused),
+        get(&s.banned),
     )
 }

@@ -79,7 +79,7 @@ pub fn render(ctx: &Context) -> String {
     };
     let store = ctx.hub.store().local_stats();
     let stored = |pick: fn(&StoreStats) -> &AtomicU64| store.map_or(0, |s| Stats::get(pick(s)));
-    let metrics: [(&str, &str, &str, u64); 20] = [
+    let metrics: [(&str, &str, &str, u64); 23] = [
         (
             "chat_connections_open",
             "gauge",
@@ -136,6 +136,24 @@ pub fn render(ctx: &Context) -> String {
             "counter",
             "Clients dropped for taking no bytes for the write timeout.",
             Stats::get(&s.slow_disconnects),
+        ),
+        (
+            "chat_moderation_actions_total",
+            "counter",
+            "Moderation commands carried out (topics, kicks, bans, unbans, mutes, unmutes, operators).",
+            Stats::get(&s.moderation),
+        ),
+        (
+            "chat_moderation_refused_total",
+            "counter",
+            "Moderation commands refused (rank too low, a target of equal or higher rank, nothing to lift).",
+            Stats::get(&s.moderation_refused),
+        ),
+        (
+            "chat_connections_banned_total",
+            "counter",
+            "Connections refused at once because their address is banned.",
+            Stats::get(&s.banned),
         ),
         ("chat_backplane_configured", "gauge", "1 when --backplane is set.", bp_configured),
         ("chat_backplane_up", "gauge", "1 while the Redis backplane is connected.", bp_up),

@@ -44,7 +44,7 @@ pub enum Reply {
     /// The commands this user may use, for `/help`.
     Help { needs: chat_proto::command::Needs },
     /// `/who`: the members of a room, `me` marked.
-    Members { room: String, members: Vec<Listing>, me: Name },
+    Members { room: String, members: Vec<Listing>, me: Name, topic: Option<Box<Topic>> },
     /// `/join` of a room not joined before.
     Joined { room: RoomName, online: Online },
     /// `/part`.
@@ -102,6 +102,8 @@ pub enum Reply {
     Muted { room: Option<RoomName>, until_ms: Option<i64> },
     /// The server refuses the connection itself (full, too many from one address).
     Turned { reason: String },
+    /// A console command a server operator typed (`/say`, `/stats`): the console's answer.
+    Console { text: String },
 }
 
 /// Which of the listed rooms are the reader's.

@@ -34,6 +34,8 @@ pub struct RoomListing {
     pub key: RoomKey,
     /// Members here and on other daemons.
     pub users: usize,
+    /// The room's topic, if it has one.
+    pub topic: Option<String>,
 }
 
 #[derive(Default)]
@@ -209,6 +211,7 @@ impl Rooms {
                 name: room.name().clone(),
                 key: room.key().clone(),
                 users: room.user_count(),
+                topic: None,
             })
             .filter(|listing| listing.users > 0)
             .collect();

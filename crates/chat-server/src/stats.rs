@@ -24,6 +24,8 @@ pub struct Stats {
     pub refused: AtomicU64,
     /// Moderation actions carried out (topics, kicks, bans, mutes, operators).
     pub moderation: AtomicU64,
+    /// Moderation commands refused (rank too low, target of equal or higher rank, nothing to lift).
+    pub moderation_refused: AtomicU64,
     /// Connections refused because their address is banned.
     pub banned: AtomicU64,
 }

@@ -42,6 +42,7 @@
     status: $('status'),
     retry: $('retry'),
     roomTitle: $('room-title'),
+    roomTopic: $('room-topic'),
     roomCount: $('room-count'),
     joinRoom: $('join-room'),
     joinButton: $('join-button'),
@@ -127,7 +128,7 @@
     unsent: [], // {text, entry} typed while offline
     finalReason: null, // a goodbye after which we do not come back
     refusedReason: null, // why the server turned us away at connect, if it did
-    lastEcho: null, // our last line shown, struck through if the server says it was too long
+    lastEcho: null, // our last line shown, struck through if the server says it was too long or muted
     hiddenCount: 0, // lines that arrived while the page was hidden, for the title
     waitMs: FIRST_WAIT_MS,
     retryAt: 0,
@@ -381,7 +382,9 @@
       const room = rooms.get(keyOf(m.room));
       if (room) {
         room.members = members(m.members);
+        if (m.topic !== undefined) room.topic = str(m.topic);
         renderMembers();
+        renderTopic();
       }
       if (session.quiet.who > 0) {
         session.quiet.who -= 1;
@@ -408,7 +411,8 @@
         go.type = 'button';
         go.addEventListener('click', () => submit(`/join ${name}`));
         const marks = [r.current ? 'current' : '', r.yours && !r.current ? 'yours' : ''].filter(Boolean);
-        block.append(el('div', 'block-line', go, ` ${Number(r.users) || 0} ${Number(r.users) === 1 ? 'person' : 'people'}`, marks.length ? el('span', 'tag', marks.join(', ')) : null));
+        const topic = r.topic ? el('span', 'topic', ` — ${str(r.topic)}`) : null;
+        block.append(el('div', 'block-line', go, ` ${Number(r.users) || 0} ${Number(r.users) === 1 ? 'person' : 'people'}`, marks.length ? el('span', 'tag', marks.join(', ')) : null, topic));
       }
       noticeEntry(block, 'info');
     },
@@ -593,6 +597,55 @@
       session.refusedReason = `turned away: ${str(m.reason)}`;
     },
 
+    topic(m) {
+      const room = roomFor(m.room);
+      room.topic = str(m.text);
+      renderTopic();
+      if (Number.isFinite(m.at_ms)) {
+        event(m);
+        return;
+      }
+      notice(m.text ? `Topic of ${room.name}: ${str(m.text)} (set by ${str(m.by)})` : `${room.name} has no topic.`, 'info', room);
+    },
+
+    moderation(m) {
+      // Put out of a room: the room goes with the next `left`, so its reason is told in #lobby.
+      const outOf = m.room && (m.action === 'kick' || m.action === 'ban') && session.me && sameName(str(m.who), session.me.name);
+      if (outOf) {
+        notice(moderationText(m), 'trouble', roomFor(LOBBY));
+        return;
+      }
+      if (Number.isFinite(m.at_ms) && m.room) {
+        event(m);
+        return;
+      }
+      notice(moderationText(m), 'info', m.room ? roomFor(m.room) : undefined);
+    },
+
+    bans(m) {
+      const list = Array.isArray(m.bans) ? m.bans : [];
+      const place = m.room ? `from ${str(m.room)}` : 'from the server';
+      const block = el('div', 'block');
+      block.append(el('div', 'block-head', list.length ? `${list.length} banned ${place}:` : `Nobody is banned ${place}.`));
+      for (const b of list) {
+        const reason = b.reason ? `: ${str(b.reason)}` : '';
+        block.append(el('div', 'block-line', `${str(b.target)} by ${str(b.by)} ${untilText(b.until_ms)}${reason}`));
+      }
+      noticeEntry(block, 'info');
+    },
+
+    console(m) {
+      const block = el('div', 'block');
+      for (const text of str(m.text).split('\n')) block.append(el('div', 'block-line', text));
+      noticeEntry(block, 'info');
+    },
+
+    muted(m) {
+      notice(`You are muted ${m.room ? `in ${str(m.room)}` : 'everywhere'} ${untilText(m.until_ms)}; your line was not sent.`, 'refusal');
+      const last = session.lastEcho;
+      if (last) last.node.classList.add('failed');
+    },
+
     // Events: what happened in a room.
     message: event,
     action: event,
@@ -694,6 +747,7 @@
       if (!r || !r.yours) continue;
       const room = roomFor(r.room);
       room.name = str(r.room);
+      if (r.topic !== undefined) room.topic = str(r.topic);
     }
     const listed = new Set(list.filter((r) => r && r.yours).map((r) => keyOf(r.room)));
     for (const [key] of rooms) {
@@ -983,6 +1037,11 @@
         const text = [came.length ? `→ ${came.join(', ')} joined` : '', went.length ? `← ${went.join(', ')} left` : '', ...renamed].filter(Boolean).join(' · ');
         return line('presence', t, at === null ? null : `${at}|presence|${text}`, [el('span', 'text', text)], dated);
       }
+      case 'topic':
+      case 'moderation': {
+        const text = m.type === 'topic' ? topicChange(m) : moderationText(m);
+        return line('notice info', t, at === null ? null : `${at}|${m.type}|${text}`, [el('span', 'text', text)], dated);
+      }
       default:
         return null;
     }
@@ -1074,6 +1133,35 @@
     }
     if (added && room === currentRoom()) renderLog();
     return added;
+  }
+
+  /** When a ban or mute ends, as the server words it: `until lifted`, or a local date and time. */
+  function untilText(untilMs) {
+    if (!Number.isFinite(untilMs)) return 'until lifted';
+    return `until ${new Date(untilMs).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' })}`;
+  }
+
+  function topicChange(m) {
+    return m.text ? `${str(m.by)} set the topic of ${str(m.room)}: ${str(m.text)}` : `${str(m.by)} cleared the topic of ${str(m.room)}`;
+  }
+
+  /** A moderation action in words, as netcat users read it. */
+  function moderationText(m) {
+    const who = str(m.who);
+    const by = str(m.by);
+    const from = m.room ? `from ${str(m.room)}` : 'from the server';
+    const where = m.room ? `in ${str(m.room)}` : 'everywhere';
+    const reason = m.reason ? `: ${str(m.reason)}` : '';
+    switch (m.action) {
+      case 'kick': return `${who} was kicked ${from} by ${by}${reason}`;
+      case 'ban': return `${who} is banned ${from} by ${by} ${untilText(m.until_ms)}${reason}`;
+      case 'unban': return `${who} is no longer banned ${from} (${by})`;
+      case 'mute': return `${who} is muted ${where} by ${by} ${untilText(m.until_ms)}`;
+      case 'unmute': return `${who} may speak again ${where} (${by})`;
+      case 'op': return `${who} is now an operator of ${str(m.room)} (${by})`;
+      case 'deop': return `${who} is no longer an operator of ${str(m.room)} (${by})`;
+      default: return `${who}: ${str(m.action)} by ${by}`;
+    }
   }
 
   function notice(content, kind, room) {
@@ -1209,8 +1297,17 @@
     ui.earlier.disabled = h.waiting;
   }
 
+  /** The current room's topic, under its title (hidden when it has none). */
+  function renderTopic() {
+    const topic = currentRoom().topic;
+    ui.roomTopic.textContent = topic;
+    ui.roomTopic.title = topic;
+    ui.roomTopic.hidden = !topic;
+  }
+
   function renderAll() {
     ui.roomTitle.textContent = current;
+    renderTopic();
     ui.input.placeholder = session.phase === 'in' ? `Message ${current}` : ui.input.placeholder;
     renderRooms();
     renderMembers();

@@ -616,8 +616,11 @@ impl Hub {
         for (name, users) in self.people.remote_rooms() {
             let key = name.key();
             if !listings.iter().any(|l| l.key == key) {
-                listings.push(RoomListing { name, key, users });
+                listings.push(RoomListing { name, key, users, topic: None });
             }
+        }
+        for listing in &mut listings {
+            listing.topic = self.moderation.topic(&listing.key).map(|topic| topic.text);
         }
         listings.sort_by(|a, b| a.key.cmp(&b.key));
         listings

@@ -156,8 +156,19 @@ impl Hub {
     }
 
     /// Carries out a moderation command for `actor`: the reply to show
-    /// them, or the refusal's reason.
+    /// them, or the refusal's reason. Both are counted, and a refusal is
+    /// logged with who tried what.
     pub async fn moderate(&self, actor: &Actor<'_>, action: Action<'_>) -> Result<Reply, String> {
+        let tried = format!("{action:?}");
+        let done = self.attempt(actor, action).await;
+        if let Err(reason) = &done {
+            Stats::add(&self.stats.moderation_refused, 1);
+            info!(by = %actor.by(), action = %tried, %reason, "moderation refused");
+        }
+        done
+    }
+
+    async fn attempt(&self, actor: &Actor<'_>, action: Action<'_>) -> Result<Reply, String> {
         let room = actor.room();
         let reach = reach_of(&room);
         let rank = self.actor_rank(actor, &room.key());
@@ -207,7 +218,7 @@ impl Hub {
                 let who = self.target(who, &room, rank).await?;
                 let done = self.kick_out(&who, reach, by, reason)?;
                 self.tell(actor.id(), &done);
-                return Ok(self.done(name, done));
+                return Ok(self.done(name, actor, done));
             }
             Action::Ban { target, duration, reason } => {
                 let target = Target::parse(target)?;
@@ -263,12 +274,14 @@ impl Hub {
         };
         let done = self.carry_out(actor.id(), change).await;
         let done = done.ok_or_else(|| format!("/{name} changed nothing to tell"))?;
-        Ok(self.done(name, done))
+        Ok(self.done(name, actor, done))
     }
 
     /// Logs and counts an action carried out, and answers its actor.
-    fn done(&self, action: &str, done: Moderated) -> Reply {
-        info!(action, what = ?done, "moderation");
+    fn done(&self, action: &str, actor: &Actor<'_>, done: Moderated) -> Reply {
+        // Who did what to whom, in the words the room was told.
+        let notice = crate::protocol::text::moderated(&done);
+        info!(action, by = %actor.by(), %notice, "moderation");
         Stats::add(&self.stats.moderation, 1);
         Reply::Moderated(Box::new(done))
     }

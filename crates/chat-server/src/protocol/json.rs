@@ -199,9 +199,10 @@ fn reply_object(reply: &Reply) -> Value {
         Reply::Help { needs } => {
             json!({ "type": "help", "lines": chat_proto::command::help_lines(*needs) })
         }
-        Reply::Members { room, members, me } => json!({
+        Reply::Members { room, members, me, topic } => json!({
             "type": "members",
             "room": room,
+            "topic": topic.as_ref().map(|t| t.text.as_str()),
             "members": members.iter().map(listing).collect::<Vec<_>>(),
             "you": me.as_str(),
         }),
@@ -217,6 +218,7 @@ fn reply_object(reply: &Reply) -> Value {
                     json!({
                         "room": room.name.as_str(),
                         "users": room.users,
+                        "topic": room.topic,
                         "yours": *mine != Mine::No,
                         "current": *mine == Mine::Current,
                     })
@@ -279,6 +281,7 @@ fn reply_object(reply: &Reply) -> Value {
             json!({ "type": "goodbye", "reason": reason, "detail": detail })
         }
         Reply::Turned { reason } => json!({ "type": "refused", "reason": reason }),
+        Reply::Console { text } => json!({ "type": "console", "text": text }),
         Reply::Moderated(what) => moderated_object(what),
         Reply::Bans { room, bans } => {
             let bans: Vec<Value> = bans

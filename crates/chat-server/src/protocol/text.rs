@@ -123,7 +123,9 @@ fn reply_lines(reply: &Reply) -> Vec<Line> {
         Reply::Help { needs } => {
             command::help_lines(*needs).iter().map(|line| Line::plain(line)).collect()
         }
-        Reply::Members { room, members, me } => members_lines(room, members, me),
+        Reply::Members { room, members, me, topic } => {
+            members_lines(room, members, me, topic.as_deref())
+        }
         Reply::Joined { room, online } => notice(&vocabulary::joined(room, &online.describe())),
         Reply::Left { room } => notice(&vocabulary::left(room)),
         Reply::NowIn { room } => notice(&vocabulary::now_in(room)),
@@ -170,6 +172,7 @@ fn reply_lines(reply: &Reply) -> Vec<Line> {
         }
         Reply::Goodbye(farewell) => vec![goodbye(farewell)],
         Reply::Turned { reason } => notice(reason),
+        Reply::Console { text } => text.lines().map(Line::notice).collect(),
         Reply::Moderated(what) => notice(&moderated(what)),
         Reply::Bans { room, bans } => bans_lines(room.as_ref(), bans),
         Reply::Topic { room, topic } => notice(&topic_text(room, topic.as_deref())),
@@ -260,14 +263,22 @@ fn recent(room: Option<&RoomName>, lines: &[std::sync::Arc<Event>]) -> Vec<Line>
     std::iter::once(Line::notice(&heading)).chain(replayed).collect()
 }
 
-fn members_lines(room: &str, members: &[Listing], me: &chat_proto::Name) -> Vec<Line> {
+fn members_lines(
+    room: &str,
+    members: &[Listing],
+    me: &chat_proto::Name,
+    topic: Option<&Topic>,
+) -> Vec<Line> {
     let heading = Line::notice(&format!("{} online in {room}:", members.len()));
+    let topic = topic.map(|topic| {
+        Line::notice(&format!("Topic of {room}: {} (set by {})", topic.text, topic.by))
+    });
     let entries = members.iter().map(|member| {
         let you = if member.name == *me { " (you)" } else { "" };
         let (emoji, colour) = (member.theme.emoji, member.theme.colour);
         Line::plain(&format!("  {emoji} {} ({colour}){you}", member.name))
     });
-    std::iter::once(heading).chain(entries).collect()
+    std::iter::once(heading).chain(topic).chain(entries).collect()
 }
 
 fn rooms_lines(rooms: &[(crate::rooms::RoomListing, Mine)]) -> Vec<Line> {
@@ -278,7 +289,8 @@ fn rooms_lines(rooms: &[(crate::rooms::RoomListing, Mine)]) -> Vec<Line> {
             Mine::Yes => " (yours)",
             Mine::No => "",
         };
-        Line::plain(&format!("  {} ({}){mark}", room.name, room.users))
+        let topic = room.topic.as_ref().map(|topic| format!(": {topic}")).unwrap_or_default();
+        Line::plain(&format!("  {} ({}){mark}{topic}", room.name, room.users))
     });
     std::iter::once(heading).chain(entries).collect()
 }
