@@ -120,11 +120,7 @@ where
     async fn run(&mut self) -> (Option<Speaker>, End) {
         // Boxed, as is the owner's return: they run once, and inline their
         // state would make every connection's task larger for its whole life.
-        let named = match self.irc {
-            Some(_) => Box::pin(self.register()).await,
-            None => Box::pin(self.choose_name()).await,
-        };
-        let (mut session, welcome, returning) = match named {
+        let (mut session, welcome, returning) = match Box::pin(self.named()).await {
             Ok(joined) => joined,
             Err(end) => return (None, end),
         };
@@ -137,6 +133,15 @@ where
             Err(end) => end,
         };
         (Some(session.speaker), end)
+    }
+
+    /// The name phase of this connection's door: the name prompt, or an
+    /// IRC client's registration.
+    async fn named(&mut self) -> Result<(Session, Welcome, Option<Account>), End> {
+        match self.irc {
+            Some(_) => self.register().await,
+            None => self.choose_name().await,
+        }
     }
 
     /// Greets, then reads lines until one is a name the room accepts (for
@@ -392,7 +397,7 @@ where
                     session.throttle.took_line();
                     Box::pin(self.on_frame(session, frame)).await
                 }
-                () = irc::keepalive_due(self.irc.as_deref()) => self.keep_alive().await,
+                () = irc::keepalive_due(self.irc.as_deref_mut()) => Box::pin(self.keep_alive()).await,
             };
             if let Err(end) = step {
                 return end;

@@ -17,14 +17,17 @@
 mod message;
 mod render;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use chat_proto::{Name, RoomKey, RoomName, sanitize_text};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tracing::info;
 
 use crate::command;
@@ -85,6 +88,9 @@ pub struct Client {
     heard: Instant,
     pinged: bool,
     batches: u64,
+    /// Fires at [`Client::due`]; kept here, boxed, so a connection's task
+    /// does not carry a timer on every other door.
+    timer: Pin<Box<Sleep>>,
 }
 
 impl Client {
@@ -98,6 +104,7 @@ impl Client {
             heard: Instant::now(),
             pinged: false,
             batches: 0,
+            timer: Box::pin(tokio::time::sleep(ping)),
         }
     }
 
@@ -113,11 +120,15 @@ impl Client {
 
 /// Resolves when an IRC client has been silent long enough to be pinged
 /// or dropped; never for other doors.
-pub async fn keepalive_due(client: Option<&Client>) {
-    match client {
-        Some(client) => tokio::time::sleep_until(client.due()).await,
-        None => std::future::pending().await,
-    }
+pub fn keepalive_due(mut client: Option<&mut Client>) -> impl Future<Output = ()> + '_ {
+    std::future::poll_fn(move |cx| {
+        let Some(client) = client.as_deref_mut() else { return Poll::Pending };
+        let due = client.due();
+        if client.timer.deadline() != due {
+            client.timer.as_mut().reset(due);
+        }
+        client.timer.as_mut().poll(cx)
+    })
 }
 
 /// What registration has gathered so far.
