@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::irc::{Irc, base64, command_of, untagged};
-use support::{Client, Server, register, strip_ansi};
+use support::{Client, Process, Server, register, strip_ansi};
 
 /// A daemon with a netcat listener and an IRC one, both on free ports.
 fn daemon(args: &[&str]) -> Server {
@@ -425,4 +425,56 @@ async fn irc_connections_count_against_max_clients_with_the_others() {
     let mut irc = Irc::connect(server.irc_addr()).await;
     let refused = irc.client.until_closed().await;
     assert!(refused.iter().any(|l| l.starts_with("ERROR :") && l.contains("full")), "{refused:#?}");
+}
+
+#[tokio::test]
+async fn rate_delays_an_irc_flood_without_dropping_a_line() {
+    let server = daemon(&["--rate", "5", "--burst", "1"]);
+    let mut bob = Client::named(server.addr, "bob").await;
+    let mut alice = Irc::registered(server.irc_addr(), "alice").await;
+    let started = Instant::now();
+    for n in 0..10 {
+        alice.send(&format!("PRIVMSG #lobby :flood {n}")).await;
+    }
+    for n in 0..10 {
+        let line = strip_ansi(&bob.expect_line(|l| l.contains("flood")).await);
+        assert!(line.ends_with(&format!("alice: flood {n}")), "in order, none lost: {line}");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(1500), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn irc_over_tls_reaches_the_same_room() {
+    let dir = std::env::temp_dir().join(format!("chat-irc-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let made = rcgen::generate_simple_self_signed(names).expect("certificate generated");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).expect("cert written");
+    std::fs::write(&key, made.signing_key.serialize_pem()).expect("key written");
+    let (cert_arg, key_arg) = (cert.display().to_string(), key.display().to_string());
+    let server = Server::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--listen-irc-tls",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &cert_arg,
+        "--tls-key",
+        &key_arg,
+    ]);
+    let mut bob = Client::named(server.addr, "bob").await;
+    let addr = server.irc_tls_addr().to_string();
+    let mut openssl = Process::spawn(
+        std::process::Command::new("openssl").args(["s_client", "-quiet", "-connect", &addr]),
+    );
+    openssl.type_line("NICK alice\r");
+    openssl.type_line("USER alice 0 * :Alice\r");
+    openssl.stdout.wait_for("the welcome", |l| l.contains(" 001 alice "));
+    openssl.type_line("PRIVMSG #lobby :over tls\r");
+    let line = strip_ansi(&bob.expect_line(|l| l.contains("over tls")).await);
+    assert!(line.ends_with("alice: over tls"), "{line}");
+    openssl.type_line("QUIT\r");
+    openssl.finish(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&dir);
 }
