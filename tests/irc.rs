@@ -478,3 +478,25 @@ async fn irc_over_tls_reaches_the_same_room() {
     openssl.finish(Duration::from_secs(10));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn irc_users_span_daemons_on_a_backplane() {
+    let redis = support::RedisServer::start();
+    let one = daemon(&["--backplane", &redis.url()]);
+    let two = Server::start(&["--backplane", &redis.url()]);
+    let mut bob = Client::named(two.addr, "bob").await;
+    let mut alice = Irc::registered(one.irc_addr(), "alice").await;
+    bob.expect_line(|l| strip_ansi(l).contains("alice joined")).await;
+    alice.send("NAMES #lobby").await;
+    let names = alice.expect_command("353").await;
+    assert!(names.contains("bob") && names.contains("alice"), "{names}");
+    alice.send("PRIVMSG #lobby :across daemons").await;
+    bob.expect_line(|l| strip_ansi(l).contains("alice: across daemons")).await;
+    bob.send("and back").await;
+    assert_eq!(alice.expect_command("PRIVMSG").await, ":bob!bob@chat PRIVMSG #lobby :and back");
+    alice.send("NICK alicia").await;
+    alice.expect_command("NICK").await;
+    bob.expect_line(|l| strip_ansi(l).contains("alice is now known as alicia")).await;
+    alice.send("QUIT").await;
+    bob.expect_line(|l| strip_ansi(l).contains("alicia left")).await;
+}

@@ -324,6 +324,9 @@ where
             self.output.reply(&Reply::Degraded);
         }
         self.output.reply(&Reply::Online { online });
+        if self.irc.is_some() {
+            self.names_of(chat_proto::LOBBY);
+        }
         self.output.reply(&Reply::Recent { room: None, lines: history });
         Ok(())
     }

@@ -748,7 +748,7 @@ where
     }
 
     /// 353s and 366 for one channel (366 alone for one nobody is in).
-    fn names_of(&mut self, channel: &str) {
+    pub(crate) fn names_of(&mut self, channel: &str) {
         let key = RoomKey::of(channel);
         let members = self.ctx.hub.who(&key).unwrap_or_default();
         let names: Vec<String> = members.iter().map(|m| self.prefixed(&key, m)).collect();

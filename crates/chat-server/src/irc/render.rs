@@ -320,7 +320,12 @@ impl Out<'_> {
             | Reply::Alone
             | Reply::PrivateSent { .. } => {}
             Reply::Welcome { name, theme } => self.welcome(name, theme),
-            Reply::Online { online } => self.joined(&RoomName::lobby(), online),
+            // The names follow from the door itself, complete however many
+            // are online (`Connection::names_of`).
+            Reply::Online { .. } => {
+                let line = format!(":{} JOIN {}", source(self.me), RoomName::lobby());
+                self.line(&line);
+            }
             Reply::Joined { room, online } => self.joined(room, online),
             Reply::Recent { room, lines } => {
                 let room = room.clone().unwrap_or_else(RoomName::lobby);
