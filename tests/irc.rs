@@ -500,3 +500,16 @@ async fn irc_users_span_daemons_on_a_backplane() {
     alice.send("QUIT").await;
     bob.expect_line(|l| strip_ansi(l).contains("alicia left")).await;
 }
+
+#[tokio::test]
+async fn text_from_irc_is_sanitised_before_anyone_reads_it() {
+    let server = daemon(&[]);
+    let mut bob = Client::named(server.addr, "bob").await;
+    let mut alice = Irc::registered(server.irc_addr(), "alice").await;
+    alice.send("PRIVMSG #lobby :\u{1b}[2Jclear\u{202e}screen").await;
+    let line = bob.expect_line(|l| l.contains("clear")).await;
+    assert!(!line.contains("\u{1b}[2J") && !line.contains('\u{202e}'), "{line:?}");
+    alice.send("QUIT :\u{1b}]0;owned\u{7}gone").await;
+    let line = bob.expect_line(|l| l.contains("gone")).await;
+    assert!(!line.contains("\u{1b}]0") && !line.contains('\u{7}'), "{line:?}");
+}
