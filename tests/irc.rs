@@ -513,3 +513,18 @@ async fn text_from_irc_is_sanitised_before_anyone_reads_it() {
     let line = bob.expect_line(|l| l.contains("gone")).await;
     assert!(!line.contains("\u{1b}]0") && !line.contains('\u{7}'), "{line:?}");
 }
+
+#[tokio::test]
+async fn max_per_ip_counts_irc_and_tcp_connections_together() {
+    let server = daemon(&["--max-per-ip", "1"]);
+    let _bob = Client::named(server.addr, "bob").await;
+    let mut irc = Irc::connect(server.irc_addr()).await;
+    let refused = irc.client.until_closed().await;
+    assert!(refused.iter().any(|l| l.starts_with("ERROR :")), "{refused:#?}");
+    let from_elsewhere = "127.0.0.2".parse().expect("loopback address");
+    let client = Client::connect_from(server.irc_addr(), from_elsewhere).await;
+    let mut carol = Irc { client, nick: "*".to_owned() };
+    carol.send("NICK carol").await;
+    carol.send("USER carol 0 * :Carol").await;
+    carol.expect_command("001").await;
+}
