@@ -528,3 +528,31 @@ async fn max_per_ip_counts_irc_and_tcp_connections_together() {
     carol.send("USER carol 0 * :Carol").await;
     carol.expect_command("001").await;
 }
+
+#[tokio::test]
+async fn a_returning_owner_on_irc_is_put_back_in_their_channels() {
+    let server = daemon(&[]);
+    let mut alice = Irc::registered(server.irc_addr(), "alice").await;
+    alice.send("REGISTER longenoughpassword").await;
+    alice.expect(|l| l.contains("yours now")).await;
+    alice.send("JOIN #rust").await;
+    alice.expect_command("366").await;
+    alice.send("QUIT").await;
+    alice.client.until_closed().await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    bob.join("#rust").await;
+    bob.send("while you were away").await;
+    bob.send("/history 1").await;
+    bob.expect_line(|l| strip_ansi(l).contains("] ") && l.contains("while you were away")).await;
+
+    let mut back = Irc::connect(server.irc_addr()).await;
+    back.send("PASS longenoughpassword").await;
+    back.send("NICK alice").await;
+    back.send("USER alice 0 * :Alice").await;
+    back.expect_command("001").await;
+    let rejoined = back.until(|l| command_of(l) == "366" && l.contains("#rust")).await;
+    assert!(rejoined.iter().any(|l| l == ":alice!alice@chat JOIN #rust"), "{rejoined:#?}");
+    let names = rejoined.iter().rev().find(|l| command_of(l) == "353").expect("names");
+    assert!(names.contains("bob") && names.contains("alice"), "{names}");
+    back.expect(|l| l.contains("while you were away")).await;
+}

@@ -594,13 +594,7 @@ where
             match ctx.hub.join_room(&session.speaker, &name).await {
                 Ok(Some(Joined { room, entry })) => {
                     info!(id = self.id, room = %room.name(), "joined a room");
-                    let me = source(session.speaker.name.as_str());
-                    self.send(&format!(":{me} JOIN {}", room.name()));
-                    if let Some(topic) = ctx.hub.moderation().topic(room.key()) {
-                        let topic = Some(Box::new(topic));
-                        self.output.reply(&Reply::Topic { room: room.name().clone(), topic });
-                    }
-                    self.names_of(room.name().as_str());
+                    self.joined_channel(room.name());
                     let lines = entry.history;
                     self.output.reply(&Reply::Recent { room: Some(room.name().clone()), lines });
                     let key = room.key().clone();
@@ -620,6 +614,18 @@ where
             }
         }
         Ok(())
+    }
+
+    /// What a client is told of a channel it is now in: its `JOIN`, the
+    /// topic and every member's name.
+    pub(crate) fn joined_channel(&mut self, room: &RoomName) {
+        let me = self.me();
+        self.send(&format!(":{} JOIN {room}", source(&me)));
+        if let Some(topic) = self.ctx.hub.moderation().topic(&room.key()) {
+            let topic = Some(Box::new(topic));
+            self.output.reply(&Reply::Topic { room: room.clone(), topic });
+        }
+        self.names_of(room.as_str());
     }
 
     fn part(&mut self, session: &mut Session, message: &Message<'_>) {
