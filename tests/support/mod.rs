@@ -9,6 +9,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod irc;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -258,10 +260,10 @@ impl Server {
                 command.env_remove(var);
             }
         }
-        // A web listener comes besides the plain one tests talk to, not instead.
-        let listens =
-            args.iter().any(|a| a.starts_with("--listen") && !a.starts_with("--listen-web"))
-                || env.iter().any(|(var, _)| *var == "CHAT_LISTEN");
+        // A web or IRC listener comes besides the plain one tests talk to, not instead.
+        let besides = |a: &str| a.starts_with("--listen-web") || a.starts_with("--listen-irc");
+        let listens = args.iter().any(|a| a.starts_with("--listen") && !besides(a))
+            || env.iter().any(|(var, _)| *var == "CHAT_LISTEN");
         if !listens {
             command.args(["--listen", "127.0.0.1:0"]);
         }
@@ -314,6 +316,24 @@ impl Server {
         let field = format!("scheme=\"{scheme}\"");
         let line = self.log.wait_for("the web listener's log line", |l| {
             l.contains("web listening addr=") && l.contains(&field)
+        });
+        listening_addr(&line)
+    }
+
+    /// The address of the IRC listener (`--listen-irc`), once it listens.
+    pub fn irc_addr(&self) -> SocketAddr {
+        self.irc_listener(false)
+    }
+
+    /// The address of the IRC listener over TLS (`--listen-irc-tls`), once it listens.
+    pub fn irc_tls_addr(&self) -> SocketAddr {
+        self.irc_listener(true)
+    }
+
+    fn irc_listener(&self, tls: bool) -> SocketAddr {
+        let field = format!("tls={tls}");
+        let line = self.log.wait_for("the IRC listener's log line", |l| {
+            l.contains("irc listening addr=") && l.contains(&field)
         });
         listening_addr(&line)
     }
@@ -377,14 +397,15 @@ impl Drop for Server {
 /// Whether `line` is the log line of a chat listener (plain, or TLS when
 /// `tls`), text or JSON. Only the chat listeners log the message `listening`
 /// with the fields `addr` and `tls`; the metrics endpoint logs `metrics
-/// listening`, which may come first and must not be taken for the chat address.
+/// listening` and the IRC door `irc listening`, which may come first and
+/// must not be taken for the chat address.
 pub fn is_chat_listener(line: &str, tls: bool) -> bool {
     let json =
         line.contains("\"message\":\"listening\"") && line.contains(&format!("\"tls\":{tls}"));
     let words: Vec<&str> = line.split_whitespace().collect();
     let text = words.iter().enumerate().any(|(at, word)| {
         *word == "listening"
-            && at.checked_sub(1).is_none_or(|before| words[before] != "metrics")
+            && at.checked_sub(1).is_none_or(|before| !["metrics", "irc"].contains(&words[before]))
             && words.get(at + 1).is_some_and(|next| next.starts_with("addr="))
             && words[at + 1..].contains(&format!("tls={tls}").as_str())
     });

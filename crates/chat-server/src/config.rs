@@ -12,9 +12,11 @@ use ipnet::IpNet;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 /// Default address of the web page, also loopback only.
 pub const DEFAULT_LISTEN_WEB: &str = "127.0.0.1:7880";
+/// Default address of the IRC listener, also loopback only.
+pub const DEFAULT_LISTEN_IRC: &str = "127.0.0.1:6667";
 
 #[derive(Debug, Clone, Parser)]
-#[command(group = clap::ArgGroup::new("tls_listeners").args(["listen_tls", "listen_web_tls"]).multiple(true))]
+#[command(group = clap::ArgGroup::new("tls_listeners").args(["listen_tls", "listen_web_tls", "listen_irc_tls"]).multiple(true))]
 #[command(
     name = "chat-server",
     version,
@@ -62,6 +64,28 @@ pub struct Config {
     #[arg(long = "listen-web-tls", value_name = "ADDR", env = "CHAT_LISTEN_WEB_TLS",
           value_delimiter = ',', requires_all = ["tls_cert", "tls_key"])]
     pub listen_web_tls: Vec<SocketAddr>,
+
+    /// Address for IRC clients (irssi, WeeChat, HexChat...): rooms as
+    /// channels, names as nicks. Default 127.0.0.1:6667 when no listener of
+    /// any kind is named; name only the listeners you want (e.g. just
+    /// --listen) to turn IRC off. Repeat for several.
+    #[arg(
+        long = "listen-irc",
+        value_name = "ADDR",
+        env = "CHAT_LISTEN_IRC",
+        value_delimiter = ','
+    )]
+    pub listen_irc: Vec<SocketAddr>,
+
+    /// Address for IRC over TLS (with --tls-cert and --tls-key); repeat for several.
+    #[arg(long = "listen-irc-tls", value_name = "ADDR", env = "CHAT_LISTEN_IRC_TLS",
+          value_delimiter = ',', requires_all = ["tls_cert", "tls_key"])]
+    pub listen_irc_tls: Vec<SocketAddr>,
+
+    /// Seconds of silence after which an IRC client is sent a PING; one
+    /// that stays silent as long again is disconnected.
+    #[arg(long, value_name = "SECS", env = "CHAT_IRC_PING", default_value_t = 60.0)]
+    pub irc_ping: f64,
 
     /// A reverse proxy (address or CIDR range, e.g. 127.0.0.1/32 or
     /// 10.0.0.0/8) whose `X-Forwarded-For` names the web client's real
@@ -198,6 +222,8 @@ pub struct Limits {
     pub queue: usize,
     pub write_timeout: Duration,
     pub color: bool,
+    /// Silence after which an IRC client is pinged (and as long again, dropped).
+    pub irc_ping: Duration,
 }
 
 impl Config {
@@ -219,10 +245,27 @@ impl Config {
         self.listen_web.clone()
     }
 
+    /// The IRC listener's plain addresses: as given, or the default when no
+    /// listener of any kind was named.
+    pub fn irc_listen_addrs(&self) -> Vec<SocketAddr> {
+        if self.names_no_listener() {
+            return vec![SocketAddr::from(([127, 0, 0, 1], 6667))];
+        }
+        self.listen_irc.clone()
+    }
+
     fn names_no_listener(&self) -> bool {
-        [&self.listen, &self.listen_tls, &self.listen_json, &self.listen_web, &self.listen_web_tls]
-            .iter()
-            .all(|addrs| addrs.is_empty())
+        [
+            &self.listen,
+            &self.listen_tls,
+            &self.listen_json,
+            &self.listen_web,
+            &self.listen_web_tls,
+            &self.listen_irc,
+            &self.listen_irc_tls,
+        ]
+        .iter()
+        .all(|addrs| addrs.is_empty())
     }
 
     /// Checks what clap cannot and converts to [`Limits`].
@@ -258,6 +301,7 @@ impl Config {
             queue: self.queue as usize,
             write_timeout: seconds("write-timeout", self.write_timeout)?,
             color: !self.no_color,
+            irc_ping: seconds("irc-ping", self.irc_ping)?,
         })
     }
 }
@@ -302,6 +346,8 @@ mod tests {
         assert_eq!(config.plain_listen_addrs(), vec![default]);
         let web: SocketAddr = DEFAULT_LISTEN_WEB.parse().expect("valid");
         assert_eq!(config.web_listen_addrs(), vec![web]);
+        let irc: SocketAddr = DEFAULT_LISTEN_IRC.parse().expect("valid");
+        assert_eq!(config.irc_listen_addrs(), vec![irc]);
         let limits = config.limits().expect("defaults are valid");
         assert_eq!(limits.max_line, 4096);
         assert_eq!(limits.history, 20);
@@ -348,7 +394,11 @@ mod tests {
         assert!(text.web_listen_addrs().is_empty());
         let web = Config::parse_from(["chat-server", "--listen-web", "127.0.0.1:2"]);
         assert!(web.plain_listen_addrs().is_empty());
+        assert!(web.irc_listen_addrs().is_empty());
         assert_eq!(web.web_listen_addrs().len(), 1);
+        let irc = Config::parse_from(["chat-server", "--listen-irc", "127.0.0.1:4"]);
+        assert!(irc.plain_listen_addrs().is_empty() && irc.web_listen_addrs().is_empty());
+        assert_eq!(irc.irc_listen_addrs().len(), 1);
         let web_tls =
             ["chat-server", "--listen-web-tls", "127.0.0.1:3", "--tls-cert", "c", "--tls-key", "k"];
         let web_tls = Config::parse_from(web_tls);

@@ -30,6 +30,7 @@ use crate::command;
 use crate::context::Context;
 use crate::event::{ConnId, Event};
 use crate::hub::{Arrival, Joined, NameRight, Speaker};
+use crate::irc;
 use crate::login::{self, Denied};
 use crate::output::Output;
 use crate::people::Direct;
@@ -53,22 +54,25 @@ const GOODBYE_GRACE: Duration = Duration::from_secs(2);
 const LINGER: Duration = Duration::from_secs(1);
 
 /// A name's arrival, with the account of a returning owner; or why not.
-type Arrived = Result<((Name, Arrival), Option<Account>), String>;
+pub(crate) type Arrived = Result<((Name, Arrival), Option<Account>), String>;
 
 /// What a newcomer is shown once: who is here, what was said, and whether
 /// the room is whole.
-struct Welcome {
+pub(crate) struct Welcome {
     online: Online,
     history: Vec<Arc<Event>>,
     degraded: bool,
 }
 
-struct Connection<R, W> {
-    id: ConnId,
-    peer: SocketAddr,
-    ctx: Arc<Context>,
-    input: FramedRead<R, ChatCodec>,
-    output: Output<W>,
+pub(crate) struct Connection<R, W> {
+    pub(crate) id: ConnId,
+    pub(crate) peer: SocketAddr,
+    pub(crate) ctx: Arc<Context>,
+    pub(crate) input: FramedRead<R, ChatCodec>,
+    pub(crate) output: Output<W>,
+    /// What an IRC client asked for and how it is doing (`None` on other
+    /// doors): its registration and commands are the IRC door's own.
+    pub(crate) irc: Option<Box<irc::Client>>,
 }
 
 /// Runs one connection speaking `protocol` to its end. Never fails: every
@@ -85,10 +89,12 @@ pub async fn serve<R, W>(
     W: AsyncWrite + Unpin,
 {
     let limits = &ctx.limits;
-    let input = FramedRead::with_capacity(reader, ChatCodec::new(limits.max_line), READ_BUFFER);
+    let irc = protocol.is_irc().then(|| Box::new(irc::Client::new(limits.irc_ping)));
+    let max_line = if irc.is_some() { irc::MAX_LINE } else { limits.max_line };
+    let input = FramedRead::with_capacity(reader, ChatCodec::new(max_line), READ_BUFFER);
     let stats = Arc::clone(ctx.hub.stats());
     let output = Output::new(writer, protocol, limits.color, limits.write_timeout, stats);
-    let mut connection = Connection { id, peer, ctx: Arc::clone(&ctx), input, output };
+    let mut connection = Connection { id, peer, ctx: Arc::clone(&ctx), input, output, irc };
     info!(%peer, id, "connected");
     let (speaker, end) = connection.run().await;
     match speaker {
@@ -114,7 +120,7 @@ where
     async fn run(&mut self) -> (Option<Speaker>, End) {
         // Boxed, as is the owner's return: they run once, and inline their
         // state would make every connection's task larger for its whole life.
-        let (mut session, welcome, returning) = match Box::pin(self.choose_name()).await {
+        let (mut session, welcome, returning) = match Box::pin(self.named()).await {
             Ok(joined) => joined,
             Err(end) => return (None, end),
         };
@@ -127,6 +133,15 @@ where
             Err(end) => end,
         };
         (Some(session.speaker), end)
+    }
+
+    /// The name phase of this connection's door: the name prompt, or an
+    /// IRC client's registration.
+    async fn named(&mut self) -> Result<(Session, Welcome, Option<Account>), End> {
+        match self.irc {
+            Some(_) => self.register().await,
+            None => self.choose_name().await,
+        }
     }
 
     /// Greets, then reads lines until one is a name the room accepts (for
@@ -167,7 +182,7 @@ where
 
     /// The next line before `deadline` (`None` for an overlong one, already
     /// answered). What is pending goes out first, unless the line is here already.
-    async fn read_before(&mut self, deadline: Instant) -> Result<Option<String>, End> {
+    pub(crate) async fn read_before(&mut self, deadline: Instant) -> Result<Option<String>, End> {
         if let Some(frame) = self.flush_unless_input_waits(true).await? {
             return self.line_or_end(frame).await;
         }
@@ -215,6 +230,11 @@ where
             if !session.rooms.contains(&name.key()) {
                 match hub.join_room(&session.speaker, &name).await {
                     Ok(Some(Joined { room, entry })) => {
+                        // An IRC client is told of each channel it is put in.
+                        if self.irc.is_some() {
+                            let online = entry.online.clone();
+                            self.output.reply(&Reply::Joined { room: name.clone(), online });
+                        }
                         session.rooms.add(Subscription::new(
                             room,
                             entry.events,
@@ -248,8 +268,16 @@ where
         Ok(self.output.flush().await?)
     }
 
-    fn start_session(&self, name: Name, arrival: Arrival, registered: bool) -> (Session, Welcome) {
+    pub(crate) fn start_session(
+        &mut self,
+        name: Name,
+        arrival: Arrival,
+        registered: bool,
+    ) -> (Session, Welcome) {
         let Arrival { theme, inbox, degraded, lobby } = arrival;
+        if self.irc.is_some() {
+            self.output.me = Some(Box::new(name.clone()));
+        }
         let limits = &self.ctx.limits;
         let entry = lobby.entry;
         let session = Session {
@@ -296,6 +324,9 @@ where
             self.output.reply(&Reply::Degraded);
         }
         self.output.reply(&Reply::Online { online });
+        if self.irc.is_some() {
+            self.names_of(chat_proto::LOBBY);
+        }
         self.output.reply(&Reply::Recent { room: None, lines: history });
         Ok(())
     }
@@ -369,6 +400,7 @@ where
                     session.throttle.took_line();
                     Box::pin(self.on_frame(session, frame)).await
                 }
+                () = irc::keepalive_due(self.irc.as_deref_mut()) => Box::pin(self.keep_alive()).await,
             };
             if let Err(end) = step {
                 return end;
@@ -384,6 +416,7 @@ where
     ) -> Result<(), End> {
         self.grow_read_buffer_for_bursts();
         match self.line_or_end(frame).await? {
+            Some(line) if self.irc.is_some() => self.irc_line(session, &line).await,
             Some(line) => command::execute(&self.ctx, session, &mut self.output, &line).await,
             None => Ok(()),
         }
@@ -442,7 +475,7 @@ async fn read_when_allowed<R: AsyncRead + Unpin>(
 }
 
 /// A first line like `GET / HTTP/1.1`: a browser or HTTP client that found our port.
-fn looks_like_http(line: &str) -> bool {
+pub(crate) fn looks_like_http(line: &str) -> bool {
     let mut parts = line.split_whitespace();
     let (Some(method), Some(_target), Some(version)) = (parts.next(), parts.next(), parts.next())
     else {

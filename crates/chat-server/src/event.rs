@@ -35,6 +35,17 @@ pub struct Event {
     text: OnceLock<Line>,
     /// The JSON protocol's rendering, likewise.
     json: OnceLock<Bytes>,
+    /// The IRC door's rendering, likewise: with its `@time` tag, and the
+    /// same bytes without it.
+    irc: OnceLock<Tagged>,
+}
+
+/// A rendering that starts with IRCv3 tags, and the same without them (a
+/// slice of the first: one copy serves both kinds of reader).
+#[derive(Debug)]
+pub struct Tagged {
+    pub with_tags: Bytes,
+    pub without: Bytes,
 }
 
 impl Event {
@@ -44,7 +55,15 @@ impl Event {
 
     /// An event that happened at `at_ms`.
     pub fn at(at_ms: i64, from: Option<ConnId>, what: What, scope: Scope) -> Event {
-        Event { from, what, scope, at_ms, text: OnceLock::new(), json: OnceLock::new() }
+        Event {
+            from,
+            what,
+            scope,
+            at_ms,
+            text: OnceLock::new(),
+            json: OnceLock::new(),
+            irc: OnceLock::new(),
+        }
     }
 
     /// Something said, recalled from the store to be replayed to newcomers.
@@ -60,6 +79,11 @@ impl Event {
     /// Where the JSON protocol keeps its rendering of this event.
     pub fn json_cache(&self) -> &OnceLock<Bytes> {
         &self.json
+    }
+
+    /// Where the IRC door keeps its rendering of this event.
+    pub fn irc_cache(&self) -> &OnceLock<Tagged> {
+        &self.irc
     }
 }
 

@@ -17,7 +17,7 @@
 //! mutes, owners, room operators, topics), [`socket`] (TCP options),
 //! [`logging`] (tracing setup), [`priority`] (threads that give way to the
 //! room), [`tls`] (certificates for `--listen-tls`), [`web`] (the page and
-//! its WebSocket, `--listen-web`),
+//! its WebSocket, `--listen-web`), [`irc`] (the IRC door, `--listen-irc`),
 //! [`backplane`] (several daemons sharing one room through Redis), [`store`]
 //! (the history that survives a restart: SQLite, or Redis), [`stats`] and
 //! [`metrics`] (counters, Prometheus endpoint).
@@ -33,6 +33,7 @@ pub(crate) mod context;
 pub(crate) mod control;
 pub mod event;
 pub(crate) mod hub;
+pub(crate) mod irc;
 pub mod logging;
 pub(crate) mod login;
 pub(crate) mod metrics;
@@ -91,7 +92,7 @@ pub struct Bound {
 }
 
 /// Binds every `--listen`, `--listen-tls`, `--listen-json`, `--listen-web`,
-/// `--listen-web-tls` and `--metrics` address, naming the one that fails.
+/// `--listen-web-tls`, `--listen-irc`, `--listen-irc-tls` and `--metrics` address, naming the one that fails.
 pub async fn bind_all(config: &Config) -> anyhow::Result<Bound> {
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
@@ -101,8 +102,12 @@ pub async fn bind_all(config: &Config) -> anyhow::Result<Bound> {
     let plain = config.plain_listen_addrs().into_iter().map(|addr| (addr, None, text));
     let secure = config.listen_tls.iter().map(|&addr| (addr, tls.clone(), text));
     let json = config.listen_json.iter().map(|&addr| (addr, None, &JSON as &'static dyn Protocol));
+    let irc: &'static dyn Protocol = &irc::IRC;
+    let irc_plain = config.irc_listen_addrs().into_iter().map(|addr| (addr, None, irc));
+    let irc_secure = config.listen_irc_tls.iter().map(|&addr| (addr, tls.clone(), irc));
     let mut listeners = Vec::new();
-    for (addr, tls, protocol) in plain.chain(secure).chain(json) {
+    for (addr, tls, protocol) in plain.chain(secure).chain(json).chain(irc_plain).chain(irc_secure)
+    {
         listeners.push(Listener { tcp: bind(addr).await?, tls, protocol });
     }
     let web_plain = config.web_listen_addrs().into_iter().map(|addr| (addr, None));

@@ -61,6 +61,9 @@ pub struct Output<W> {
     pub color: bool,
     write_timeout: Duration,
     protocol: &'static dyn Protocol,
+    /// The reader's name, for a door that addresses replies to it (IRC);
+    /// boxed, as other doors never set it.
+    pub me: Option<Box<chat_proto::Name>>,
 }
 
 impl<W: AsyncWrite + Unpin> Output<W> {
@@ -81,7 +84,14 @@ impl<W: AsyncWrite + Unpin> Output<W> {
             stats,
             color,
             write_timeout,
+            me: None,
         }
+    }
+
+    /// Speaks `protocol` from now on (an IRC client that asked for
+    /// message tags, say).
+    pub fn set_protocol(&mut self, protocol: &'static dyn Protocol) {
+        self.protocol = protocol;
     }
 
     /// The protocol this connection speaks.
@@ -215,6 +225,10 @@ impl<W: AsyncWrite + Unpin> Sink for Output<W> {
 
     fn color(&self) -> bool {
         self.color
+    }
+
+    fn me(&self) -> Option<&chat_proto::Name> {
+        self.me.as_deref()
     }
 }
 

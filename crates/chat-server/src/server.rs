@@ -45,6 +45,8 @@ pub async fn run(ctx: Arc<Context>, listeners: Vec<Listener>, tracker: TaskTrack
         if let Ok(addr) = listener.tcp.local_addr() {
             if listener.protocol.is_text() {
                 info!(%addr, tls = listener.tls.is_some(), "listening");
+            } else if listener.protocol.is_irc() {
+                info!(%addr, tls = listener.tls.is_some(), "irc listening");
             } else {
                 info!(%addr, "JSON lines listening");
             }

@@ -165,6 +165,16 @@ impl Memberships {
         self.index(key).is_some()
     }
 
+    /// A room this connection is in.
+    pub fn room(&self, key: &RoomKey) -> Option<&Arc<Room>> {
+        self.index(key).map(|at| self.list[at].subscription.room())
+    }
+
+    /// The keys of the rooms this connection is in, sorted.
+    pub fn keys(&self) -> &[RoomKey] {
+        &self.keys
+    }
+
     /// Makes a room this connection is in the current one.
     pub fn set_current(&mut self, key: &RoomKey) {
         if self.contains(key) {

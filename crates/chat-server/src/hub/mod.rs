@@ -16,7 +16,7 @@
 mod moderate;
 mod remote;
 
-pub use moderate::{Action, Actor, needs_of};
+pub use moderate::{Action, Actor, TOPIC_MAX, needs_of};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -10,7 +10,8 @@
 //!
 //! Doors: [`text::TEXT`], the text protocol of netcat, telnet, TLS and the
 //! bundled client (`--listen`, `--listen-tls`); [`json::JSON`], one JSON
-//! object per line for programs (`--listen-json`).
+//! object per line for programs (`--listen-json`); `crate::irc::IRC`, IRC
+//! messages and numerics (`--listen-irc`).
 
 pub mod json;
 pub mod text;
@@ -34,6 +35,10 @@ pub trait Sink {
     fn put(&mut self, line: &Bytes);
     /// Whether this reader wants colour (`--no-color`, `/color`).
     fn color(&self) -> bool;
+    /// The reader's own name once it has one: IRC addresses every reply to it.
+    fn me(&self) -> Option<&chat_proto::Name> {
+        None
+    }
 }
 
 /// How one door shows events and replies, and reads what its user sends.
@@ -59,6 +64,12 @@ pub trait Protocol: Send + Sync + 'static {
 
     /// True for the text protocol (whose listeners the log names as chat listeners).
     fn is_text(&self) -> bool {
+        false
+    }
+
+    /// True for the IRC door, whose registration and commands are its own
+    /// (see `crate::irc`) over the same session.
+    fn is_irc(&self) -> bool {
         false
     }
 }

@@ -1,0 +1,465 @@
+//! The IRC door's edge: how each [`Event`] and [`Reply`] reads as IRC
+//! messages and numerics.
+//!
+//! An event's messages are rendered once, by its first IRC reader, and
+//! cached on the event with their `@time` tag and without it
+//! ([`Tagged`]); a reader that asked for `server-time` or `message-tags`
+//! speaks [`IRC_TAGGED`], the others [`IRC`]. Replies are addressed to
+//! the reader's own nick ([`Sink::me`]). What IRC has no message for (a
+//! `/help` page, a refusal) is the text protocol's wording, sent as
+//! `NOTICE`s, so the words stay those of one place.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use chat_proto::{Name, RoomName};
+
+use crate::event::{Event, Message, Moderated, Presence, Said, Tagged, What};
+use crate::protocol::text::TEXT;
+use crate::protocol::{Protocol, Rendered, Sink};
+use crate::reply::Reply;
+use crate::room::{Online, Room};
+use crate::store::Stored;
+
+/// The server's name in every message it sends, and the host of every user.
+pub const SERVER: &str = "chat";
+/// The network name (`NETWORK`).
+pub const NETWORK: &str = "chat";
+
+/// The IRC door's protocol; `tagged` readers get IRCv3 tags.
+pub struct Irc {
+    tagged: bool,
+}
+
+/// For clients that asked for no tags.
+pub static IRC: Irc = Irc { tagged: false };
+/// For clients that asked for `server-time` or `message-tags`.
+pub static IRC_TAGGED: Irc = Irc { tagged: true };
+
+impl Protocol for Irc {
+    fn event<'a>(
+        &self,
+        event: &'a Event,
+        room: &'a Room,
+        _current: bool,
+        _color: bool,
+    ) -> Rendered<'a> {
+        let cached = event.irc_cache().get_or_init(|| render_event(event, room.name()));
+        Rendered {
+            before: None,
+            line: if self.tagged { &cached.with_tags } else { &cached.without },
+        }
+    }
+
+    fn reply(&self, reply: &Reply, sink: &mut dyn Sink) {
+        let me = sink.me().map_or_else(|| "*".to_owned(), |name| name.to_string());
+        let mut out = Out { me: &me, tagged: self.tagged, text: String::new() };
+        out.reply(reply);
+        if !out.text.is_empty() {
+            sink.put(&Bytes::from(out.text));
+        }
+    }
+
+    fn input(&self, line: String) -> Result<String, String> {
+        Ok(line)
+    }
+
+    fn is_irc(&self) -> bool {
+        true
+    }
+}
+
+/// `nick!user@host` of a user; everyone's host is the server's name.
+pub fn source(name: &str) -> String {
+    format!("{name}!{}@{SERVER}", user_of(name))
+}
+
+/// The user part of a nick's mask (IRC user names are short ASCII words).
+pub fn user_of(name: &str) -> String {
+    let user: String = name.chars().filter(char::is_ascii_alphanumeric).take(10).collect();
+    if user.is_empty() { "user".to_owned() } else { user }
+}
+
+/// Whose source a moderation action carries: the server's, or a person's.
+fn source_of_actor(by: &str) -> String {
+    if by == "server" { SERVER.to_owned() } else { source(by) }
+}
+
+/// `2026-12-07T04:01:18.123Z` for a time in milliseconds since 1970.
+pub fn iso_time(at_ms: i64) -> String {
+    let (secs, ms) = (at_ms.div_euclid(1000), at_ms.rem_euclid(1000));
+    let (days, of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    let (h, min, s) = (of_day / 3600, of_day % 3600 / 60, of_day % 60);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{ms:03}Z")
+}
+
+/// Reads a time as `server-time` writes it (fraction optional), to milliseconds since 1970.
+pub fn parse_iso_time(text: &str) -> Option<i64> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let mut date = date.splitn(3, '-').map(str::parse::<i64>);
+    let (y, m, d) = (date.next()?.ok()?, date.next()?.ok()?, date.next()?.ok()?);
+    let (time, fraction) = time.split_once('.').unwrap_or((time, "0"));
+    let mut time = time.splitn(3, ':').map(str::parse::<i64>);
+    let (h, min, s) = (time.next()?.ok()?, time.next()?.ok()?, time.next()?.ok()?);
+    let ms: i64 = format!("{fraction:0<3}").get(..3)?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 || min > 59 || s > 60 {
+        return None;
+    }
+    Some(((days_from_civil(y, m, d) * 24 + h) * 60 + min) * 60_000 + s * 1000 + ms)
+}
+
+/// Howard Hinnant's `civil_from_days`: a day since 1970 as (year, month, day).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// The inverse of [`civil_from_days`].
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// An event's messages, with and without their `@time` tag.
+fn render_event(event: &Event, room: &RoomName) -> Tagged {
+    let lines = event_lines(&event.what, room);
+    let time = iso_time(event.at_ms);
+    let (mut with_tags, mut without) = (String::new(), String::new());
+    for line in &lines {
+        let _ = write!(with_tags, "@time={time} {line}\r\n");
+        let _ = write!(without, "{line}\r\n");
+    }
+    Tagged { with_tags: Bytes::from(with_tags), without: Bytes::from(without) }
+}
+
+/// The messages (without line ends) that tell what happened in `room`.
+fn event_lines(what: &What, room: &RoomName) -> Vec<String> {
+    match what {
+        What::Said(said) => vec![said_line(said, room.as_str())],
+        What::Presence(change) => vec![presence_line(change, room)],
+        What::Moderated(what) => moderated_lines(what, room.as_str()),
+        What::Gathered(gathered) => {
+            gathered.changes().iter().map(|(change, _)| presence_line(change, room)).collect()
+        }
+    }
+}
+
+/// A message, an action (CTCP ACTION) or an announcement, to `to`.
+pub fn said_line(said: &Said, to: &str) -> String {
+    match said {
+        Said::Message(message) => message_line(message, to),
+        Said::Announcement(text) => format!(":{SERVER} NOTICE {to} :{text}"),
+    }
+}
+
+fn message_line(message: &Message, to: &str) -> String {
+    let Message { name, text, action, .. } = message;
+    let from = source(name.as_str());
+    if *action {
+        format!(":{from} PRIVMSG {to} :\u{1}ACTION {text}\u{1}")
+    } else {
+        format!(":{from} PRIVMSG {to} :{}", text_param(text))
+    }
+}
+
+/// Text as a trailing parameter: never empty (some clients drop an empty one).
+fn text_param(text: &str) -> &str {
+    if text.is_empty() { " " } else { text }
+}
+
+fn presence_line(change: &Presence, room: &RoomName) -> String {
+    match change {
+        // Arriving on the server is entering `#lobby`, the room it came through.
+        Presence::Arrived { who, .. } => format!(":{} JOIN {room}", source(who.as_str())),
+        Presence::Joined { who, room, .. } => format!(":{} JOIN {room}", source(who.as_str())),
+        Presence::Parted { who, room, .. } => format!(":{} PART {room}", source(who.as_str())),
+        Presence::Departed { who, how, .. } => format!(":{} QUIT :{how}", source(who.as_str())),
+        Presence::Renamed { old, new, .. } => format!(":{} NICK :{new}", source(old.as_str())),
+    }
+}
+
+/// The ban mask a target reads as: an address or range as a host, a name as a nick.
+pub fn ban_mask(target: &str) -> String {
+    if target.parse::<std::net::IpAddr>().is_ok() || target.parse::<ipnet::IpNet>().is_ok() {
+        format!("*!*@{target}")
+    } else {
+        format!("{target}!*@*")
+    }
+}
+
+/// A moderation action as the messages that tell it; one without a room
+/// (server-wide) is a notice to `to`.
+fn moderated_lines(what: &Moderated, to: &str) -> Vec<String> {
+    let mode = |by: &str, room: &RoomName, change: &str| {
+        format!(":{} MODE {room} {change}", source_of_actor(by))
+    };
+    let line = match what {
+        Moderated::Topic { room, by, text } => {
+            format!(":{} TOPIC {room} :{text}", source_of_actor(by))
+        }
+        Moderated::Kicked { who, room: Some(room), by, reason } => {
+            format!(":{} KICK {room} {who} :{}", source_of_actor(by), text_param(reason))
+        }
+        Moderated::Banned { target, room: Some(room), by, .. } => {
+            mode(by, room, &format!("+b {}", ban_mask(target)))
+        }
+        Moderated::Unbanned { target, room: Some(room), by } => {
+            mode(by, room, &format!("-b {}", ban_mask(target)))
+        }
+        Moderated::Muted { who, room: Some(room), by, .. } => {
+            mode(by, room, &format!("+q {}", ban_mask(who.as_str())))
+        }
+        Moderated::Unmuted { who, room: Some(room), by } => {
+            mode(by, room, &format!("-q {}", ban_mask(who.as_str())))
+        }
+        Moderated::Opped { who, room, by } => mode(by, room, &format!("+o {who}")),
+        Moderated::Deopped { who, room, by } => mode(by, room, &format!("-o {who}")),
+        server_wide => {
+            let text = crate::protocol::text::moderated(server_wide);
+            format!(":{SERVER} NOTICE {to} :{text}")
+        }
+    };
+    vec![line]
+}
+
+/// The `ISUPPORT` tokens of 005.
+pub fn isupport() -> String {
+    let name = chat_proto::name::MAX_NAME_CHARS;
+    format!(
+        "CASEMAPPING=ascii CHANTYPES=# NICKLEN={name} CHANNELLEN={} TOPICLEN={} NETWORK={NETWORK} \
+         UTF8ONLY PREFIX=(o)@ CHANMODES=bq,,,nt STATUSMSG=@ CHATHISTORY={} MSGREFTYPES=timestamp",
+        chat_proto::room::MAX_ROOM_CHARS + 1,
+        super::TOPIC_LEN,
+        super::CHATHISTORY_MAX,
+    )
+}
+
+/// A reply being written, addressed to `me`.
+struct Out<'a> {
+    me: &'a str,
+    tagged: bool,
+    text: String,
+}
+
+impl Out<'_> {
+    fn line(&mut self, line: &str) {
+        self.text.push_str(line);
+        self.text.push_str("\r\n");
+    }
+
+    /// A line with the `@time` tag when the reader takes tags.
+    fn timed(&mut self, at_ms: i64, line: &str) {
+        if self.tagged {
+            let _ = write!(self.text, "@time={} ", iso_time(at_ms));
+        }
+        self.line(line);
+    }
+
+    fn numeric(&mut self, code: &str, rest: &str) {
+        let line = format!(":{SERVER} {code} {} {rest}", self.me);
+        self.line(&line);
+    }
+
+    fn notice(&mut self, text: &str) {
+        let line = format!(":{SERVER} NOTICE {} :{}", self.me, text_param(text));
+        self.line(&line);
+    }
+
+    /// The text protocol's lines for `reply`, each a notice.
+    fn as_notices(&mut self, reply: &Reply) {
+        let text = crate::protocol::standalone(&TEXT, reply);
+        for line in String::from_utf8_lossy(&text).split("\r\n").filter(|l| !l.is_empty()) {
+            self.notice(line.strip_prefix("*** ").unwrap_or(line));
+        }
+    }
+
+    /// JOIN, then the names of the room (the reader among them).
+    fn joined(&mut self, room: &RoomName, online: &Online) {
+        let line = format!(":{} JOIN {room}", source(self.me));
+        self.line(&line);
+        let mut names = vec![self.me.to_owned()];
+        if let Online::Listed(others) = online {
+            names.extend(others.iter().map(|l| l.name.to_string()));
+        }
+        self.names(room.as_str(), &names);
+    }
+
+    /// 353s of at most about 400 bytes of names each, then 366.
+    pub fn names(&mut self, room: &str, names: &[String]) {
+        for chunk in chunk_names(names, 400) {
+            self.numeric("353", &format!("= {room} :{chunk}"));
+        }
+        self.numeric("366", &format!("{room} :End of /NAMES list."));
+    }
+
+    fn stored(&mut self, to: &str, stored: &Stored) {
+        let line = said_line(&stored.said, to);
+        self.timed(stored.at_ms, &line);
+    }
+
+    fn reply(&mut self, reply: &Reply) {
+        match reply {
+            Reply::Greeting
+            | Reply::NamePrompt { .. }
+            | Reply::PasswordPrompt { .. }
+            | Reply::NowIn { .. }
+            | Reply::Alone
+            | Reply::PrivateSent { .. } => {}
+            Reply::Welcome { name, theme } => self.welcome(name, theme),
+            // The names follow from the door itself, complete however many
+            // are online (`Connection::names_of`).
+            Reply::Online { .. } => {
+                let line = format!(":{} JOIN {}", source(self.me), RoomName::lobby());
+                self.line(&line);
+            }
+            Reply::Joined { room, online } => self.joined(room, online),
+            Reply::Recent { room, lines } => {
+                let room = room.clone().unwrap_or_else(RoomName::lobby);
+                for event in lines {
+                    for line in event_lines(&event.what, &room) {
+                        self.timed(event.at_ms, &line);
+                    }
+                }
+            }
+            Reply::Left { room } => {
+                let line = format!(":{} PART {room}", source(self.me));
+                self.line(&line);
+            }
+            Reply::Renamed { name } => {
+                let line = format!(":{} NICK :{name}", source(self.me));
+                self.line(&line);
+            }
+            Reply::Private { from, text, .. } => {
+                let line =
+                    format!(":{} PRIVMSG {} :{}", source(from.as_str()), self.me, text_param(text));
+                self.timed(crate::store::now_ms(), &line);
+            }
+            Reply::Missed { room, count, latest } => {
+                self.as_notices(&Reply::Missed {
+                    room: room.clone(),
+                    count: *count,
+                    latest: Vec::new(),
+                });
+                for stored in latest {
+                    self.stored(room.as_str(), stored);
+                }
+            }
+            Reply::TooLong { .. } => self.numeric("417", ":Input line was too long"),
+            Reply::Goodbye(_) | Reply::Turned { .. } => {
+                let text = crate::protocol::standalone(&TEXT, reply);
+                let text = String::from_utf8_lossy(&text);
+                let line = format!("ERROR :Closing link: {}", text.trim_end());
+                self.line(&line);
+            }
+            Reply::Moderated(what) => {
+                for line in moderated_lines(what, self.me) {
+                    self.line(&line);
+                }
+            }
+            Reply::Bans { room: Some(room), bans } => {
+                for ban in bans {
+                    let mask = ban_mask(&ban.target.to_string());
+                    let set = ban.set_ms / 1000;
+                    self.numeric("367", &format!("{room} {mask} {} {set}", ban.by));
+                }
+                self.numeric("368", &format!("{room} :End of channel ban list"));
+            }
+            Reply::Topic { room, topic: Some(topic) } => {
+                self.numeric("332", &format!("{room} :{}", topic.text));
+                let by = source_of_actor(&topic.by);
+                self.numeric("333", &format!("{room} {by} {}", topic.set_ms / 1000));
+            }
+            Reply::Topic { room, topic: None } => {
+                self.numeric("331", &format!("{room} :No topic is set"))
+            }
+            Reply::Muted { room: Some(room), .. } => {
+                let text = crate::protocol::standalone(&TEXT, reply);
+                let text = String::from_utf8_lossy(&text);
+                self.numeric("404", &format!("{room} :{}", text.trim_end()));
+            }
+            other => self.as_notices(other),
+        }
+    }
+
+    /// 001 to 005, then the message of the day, which says the reader's theme.
+    fn welcome(&mut self, name: &Name, theme: &chat_proto::Theme) {
+        let version = env!("CARGO_PKG_VERSION");
+        self.numeric("001", &format!(":Welcome to the {NETWORK} network, {name}"));
+        self.numeric("002", &format!(":Your host is {SERVER}, running chat-server {version}"));
+        self.numeric(
+            "003",
+            ":This server keeps its rooms for people on IRC, the web and netcat alike",
+        );
+        self.numeric("004", &format!("{SERVER} chat-server-{version} i bnoqt bqo"));
+        self.numeric("005", &format!("{} :are supported by this server", isupport()));
+        self.numeric("375", &format!(":- {SERVER} Message of the day -"));
+        self.numeric("372", &format!(":- Others see your lines as {} {name}.", theme.emoji));
+        self.numeric("372", ":- Rooms are channels; /join #room creates one. /quote HELP lists the chat's own commands.");
+        self.numeric("376", ":End of /MOTD command.");
+    }
+}
+
+/// Names joined by spaces into chunks of at most about `max` bytes.
+pub fn chunk_names(names: &[String], max: usize) -> Vec<String> {
+    let mut chunks = vec![String::new()];
+    for name in names {
+        let last = chunks.last().map_or(0, String::len);
+        if last > 0 && last + name.len() + 1 > max {
+            chunks.push(String::new());
+        }
+        if let Some(chunk) = chunks.last_mut() {
+            if !chunk.is_empty() {
+                chunk.push(' ');
+            }
+            chunk.push_str(name);
+        }
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_back_as_written() {
+        assert_eq!(iso_time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso_time(1_796_616_078_123), "2026-12-07T04:01:18.123Z");
+        assert_eq!(parse_iso_time("2026-12-07T04:01:18.123Z"), Some(1_796_616_078_123));
+        assert_eq!(parse_iso_time("2024-02-29T23:59:59Z"), Some(1_709_251_199_000));
+        assert_eq!(parse_iso_time("2024-13-01T00:00:00Z"), None);
+        assert_eq!(parse_iso_time("yesterday"), None);
+        for at in [0, 951_782_400_000, 1_709_251_199_999, 4_102_444_800_000] {
+            assert_eq!(parse_iso_time(&iso_time(at)), Some(at));
+        }
+    }
+
+    #[test]
+    fn names_are_chunked_under_the_line_limit() {
+        let names: Vec<String> = (0..200).map(|i| format!("name{i:03}")).collect();
+        let chunks = chunk_names(&names, 400);
+        assert!(chunks.len() > 1 && chunks.iter().all(|c| c.len() <= 400));
+        assert_eq!(chunks.join(" ").split(' ').count(), 200);
+    }
+
+    #[test]
+    fn addresses_ban_as_hosts_and_names_as_nicks() {
+        assert_eq!(ban_mask("10.0.0.0/8"), "*!*@10.0.0.0/8");
+        assert_eq!(ban_mask("::1"), "*!*@::1");
+        assert_eq!(ban_mask("bob"), "bob!*@*");
+    }
+}
