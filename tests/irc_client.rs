@@ -16,7 +16,7 @@ use std::time::Duration;
 use chat_proto::THEMES;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{Client, Server, TempDir, WAIT, listening_addr, strip_ansi};
+use support::{Client, Server, TempDir, WAIT, strip_ansi};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -136,8 +136,7 @@ fn server_with_irc(extra: &[&str]) -> (Server, SocketAddr) {
     let mut args = vec!["--listen-irc", "127.0.0.1:0", "--rate", "0"];
     args.extend_from_slice(extra);
     let server = Server::start(&args);
-    let line = server.log.wait_for("the IRC listener's log line", |l| l.contains("irc listening"));
-    let irc = listening_addr(&line);
+    let irc = server.irc_addr();
     (server, irc)
 }
 
