@@ -500,3 +500,59 @@ async fn irc_users_span_daemons_on_a_backplane() {
     alice.send("QUIT").await;
     bob.expect_line(|l| strip_ansi(l).contains("alicia left")).await;
 }
+
+#[tokio::test]
+async fn text_from_irc_is_sanitised_before_anyone_reads_it() {
+    let server = daemon(&[]);
+    let mut bob = Client::named(server.addr, "bob").await;
+    let mut alice = Irc::registered(server.irc_addr(), "alice").await;
+    alice.send("PRIVMSG #lobby :\u{1b}[2Jclear\u{202e}screen").await;
+    let line = bob.expect_line(|l| l.contains("clear")).await;
+    assert!(!line.contains("\u{1b}[2J") && !line.contains('\u{202e}'), "{line:?}");
+    alice.send("QUIT :\u{1b}]0;owned\u{7}gone").await;
+    let line = bob.expect_line(|l| l.contains("gone")).await;
+    assert!(!line.contains("\u{1b}]0") && !line.contains('\u{7}'), "{line:?}");
+}
+
+#[tokio::test]
+async fn max_per_ip_counts_irc_and_tcp_connections_together() {
+    let server = daemon(&["--max-per-ip", "1"]);
+    let _bob = Client::named(server.addr, "bob").await;
+    let mut irc = Irc::connect(server.irc_addr()).await;
+    let refused = irc.client.until_closed().await;
+    assert!(refused.iter().any(|l| l.starts_with("ERROR :")), "{refused:#?}");
+    let from_elsewhere = "127.0.0.2".parse().expect("loopback address");
+    let client = Client::connect_from(server.irc_addr(), from_elsewhere).await;
+    let mut carol = Irc { client, nick: "*".to_owned() };
+    carol.send("NICK carol").await;
+    carol.send("USER carol 0 * :Carol").await;
+    carol.expect_command("001").await;
+}
+
+#[tokio::test]
+async fn a_returning_owner_on_irc_is_put_back_in_their_channels() {
+    let server = daemon(&[]);
+    let mut alice = Irc::registered(server.irc_addr(), "alice").await;
+    alice.send("REGISTER longenoughpassword").await;
+    alice.expect(|l| l.contains("yours now")).await;
+    alice.send("JOIN #rust").await;
+    alice.expect_command("366").await;
+    alice.send("QUIT").await;
+    alice.client.until_closed().await;
+    let mut bob = Client::named(server.addr, "bob").await;
+    bob.join("#rust").await;
+    bob.send("while you were away").await;
+    bob.send("/history 1").await;
+    bob.expect_line(|l| strip_ansi(l).contains("] ") && l.contains("while you were away")).await;
+
+    let mut back = Irc::connect(server.irc_addr()).await;
+    back.send("PASS longenoughpassword").await;
+    back.send("NICK alice").await;
+    back.send("USER alice 0 * :Alice").await;
+    back.expect_command("001").await;
+    let rejoined = back.until(|l| command_of(l) == "366" && l.contains("#rust")).await;
+    assert!(rejoined.iter().any(|l| l == ":alice!alice@chat JOIN #rust"), "{rejoined:#?}");
+    let names = rejoined.iter().rev().find(|l| command_of(l) == "353").expect("names");
+    assert!(names.contains("bob") && names.contains("alice"), "{names}");
+    back.expect(|l| l.contains("while you were away")).await;
+}

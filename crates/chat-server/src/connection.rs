@@ -232,8 +232,8 @@ where
                     Ok(Some(Joined { room, entry })) => {
                         // An IRC client is told of each channel it is put in.
                         if self.irc.is_some() {
-                            let online = entry.online.clone();
-                            self.output.reply(&Reply::Joined { room: name.clone(), online });
+                            let joined = room.name().clone();
+                            self.joined_channel(&joined);
                         }
                         session.rooms.add(Subscription::new(
                             room,

@@ -151,6 +151,12 @@ fn nick_name(nick: &str) -> Result<Name, String> {
     Name::parse(nick).map_err(|e| e.to_string())
 }
 
+/// Text a client sent that others will read (a quit reason, a topic),
+/// sanitised as every line of every door is.
+fn clean(text: &str) -> String {
+    sanitize_text(text).trim().to_owned()
+}
+
 /// A ban mask as the target the chat bans: the host of `*!*@host`, or the nick.
 fn mask_target(mask: &str) -> &str {
     match mask.split_once('@') {
@@ -238,7 +244,7 @@ where
                 "AUTHENTICATE" => self.authenticate(&mut registration, &message).await?,
                 "PING" => self.pong(&message),
                 "PONG" => {}
-                "QUIT" => return Err(End::Quit(message.param(0).map(str::to_owned))),
+                "QUIT" => return Err(End::Quit(message.param(0).map(clean))),
                 command => self.numeric("451", &format!("{command} :You have not registered")),
             }
             let ready = registration.user
@@ -484,7 +490,7 @@ where
             "CAP" => self.cap(&message, false),
             "USER" | "PASS" => self.numeric("462", ":You may not reregister"),
             "AUTHENTICATE" => self.numeric("907", ":You have already authenticated"),
-            "QUIT" => return Err(End::Quit(message.param(0).map(str::to_owned))),
+            "QUIT" => return Err(End::Quit(message.param(0).map(clean))),
             "NICK" => self.nick(session, &message).await?,
             "JOIN" => self.join(session, &message).await?,
             "PART" => self.part(session, &message),
@@ -588,13 +594,7 @@ where
             match ctx.hub.join_room(&session.speaker, &name).await {
                 Ok(Some(Joined { room, entry })) => {
                     info!(id = self.id, room = %room.name(), "joined a room");
-                    let me = source(session.speaker.name.as_str());
-                    self.send(&format!(":{me} JOIN {}", room.name()));
-                    if let Some(topic) = ctx.hub.moderation().topic(room.key()) {
-                        let topic = Some(Box::new(topic));
-                        self.output.reply(&Reply::Topic { room: room.name().clone(), topic });
-                    }
-                    self.names_of(room.name().as_str());
+                    self.joined_channel(room.name());
                     let lines = entry.history;
                     self.output.reply(&Reply::Recent { room: Some(room.name().clone()), lines });
                     let key = room.key().clone();
@@ -614,6 +614,18 @@ where
             }
         }
         Ok(())
+    }
+
+    /// What a client is told of a channel it is now in: its `JOIN`, the
+    /// topic and every member's name.
+    pub(crate) fn joined_channel(&mut self, room: &RoomName) {
+        let me = self.me();
+        self.send(&format!(":{} JOIN {room}", source(&me)));
+        if let Some(topic) = self.ctx.hub.moderation().topic(&room.key()) {
+            let topic = Some(Box::new(topic));
+            self.output.reply(&Reply::Topic { room: room.clone(), topic });
+        }
+        self.names_of(room.as_str());
     }
 
     fn part(&mut self, session: &mut Session, message: &Message<'_>) {
@@ -889,7 +901,10 @@ where
             Some(_) if !session.rooms.contains(&key) => {
                 self.numeric("442", &format!("{channel} :You're not on that channel"));
             }
-            Some(text) => self.moderate(session, channel, Action::Topic(Some(text))).await,
+            Some(text) => {
+                let text = clean(text);
+                self.moderate(session, channel, Action::Topic(Some(&text))).await;
+            }
         }
     }
 
@@ -902,9 +917,9 @@ where
             self.numeric("442", &format!("{channel} :You're not on that channel"));
             return;
         }
-        let reason = message.param(2).unwrap_or("");
+        let reason = clean(message.param(2).unwrap_or(""));
         for who in nicks.split(',') {
-            self.moderate(session, channel, Action::Kick { who, reason }).await;
+            self.moderate(session, channel, Action::Kick { who, reason: &reason }).await;
         }
     }
 

@@ -241,7 +241,7 @@ pub fn isupport() -> String {
     let name = chat_proto::name::MAX_NAME_CHARS;
     format!(
         "CASEMAPPING=ascii CHANTYPES=# NICKLEN={name} CHANNELLEN={} TOPICLEN={} NETWORK={NETWORK} \
-         UTF8ONLY PREFIX=(o)@ CHANMODES=bq,,,nt STATUSMSG=@ CHATHISTORY={} MSGREFTYPES=timestamp",
+         UTF8ONLY PREFIX=(o)@ CHANMODES=bq,,,nt CHATHISTORY={} MSGREFTYPES=timestamp",
         chat_proto::room::MAX_ROOM_CHARS + 1,
         super::TOPIC_LEN,
         super::CHATHISTORY_MAX,
