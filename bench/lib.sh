@@ -9,6 +9,7 @@
 #   need [CMD:PKG...]      installs what is missing (as root)
 #   start_redis CPU [PORT] sets REDIS_PORT, REDIS_PID
 #   start_chat CPU ARGS... sets PORT, PID (the daemon's log is $OUT/chat-<port>.log)
+#   start_ngircd CPU       sets PORT, PID (config and log: $OUT/ngircd-<port>.{conf,log})
 #   stop PID               SIGTERM, then wait
 #   rss_kib PID, fds PID, cpu_s PID, threads_cpu PID (CPU seconds by thread name, as JSON)
 #   mono_ns                CLOCK_MONOTONIC now, in nanoseconds
@@ -116,12 +117,54 @@ start_chat() {
   wait_for_port "$PORT"
 }
 
+# start_ngircd CPU: an ngircd on a free port, pinned to CPU.
+start_ngircd() {
+  local cpu=$1
+  PORT=$(free_port)
+  # High limits (MaxJoins = 0: a client may join any number of channels; W7's are in two), no
+  # DNS/ident/PAM lookups, and an operator whose clients set user mode +F
+  # ("relaxed flood protection": no throttling, 10 commands per read instead of 3). The
+  # per-command penalty seconds stay (MaxPenaltyTime -1): they only slow joins (OPER, MODE),
+  # and with MaxPenaltyTime = 0 ngircd outruns its 32 KiB per-client write buffer under W1 and
+  # disconnects a third of the receivers ("Write buffer space exhausted").
+  cat >"$OUT/ngircd-$PORT.conf" <<EOF
+[Global]
+	Name = bench.localhost
+	Info = loadgen benchmark
+	Listen = 127.0.0.1
+	Ports = $PORT
+	MotdPhrase = "benchmark"
+[Limits]
+	MaxConnections = 0
+	MaxConnectionsIP = 0
+	MaxJoins = 0
+	MaxNickLength = 31
+	PingTimeout = 3600
+	PongTimeout = 3600
+[Options]
+	DNS = no
+	Ident = no
+	PAM = no
+[Operator]
+	Name = bench
+	Password = bench
+EOF
+  taskset -c "$cpu" ngircd -n -f "$OUT/ngircd-$PORT.conf" </dev/null >"$OUT/ngircd-$PORT.log" 2>&1 &
+  PID=$!
+  PIDS+=("$PID")
+  wait_for_port "$PORT"
+}
+
 # loadgen LABEL PROTOCOL PORT PID ARGS...: one run, its JSON line appended to the results.
+# IRC clients OPER as IRC_OPER (default bench:bench, the operator start_ngircd configures) to
+# lift ngircd's flood throttling; IRC_OPER= (empty) for a server that needs no such thing.
 loadgen() {
   local label=$1 protocol=$2 port=$3 pid=$4
   shift 4
-  local extra=()
-  [ "$protocol" = irc ] && extra=(--oper bench:bench)
+  local extra=() oper=${IRC_OPER-bench:bench}
+  if [ "$protocol" = irc ] && [ -n "$oper" ]; then
+    extra=(--oper "$oper")
+  fi
   taskset -c "$LOADGEN_CPU" "$LOADGEN" --protocol "$protocol" --addr "127.0.0.1:$port" \
     --server-pid "$pid" --label "$label" --quiet "${extra[@]}" "$@" \
     >>"$RESULTS" 2>>"$OUT/loadgen.log" || {

@@ -35,8 +35,8 @@ ulimit -n 20000
 RESULTS="$OUT/results.jsonl"
 : >"$RESULTS"
 
-# start_ours / start_peer_redis / start_ngircd set PORT and PID, pinned to SERVER_CPU. A workload
-# adds flags for our server in ours_args.
+# start_ours / start_peer_redis / start_ngircd (bench/lib.sh) set PORT and PID, pinned to
+# SERVER_CPU. A workload adds flags for our server in ours_args.
 ours_args=()
 start_ours() {
   start_chat "$SERVER_CPU" --rate 0 --no-color --max-clients 30000 "${ours_args[@]}"
@@ -48,42 +48,6 @@ start_peer_redis() {
   PID=$REDIS_PID
 }
 
-start_ngircd() {
-  PORT=$(free_port)
-  # High limits (MaxJoins = 0: a client may join any number of channels; W7's are in two), no
-  # DNS/ident/PAM lookups, and an operator whose clients set user mode +F
-  # ("relaxed flood protection": no throttling, 10 commands per read instead of 3). The
-  # per-command penalty seconds stay (MaxPenaltyTime -1): they only slow joins (OPER, MODE),
-  # and with MaxPenaltyTime = 0 ngircd outruns its 32 KiB per-client write buffer under W1 and
-  # disconnects a third of the receivers ("Write buffer space exhausted").
-  cat >"$OUT/ngircd.conf" <<EOF
-[Global]
-	Name = bench.localhost
-	Info = loadgen benchmark
-	Listen = 127.0.0.1
-	Ports = $PORT
-	MotdPhrase = "benchmark"
-[Limits]
-	MaxConnections = 0
-	MaxConnectionsIP = 0
-	MaxJoins = 0
-	MaxNickLength = 31
-	PingTimeout = 3600
-	PongTimeout = 3600
-[Options]
-	DNS = no
-	Ident = no
-	PAM = no
-[Operator]
-	Name = bench
-	Password = bench
-EOF
-  taskset -c "$SERVER_CPU" ngircd -n -f "$OUT/ngircd.conf" </dev/null >"$OUT/ngircd.log" 2>&1 &
-  PID=$!
-  PIDS+=("$PID")
-  wait_for_port "$PORT"
-}
-
 # compare LABEL ARGS...: start the three servers, run RUNS rounds of chat, redis, irc.
 compare() {
   local label=$1
@@ -92,7 +56,7 @@ compare() {
   local chat_port=$PORT chat_pid=$PID
   start_peer_redis
   local redis_port=$PORT redis_pid=$PID
-  start_ngircd
+  start_ngircd "$SERVER_CPU"
   local irc_port=$PORT irc_pid=$PID
   for run in $(seq "$RUNS"); do
     log "$label round $run/$RUNS"

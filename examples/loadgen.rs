@@ -2,8 +2,8 @@
 //!
 //! `load` mode connects N clients, lets S of them send M messages (flat out or at a rate), and
 //! measures on the receiving side: deliveries per second, messages lost, latency percentiles, and
-//! (given `--server-pid`) the server's CPU time and memory. `idle` mode holds many named chat
-//! connections and reports the server's memory per connection and the time one message takes to
+//! (given `--server-pid`) the server's CPU time and memory. `idle` mode holds many named
+//! connections (chat, web or IRC) and reports the server's memory per connection and the time one message takes to
 //! reach them all. `parse-bench` shows how fast the receiving path is on one core, so a result can
 //! be trusted not to measure the load generator itself. Each run prints one JSON line on stdout
 //! and a summary on stderr. It only ever connects to loopback addresses, and every loop in it is
@@ -18,8 +18,13 @@
 //! Many rooms: `--rooms N` puts client i in room `r{i mod N}` besides the lobby (`--channel`,
 //! where nobody speaks), senders speak in their room, and a message is expected only at the
 //! other members of its room; loss, duplicates, misrouted lines and latency are counted per room.
-//! `joins` mode times `/join` on our server: every client joins `--rooms` rooms, one join after
-//! another, to show how the cost grows with a user's rooms and with a room's members.
+//! `joins` mode times a chat `/join` or an IRC `JOIN`: every client joins `--rooms` rooms, one
+//! join after another, to show how the cost grows with a user's rooms and with a room's members.
+//!
+//! IRC (`--protocol irc`): NICK and USER, 001, JOIN and the end of NAMES (366), then PRIVMSG to
+//! the channel; deliveries are the PRIVMSG lines that carry a token, and PING gets a PONG in
+//! every mode. `--oper` lets ngircd's clients lift its flood throttling; our daemon's IRC door
+//! (`--listen-irc`) needs none.
 //!
 //! ```text
 //! cargo run --release --example loadgen -- --protocol chat --addr 127.0.0.1:7878 \
@@ -69,14 +74,15 @@ use crate::protocol::{JoinOptions, Protocol};
 enum Mode {
     /// N clients, S senders, M messages each: throughput, loss, latency.
     Load,
-    /// N idle named chat connections: server memory per connection, time to reach them all.
+    /// N idle named connections (chat, web, IRC): server memory per connection, time to reach
+    /// them all.
     Idle,
     /// The receiving path over in-memory lines: how much the load generator itself can take.
     ParseBench,
     /// One client joins and sends one token (`--run-tag`) that idle processes wait for.
     Cast,
-    /// Chat: every client, one after another, joins `--rooms` rooms one after another: how the
-    /// time of a join grows with a user's rooms and a room's members.
+    /// Chat or IRC: every client, one after another, joins `--rooms` rooms one after another:
+    /// how the time of a join grows with a user's rooms and a room's members.
     Joins,
 }
 
@@ -359,12 +365,14 @@ fn check(args: &Args) -> Result<()> {
             bail!("--addr {addr}: only loopback addresses (127.0.0.0/8, ::1) may receive load");
         }
     }
-    let ours = matches!(args.protocol, Protocol::Chat | Protocol::Web);
-    if matches!(args.mode, Mode::Cast | Mode::Joins) && args.protocol != Protocol::Chat {
-        bail!("the cast and joins modes speak only the chat protocol");
+    if args.mode == Mode::Cast && args.protocol != Protocol::Chat {
+        bail!("the cast mode speaks only the chat protocol");
     }
-    if args.mode == Mode::Idle && !ours {
-        bail!("the idle mode speaks only our protocols (chat, web)");
+    if args.mode == Mode::Joins && !matches!(args.protocol, Protocol::Chat | Protocol::Irc) {
+        bail!("the joins mode speaks chat or IRC");
+    }
+    if args.mode == Mode::Idle && args.protocol == Protocol::Redis {
+        bail!("the idle mode speaks chat, web or IRC (Redis has no names to hold)");
     }
     if matches!(args.mode, Mode::Idle | Mode::Cast) && args.rooms.is_some() {
         bail!("--rooms applies to the load and joins modes");
@@ -555,6 +563,7 @@ fn cast_plan(args: &Args, run: usize) -> cast::Plan {
 
 fn joins_plan(args: &Args, run: usize) -> joins::Plan {
     joins::Plan {
+        protocol: args.protocol,
         server: args.addr[0],
         clients: args.clients,
         rooms: args.rooms.unwrap_or(1),

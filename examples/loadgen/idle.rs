@@ -1,12 +1,13 @@
-//! The idle mode: many named chat connections that only listen, the server memory they cost,
-//! and how long one message takes to reach all of them.
+//! The idle mode: many named connections (chat, web or IRC) that only listen, the server memory
+//! they cost, and how long one message takes to reach all of them.
 //!
 //! Connections come from a spread of loopback source addresses, at most `--concurrency`
 //! connecting at once, and every one reads continuously from the moment it joins (join notices,
 //! presence summaries), as a real idle client would. Server memory is sampled before the first
 //! connection and after the joins have settled; the difference over N is the cost of one idle
 //! connection. Then one extra client joins and sends a single token, and the time until the last
-//! idle connection has it is the broadcast time.
+//! idle connection has it is the broadcast time. An idle IRC connection answers the server's
+//! PINGs, as a real client would, so a server that checks its idle clients keeps them.
 //!
 //! Across processes and daemons (W6): with several `--addr`s, connection i goes to address
 //! i mod K; with `--broadcast external` the process does not send the message itself. Once its
@@ -42,7 +43,8 @@ use crate::wire::{LineReader, Token, TokenFinder};
 
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// What the idle clients and the broadcaster speak: `chat`, or `web` (the WebSocket door).
+    /// What the idle clients and the broadcaster speak: `chat`, `web` (the WebSocket door) or
+    /// `irc`.
     pub protocol: Protocol,
     /// Connection i goes to `servers[i % servers.len()]`; the broadcaster to the first.
     pub servers: Vec<SocketAddr>,
@@ -157,9 +159,8 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
     if let Some(progress) = progress {
         progress.abort();
     }
-    for (writer, reader) in connections {
+    for reader in connections {
         reader.abort();
-        drop(writer);
     }
     let broadcast = broadcast?;
 
@@ -184,25 +185,28 @@ async fn open_idle(
     i: usize,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
-) -> Result<(OwnedWriteHalf, JoinHandle<()>)> {
+) -> Result<JoinHandle<()>> {
     let server = plan.servers[i % plan.servers.len()];
     let source = spread_source(plan.source_offset + i);
     let stream = connect(server, Some(source), plan.kernel_clock).await?;
     let name = format!("{}{}i{i}", plan.names, plan.run);
     let Joined { reader, writer, .. } = plan.protocol.join(stream, &name, &plan.join).await?;
     shared.joined.fetch_add(1, Ordering::Relaxed);
-    let reader = tokio::spawn(listen(reader, shared, stop, i % plan.servers.len(), plan.protocol));
-    Ok((writer, reader))
+    let server = i % plan.servers.len();
+    Ok(tokio::spawn(listen(reader, writer, shared, stop, server, plan.protocol)))
 }
 
-/// Reads everything that arrives; notes the broadcast token once.
+/// Reads everything that arrives, answering what must be answered (IRC PING) on `writer`, which
+/// it keeps open until it stops; notes the broadcast token once.
 async fn listen(
     mut reader: LineReader<OwnedReadHalf>,
+    mut writer: OwnedWriteHalf,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     server: usize,
     protocol: Protocol,
 ) {
+    let mut answers = Vec::new();
     let finder = TokenFinder;
     let mut arrived = false;
     let mut seen = vec![false; shared.watch.len()];
@@ -249,11 +253,20 @@ async fn listen(
                     }
                     if let Some(count) = protocol.missed_count(line) {
                         shared.missed_told.fetch_add(count, Ordering::Relaxed);
+                    } else if let Some(answer) = protocol.reply_to(line) {
+                        answers.extend_from_slice(&answer);
                     }
                 }
             }
         }
         shared.lines.fetch_add(lines, Ordering::Relaxed);
+        if !answers.is_empty() {
+            if writer.write_all(&answers).await.is_err() {
+                shared.disconnected.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            answers.clear();
+        }
         reader.shrink_when_idle();
     }
 }
@@ -330,9 +343,10 @@ async fn broadcast_once(plan: &Plan, shared: &Shared) -> Result<Broadcast> {
     let sent_at = now_nanos();
     shared.token_sent.store(sent_at, Ordering::Relaxed);
     Token { sender: 0, seq: 0, nanos: sent_at, tag: shared.tag }.write_padded(&mut text, plan.size);
-    plan.protocol.frame_message(&mut line, "", &text);
+    plan.protocol.frame_message(&mut line, plan.join.speaks_in(), &text);
     writer.write_all(&line).await.context("sending the broadcast")?;
     let deadline = Instant::now() + plan.broadcast_timeout;
+    let mut answers = Vec::new();
     let all = tokio::time::timeout_at(deadline, async {
         // Keep the broadcaster's own input drained while waiting.
         loop {
@@ -342,7 +356,16 @@ async fn broadcast_once(plan: &Plan, shared: &Shared) -> Result<Broadcast> {
                     shared.all_arrived.notified().await;
                     return;
                 } else {
-                    while reader.next_line().is_some() {}
+                    while let Some(line) = reader.next_line() {
+                        if let Some(answer) = plan.protocol.reply_to(line) {
+                            answers.extend_from_slice(&answer);
+                        }
+                    }
+                    if !answers.is_empty() && writer.write_all(&answers).await.is_err() {
+                        shared.all_arrived.notified().await;
+                        return;
+                    }
+                    answers.clear();
                 },
             }
         }

@@ -1,9 +1,10 @@
-//! The joins mode: how the time of a `/join` on our chat server grows with a user's rooms and with
-//! a room's members.
+//! The joins mode: how the time of a join (a chat `/join`, an IRC `JOIN`) grows with a user's rooms
+//! and with a room's members.
 //!
 //! Every client is connected and named first (not timed). Then the clients take turns, one after
 //! another, and each joins the rooms `#j0`, `#j1`, ... (`--rooms`) one after another, every join
-//! waiting for the notice that makes the room current. One client and N rooms measures the cost
+//! waiting for the server's answer (chat: the notice that makes the room current; IRC: the end of
+//! the channel's NAMES). One client and N rooms measures the cost
 //! against the number of rooms a user is in; N clients and one room, against the number of members
 //! a room has. If a join costs the same whatever the sizes, the total grows linearly with N and
 //! the second half of the joins takes as long as the first; the report gives both halves, the
@@ -19,12 +20,14 @@ use serde_json::json;
 use crate::connect::{connect, in_parallel, spread_source};
 use crate::metrics::{Histogram, now_nanos, seconds_between};
 use crate::outcome::{Outcome, round};
-use crate::protocol::{JoinOptions, Joined, Protocol, enter_room};
+use crate::protocol::{JoinOptions, Joined, Protocol};
 use crate::sampling::cpu_seconds_of;
 use crate::system::{Process, ensure_descriptors};
 
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// Chat or IRC.
+    pub protocol: Protocol,
     pub server: SocketAddr,
     pub clients: usize,
     /// Rooms each client joins.
@@ -53,7 +56,8 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
     let servers: Vec<Process> = plan.server_pids.iter().map(|&pid| Process::Pid(pid)).collect();
     let cpu_before = cpu_seconds_of(&servers);
     let started = now_nanos();
-    let took = tokio::time::timeout(plan.setup_timeout, join_in_turn(&mut clients, &rooms))
+    let joining = join_in_turn(plan.protocol, &mut clients, &rooms);
+    let took = tokio::time::timeout(plan.setup_timeout, joining)
         .await
         .context("the joins did not finish in time")??;
     let join_s = seconds_between(started, now_nanos());
@@ -63,23 +67,27 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
 
 async fn connect_everyone(plan: &Plan) -> Result<Vec<Joined>> {
     in_parallel(plan.clients, plan.concurrency, |i| {
-        let (server, join) = (plan.server, plan.join.clone());
+        let (protocol, server, join) = (plan.protocol, plan.server, plan.join.clone());
         let name = format!("{}{}j{i}", plan.names, plan.run);
         async move {
             let stream = connect(server, Some(spread_source(i)), false).await?;
-            Protocol::Chat.join(stream, &name, &join).await
+            protocol.join(stream, &name, &join).await
         }
     })
     .await
 }
 
 /// Client after client, room after room: the nanoseconds each join took.
-async fn join_in_turn(clients: &mut [Joined], rooms: &[RoomName]) -> Result<Vec<u64>> {
+async fn join_in_turn(
+    protocol: Protocol,
+    clients: &mut [Joined],
+    rooms: &[RoomName],
+) -> Result<Vec<u64>> {
     let mut took = Vec::with_capacity(clients.len() * rooms.len());
     for (i, client) in clients.iter_mut().enumerate() {
         for room in rooms {
             let asked = now_nanos();
-            enter_room(client, room).await.with_context(|| format!("client {i}"))?;
+            protocol.enter(client, room).await.with_context(|| format!("client {i}"))?;
             took.push(now_nanos() - asked);
         }
     }

@@ -174,6 +174,18 @@ impl Protocol {
         }
     }
 
+    /// Joins one more room on a connection that has joined, and waits until the server has
+    /// answered: chat's notice that the room is the current one, IRC's end of NAMES.
+    pub async fn enter(self, joined: &mut Joined, room: &RoomName) -> Result<()> {
+        match self {
+            Protocol::Chat => enter_room(joined, room).await,
+            Protocol::Irc => join_irc_channel(joined, &room.as_str()[1..]).await,
+            Protocol::Redis | Protocol::Web => {
+                bail!("joining one room at a time speaks chat or IRC, not {}", self.name())
+            }
+        }
+    }
+
     /// Whether the server sends lines a client must answer (IRC PING).
     pub fn expects_answers(self) -> bool {
         matches!(self, Protocol::Irc)
@@ -287,7 +299,7 @@ async fn await_welcome(joined: &mut Joined, name: &str) -> Result<()> {
 }
 
 /// `/join`s a room on our chat server and waits until the server says it is the current one.
-pub async fn enter_room(joined: &mut Joined, room: &RoomName) -> Result<()> {
+async fn enter_room(joined: &mut Joined, room: &RoomName) -> Result<()> {
     send(joined, join_line(room).as_bytes()).await?;
     await_current_room(joined, room).await
 }
@@ -416,10 +428,16 @@ async fn name_irc(joined: &mut Joined, nick: &str, options: &JoinOptions) -> Res
 
 async fn join_irc_channels(joined: &mut Joined, channels: &[String]) -> Result<()> {
     for channel in channels {
-        send(joined, format!("JOIN #{channel}\r\n").as_bytes()).await?;
-        irc_wait(joined, "366 (end of NAMES)", |code, _| code == "366").await?;
+        join_irc_channel(joined, channel).await?;
     }
     Ok(())
+}
+
+/// JOINs `#channel` and waits for the end of its NAMES, which a server sends once it has added
+/// the client to the channel.
+async fn join_irc_channel(joined: &mut Joined, channel: &str) -> Result<()> {
+    send(joined, format!("JOIN #{channel}\r\n").as_bytes()).await?;
+    irc_wait(joined, "366 (end of NAMES)", |code, _| code == "366").await
 }
 
 /// Reads IRC lines, answering PINGs, until `done(command, line)`; fails on an error numeric.
