@@ -308,12 +308,15 @@ impl Hub {
         let rows = match self.store.moderation_rows().await {
             Ok(Some(rows)) => rows,
             Ok(None) => {
+                // In one write: another daemon reading meanwhile finds all or none.
                 let held = self.moderation.rows(now_ms());
                 if !held.is_empty() {
                     warn!(rows = held.len(), "Redis holds no moderation; giving it back ours");
                 }
-                for row in held {
-                    self.keep(&Change::Put(row)).await;
+                if let Err(error) = self.store.give_back_moderation(&held).await {
+                    warn!(%error, "moderation not given back; it will be once Redis is back");
+                    self.moderation_unread.store(true, Ordering::Relaxed);
+                    return;
                 }
                 self.moderation_unread.store(false, Ordering::Relaxed);
                 self.keep_unkept().await;
