@@ -13,7 +13,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Client, RedisServer, Server, WAIT, register, strip_ansi};
+use support::{Client, RedisServer, Server, WAIT, barrier, register, strip_ansi};
 
 /// A daemon on `redis` whose console the test types on.
 fn node(redis: &RedisServer) -> Server {
@@ -217,6 +217,37 @@ async fn a_topic_set_on_one_daemon_is_shown_on_another() {
         joined.iter().any(|l| l.contains("Topic of #den: crabs only, please (set by owen)")),
         "{joined:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kick_on_one_daemon_puts_out_a_user_on_another_and_is_told_once() {
+    let redis = RedisServer::start();
+    let (mut a, b) = (node(&redis), node(&redis));
+    let mut owen = registered(a.addr, "owen").await;
+    owen.join("#den").await;
+    let mut bob = Client::named(b.addr, "bob").await;
+    bob.join("#den").await;
+    owen.expect_line(|l| l.contains("bob joined #den")).await;
+    let mut carol = Client::named(b.addr, "carol").await;
+    carol.join("#den").await;
+    owen.expect_line(|l| l.contains("carol joined #den")).await;
+    owen.send("/kick bob calm down").await;
+    let done = strip_ansi(&owen.expect_line(|l| l.contains("kicked")).await);
+    assert!(done.contains("bob was kicked from #den by owen: calm down"), "{done}");
+    let out = strip_ansi(&bob.expect_line(|l| l.contains("kicked")).await);
+    assert!(out.contains("bob was kicked from #den by owen: calm down"), "{out}");
+    owen.expect_line(|l| l.contains("bob left #den")).await;
+    barrier(&mut owen, &mut carol).await;
+    let told = carol.seen.iter().filter(|l| l.contains("bob was kicked from #den")).count();
+    assert_eq!(told, 1, "carol, on bob's daemon, told once: {:#?}", carol.seen);
+    // A kick is not a ban: bob may come back.
+    bob.join("#den").await;
+    owen.expect_line(|l| l.contains("bob joined #den")).await;
+    // Off the server, from A's console.
+    console(&mut a, "/kick bob enough", "bob was kicked from the server");
+    let gone = bob.until_closed().await;
+    assert!(gone.iter().any(|l| l.contains("enough")), "{gone:?}");
+    owen.expect_line(|l| l.contains("bob was kicked (enough)")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -317,7 +317,8 @@ pub enum Heard {
     Event(Wire),
     /// Redis was lost, for this reason: the room reaches only local users.
     Lost { error: String },
-    /// Redis is back with every room channel subscribed again.
+    /// Redis is reachable with every room channel subscribed: again after
+    /// an outage, or for the first time.
     Whole,
     /// Another daemon is gone (shut down, or silent too long); `how` its users left.
     NodeGone { node: NodeId, how: &'static str },

@@ -134,9 +134,10 @@ impl Task {
             return SessionEnd::Lost(error);
         }
         // Subscribed to every channel again: only now is the room whole.
-        if std::mem::take(&mut self.degraded) {
-            self.tell(Heard::Whole).await;
-        }
+        // Told on a first connection too: what could not be read from
+        // Redis before (a start while it was slow to answer) is read now.
+        self.degraded = false;
+        self.tell(Heard::Whole).await;
         let mut nodes: HashMap<NodeId, Instant> = HashMap::new();
         let mut own_heartbeat_seen = Instant::now();
         let mut heartbeat = tokio::time::interval(HEARTBEAT);

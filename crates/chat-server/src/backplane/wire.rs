@@ -98,6 +98,16 @@ pub enum Wire {
     Goodbye {
         node: NodeId,
     },
+    /// `who` kicked out of `room` (or, `None`, off the server) on the
+    /// sending node: the node where they are puts them out, and every node
+    /// tells its members of the room.
+    Kick {
+        node: NodeId,
+        who: Name,
+        room: Option<RoomName>,
+        by: String,
+        reason: String,
+    },
     /// A moderation change made on the sending node (a ban, a mute, an
     /// owner, a room operator, a topic, or its removal), already kept in
     /// the shared store: every other node applies it.
@@ -139,6 +149,7 @@ impl Wire {
             | Wire::Hello { node }
             | Wire::Roster { node, .. }
             | Wire::Goodbye { node }
+            | Wire::Kick { node, .. }
             | Wire::Moderation { node, .. } => *node,
         }
     }
@@ -175,6 +186,10 @@ impl Wire {
                 format!("R\t{node:x}\t{}\t{}", u8::from(*first), list.join("\t"))
             }
             Wire::Goodbye { node } => format!("G\t{node:x}"),
+            Wire::Kick { node, who, room, by, reason } => {
+                let room = room.as_ref().map(RoomName::as_str).unwrap_or_default();
+                format!("K\t{node:x}\t{who}\t{room}\t{by}\t{reason}")
+            }
             Wire::Moderation { node, change } => {
                 let op = if matches!(change, Change::Put(_)) { "+" } else { "-" };
                 let row = change.row().encode();
@@ -249,6 +264,16 @@ impl Wire {
                 Wire::Roster { node, first, members }
             }
             "G" => Wire::Goodbye { node },
+            "K" => Wire::Kick {
+                node,
+                who: fields.name()?,
+                room: match fields.next("room")? {
+                    "" => None,
+                    room => Some(parse_room(room)?),
+                },
+                by: sanitize_text(fields.next("by")?),
+                reason: fields.rest(),
+            },
             "C" => {
                 let version = fields.next("version")?;
                 if version != MODERATION_VERSION {
@@ -407,6 +432,20 @@ mod tests {
             },
             Wire::Roster { node, first: false, members: vec![] },
             Wire::Goodbye { node },
+            Wire::Kick {
+                node,
+                who: name("bob"),
+                room: Some(room("#den")),
+                by: "owen".into(),
+                reason: "calm down".into(),
+            },
+            Wire::Kick {
+                node,
+                who: name("bob"),
+                room: None,
+                by: "server".into(),
+                reason: "".into(),
+            },
             Wire::Moderation {
                 node,
                 change: Change::Put(row("ban\t#rust\tmallory\towen\t5\t9\tspam")),
@@ -429,6 +468,8 @@ mod tests {
         assert!(Wire::decode(b"M\t1\tlobby\talice\t0\thi").is_err(), "room without #");
         assert!(Wire::decode(b"M\t1\t#a b\talice\t0\thi").is_err(), "bad room");
         assert!(Wire::decode(b"X\t1").is_err());
+        assert!(Wire::decode(b"K\t1\tbob\tden\towen\tbye").is_err(), "room without #");
+        assert!(Wire::decode(b"K\t1\tserver\t\towen\tbye").is_err(), "reserved name");
         assert!(Wire::decode(b"M\tzz\t#lobby\talice\t0\thi").is_err());
         assert!(Wire::decode(b"\xff").is_err());
         let forged = Wire::decode(b"M\t1\t#lobby\talice\t0\t\x1b[2Jboom\tmore").expect("decodes");

@@ -19,7 +19,9 @@
 //! `Moderation::apply` and its effects follow through the same
 //! `take_effect`. Each daemon puts out only its own people and tells only
 //! its own members of a room, so every effect happens once, on the daemon
-//! of whoever it concerns, whichever daemon the change was made on.
+//! of whoever it concerns, whichever daemon the change was made on. A kick
+//! changes nothing kept; it crosses daemons the same way
+//! ([`Hub::follow_kick`]), so someone on another daemon can be kicked too.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -36,6 +38,7 @@ use crate::moderation::{
 };
 use crate::people::Direct;
 use crate::reply::Reply;
+use crate::room::RoomError;
 use crate::stats::Stats;
 use crate::store::now_ms;
 
@@ -318,12 +321,15 @@ impl Hub {
         let rows = match self.store.moderation_rows().await {
             Ok(Some(rows)) => rows,
             Ok(None) => {
+                // In one write: another daemon reading meanwhile finds all or none.
                 let held = self.moderation.rows(now_ms());
                 if !held.is_empty() {
                     warn!(rows = held.len(), "Redis holds no moderation; giving it back ours");
                 }
-                for row in held {
-                    self.keep(&Change::Put(row)).await;
+                if let Err(error) = self.store.give_back_moderation(&held).await {
+                    warn!(%error, "moderation not given back; it will be once Redis is back");
+                    self.moderation_unread.store(true, Ordering::Relaxed);
+                    return;
                 }
                 self.moderation_unread.store(false, Ordering::Relaxed);
                 self.keep_unkept().await;
@@ -432,8 +438,26 @@ impl Hub {
             by,
             reason: reason.to_owned(),
         };
-        self.remove(who, reach.as_ref(), &done).map_err(|e| e.to_string())?;
+        let elsewhere = self.people.remote_person(who.as_str()).is_some();
+        match self.remove(who, reach.as_ref(), &done) {
+            Err(RoomError::NoSuchUser) if elsewhere => {}
+            result => result.map_err(|e| e.to_string())?,
+        }
+        if let Some(bp) = &self.backplane {
+            let (node, who, room) = (bp.node(), who.clone(), reach);
+            let Moderated::Kicked { by, reason, .. } = done.clone() else { return Ok(done) };
+            bp.forward(Wire::Kick { node, who, room, by, reason });
+        }
         Ok(done)
+    }
+
+    /// A kick made on another daemon: whoever it concerns is put out if
+    /// they are here, and the room's members here are told.
+    pub(super) fn follow_kick(&self, done: Moderated) {
+        let Moderated::Kicked { who, room, .. } = &done else { return };
+        let _ = self.remove(who, room.as_ref(), &done);
+        self.tell(None, &done);
+        info!(what = ?done, "moderation on another daemon");
     }
 
     /// Takes `who` out of `room` (or off the server), telling them `why`.

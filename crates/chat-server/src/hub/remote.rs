@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use super::Hub;
 use crate::backplane::Heard;
 use crate::backplane::wire::{NodeId, RosterEntry, Wire};
-use crate::event::{Message, Presence, Said, Scope};
+use crate::event::{Message, Moderated, Presence, Said, Scope};
 use crate::people::{Departed, Direct};
 use crate::reply::Reply;
 use crate::room::Room;
@@ -132,6 +132,9 @@ impl Hub {
                 }
             }
             Wire::Moderation { change, .. } => self.follow_moderation(change),
+            Wire::Kick { who, room, by, reason, .. } => {
+                self.follow_kick(Moderated::Kicked { who, room, by, reason })
+            }
             // The backplane's own business; never handed on.
             Wire::Heartbeat { .. } | Wire::Hello { .. } | Wire::Goodbye { .. } => {}
         }

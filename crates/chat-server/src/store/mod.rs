@@ -187,6 +187,15 @@ impl Store {
         }
     }
 
+    /// Gives a shared store that lost its record (Redis restarted without
+    /// its data) the rows a daemon holds, all at once; others keep theirs.
+    pub async fn give_back_moderation(&self, rows: &[Row]) -> Result<(), Unavailable> {
+        match self {
+            Store::Shared(shared) => Box::pin(shared.give_back_moderation(rows)).await,
+            Store::Local(_) | Store::Nothing(_) => Ok(()),
+        }
+    }
+
     /// True when what is kept is shared with other daemons (and so read
     /// again once they can be reached after an outage).
     pub fn is_shared(&self) -> bool {

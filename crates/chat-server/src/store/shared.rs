@@ -282,6 +282,17 @@ impl SharedHistory {
         self.query::<i64>(command).await.map(drop)
     }
 
+    /// Gives a Redis that lost its record these rows, in one write, so
+    /// no daemon reads only some of them.
+    pub async fn give_back_moderation(&self, rows: &[Row]) -> Result<(), Unavailable> {
+        let mut command = redis::cmd("HSET");
+        command.arg(MODERATION_KEY).arg(KEPT).arg("1");
+        for row in rows {
+            command.arg(row.identity()).arg(row.encode());
+        }
+        self.query::<i64>(command).await.map(drop)
+    }
+
     fn login_key(key: &NameKey) -> String {
         format!("chat:login:{}", key.as_str())
     }
