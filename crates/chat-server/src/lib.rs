@@ -55,6 +55,7 @@ pub mod store;
 pub(crate) mod subscription;
 pub(crate) mod throttle;
 pub(crate) mod tls;
+pub(crate) mod utc;
 pub(crate) mod web;
 
 use std::sync::Arc;

@@ -27,6 +27,7 @@ use chat_proto::{Name, NameKey, RoomKey, RoomName, sanitize_text};
 use ipnet::IpNet;
 
 use crate::address_bans::AddressBans;
+use crate::utc::Utc;
 
 /// How much a person may do, lowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -61,26 +62,8 @@ pub fn until(now_ms: i64, duration: Option<Duration>) -> Option<i64> {
 /// `until 2026-05-01 12:30 UTC`, or `until lifted`.
 pub fn until_text(until_ms: Option<i64>) -> String {
     let Some(at_ms) = until_ms else { return "until lifted".to_owned() };
-    let (seconds, days) = (at_ms.div_euclid(1000), at_ms.div_euclid(86_400_000));
-    let (year, month, day) = civil_from_days(days);
-    let minute_of_day = seconds.rem_euclid(86_400) / 60;
-    let (hour, minute) = (minute_of_day / 60, minute_of_day % 60);
+    let Utc { year, month, day, hour, minute, .. } = Utc::of(at_ms);
     format!("until {year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
-}
-
-/// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// Who or what a ban is on.

@@ -20,6 +20,7 @@ use crate::protocol::{Protocol, Rendered, Sink};
 use crate::reply::Reply;
 use crate::room::{Online, Room};
 use crate::store::Stored;
+use crate::utc::Utc;
 
 /// The server's name in every message it sends, and the host of every user.
 pub const SERVER: &str = "chat";
@@ -87,11 +88,8 @@ fn source_of_actor(by: &str) -> String {
 
 /// `2026-12-07T04:01:18.123Z` for a time in milliseconds since 1970.
 pub fn iso_time(at_ms: i64) -> String {
-    let (secs, ms) = (at_ms.div_euclid(1000), at_ms.rem_euclid(1000));
-    let (days, of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    let (h, min, s) = (of_day / 3600, of_day % 3600 / 60, of_day % 60);
-    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{ms:03}Z")
+    let Utc { year, month, day, hour, minute, second, millisecond } = Utc::of(at_ms);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millisecond:03}Z")
 }
 
 /// Reads a time as `server-time` writes it (fraction optional), to milliseconds since 1970.
@@ -99,39 +97,12 @@ pub fn parse_iso_time(text: &str) -> Option<i64> {
     let text = text.strip_suffix('Z')?;
     let (date, time) = text.split_once('T')?;
     let mut date = date.splitn(3, '-').map(str::parse::<i64>);
-    let (y, m, d) = (date.next()?.ok()?, date.next()?.ok()?, date.next()?.ok()?);
+    let (year, month, day) = (date.next()?.ok()?, date.next()?.ok()?, date.next()?.ok()?);
     let (time, fraction) = time.split_once('.').unwrap_or((time, "0"));
     let mut time = time.splitn(3, ':').map(str::parse::<i64>);
-    let (h, min, s) = (time.next()?.ok()?, time.next()?.ok()?, time.next()?.ok()?);
-    let ms: i64 = format!("{fraction:0<3}").get(..3)?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 || min > 59 || s > 60 {
-        return None;
-    }
-    Some(((days_from_civil(y, m, d) * 24 + h) * 60 + min) * 60_000 + s * 1000 + ms)
-}
-
-/// Howard Hinnant's `civil_from_days`: a day since 1970 as (year, month, day).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// The inverse of [`civil_from_days`].
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let (hour, minute, second) = (time.next()?.ok()?, time.next()?.ok()?, time.next()?.ok()?);
+    let millisecond: i64 = format!("{fraction:0<3}").get(..3)?.parse().ok()?;
+    Utc { year, month, day, hour, minute, second, millisecond }.to_ms()
 }
 
 /// An event's messages, with and without their `@time` tag.
