@@ -556,3 +556,125 @@ async fn a_returning_owner_on_irc_is_put_back_in_their_channels() {
     assert!(names.contains("bob") && names.contains("alice"), "{names}");
     back.expect(|l| l.contains("while you were away")).await;
 }
+
+#[tokio::test]
+async fn an_irc_user_parts_its_last_channel_and_stays_online_in_none() {
+    let server = daemon(&[]);
+    let mut bob = Client::named(server.addr, "bob").await;
+    let mut alice = Irc::registered(server.irc_addr(), "alice").await;
+    bob.expect_line(|l| strip_ansi(l).contains("alice joined")).await;
+
+    alice.send("PART #lobby").await;
+    assert_eq!(alice.expect_command("PART").await, ":alice!alice@chat PART #lobby");
+    bob.expect_line(|l| strip_ansi(l).contains("alice left #lobby")).await;
+    let after = alice.sync("parted").await;
+    assert!(after.iter().all(|l| command_of(l) != "NOTICE"), "no refusal: {after:#?}");
+
+    // Online, in no room's member list.
+    bob.send("/who").await;
+    let who = bob.lines_until(|l| l.contains("(you)")).await;
+    assert!(who.iter().any(|l| l.contains("1 online in #lobby:")), "{who:#?}");
+    assert!(who.iter().all(|l| !l.contains("alice")), "{who:#?}");
+    bob.send("/rooms").await;
+    let rooms = bob.lines_until(|l| l.contains("#lobby (")).await;
+    assert!(rooms.last().is_some_and(|l| l.contains("#lobby (1)")), "{rooms:#?}");
+
+    // A channel it is not in answers as IRC servers do; a line meant for
+    // the current room is refused with the reason.
+    alice.send("PRIVMSG #lobby :anyone?").await;
+    assert!(alice.expect_command("404").await.starts_with(":chat 404 alice #lobby :"));
+    alice.send("PART #lobby").await;
+    alice.expect_command("442").await;
+    alice.send("ME waves").await;
+    let refused = alice.expect_command("NOTICE").await;
+    assert!(refused.contains("in no room"), "{refused}");
+
+    // Still registered: private lines both ways, WHOIS, LIST.
+    bob.send("/msg alice psst").await;
+    assert_eq!(alice.expect_command("PRIVMSG").await, ":bob!bob@chat PRIVMSG alice :psst");
+    alice.send("PRIVMSG bob :hush").await;
+    bob.expect_line(|l| strip_ansi(l).contains("alice (private): hush")).await;
+    alice.send("WHOIS bob").await;
+    alice.expect_command("311").await;
+    alice.expect_command("318").await;
+    alice.send("LIST").await;
+    assert!(alice.expect_command("322").await.contains("#lobby 1"));
+    alice.expect_command("323").await;
+
+    // Back in, and `JOIN 0` leaves every channel again.
+    alice.send("JOIN #lobby,#rust").await;
+    alice.expect_command("366").await;
+    bob.expect_line(|l| strip_ansi(l).contains("alice joined")).await;
+    alice.expect_command("366").await;
+    alice.send("PRIVMSG #lobby :back").await;
+    bob.expect_line(|l| strip_ansi(l).contains("alice: back")).await;
+    alice.send("JOIN 0").await;
+    let parts = alice.until(|l| l.ends_with("PART #rust")).await;
+    assert!(parts.iter().any(|l| l.ends_with("PART #lobby")), "{parts:#?}");
+    bob.expect_line(|l| strip_ansi(l).contains("alice left #lobby")).await;
+    alice.send("PRIVMSG #rust :gone?").await;
+    alice.expect_command("404").await;
+
+    // A netcat user keeps its last room.
+    bob.send("/part").await;
+    bob.expect_line(|l| strip_ansi(l).contains("your only room")).await;
+}
+
+#[tokio::test]
+async fn an_irc_user_in_no_channel_is_known_across_daemons() {
+    let redis = support::RedisServer::start();
+    let one = daemon(&["--backplane", &redis.url()]);
+    let two = Server::start(&["--backplane", &redis.url()]);
+    let mut bob = Client::named(two.addr, "bob").await;
+    let mut alice = Irc::registered(one.irc_addr(), "alice").await;
+    bob.expect_line(|l| strip_ansi(l).contains("alice joined")).await;
+    alice.send("PART #lobby").await;
+    alice.expect_command("PART").await;
+    bob.expect_line(|l| strip_ansi(l).contains("alice left #lobby")).await;
+    bob.send("/who").await;
+    let who = bob.lines_until(|l| l.contains("(you)")).await;
+    assert!(who.iter().all(|l| !l.contains("alice")), "{who:#?}");
+    bob.send("/msg alice across").await;
+    assert_eq!(alice.expect_command("PRIVMSG").await, ":bob!bob@chat PRIVMSG alice :across");
+
+    // A daemon that starts later hears of her from the roster.
+    let three = Server::start(&["--backplane", &redis.url()]);
+    let mut carol = Client::named(three.addr, "carol").await;
+    // Each try waits for the daemon's answer; the roster comes once.
+    let mut tries = 0;
+    loop {
+        carol.send("/msg alice hello").await;
+        let answer = carol.expect_line(|l| l.contains("-> alice") || l.contains("nobody")).await;
+        if answer.contains("-> alice") {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 200, "the roster never named alice");
+    }
+    assert_eq!(alice.expect_command("PRIVMSG").await, ":carol!carol@chat PRIVMSG alice :hello");
+}
+
+#[tokio::test]
+async fn an_irc_user_kicked_from_its_last_channel_is_in_none() {
+    let server = daemon(&[]);
+    let mut boss = Irc::registered(server.irc_addr(), "boss").await;
+    boss.send("REGISTER longenoughpassword").await;
+    boss.expect(|l| l.contains("NOTICE boss") && l.contains("yours now")).await;
+    boss.send("JOIN #rust").await;
+    boss.expect_command("366").await;
+    let mut dave = Irc::registered(server.irc_addr(), "dave").await;
+    dave.send("JOIN #rust").await;
+    dave.expect_command("366").await;
+    dave.send("PART #lobby").await;
+    assert_eq!(dave.expect_command("PART").await, ":dave!dave@chat PART #lobby");
+
+    boss.send("KICK #rust dave :out").await;
+    boss.expect_command("KICK").await;
+    assert_eq!(dave.expect_command("KICK").await, ":boss!boss@chat KICK #rust dave :out");
+    let after = dave.sync("kicked").await;
+    assert!(after.iter().all(|l| command_of(l) != "JOIN"), "not put in #lobby: {after:#?}");
+    dave.send("PRIVMSG #rust :let me back").await;
+    dave.expect_command("404").await;
+    boss.send("PRIVMSG dave :still there?").await;
+    assert_eq!(dave.expect_command("PRIVMSG").await, ":boss!boss@chat PRIVMSG dave :still there?");
+}

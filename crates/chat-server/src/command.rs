@@ -7,8 +7,6 @@
 //! message is followed by pacing, so a flat-out sender moves at the room's
 //! pace.
 
-use std::sync::Arc;
-
 use chat_proto::command::{self, Command};
 use chat_proto::{Name, RoomKey, RoomName, sanitize_text};
 use tokio::io::AsyncWrite;
@@ -16,13 +14,13 @@ use tracing::info;
 
 use crate::accounts;
 use crate::context::Context;
-use crate::hub::{Action, Actor, Joined, needs_of};
+use crate::hub::{Action, Actor, Joined, Speaker, needs_of};
 use crate::login::{self, Denied};
 use crate::moderation::Rank;
 use crate::output::Output;
 use crate::reply::{Mine, Page, Reply};
 use crate::room::RoomError;
-use crate::session::{End, Session};
+use crate::session::{End, LastRoom, Session};
 use crate::store::{self, Stored, Unavailable};
 use crate::subscription::Subscription;
 
@@ -47,7 +45,7 @@ pub async fn execute<W: AsyncWrite + Unpin>(
         Command::Message(message) => say(ctx, session, out, message, false).await,
         Command::Me(action) => say(ctx, session, out, action, true).await,
         Command::Help => {
-            let rank = ctx.hub.rank(&session.speaker, session.rooms.current().key());
+            let rank = rank_here(ctx, session);
             Ok(out.say(&Reply::Help { needs: needs_of(rank) }).await?)
         }
         Command::Who(room) => who(ctx, session, out, room).await,
@@ -98,7 +96,7 @@ async fn console_command<W: AsyncWrite + Unpin>(
     out: &mut Output<W>,
     text: &str,
 ) -> Result<(), End> {
-    let rank = ctx.hub.rank(&session.speaker, session.rooms.current().key());
+    let rank = rank_here(ctx, session);
     let name = text.split_whitespace().next().unwrap_or(text);
     if rank < Rank::ServerOperator {
         let reason = format!("{name} needs a server operator; you are {}", rank.describe());
@@ -109,6 +107,17 @@ async fn console_command<W: AsyncWrite + Unpin>(
     Ok(out.say(&Reply::Console { text: answer }).await?)
 }
 
+/// The speaker's rank in their current room (in none: their rank anywhere).
+fn rank_here(ctx: &Context, session: &Session) -> Rank {
+    match session.rooms.current() {
+        Some(room) => ctx.hub.rank(&session.speaker, room.key()),
+        None => {
+            let Speaker { name, registered, .. } = &session.speaker;
+            ctx.hub.moderation().rank(name, *registered, None)
+        }
+    }
+}
+
 /// A moderation command, in the current room, through the hub's rules.
 async fn moderate<W: AsyncWrite + Unpin>(
     ctx: &Context,
@@ -116,7 +125,9 @@ async fn moderate<W: AsyncWrite + Unpin>(
     out: &mut Output<W>,
     action: Action<'_>,
 ) -> Result<(), End> {
-    let room = Arc::clone(session.rooms.current());
+    let Some(room) = session.rooms.current().cloned() else {
+        return Ok(refuse(out, RoomError::InNoRoom).await?);
+    };
     let actor = Actor::User { speaker: &session.speaker, room: room.name() };
     let reply = match ctx.hub.moderate(&actor, action).await {
         Ok(reply) => reply,
@@ -126,7 +137,8 @@ async fn moderate<W: AsyncWrite + Unpin>(
 }
 
 /// The user was put out of a room (kicked or banned from it): told why,
-/// and out of it; put back in `#lobby` first if it was their only room.
+/// and out of it; put back in `#lobby` first if it was their only room
+/// and they may not be in none.
 pub async fn removed<W: AsyncWrite + Unpin>(
     ctx: &Context,
     session: &mut Session,
@@ -138,7 +150,8 @@ pub async fn removed<W: AsyncWrite + Unpin>(
     if !session.rooms.contains(&key) {
         return Ok(out.flush().await?);
     }
-    if session.rooms.count() == 1 {
+    let last = session.rooms.last_room();
+    if session.rooms.count() == 1 && last == LastRoom::Kept {
         let lobby = RoomName::lobby();
         if let Ok(Some(Joined { room, entry })) = ctx.hub.join_room(&session.speaker, &lobby).await
         {
@@ -146,7 +159,7 @@ pub async fn removed<W: AsyncWrite + Unpin>(
             session.rooms.add(Subscription::new(room, entry.events, session.speaker.id));
         }
     }
-    if let Ok(room) = ctx.hub.part_room(&session.speaker, &key) {
+    if let Ok(room) = ctx.hub.part_room(&session.speaker, &key, last) {
         out.reply(&Reply::Left { room });
     }
     if let Some(current) = session.rooms.remove(&key) {
@@ -164,7 +177,9 @@ async fn say<W: AsyncWrite + Unpin>(
     text: &str,
     action: bool,
 ) -> Result<(), End> {
-    let room = Arc::clone(session.rooms.current());
+    let Some(room) = session.rooms.current().cloned() else {
+        return Ok(refuse(out, RoomError::InNoRoom).await?);
+    };
     let said = ctx.hub.say(&session.speaker, &room, text, action);
     let others =
         match said.map_err(|mute| Reply::Muted { room: mute.room, until_ms: mute.until_ms }) {
@@ -184,10 +199,10 @@ async fn who<W: AsyncWrite + Unpin>(
     out: &mut Output<W>,
     room: Option<&str>,
 ) -> Result<(), End> {
-    let current = session.rooms.current();
-    let (key, name) = match room {
-        Some(typed) => (RoomKey::of(typed), typed.to_owned()),
-        None => (current.key().clone(), current.name().to_string()),
+    let (key, name) = match (room, session.rooms.current()) {
+        (Some(typed), _) => (RoomKey::of(typed), typed.to_owned()),
+        (None, Some(current)) => (current.key().clone(), current.name().to_string()),
+        (None, None) => return Ok(refuse(out, RoomError::InNoRoom).await?),
     };
     let members = match ctx.hub.who(&key) {
         Ok(members) => members,
@@ -236,8 +251,10 @@ async fn join<W: AsyncWrite + Unpin>(
         Ok(None) => session.rooms.set_current(&name.key()),
         Err(e) => return Ok(refuse(out, e).await?),
     }
-    let now_in = Reply::NowIn { room: session.rooms.current().name().clone() };
-    Ok(out.say(&now_in).await?)
+    if let Some(current) = session.rooms.current() {
+        out.reply(&Reply::NowIn { room: current.name().clone() });
+    }
+    Ok(out.flush().await?)
 }
 
 /// `/part [#room]`: leaves a room (default: the current one), never the last.
@@ -247,11 +264,12 @@ async fn part<W: AsyncWrite + Unpin>(
     out: &mut Output<W>,
     typed: Option<&str>,
 ) -> Result<(), End> {
-    let key = match typed {
-        Some(typed) => RoomKey::of(typed),
-        None => session.rooms.current().key().clone(),
+    let key = match (typed, session.rooms.current()) {
+        (Some(typed), _) => RoomKey::of(typed),
+        (None, Some(current)) => current.key().clone(),
+        (None, None) => return Ok(refuse(out, RoomError::InNoRoom).await?),
     };
-    let name = match ctx.hub.part_room(&session.speaker, &key) {
+    let name = match ctx.hub.part_room(&session.speaker, &key, session.rooms.last_room()) {
         Ok(name) => name,
         Err(e) => return Ok(refuse(out, e).await?),
     };
@@ -270,11 +288,11 @@ async fn rooms<W: AsyncWrite + Unpin>(
     out: &mut Output<W>,
 ) -> Result<(), End> {
     let listings = ctx.hub.room_list();
-    let current = session.rooms.current().key();
+    let current = session.rooms.current().map(|room| room.key());
     let rooms = listings
         .into_iter()
         .map(|room| {
-            let mine = match (&room.key == current, session.rooms.contains(&room.key)) {
+            let mine = match (current == Some(&room.key), session.rooms.contains(&room.key)) {
                 (true, _) => Mine::Current,
                 (false, true) => Mine::Yes,
                 (false, false) => Mine::No,
@@ -295,7 +313,9 @@ async fn history<W: AsyncWrite + Unpin>(
     if !ctx.hub.history().keeps_history() {
         return Ok(out.say(&Reply::NoHistoryKept).await?);
     }
-    let room = Arc::clone(session.rooms.current());
+    let Some(room) = session.rooms.current().cloned() else {
+        return Ok(refuse(out, RoomError::InNoRoom).await?);
+    };
     let found = ctx.hub.history().recent(room.key(), count).await;
     show_stored(out, found, Page::History { room: room.name().clone() }).await
 }
@@ -314,7 +334,9 @@ async fn search<W: AsyncWrite + Unpin>(
     if !ctx.hub.history().keeps_history() {
         return Ok(out.say(&Reply::NoHistoryKept).await?);
     }
-    let room = Arc::clone(session.rooms.current());
+    let Some(room) = session.rooms.current().cloned() else {
+        return Ok(refuse(out, RoomError::InNoRoom).await?);
+    };
     let found = ctx.hub.history().search(room.key(), terms).await;
     let page = Page::Search { room: room.name().clone(), words: typed.to_owned() };
     show_stored(out, found, page).await

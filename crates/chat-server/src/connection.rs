@@ -37,7 +37,7 @@ use crate::people::Direct;
 use crate::protocol::Protocol;
 use crate::reply::Reply;
 use crate::room::Online;
-use crate::session::{End, Memberships, Session};
+use crate::session::{End, LastRoom, Memberships, Session};
 use crate::stats::Stats;
 use crate::store::Account;
 use crate::subscription::Subscription;
@@ -280,9 +280,11 @@ where
         }
         let limits = &self.ctx.limits;
         let entry = lobby.entry;
+        let last = if self.irc.is_some() { LastRoom::MayLeave } else { LastRoom::Kept };
+        let first = Subscription::new(lobby.room, entry.events, self.id);
         let session = Session {
             speaker: Speaker { id: self.id, name, theme, peer: self.peer, registered },
-            rooms: Memberships::new(Subscription::new(lobby.room, entry.events, self.id)),
+            rooms: Memberships::new(first, last),
             inbox,
             throttle: Throttle::new(limits.line_interval, limits.burst),
         };

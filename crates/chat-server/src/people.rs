@@ -260,14 +260,15 @@ impl People {
     }
 
     /// A person of another daemon entered `room` (arriving there first, if
-    /// new); their theme, or `None` when the name is ours here (both
+    /// new), or is known to be there in no room (`None`: an IRC user may
+    /// be); their theme, or `None` when the name is ours here (both
     /// daemons admitted it while Redis could not arbitrate).
     pub fn remote_enter(
         &self,
         node: NodeId,
         name: Name,
         theme: usize,
-        room: &RoomName,
+        room: Option<&RoomName>,
     ) -> Option<Theme> {
         let mut state = self.lock();
         let key = name.key();
@@ -284,7 +285,9 @@ impl People {
             state.use_theme(&theme);
         }
         let person = state.remote.get_mut(&key)?;
-        if !person.rooms.iter().any(|r| r.key() == room.key()) {
+        if let Some(room) = room
+            && !person.rooms.iter().any(|r| r.key() == room.key())
+        {
             person.rooms.push(room.clone());
         }
         Some(person.theme)
@@ -465,7 +468,7 @@ mod tests {
     fn a_remote_name_is_taken_here_too() {
         let people = People::default();
         let lobby = RoomName::lobby();
-        assert!(people.remote_enter(7, name("bob"), 2, &lobby).is_some());
+        assert!(people.remote_enter(7, name("bob"), 2, Some(&lobby)).is_some());
         assert_eq!(people.admit(1, name("Bob"), peer()).err(), Some(RoomError::NameTaken));
         assert!(people.remote_leave(8, &name("bob")).is_none(), "only bob's own daemon");
         assert!(people.remote_leave(7, &name("bob")).is_some());

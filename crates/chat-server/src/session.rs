@@ -34,7 +34,9 @@ pub struct Session {
 }
 
 /// The rooms a connection is in, each with its place in the room's queue,
-/// and the current one, where plain lines and `/me` go.
+/// and the current one, where plain lines and `/me` go. A netcat or web
+/// user is always in a room; an IRC user may leave its last one and be in
+/// none ([`LastRoom`]), with no current room then.
 ///
 /// Waiting on several rooms costs O(1) per wake-up, however many rooms
 /// (as with `FuturesUnordered`): each room is registered on its room's
@@ -48,9 +50,19 @@ pub struct Memberships {
     list: Vec<Slot>,
     /// The keys of `list`, in the same order.
     keys: Vec<RoomKey>,
-    current: RoomKey,
+    /// `None` only while in no room.
+    current: Option<RoomKey>,
+    last: LastRoom,
     /// The rooms woken since they were last polled, while in several.
     ready: Option<Arc<Ready>>,
+}
+
+/// Whether a connection may leave its last room: an IRC user is in the
+/// channels it joined, possibly none; anyone else always has a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LastRoom {
+    Kept,
+    MayLeave,
 }
 
 /// One room of a connection.
@@ -144,16 +156,26 @@ impl Wake for SlotWaker {
 }
 
 impl Memberships {
-    /// In one room, which is current.
-    pub fn new(first: Subscription) -> Self {
+    /// In one room, which is current; `last` says whether it may be left.
+    pub fn new(first: Subscription, last: LastRoom) -> Self {
         let key = first.room().key().clone();
         let slot = Slot { subscription: first, wake: None };
-        Memberships { list: vec![slot], keys: vec![key.clone()], current: key, ready: None }
+        let (keys, current) = (vec![key.clone()], Some(key));
+        Memberships { list: vec![slot], keys, current, last, ready: None }
     }
 
-    /// The room plain lines go to.
-    pub fn current(&self) -> &Arc<Room> {
-        self.list[self.index(&self.current).unwrap_or(0)].subscription.room()
+    /// The room plain lines go to; `None` while in no room.
+    pub fn current(&self) -> Option<&Arc<Room>> {
+        self.current.as_ref().and_then(|key| self.room(key))
+    }
+
+    /// Whether the last room may be left.
+    pub fn last_room(&self) -> LastRoom {
+        self.last
+    }
+
+    fn is_current(&self, at: usize) -> bool {
+        self.current.as_ref() == Some(&self.keys[at])
     }
 
     /// How many rooms the connection is in.
@@ -178,7 +200,7 @@ impl Memberships {
     /// Makes a room this connection is in the current one.
     pub fn set_current(&mut self, key: &RoomKey) {
         if self.contains(key) {
-            self.current = key.clone();
+            self.current = Some(key.clone());
         }
     }
 
@@ -216,7 +238,7 @@ impl Memberships {
     }
 
     /// Drops a room; if it was current, `#lobby` or else the first room
-    /// becomes current, which is returned.
+    /// becomes current, which is returned (none is when no room is left).
     pub fn remove(&mut self, key: &RoomKey) -> Option<&Arc<Room>> {
         let at = self.index(key)?;
         self.keys.remove(at);
@@ -226,11 +248,11 @@ impl Memberships {
             only.wake = None;
             self.ready = None;
         }
-        if self.current == *key {
+        if self.current.as_ref() == Some(key) {
             let lobby = RoomKey::of(chat_proto::LOBBY);
-            let next = if self.contains(&lobby) { lobby } else { self.keys.first()?.clone() };
+            let next = if self.contains(&lobby) { Some(lobby) } else { self.keys.first().cloned() };
             self.current = next;
-            return Some(self.current());
+            return self.current();
         }
         None
     }
@@ -295,7 +317,7 @@ impl Memberships {
         delivery: Delivery,
         out: &mut Output<W>,
     ) -> Result<bool, WriteError> {
-        let view = View { current: self.keys[at] == self.current, rooms: &self.keys };
+        let view = View { current: self.is_current(at), rooms: &self.keys };
         let subscription = &mut self.list[at].subscription;
         if !subscription.push(delivery, out, view) {
             return Ok(false);
@@ -308,7 +330,7 @@ impl Memberships {
     /// Puts everything queued in every room into `out` (the last flush).
     pub fn drain_all<W: AsyncWrite + Unpin>(&mut self, out: &mut Output<W>) {
         for at in 0..self.list.len() {
-            let view = View { current: self.keys[at] == self.current, rooms: &self.keys };
+            let view = View { current: self.is_current(at), rooms: &self.keys };
             self.list[at].subscription.drain_into(out, Drain::All, view);
         }
     }
@@ -320,7 +342,7 @@ impl Memberships {
         out: &mut Output<W>,
         backlogged: impl Fn(&Room) -> bool,
     ) -> Result<(), WriteError> {
-        let Some(at) = self.index(&self.current) else { return Ok(()) };
+        let Some(at) = self.current.as_ref().and_then(|key| self.index(key)) else { return Ok(()) };
         let view = View { current: true, rooms: &self.keys };
         let subscription = &mut self.list[at].subscription;
         let room = Arc::clone(subscription.room());
@@ -448,7 +470,7 @@ mod tests {
     #[tokio::test]
     async fn a_line_in_any_of_many_rooms_wakes_the_reader() {
         let rooms_here: Vec<Arc<Room>> = (0..50).map(|i| room(&format!("#r{i}"))).collect();
-        let mut rooms = Memberships::new(subscribe(&rooms_here[0]));
+        let mut rooms = Memberships::new(subscribe(&rooms_here[0]), LastRoom::Kept);
         for room in &rooms_here[1..] {
             rooms.add(subscribe(room));
         }
@@ -462,7 +484,7 @@ mod tests {
     #[tokio::test]
     async fn a_busy_room_cannot_starve_a_quiet_one() {
         let (busy, quiet) = (room("#busy"), room("#quiet"));
-        let mut rooms = Memberships::new(subscribe(&busy));
+        let mut rooms = Memberships::new(subscribe(&busy), LastRoom::Kept);
         rooms.add(subscribe(&quiet));
         for i in 0..100 {
             busy.announce(&format!("busy {i}"), Scope::Room, 0);

@@ -34,6 +34,7 @@ use crate::people::{Admitted, Direct, Inbox, People, theme_index};
 use crate::reply::Reply;
 use crate::room::{Entry, Listing, Member, Place, Room, RoomError};
 use crate::rooms::{RoomListing, Rooms};
+use crate::session::LastRoom;
 use crate::stats::Stats;
 use crate::store::{Accounts, History, Store, Stored, now_ms};
 
@@ -390,13 +391,19 @@ impl Hub {
         }
     }
 
-    /// Leaves one room (not the last one); its members are told.
-    pub fn part_room(&self, speaker: &Speaker, key: &RoomKey) -> Result<RoomName, RoomError> {
+    /// Leaves one room (the last one only if `last` allows it: an IRC user
+    /// may be in no room, and is still online); its members are told.
+    pub fn part_room(
+        &self,
+        speaker: &Speaker,
+        key: &RoomKey,
+        last: LastRoom,
+    ) -> Result<RoomName, RoomError> {
         let (inside, rooms) = self.people.membership(speaker.id, key);
         if !inside {
             return Err(RoomError::NotInRoom);
         }
-        if rooms == 1 {
+        if rooms == 1 && last == LastRoom::Kept {
             return Err(RoomError::OnlyRoom);
         }
         let left = self.rooms.leave(key, |room| {

@@ -126,6 +126,10 @@ impl Hub {
                     }
                 }
                 for RosterEntry { name, theme, rooms } in members {
+                    if rooms.is_empty() {
+                        // Online there in no room (an IRC user may be).
+                        self.people.remote_enter(node, name.clone(), theme, None);
+                    }
                     for room in &rooms {
                         self.remote_enter(node, name.clone(), theme, room, Entered::Listed);
                     }
@@ -142,7 +146,7 @@ impl Hub {
 
     /// A user of another daemon entered a room (or is listed in its roster there).
     fn remote_enter(&self, node: NodeId, name: Name, theme: usize, room: &RoomName, how: Entered) {
-        let Some(theme) = self.people.remote_enter(node, name.clone(), theme, room) else {
+        let Some(theme) = self.people.remote_enter(node, name.clone(), theme, Some(room)) else {
             return;
         };
         let Some(open) = self.rooms.get(&room.key()) else { return };

@@ -187,11 +187,6 @@ where
         self.send(&format!(":{SERVER} {code} {me} {rest}"));
     }
 
-    fn notice(&mut self, text: &str) {
-        let me = self.me();
-        self.send(&format!(":{SERVER} NOTICE {me} :{text}"));
-    }
-
     /// The client's nick as it stands.
     fn me(&mut self) -> String {
         match &self.output.me {
@@ -638,21 +633,19 @@ where
         }
     }
 
-    /// Parts one channel; the only one is kept, with a notice saying why.
+    /// Parts one channel, the last one too: the client is then in none,
+    /// still connected and registered.
     fn part_one(&mut self, session: &mut Session, target: &str) {
         let key = RoomKey::of(target);
         if !session.rooms.contains(&key) {
             self.numeric("442", &format!("{target} :You're not on that channel"));
             return;
         }
-        match self.ctx.hub.part_room(&session.speaker, &key) {
+        match self.ctx.hub.part_room(&session.speaker, &key, session.rooms.last_room()) {
             Ok(name) => {
                 info!(id = self.id, room = %name, "left a room");
                 self.output.reply(&Reply::Left { room: name });
                 session.rooms.remove(&key);
-            }
-            Err(RoomError::OnlyRoom) => {
-                self.notice(&format!("{target}: {}", RoomError::OnlyRoom));
             }
             Err(error) => self.numeric("442", &format!("{target} :{error}")),
         }

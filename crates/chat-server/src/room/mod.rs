@@ -128,6 +128,8 @@ pub enum RoomError {
         max: usize,
     },
     OnlyRoom,
+    /// In no room (an IRC user may be), so there is no current room to use.
+    InNoRoom,
     /// A registered name, and this is not its owner.
     Registered,
     /// Banned from the server (`room: None`) or from a room.
@@ -159,6 +161,7 @@ impl std::fmt::Display for RoomError {
                 write!(f, "you are in {max} rooms already, the limit; /part one first")
             }
             RoomError::OnlyRoom => f.write_str("that is your only room; /quit to leave the server"),
+            RoomError::InNoRoom => f.write_str("you are in no room; join one first"),
             RoomError::Registered => {
                 f.write_str("that name is registered (names ignore case and look-alike letters)")
             }
