@@ -231,6 +231,8 @@ async fn after_join_mode_bans_who_and_names_get_complete_answers() {
     let whois = alice.until_command("318").await;
     assert!(whois.iter().any(|l| command_of(l) == "311" && l.contains("bob")), "{whois:#?}");
     assert!(whois.iter().any(|l| command_of(l) == "319" && l.contains("#rust")), "{whois:#?}");
+    alice.send("USERHOST bob nobody").await;
+    assert_eq!(alice.expect_command("302").await, ":chat 302 alice :bob=+bob@chat");
     alice.send("LIST").await;
     let list = alice.until_command("323").await;
     assert!(list.iter().any(|l| command_of(l) == "322" && l.contains("#rust 2")), "{list:#?}");
@@ -238,7 +240,7 @@ async fn after_join_mode_bans_who_and_names_get_complete_answers() {
     alice.expect_command("306").await;
     alice.send("AWAY").await;
     alice.expect_command("305").await;
-    // JOIN 0 leaves every channel but the last one.
+    // JOIN 0 leaves every channel.
     alice.send("JOIN 0").await;
     assert_eq!(alice.expect_command("PART").await, ":alice!alice@chat PART #lobby");
     bob.expect_line(|l| strip_ansi(l).contains("alice")).await;

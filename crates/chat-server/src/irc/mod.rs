@@ -493,6 +493,7 @@ where
             "NAMES" => self.names(&message),
             "WHO" => self.who(&message),
             "WHOIS" => self.whois(&message),
+            "USERHOST" => self.userhost(&message),
             "LIST" => self.list(),
             "TOPIC" => self.topic(session, &message).await,
             "MODE" => self.mode(session, &message).await,
@@ -813,6 +814,26 @@ where
         let (node, name) = people.remote_person(nick)?;
         let theme = chat_proto::THEMES[0];
         Some(Listing { name, theme, place: Place::Node(node) })
+    }
+
+    /// `USERHOST nick...` (the first five): `302` with `nick=+user@host`
+    /// for each one online, as clients and scripts use it.
+    fn userhost(&mut self, message: &Message<'_>) {
+        if message.params.is_empty() {
+            self.numeric("461", "USERHOST :Not enough parameters");
+            return;
+        }
+        let found: Vec<String> = message
+            .params
+            .iter()
+            .take(5)
+            .filter_map(|nick| self.find(nick))
+            .map(|member| {
+                let name = member.name.to_string();
+                format!("{name}=+{}@{SERVER}", user_of(&name))
+            })
+            .collect();
+        self.numeric("302", &format!(":{}", found.join(" ")));
     }
 
     fn whois(&mut self, message: &Message<'_>) {
