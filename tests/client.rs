@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Client, Server, WAIT, bin_path, strip_ansi};
+use support::{Client, Server, WAIT, bin_path, registered_and_gone, strip_ansi};
 use tokio::sync::mpsc;
 
 /// A `chat-client` process with piped stdin, stdout and stderr.
@@ -325,19 +325,10 @@ async fn a_stdout_that_cannot_be_written_exits_1_with_one_line() {
     bob.expect_line(|l| l.contains("alice") && (l.contains("left") || l.contains("lost"))).await;
 }
 
-/// Registers `name` with `password` from a raw connection, then leaves.
-async fn registered(addr: SocketAddr, name: &str, password: &str) {
-    let mut owner = Client::named(addr, name).await;
-    owner.send(&format!("/register {password}")).await;
-    owner.expect_line(|l| l.contains("yours now")).await;
-    owner.send("/quit").await;
-    owner.until_closed().await;
-}
-
 #[tokio::test]
 async fn a_registered_name_logs_in_with_chat_password_and_never_from_arguments() {
     let server = Server::start(&[]);
-    registered(server.addr, "alice", "correct-horse").await;
+    registered_and_gone(server.addr, "alice", "correct-horse").await;
     let addr = server.addr.to_string();
 
     let (code, stderr) = run_to_exit(&[&addr, "--name", "alice"]).await;

@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::irc::{Irc, base64, command_of, untagged};
-use support::{Client, Process, Server, register, strip_ansi};
+use support::{Client, Process, Server, registered_and_gone, strip_ansi};
 
 /// A daemon with a netcat listener and an IRC one, both on free ports.
 fn daemon(args: &[&str]) -> Server {
@@ -249,10 +249,7 @@ async fn after_join_mode_bans_who_and_names_get_complete_answers() {
 #[tokio::test]
 async fn sasl_plain_logs_a_registered_name_in_and_wrong_passwords_are_throttled() {
     let server = daemon(&[]);
-    let mut owner = Client::named(server.addr, "bob").await;
-    register(&mut owner, "correcthorse").await;
-    owner.send("/quit").await;
-    owner.until_closed().await;
+    registered_and_gone(server.addr, "bob", "correcthorse").await;
 
     let mut irc = Irc::connect(server.irc_addr()).await;
     irc.send("CAP LS 302").await;
@@ -286,10 +283,7 @@ async fn sasl_plain_logs_a_registered_name_in_and_wrong_passwords_are_throttled(
 #[tokio::test]
 async fn pass_logs_a_registered_name_in_and_a_wrong_one_gets_464() {
     let server = daemon(&[]);
-    let mut owner = Client::named(server.addr, "bob").await;
-    register(&mut owner, "correcthorse").await;
-    owner.send("/quit").await;
-    owner.until_closed().await;
+    registered_and_gone(server.addr, "bob", "correcthorse").await;
 
     let mut irc = Irc::connect(server.irc_addr()).await;
     irc.send("NICK bob").await;

@@ -6,15 +6,7 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use support::{Client, Server, TempDir, barrier, log_in, register, strip_ansi};
-
-/// A client that registers `name` and stays logged in.
-async fn registered(addr: std::net::SocketAddr, name: &str) -> Client {
-    let mut client = Client::named(addr, name).await;
-    let answer = register(&mut client, "correct-horse").await;
-    assert!(answer.contains("yours now"), "{answer}");
-    client
-}
+use support::{Client, Server, TempDir, barrier, log_in, register, registered, strip_ansi};
 
 #[tokio::test]
 async fn a_guest_is_refused_every_moderation_command() {

@@ -13,21 +13,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Client, RedisServer, Server, WAIT, barrier, register, strip_ansi};
+use support::{Client, RedisServer, Server, WAIT, barrier, registered, strip_ansi};
 
 /// A daemon on `redis` whose console the test types on.
 fn node(redis: &RedisServer) -> Server {
     let server = Server::start(&["--backplane", &redis.url(), "--rate", "0"]);
     server.log.wait_for("backplane connected", |l| l.contains("backplane connected"));
     server
-}
-
-/// A client that registers `name` and stays logged in.
-async fn registered(addr: std::net::SocketAddr, name: &str) -> Client {
-    let mut client = Client::named(addr, name).await;
-    let answer = register(&mut client, "correct-horse").await;
-    assert!(answer.contains("yours now"), "{answer}");
-    client
 }
 
 /// Types a moderation command on `server`'s console and waits for its answer.

@@ -614,6 +614,24 @@ pub async fn register(client: &mut Client, password: &str) -> String {
     strip_ansi(&client.expect_line(|l| l.contains("yours now") || l.contains("Sorry")).await)
 }
 
+/// A client that registers `name` (password `correct-horse`) and stays logged in.
+pub async fn registered(addr: std::net::SocketAddr, name: &str) -> Client {
+    let mut client = Client::named(addr, name).await;
+    let answer = register(&mut client, "correct-horse").await;
+    assert!(answer.contains("yours now"), "{answer}");
+    client
+}
+
+/// Registers `name` with `password` from a connection that then leaves, so
+/// the name is free for its owner to log in with.
+pub async fn registered_and_gone(addr: std::net::SocketAddr, name: &str, password: &str) {
+    let mut owner = Client::named(addr, name).await;
+    let answer = register(&mut owner, password).await;
+    assert!(answer.contains("yours now"), "{answer}");
+    owner.send("/quit").await;
+    owner.until_closed().await;
+}
+
 /// Types `name` at the name prompt and waits for the password prompt.
 pub async fn ask_for(client: &mut Client, name: &str) -> String {
     client.send(name).await;
