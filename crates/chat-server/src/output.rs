@@ -57,6 +57,9 @@ pub struct Output<W> {
     pending: usize,
     /// Lines pending, counted into `stats` once written.
     lines: u64,
+    /// Bytes were written since the writer was last flushed (a TLS
+    /// writer holds them until then).
+    unflushed: bool,
     stats: Arc<Stats>,
     pub color: bool,
     write_timeout: Duration,
@@ -81,6 +84,7 @@ impl<W: AsyncWrite + Unpin> Output<W> {
             tail: BytesMut::new(),
             pending: 0,
             lines: 0,
+            unflushed: false,
             stats,
             color,
             write_timeout,
@@ -160,7 +164,11 @@ impl<W: AsyncWrite + Unpin> Output<W> {
     }
 
     /// Writes everything pending; fails if the peer takes no bytes for the write timeout.
+    /// With nothing to write it returns at once, reading no clock.
     pub async fn flush(&mut self) -> Result<(), WriteError> {
+        if self.pending == 0 && !self.unflushed {
+            return Ok(());
+        }
         Stats::add(&self.stats.lines_out, std::mem::take(&mut self.lines));
         Stats::add(&self.stats.bytes_out, self.pending as u64);
         while self.pending > 0 {
@@ -175,13 +183,17 @@ impl<W: AsyncWrite + Unpin> Output<W> {
                 Err(_) => return Err(WriteError::Stalled),
                 Ok(Err(e)) => return Err(WriteError::Io(e)),
                 Ok(Ok(0)) => return Err(WriteError::Io(std::io::ErrorKind::WriteZero.into())),
-                Ok(Ok(n)) => self.advance(n),
+                Ok(Ok(n)) => {
+                    self.unflushed = true;
+                    self.advance(n);
+                }
             }
         }
         tokio::time::timeout(self.write_timeout, self.writer.flush())
             .await
             .map_err(|_| WriteError::Stalled)?
             .map_err(WriteError::Io)?;
+        self.unflushed = false;
         if self.tail.capacity() > RETAINED_CAPACITY {
             self.tail = BytesMut::new();
         }
