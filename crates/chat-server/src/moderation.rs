@@ -344,11 +344,12 @@ impl Moderation {
     }
 
     /// The mute that silences `name` in `room`: one there, or one everywhere.
-    pub fn mute(&self, name: &NameKey, room: &RoomKey, now_ms: i64) -> Option<Mute> {
+    pub fn mute(&self, name: &Name, room: &RoomKey, now_ms: i64) -> Option<Mute> {
         let mut state = self.lock();
         if state.mutes.is_empty() {
             return None;
         }
+        let name = name.key();
         for reach in [Some(room.clone()), None] {
             let key = (reach, name.clone());
             match state.mutes.get(&key) {
@@ -813,6 +814,7 @@ mod tests {
     fn mutes_hold_in_their_room_or_everywhere() {
         let m = Moderation::default();
         let (rust, go) = (room("#rust"), room("#go"));
+        let bob = name("bob");
         let mute = |room: Option<RoomName>| Mute {
             who: name("bob"),
             room,
@@ -821,11 +823,11 @@ mod tests {
             until_ms: Some(50),
         };
         m.set_mute(mute(Some(rust.clone())));
-        assert!(m.mute(&NameKey::of("bob"), &rust.key(), 10).is_some());
-        assert!(m.mute(&NameKey::of("bob"), &go.key(), 10).is_none());
-        assert!(m.mute(&NameKey::of("bob"), &rust.key(), 50).is_none(), "expired");
+        assert!(m.mute(&bob, &rust.key(), 10).is_some());
+        assert!(m.mute(&bob, &go.key(), 10).is_none());
+        assert!(m.mute(&bob, &rust.key(), 50).is_none(), "expired");
         m.set_mute(mute(None));
-        assert!(m.mute(&NameKey::of("bob"), &go.key(), 10).is_some(), "everywhere");
+        assert!(m.mute(&bob, &go.key(), 10).is_some(), "everywhere");
         assert!(m.unmute(&name("bob"), None, "owen", 0).is_some());
         assert!(m.unmute(&name("BOB"), None, "owen", 0).is_none());
     }

@@ -517,7 +517,7 @@ impl Hub {
 
     /// The mute that refuses `speaker`'s lines in `room`, if any.
     pub fn muted(&self, speaker: &Speaker, room: &RoomKey) -> Option<Mute> {
-        self.moderation.mute(&speaker.name.key(), room, now_ms())
+        self.moderation.mute(&speaker.name, room, now_ms())
     }
 }
 
