@@ -311,6 +311,8 @@ async fn chathistory_comes_from_the_store_in_a_batch_with_times() {
     bob.expect_line(|l| strip_ansi(l).contains("line 3")).await;
     let caps = "batch server-time message-tags draft/chathistory";
     let mut alice = Irc::registered_with(server.irc_addr(), "alice", caps).await;
+    let replayed = alice.sync("replayed").await;
+    assert!(replayed.iter().any(|l| l == ":chat BATCH -recent"), "{replayed:#?}");
     alice.send("CHATHISTORY LATEST #lobby * 10").await;
     let batch = alice.until(|l| l.starts_with(":chat BATCH -")).await;
     let start = batch.iter().find(|l| command_of(l) == "BATCH").expect("batch start");
@@ -338,6 +340,38 @@ async fn chathistory_comes_from_the_store_in_a_batch_with_times() {
     assert_eq!(texts, [":bob!bob@chat PRIVMSG #lobby :line 2"], "{after:#?}");
     alice.send("CHATHISTORY LATEST #elsewhere * 10").await;
     assert!(alice.expect_command("FAIL").await.contains("INVALID_TARGET"));
+}
+
+#[tokio::test]
+async fn history_replayed_on_joining_is_a_batch_for_clients_that_take_batches() {
+    let server = daemon(&[]);
+    let mut bob = Client::named(server.addr, "bob").await;
+    bob.send("/join #den").await;
+    bob.send("first").await;
+    bob.send("second").await;
+    bob.send("/history 2").await;
+    bob.expect_line(|l| strip_ansi(l).contains("bob: second")).await;
+    let plain = |text: &str| format!(":bob!bob@chat PRIVMSG #den :{text}");
+
+    let mut alice = Irc::registered_with(server.irc_addr(), "alice", "batch server-time").await;
+    alice.send("JOIN #den").await;
+    let joined = alice.sync("joined").await;
+    let at = |line: &str| joined.iter().position(|l| l == line);
+    let (start, end) = (at(":chat BATCH +recent chathistory #den"), at(":chat BATCH -recent"));
+    let (Some(start), Some(end)) = (start, end) else { panic!("a batch: {joined:#?}") };
+    let inside = &joined[start + 1..end];
+    assert_eq!(inside.len(), 2, "{joined:#?}");
+    for (line, text) in inside.iter().zip(["first", "second"]) {
+        assert!(line.starts_with("@batch=recent;time=20"), "{line}");
+        assert_eq!(untagged(line), plain(text));
+    }
+
+    let mut carol = Irc::registered(server.irc_addr(), "carol").await;
+    carol.send("JOIN #den").await;
+    let joined = carol.sync("joined").await;
+    assert!(!joined.iter().any(|l| command_of(l) == "BATCH"), "{joined:#?}");
+    let said: Vec<&String> = joined.iter().filter(|l| command_of(l) == "PRIVMSG").collect();
+    assert_eq!(said, [&plain("first"), &plain("second")], "plain lines, untagged");
 }
 
 #[tokio::test]

@@ -192,6 +192,14 @@ impl Memberships {
         self.index(key).map(|at| self.list[at].subscription.room())
     }
 
+    /// A room this connection is in, by its name as a client typed it
+    /// (`#Rust`): the spelling the room has is found without making a key,
+    /// any other through the key.
+    pub fn room_named(&self, typed: &str) -> Option<&Arc<Room>> {
+        let mut rooms = self.list.iter().map(|slot| slot.subscription.room());
+        rooms.find(|room| room.name().as_str() == typed).or_else(|| self.room(&RoomKey::of(typed)))
+    }
+
     /// The keys of the rooms this connection is in, sorted.
     pub fn keys(&self) -> &[RoomKey] {
         &self.keys

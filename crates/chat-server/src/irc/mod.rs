@@ -44,7 +44,7 @@ use crate::subscription::Subscription;
 
 pub use message::MAX_LINE;
 use message::{Malformed, Message};
-pub use render::{IRC, IRC_TAGGED};
+pub use render::IRC;
 use render::{SERVER, source, user_of};
 
 /// `TOPICLEN`: the topics the hub keeps.
@@ -368,7 +368,7 @@ where
                 if known {
                     self.client().caps = caps;
                     let tagged = caps & (SERVER_TIME | MESSAGE_TAGS) != 0;
-                    self.output.set_protocol(if tagged { &IRC_TAGGED } else { &IRC });
+                    self.output.set_protocol(render::irc(tagged, caps & BATCH != 0));
                     self.send(&format!(":{SERVER} CAP {me} ACK :{asked}"));
                 } else {
                     self.send(&format!(":{SERVER} CAP {me} NAK :{asked}"));
@@ -680,13 +680,10 @@ where
         }
         let ctx = Arc::clone(&self.ctx);
         let echo = self.client().has(ECHO_MESSAGE);
-        let me = source(session.speaker.name.as_str());
         let mut paced = false;
         for target in targets.split(',') {
-            let body = if action { format!("\u{1}ACTION {clean}\u{1}") } else { clean.to_owned() };
             if target.starts_with('#') {
-                let key = RoomKey::of(target);
-                let Some(room) = session.rooms.room(&key).cloned() else {
+                let Some(room) = session.rooms.room_named(target).cloned() else {
                     if !notice {
                         let reason = "Cannot send to channel (you are not in it; JOIN it first)";
                         self.numeric("404", &format!("{target} :{reason}"));
@@ -721,8 +718,13 @@ where
                 }
             }
             if echo {
+                let me = source(session.speaker.name.as_str());
                 let command = if notice { "NOTICE" } else { "PRIVMSG" };
-                let line = format!(":{me} {command} {target} :{body}");
+                let line = if action {
+                    format!(":{me} {command} {target} :\u{1}ACTION {clean}\u{1}")
+                } else {
+                    format!(":{me} {command} {target} :{clean}")
+                };
                 self.timed(&line);
             }
         }
@@ -1075,22 +1077,10 @@ where
             format!("history{}", client.batches)
         });
         let tagged = client.has(SERVER_TIME | MESSAGE_TAGS);
-        if let Some(id) = &batch {
-            self.send(&format!(":{SERVER} BATCH +{id} chathistory {channel}"));
-        }
-        for stored in picked {
-            let line = render::said_line(&stored.said, channel);
-            let time = render::iso_time(stored.at_ms);
-            match (&batch, tagged) {
-                (Some(id), true) => self.send(&format!("@batch={id};time={time} {line}")),
-                (Some(id), false) => self.send(&format!("@batch={id} {line}")),
-                (None, true) => self.send(&format!("@time={time} {line}")),
-                (None, false) => self.send(&line),
-            }
-        }
-        if let Some(id) = &batch {
-            self.send(&format!(":{SERVER} BATCH -{id}"));
-        }
+        let lines = picked.into_iter().map(|l| (l.at_ms, render::said_line(&l.said, channel)));
+        let mut text = String::new();
+        render::push_history(&mut text, batch.as_deref(), tagged, channel, lines);
+        self.output.put(&Bytes::from(text));
     }
 }
 

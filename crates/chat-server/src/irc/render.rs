@@ -3,8 +3,9 @@
 //!
 //! An event's messages are rendered once, by its first IRC reader, and
 //! cached on the event with their `@time` tag and without it
-//! ([`Tagged`]); a reader that asked for `server-time` or `message-tags`
-//! speaks [`IRC_TAGGED`], the others [`IRC`]. Replies are addressed to
+//! ([`Tagged`]); which a reader gets, and whether history replayed on
+//! joining comes as a `chathistory` batch, follows from the capabilities
+//! it asked for ([`irc`]). Replies are addressed to
 //! the reader's own nick ([`Sink::me`]). What IRC has no message for (a
 //! `/help` page, a refusal) is the text protocol's wording, sent as
 //! `NOTICE`s, so the words stay those of one place.
@@ -27,15 +28,33 @@ pub const SERVER: &str = "chat";
 /// The network name (`NETWORK`).
 pub const NETWORK: &str = "chat";
 
-/// The IRC door's protocol; `tagged` readers get IRCv3 tags.
+/// The IRC door's protocol; `tagged` readers get IRCv3 tags, `batched`
+/// ones the history replayed on joining as a `chathistory` batch.
 pub struct Irc {
     tagged: bool,
+    batched: bool,
 }
 
-/// For clients that asked for no tags.
-pub static IRC: Irc = Irc { tagged: false };
-/// For clients that asked for `server-time` or `message-tags`.
-pub static IRC_TAGGED: Irc = Irc { tagged: true };
+/// For clients that asked for no capabilities that change how lines read.
+pub static IRC: Irc = Irc { tagged: false, batched: false };
+static IRC_TAGGED: Irc = Irc { tagged: true, batched: false };
+static IRC_BATCHED: Irc = Irc { tagged: false, batched: true };
+static IRC_TAGGED_BATCHED: Irc = Irc { tagged: true, batched: true };
+
+/// The protocol for a client that asked for tags (`server-time` or
+/// `message-tags`) or not, and for `batch` or not.
+pub fn irc(tagged: bool, batched: bool) -> &'static Irc {
+    match (tagged, batched) {
+        (false, false) => &IRC,
+        (true, false) => &IRC_TAGGED,
+        (false, true) => &IRC_BATCHED,
+        (true, true) => &IRC_TAGGED_BATCHED,
+    }
+}
+
+/// The batch reference of the history replayed on joining (one such batch
+/// is open at a time, written whole).
+const RECENT_BATCH: &str = "recent";
 
 impl Protocol for Irc {
     fn event<'a>(
@@ -54,7 +73,8 @@ impl Protocol for Irc {
 
     fn reply(&self, reply: &Reply, sink: &mut dyn Sink) {
         let me = sink.me().map_or_else(|| "*".to_owned(), |name| name.to_string());
-        let mut out = Out { me: &me, tagged: self.tagged, text: String::new() };
+        let mut out =
+            Out { me: &me, tagged: self.tagged, batched: self.batched, text: String::new() };
         out.reply(reply);
         if !out.text.is_empty() {
             sink.put(&Bytes::from(out.text));
@@ -72,13 +92,33 @@ impl Protocol for Irc {
 
 /// `nick!user@host` of a user; everyone's host is the server's name.
 pub fn source(name: &str) -> String {
-    format!("{name}!{}@{SERVER}", user_of(name))
+    let mut out = String::with_capacity(2 * name.len() + SERVER.len() + 2);
+    push_source(&mut out, name);
+    out
+}
+
+/// Appends `nick!user@host` of a user to `out`.
+fn push_source(out: &mut String, name: &str) {
+    out.push_str(name);
+    out.push('!');
+    push_user(out, name);
+    out.push('@');
+    out.push_str(SERVER);
 }
 
 /// The user part of a nick's mask (IRC user names are short ASCII words).
 pub fn user_of(name: &str) -> String {
-    let user: String = name.chars().filter(char::is_ascii_alphanumeric).take(10).collect();
-    if user.is_empty() { "user".to_owned() } else { user }
+    let mut user = String::with_capacity(10);
+    push_user(&mut user, name);
+    user
+}
+
+fn push_user(out: &mut String, name: &str) {
+    let start = out.len();
+    out.extend(name.chars().filter(char::is_ascii_alphanumeric).take(10));
+    if out.len() == start {
+        out.push_str("user");
+    }
 }
 
 /// Whose source a moderation action carries: the server's, or a person's.
@@ -88,8 +128,40 @@ fn source_of_actor(by: &str) -> String {
 
 /// `2026-12-07T04:01:18.123Z` for a time in milliseconds since 1970.
 pub fn iso_time(at_ms: i64) -> String {
+    let mut out = String::with_capacity(24);
+    push_iso_time(&mut out, at_ms);
+    out
+}
+
+/// Appends [`iso_time`] to `out`, digit by digit: it is on every tagged
+/// line, so it skips `format!`'s machinery.
+fn push_iso_time(out: &mut String, at_ms: i64) {
     let Utc { year, month, day, hour, minute, second, millisecond } = Utc::of(at_ms);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millisecond:03}Z")
+    if (0..10_000).contains(&year) {
+        push_digits(out, year, 4);
+    } else {
+        let _ = write!(out, "{year:04}");
+    }
+    for (separator, value, width) in [
+        ('-', month, 2),
+        ('-', day, 2),
+        ('T', hour, 2),
+        (':', minute, 2),
+        (':', second, 2),
+        ('.', millisecond, 3),
+    ] {
+        out.push(separator);
+        push_digits(out, value, width);
+    }
+    out.push('Z');
+}
+
+/// Appends the last `width` decimal digits of `value` (0 ≤ value), zero-padded.
+fn push_digits(out: &mut String, value: i64, width: u32) {
+    for place in (0..width).rev() {
+        let digit = (value / 10_i64.pow(place)).rem_euclid(10) as u8;
+        out.push(char::from(b'0' + digit));
+    }
 }
 
 /// Reads a time as `server-time` writes it (fraction optional), to milliseconds since 1970.
@@ -105,14 +177,30 @@ pub fn parse_iso_time(text: &str) -> Option<i64> {
     Utc { year, month, day, hour, minute, second, millisecond }.to_ms()
 }
 
-/// An event's messages, with and without their `@time` tag.
+/// An event's messages, with and without their `@time` tag. A line said
+/// (nearly every event) is written once, into one buffer, and read
+/// without its tag as a slice of it.
 fn render_event(event: &Event, room: &RoomName) -> Tagged {
-    let lines = event_lines(&event.what, room);
-    let time = iso_time(event.at_ms);
+    let mut out = String::with_capacity(128);
+    out.push_str("@time=");
+    push_iso_time(&mut out, event.at_ms);
+    out.push(' ');
+    let tag_len = out.len();
+    if let What::Said(said) = &event.what {
+        push_said(&mut out, said, room.as_str());
+        out.push_str("\r\n");
+        let with_tags = Bytes::from(out);
+        let without = with_tags.slice(tag_len..);
+        return Tagged { with_tags, without };
+    }
+    let tag = out;
     let (mut with_tags, mut without) = (String::new(), String::new());
-    for line in &lines {
-        let _ = write!(with_tags, "@time={time} {line}\r\n");
-        let _ = write!(without, "{line}\r\n");
+    for line in event_lines(&event.what, room) {
+        with_tags.push_str(&tag);
+        with_tags.push_str(&line);
+        with_tags.push_str("\r\n");
+        without.push_str(&line);
+        without.push_str("\r\n");
     }
     Tagged { with_tags: Bytes::from(with_tags), without: Bytes::from(without) }
 }
@@ -131,19 +219,35 @@ fn event_lines(what: &What, room: &RoomName) -> Vec<String> {
 
 /// A message, an action (CTCP ACTION) or an announcement, to `to`.
 pub fn said_line(said: &Said, to: &str) -> String {
-    match said {
-        Said::Message(message) => message_line(message, to),
-        Said::Announcement(text) => format!(":{SERVER} NOTICE {to} :{text}"),
-    }
+    let mut out = String::with_capacity(64);
+    push_said(&mut out, said, to);
+    out
 }
 
-fn message_line(message: &Message, to: &str) -> String {
-    let Message { name, text, action, .. } = message;
-    let from = source(name.as_str());
-    if *action {
-        format!(":{from} PRIVMSG {to} :\u{1}ACTION {text}\u{1}")
-    } else {
-        format!(":{from} PRIVMSG {to} :{}", text_param(text))
+/// Appends [`said_line`] to `out`.
+fn push_said(out: &mut String, said: &Said, to: &str) {
+    out.push(':');
+    match said {
+        Said::Message(Message { name, text, action, .. }) => {
+            push_source(out, name.as_str());
+            out.push_str(" PRIVMSG ");
+            out.push_str(to);
+            if *action {
+                out.push_str(" :\u{1}ACTION ");
+                out.push_str(text);
+                out.push('\u{1}');
+            } else {
+                out.push_str(" :");
+                out.push_str(text_param(text));
+            }
+        }
+        Said::Announcement(text) => {
+            out.push_str(SERVER);
+            out.push_str(" NOTICE ");
+            out.push_str(to);
+            out.push_str(" :");
+            out.push_str(text);
+        }
     }
 }
 
@@ -223,6 +327,7 @@ pub fn isupport() -> String {
 struct Out<'a> {
     me: &'a str,
     tagged: bool,
+    batched: bool,
     text: String,
 }
 
@@ -300,11 +405,11 @@ impl Out<'_> {
             Reply::Joined { room, online } => self.joined(room, online),
             Reply::Recent { room, lines } => {
                 let room = room.clone().unwrap_or_else(RoomName::lobby);
-                for event in lines {
-                    for line in event_lines(&event.what, &room) {
-                        self.timed(event.at_ms, &line);
-                    }
-                }
+                let batch = (self.batched && !lines.is_empty()).then_some(RECENT_BATCH);
+                let lines = lines.iter().flat_map(|event| {
+                    event_lines(&event.what, &room).into_iter().map(|line| (event.at_ms, line))
+                });
+                push_history(&mut self.text, batch, self.tagged, room.as_str(), lines);
             }
             Reply::Left { room } => {
                 let line = format!(":{} PART {room}", source(self.me));
@@ -384,6 +489,43 @@ impl Out<'_> {
     }
 }
 
+/// Lines of history to `channel`, each with its time when the reader
+/// takes tags, inside a `chathistory` batch when one is given.
+pub fn push_history(
+    out: &mut String,
+    batch: Option<&str>,
+    tagged: bool,
+    channel: &str,
+    lines: impl IntoIterator<Item = (i64, String)>,
+) {
+    if let Some(id) = batch {
+        let _ = write!(out, ":{SERVER} BATCH +{id} chathistory {channel}\r\n");
+    }
+    for (at_ms, line) in lines {
+        match (batch, tagged) {
+            (Some(id), true) => {
+                let _ = write!(out, "@batch={id};time=");
+                push_iso_time(out, at_ms);
+                out.push(' ');
+            }
+            (Some(id), false) => {
+                let _ = write!(out, "@batch={id} ");
+            }
+            (None, true) => {
+                out.push_str("@time=");
+                push_iso_time(out, at_ms);
+                out.push(' ');
+            }
+            (None, false) => {}
+        }
+        out.push_str(&line);
+        out.push_str("\r\n");
+    }
+    if let Some(id) = batch {
+        let _ = write!(out, ":{SERVER} BATCH -{id}\r\n");
+    }
+}
+
 /// Names joined by spaces into chunks of at most about `max` bytes.
 pub fn chunk_names(names: &[String], max: usize) -> Vec<String> {
     let mut chunks = vec![String::new()];
@@ -405,6 +547,7 @@ pub fn chunk_names(names: &[String], max: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Scope;
 
     #[test]
     fn times_read_back_as_written() {
@@ -414,9 +557,34 @@ mod tests {
         assert_eq!(parse_iso_time("2024-02-29T23:59:59Z"), Some(1_709_251_199_000));
         assert_eq!(parse_iso_time("2024-13-01T00:00:00Z"), None);
         assert_eq!(parse_iso_time("yesterday"), None);
+        assert_eq!(iso_time(253_402_300_800_000), "10000-01-01T00:00:00.000Z");
         for at in [0, 951_782_400_000, 1_709_251_199_999, 4_102_444_800_000] {
             assert_eq!(parse_iso_time(&iso_time(at)), Some(at));
         }
+    }
+
+    #[test]
+    fn events_render_with_their_time_tag_and_without() {
+        let said = |text: &str, action| {
+            let name = Name::parse("Zoë_9").expect("name");
+            let message = Message { name, theme: 0, text: text.to_owned(), action };
+            Event::at(1_796_616_078_123, None, What::Said(Said::Message(message)), Scope::Room)
+        };
+        let room = RoomName::parse("#den").expect("room");
+        let cases = [
+            (said("hi there", false), ":Zoë_9!Zo9@chat PRIVMSG #den :hi there\r\n"),
+            (said("waves", true), ":Zoë_9!Zo9@chat PRIVMSG #den :\u{1}ACTION waves\u{1}\r\n"),
+            (said("", false), ":Zoë_9!Zo9@chat PRIVMSG #den : \r\n"),
+        ];
+        for (event, without) in cases {
+            let Tagged { with_tags, without: plain } = render_event(&event, &room);
+            assert_eq!(plain, without.as_bytes());
+            let tagged = format!("@time=2026-12-07T04:01:18.123Z {without}");
+            assert_eq!(with_tags, tagged.as_bytes());
+        }
+        let announced = Said::Announcement("maintenance at noon".to_owned());
+        assert_eq!(said_line(&announced, "#den"), ":chat NOTICE #den :maintenance at noon");
+        assert_eq!(source("ß"), "ß!user@chat");
     }
 
     #[test]
