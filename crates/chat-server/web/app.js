@@ -514,8 +514,11 @@
     },
 
     renamed(m) {
-      if (session.me) session.me = { ...session.me, name: str(m.name) };
+      const old = session.name;
+      session.me = { ...(session.me || person({})), name: str(m.name) };
       session.name = str(m.name);
+      // Others are told of the rename; this page is told only "renamed".
+      for (const r of rooms.values()) renameMember(r, old, session.me);
       // A new name has no password of ours.
       session.password = null;
       notice(`You are now ${str(m.name)}.`, 'info');
