@@ -1,5 +1,5 @@
 //! The web page in a real browser (headless Chromium through chromedriver),
-//! against the real daemon, beside netcat users: what a person can do with
+//! against the real daemon, beside netcat and IRC users: what a person can do with
 //! it (PRODUCT.md, "The web page"). One browser runs at a time; every wait
 //! polls the page or the socket with a deadline.
 
@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use browser::Browser;
 use serde_json::json;
+use support::irc::Irc;
 use support::{Client, Server, TempDir, strip_ansi};
 
 /// A daemon with its text listener (for netcat users) and its web page.
@@ -108,6 +109,53 @@ async fn a_browser_user_and_a_netcat_user_chat_both_ways() {
     page.say("/msg bob yes, here").await;
     let line = heard(&mut bob, "yes, here").await;
     assert!(line.contains("ana"), "the private line names ana: {line:?}");
+    page.quit().await;
+}
+
+#[tokio::test]
+async fn a_browser_an_irc_and_a_netcat_user_share_a_room() {
+    let daemon = Daemon::start(&["--listen-irc", "127.0.0.1:0"]);
+    let mut bob = Client::named(daemon.addr(), "bob").await;
+    let mut alice = Irc::registered(daemon.server.irc_addr(), "alice").await;
+    heard(&mut bob, "alice").await;
+    let page = Browser::at(daemon.web).await;
+    page.choose_name("ana").await;
+    assert_eq!(alice.expect_command("JOIN").await, ":ana!ana@chat JOIN #lobby");
+    heard(&mut bob, "ana").await;
+    page.wait_member("alice", true).await;
+    page.wait_member("bob", true).await;
+
+    alice.send("PRIVMSG #lobby :hello from irc").await;
+    page.wait_log("hello from irc").await;
+    assert!(heard(&mut bob, "hello from irc").await.contains("alice: hello from irc"));
+    page.say("hello from the web").await;
+    let line = alice.expect_command("PRIVMSG").await;
+    assert_eq!(line, ":ana!ana@chat PRIVMSG #lobby :hello from the web");
+    assert!(heard(&mut bob, "hello from the web").await.contains("ana: hello from the web"));
+    bob.send("hello from netcat").await;
+    page.wait_log("hello from netcat").await;
+    let line = alice.expect_command("PRIVMSG").await;
+    assert_eq!(line, ":bob!bob@chat PRIVMSG #lobby :hello from netcat");
+
+    alice.send("NICK alicia").await;
+    assert_eq!(alice.expect_command("NICK").await, ":alice!alice@chat NICK :alicia");
+    page.wait_log("alice is now alicia").await;
+    page.wait_member("alicia", true).await;
+    page.wait_member("alice", false).await;
+    heard(&mut bob, "alice is now known as alicia").await;
+    page.say("/nick anabel").await;
+    page.wait_member("anabel", true).await;
+    page.wait_member("ana", false).await;
+    assert_eq!(alice.expect_command("NICK").await, ":ana!ana@chat NICK :anabel");
+    heard(&mut bob, "ana is now known as anabel").await;
+    bob.send("/nick robert").await;
+    page.wait_log("bob is now robert").await;
+    assert_eq!(alice.expect_command("NICK").await, ":bob!bob@chat NICK :robert");
+
+    alice.send("PART #lobby").await;
+    page.wait_log("alicia left #lobby").await;
+    heard(&mut bob, "alicia left #lobby").await;
+    page.screenshot(&screenshot_path("mixed-room.png")).await;
     page.quit().await;
 }
 
