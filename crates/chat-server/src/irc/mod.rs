@@ -738,8 +738,10 @@ where
     /// A message with the time tag when the client takes tags.
     fn timed(&mut self, line: &str) {
         if self.client().has(SERVER_TIME | MESSAGE_TAGS) {
-            let time = render::iso_time(now_ms());
-            self.send(&format!("@time={time} {line}"));
+            let mut tagged = String::with_capacity(32 + line.len());
+            render::push_time_tag(&mut tagged, now_ms());
+            tagged.push_str(line);
+            self.send(&tagged);
         } else {
             self.send(line);
         }

@@ -126,15 +126,16 @@ fn source_of_actor(by: &str) -> String {
     if by == "server" { SERVER.to_owned() } else { source(by) }
 }
 
-/// `2026-12-07T04:01:18.123Z` for a time in milliseconds since 1970.
-pub fn iso_time(at_ms: i64) -> String {
-    let mut out = String::with_capacity(24);
-    push_iso_time(&mut out, at_ms);
-    out
+/// Appends the `@time=...` tag of a line (and the space after it) to `out`.
+pub fn push_time_tag(out: &mut String, at_ms: i64) {
+    out.push_str("@time=");
+    push_iso_time(out, at_ms);
+    out.push(' ');
 }
 
-/// Appends [`iso_time`] to `out`, digit by digit: it is on every tagged
-/// line, so it skips `format!`'s machinery.
+/// Appends `2026-12-07T04:01:18.123Z` for a time in milliseconds since
+/// 1970, digit by digit: it is on every tagged line, so it skips
+/// `format!`'s machinery.
 fn push_iso_time(out: &mut String, at_ms: i64) {
     let Utc { year, month, day, hour, minute, second, millisecond } = Utc::of(at_ms);
     if (0..10_000).contains(&year) {
@@ -182,9 +183,7 @@ pub fn parse_iso_time(text: &str) -> Option<i64> {
 /// without its tag as a slice of it.
 fn render_event(event: &Event, room: &RoomName) -> Tagged {
     let mut out = String::with_capacity(128);
-    out.push_str("@time=");
-    push_iso_time(&mut out, event.at_ms);
-    out.push(' ');
+    push_time_tag(&mut out, event.at_ms);
     let tag_len = out.len();
     if let What::Said(said) = &event.what {
         push_said(&mut out, said, room.as_str());
@@ -340,7 +339,7 @@ impl Out<'_> {
     /// A line with the `@time` tag when the reader takes tags.
     fn timed(&mut self, at_ms: i64, line: &str) {
         if self.tagged {
-            let _ = write!(self.text, "@time={} ", iso_time(at_ms));
+            push_time_tag(&mut self.text, at_ms);
         }
         self.line(line);
     }
@@ -511,11 +510,7 @@ pub fn push_history(
             (Some(id), false) => {
                 let _ = write!(out, "@batch={id} ");
             }
-            (None, true) => {
-                out.push_str("@time=");
-                push_iso_time(out, at_ms);
-                out.push(' ');
-            }
+            (None, true) => push_time_tag(out, at_ms),
             (None, false) => {}
         }
         out.push_str(&line);
@@ -548,6 +543,12 @@ pub fn chunk_names(names: &[String], max: usize) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::event::Scope;
+
+    fn iso_time(at_ms: i64) -> String {
+        let mut out = String::new();
+        push_iso_time(&mut out, at_ms);
+        out
+    }
 
     #[test]
     fn times_read_back_as_written() {
